@@ -1,0 +1,127 @@
+"""The ``hookcast`` command: serve, config, plugins."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from core.apps import load_applications
+from core.bus import HookBus
+from core.home import Home
+from core.loader import PluginLoader
+from core.server import StartupError, serve
+from core.settings import (
+    ConfigError,
+    Settings,
+    known_properties,
+    load_settings,
+    render_default_properties,
+)
+from core.version import __version__
+
+log = logging.getLogger("hookcast")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hookcast", description="WebRTC media server")
+    parser.add_argument("--version", action="version", version=f"hookcast {__version__}")
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument(
+        "--home", help="server home (conf/, media/, records/, hooks/, plugins/); "
+        "default $HOOKCAST_HOME or the current directory",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", parents=[home], help="run the server")
+    serve_cmd.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    config = commands.add_parser("config", parents=[home], help="show or check configuration")
+    group = config.add_mutually_exclusive_group(required=True)
+    group.add_argument("--list", action="store_true", help="every property: type, default, meaning")
+    group.add_argument("--check", action="store_true", help="validate conf/ and exit")
+    group.add_argument(
+        "--defaults", action="store_true", help="print a commented default server.properties"
+    )
+    commands.add_parser("plugins", parents=[home], help="list plugins and their hooks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = getattr(args, "log_level", "WARNING")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    home = Home.locate(args.home)
+    try:
+        if args.command == "config" and args.list:
+            return _config_list()
+        if args.command == "config" and args.defaults:
+            print(render_default_properties(), end="")
+            return 0
+        settings = load_settings(home.properties_file)
+        load_applications(home.apps_file, settings.http_port)
+        if args.command == "config":
+            print(f"{home.conf}: configuration is valid")
+            return 0
+        if args.command == "plugins":
+            return _plugins(home, settings)
+        return _serve(home, settings)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"hookcast: {problem}", file=sys.stderr)
+        return 2
+    except StartupError as error:
+        print(f"hookcast: {error}", file=sys.stderr)
+        return 1
+
+
+def _config_list() -> int:
+    for info in known_properties():
+        default = info.default_text or '""'
+        print(f"{info.name}={default}")
+        print(f"    {info.type.name}: {info.description}")
+    return 0
+
+
+def _plugins(home: Home, settings: Settings) -> int:
+    loader = PluginLoader(HookBus(), home.plugins, settings.disabled_plugins)
+    report = loader.load_all()
+    for record in report.loaded:
+        print(f"{record.name}  [{record.source}]")
+        print(f"    hooks: {', '.join(record.hooks) or '(none)'}")
+    for name in report.disabled:
+        print(f"{name}  [disabled by disabled_plugins]")
+    for problem in report.problems:
+        print(f"failed: {problem}")
+    return 1 if report.problems else 0
+
+
+def _serve(home: Home, settings: Settings) -> int:
+    log.info("hookcast %s, home %s", __version__, home.root)
+    asyncio.run(serve(home, settings, _signal_trigger))
+    return 0
+
+
+async def _signal_trigger() -> None:
+    """Return on the first SIGINT or SIGTERM; a second one forces the process out."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(130)
+        log.info("%s: shutting down (send it again to force)", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await stop.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The immutable objects hooks receive and return.
+
+Plugins never see live internals: the core hands them frozen snapshots (a session,
+a stream, a recording) taken when the event happened, and plugins answer with the
+small result objects at the end of this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+
+def freeze(value: Any) -> Any:
+    """A read-only deep copy of JSON-like data: dicts become mappingproxies, lists tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(freeze(item) for item in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The JSON-serialisable (mutable) copy of frozen data."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(item) for item in value]
+    return value
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """The running server, as plugins see it."""
+
+    version: str
+    home: Path
+    settings: Settings
+    ws_port: int
+    http_port: int
+    started_at: float
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One signalling WebSocket session.
+
+    ``client`` holds what the client sent in its ``connection`` message (appKey,
+    clientVersion, authToken, custom, ...), read-only.
+    """
+
+    session_id: str
+    app_key: str
+    status: str
+    remote: str
+    client: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+    @property
+    def custom(self) -> Mapping[str, Any]:
+        value = self.client.get("custom")
+        return value if isinstance(value, Mapping) else _EMPTY
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One published or played stream, with the fields WCS reports for it."""
+
+    media_session_id: str
+    name: str
+    published: bool
+    status: str
+    session_id: str
+    app_key: str
+    info: str = ""
+    has_audio: bool = True
+    has_video: bool = True
+    record: bool = False
+    record_name: str = ""
+    audio_codec: str = ""
+    video_codec: str = ""
+    width: int = 0
+    height: int = 0
+    create_date: int = 0
+    custom: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True)
+class RecordingInfo:
+    """One recording file (a part, when rotation is on)."""
+
+    stream: StreamInfo
+    path: Path
+    part: int
+    started_at: float
+    finished_at: float | None = None
+    size: int = 0
+
+    @property
+    def file_name(self) -> str:
+        return self.path.name
+
+
+# --- what plugins return ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refuse:
+    """Returned by an admit hook to refuse; ``reason`` is what the client sees."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Amend:
+    """Returned by an admit hook to admit with changed fields (e.g. ``{"name": "x"}``)."""
+
+    fields: Mapping[str, Any]
+
+    def __init__(self, fields: Mapping[str, Any] | None = None, **more: Any) -> None:
+        object.__setattr__(self, "fields", freeze({**(fields or {}), **more}))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of an admit hook over every plugin."""
+
+    admitted: bool
+    reason: str = ""
+    fields: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True)
+class Terminate:
+    """Returned by ``on_stream_keep_alive`` to end the stream; ``reason`` is its info."""
+
+    reason: str = "Terminated by keep-alive"

@@ -1,0 +1,247 @@
+"""The contract between the hookcast core and its plugins.
+
+A plugin is a module (or object) whose functions are decorated with
+``core.hookimpl`` and named after the hooks below. An implementation may take any
+subset of a hook's arguments, by name. There are four kinds of hook; the kind is
+enforced when the plugin is registered:
+
+decide
+    Synchronous. Implementations are tried in turn; the first that returns
+    something other than ``None`` decides and the rest are not called. An
+    implementation that raises is logged, counted and skipped.
+admit
+    May be ``async``. Every implementation is awaited, each under
+    ``plugin_hook_timeout``. Return ``None`` to admit, ``core.Amend(...)`` to admit
+    with changed fields, ``core.Refuse(reason)`` to refuse: one refusal refuses and
+    the client sees its reason. An implementation that raises or times out refuses
+    with ``Failed by error`` (admission fails closed) and is logged and counted.
+notify
+    May be ``async``. Every implementation is awaited, each under
+    ``plugin_hook_timeout``; one that raises or times out is logged and counted and
+    never stops the others or the media. Synchronous implementations run on the
+    event loop and must return quickly.
+collect
+    Synchronous, called once while the server is built; every implementation's
+    result is collected.
+
+Names say when a hook runs: ``before_*`` may refuse, ``after_*``/``on_*`` report.
+Adding an argument to a hook is compatible; renaming one makes a new hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import pluggy
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from core.events import (
+        Amend,
+        RecordingInfo,
+        Refuse,
+        ServerInfo,
+        SessionInfo,
+        StreamInfo,
+        Terminate,
+    )
+    from core.home import Home
+    from core.media import MediaSource
+    from core.properties import Rotation
+    from core.settings import Settings
+
+PROJECT = "hookcast"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+Kind = Literal["decide", "admit", "notify", "collect"]
+#: hook name -> kind; filled by the decorators below.
+KINDS: dict[str, Kind] = {}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _kind(kind: Kind) -> Callable[[F], F]:
+    def mark(function: F) -> F:
+        KINDS[function.__name__] = kind
+        return hookspec(firstresult=(kind == "decide"))(function)
+
+    return mark
+
+
+decide = _kind("decide")
+admit = _kind("admit")
+notify = _kind("notify")
+collect = _kind("collect")
+
+
+# --- the server ---------------------------------------------------------------------
+
+
+@notify
+def after_server_start(server: ServerInfo) -> None:
+    """Runs once every listener is accepting connections.
+
+    :param server: the version, home folder, settings and bound ports.
+    Kind: notify; the return value is ignored.
+    """
+
+
+@notify
+def before_server_stop(server: ServerInfo) -> None:
+    """Runs when shutdown begins (SIGINT/SIGTERM), before sessions and streams close.
+
+    :param server: the same object ``after_server_start`` received.
+    Kind: notify; the return value is ignored. Shutdown waits for it, up to the
+    hook timeout.
+    """
+
+
+@collect
+def register_rest_routes(settings: Settings, home: Home) -> Iterable[web.RouteDef] | None:
+    """Adds HTTP routes to the HTTP port (``web.get(path, handler)`` and friends).
+
+    Runs once while the server is built, before it listens; routes are fixed from
+    then on (a drop-in reloaded later keeps the routes it had at start).
+
+    :param settings: the server settings.
+    :param home: the server home folders.
+    Kind: collect; return an iterable of ``aiohttp.web.RouteDef`` or ``None``.
+    A path already taken makes the server refuse to start, naming the plugin.
+    """
+
+
+# --- signalling sessions ------------------------------------------------------------
+
+
+@admit
+def before_connect(session: SessionInfo) -> Refuse | Amend | None:
+    """Runs when a client's ``connection`` message arrives, before it is accepted.
+
+    :param session: the new session (status ``PENDING``) with the client's fields.
+    Kind: admit; ``Refuse(reason)`` closes the session with the reason, ``None``
+    accepts it.
+    """
+
+
+@notify
+def after_session_connect(session: SessionInfo) -> None:
+    """Runs after the client was told its session is ``ESTABLISHED``.
+
+    :param session: the session as accepted.
+    Kind: notify; the return value is ignored.
+    """
+
+
+@notify
+def after_session_disconnect(session: SessionInfo, reason: str) -> None:
+    """Runs after a session's WebSocket closed and its streams were stopped.
+
+    :param session: the session with status ``DISCONNECTED`` or ``FAILED``.
+    :param reason: why it ended, e.g. ``Normal disconnect`` or ``Stopped by rest /terminate``.
+    Kind: notify; the return value is ignored.
+    """
+
+
+# --- streams ------------------------------------------------------------------------
+
+
+@admit
+def before_publish(session: SessionInfo, stream: StreamInfo) -> Refuse | Amend | None:
+    """Runs when a client asks to publish, before any media is set up.
+
+    :param session: the publishing client's session.
+    :param stream: the stream as requested (status ``PENDING``).
+    Kind: admit; ``Refuse(reason)`` makes the stream ``FAILED`` with that ``info``,
+    ``Amend(name=...)`` publishes under changed fields.
+    """
+
+
+@admit
+def before_play(session: SessionInfo, stream: StreamInfo) -> Refuse | Amend | None:
+    """Runs when a client asks to play a stream, before any media is set up.
+
+    :param session: the playing client's session.
+    :param stream: the player's stream as requested (``published`` false, ``PENDING``).
+    Kind: admit; ``Refuse(reason)`` makes the player ``FAILED`` with that ``info``.
+    """
+
+
+@notify
+def after_stream_status(stream: StreamInfo, previous_status: str | None) -> None:
+    """Runs after a stream's status changed and the client was told.
+
+    :param stream: the stream with its new ``status`` and ``info``.
+    :param previous_status: the status before, ``None`` for a new stream.
+    Kind: notify; the return value is ignored.
+    """
+
+
+@notify
+def on_stream_keep_alive(stream: StreamInfo) -> Terminate | None:
+    """Runs for every live stream once per keep-alive interval, when enabled.
+
+    :param stream: the stream as it is now (publisher or player, see ``published``).
+    Kind: notify; returning ``Terminate(reason)`` stops that stream, the client sees
+    the reason (default ``Terminated by keep-alive``).
+    """
+
+
+# --- recording ----------------------------------------------------------------------
+
+
+@decide
+def record_file_name(stream: StreamInfo, template: str, variables: dict[str, str]) -> str | None:
+    """Chooses the file name (without extension) of a new recording.
+
+    :param stream: the stream being recorded.
+    :param template: the configured ``stream_record_policy_template``.
+    :param variables: template variables (``streamName``, ``mediaSessionId``, ...).
+    Kind: decide; return a name, or ``None`` to let the next plugin decide. The core
+    keeps the result inside records/ whatever it is.
+    """
+
+
+@decide
+def record_rotation_policy(stream: StreamInfo, configured: Rotation | None) -> Rotation | None:
+    """Chooses when a recording is cut into a new part.
+
+    :param stream: the stream being recorded.
+    :param configured: the ``record_rotation`` property (``None`` when not set).
+    Kind: decide; return a ``Rotation`` (``Rotation()`` means never), or ``None`` to
+    let the next plugin decide; with no answer, ``configured`` applies.
+    """
+
+
+@notify
+def on_record_started(recording: RecordingInfo) -> None:
+    """Runs after a recording file (or a rotated part) was opened.
+
+    :param recording: the stream, the file path and its part number.
+    Kind: notify; the return value is ignored.
+    """
+
+
+@notify
+def on_record_finished(recording: RecordingInfo) -> None:
+    """Runs after a recording file (or part) was closed and is complete on disk.
+
+    :param recording: the stream, the file path, part number, times and size.
+    Kind: notify; the return value is ignored.
+    """
+
+
+# --- media sources ------------------------------------------------------------------
+
+
+@decide
+def media_source_for_uri(uri: str, home: Home) -> MediaSource | None:
+    """Resolves a stream name that is a URI (``vod://file.mp4``) to a media source.
+
+    :param uri: the name a client asked to play.
+    :param home: the server home (files must stay inside ``home.media``).
+    Kind: decide; return a ``core.media.MediaSource`` or ``None`` if the scheme is
+    not yours.
+    """

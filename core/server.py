@@ -1,0 +1,203 @@
+"""Building and running the server: two aiohttp applications and their listeners.
+
+The HTTP application (port ``http.port``) owns every shared resource (settings, the
+hook bus, plugins, applications) and opens and closes them in its cleanup context.
+The WebSocket application (port ``ws.port``) serves signalling on ``/`` and
+``/websocket`` and shares those resources. Shutdown closes the WebSocket side first
+(sessions, then their streams), then the HTTP side, then the shared resources.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from core.apps import load_applications
+from core.bus import HookBus
+from core.events import ServerInfo
+from core.home import Home
+from core.http import core_routes
+from core.keys import APPLICATIONS, BUS, HOME, LOADER, SERVER_INFO, SETTINGS, STARTED_AT
+from core.loader import PluginLoader
+from core.settings import Settings
+from core.version import __version__
+from core.watch import FolderWatcher
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """The server cannot start; the message says why and names the property or plugin."""
+
+
+def create_http_app(home: Home, settings: Settings) -> web.Application:
+    """The HTTP application with its shared resources, plugins loaded and routes added."""
+    home.ensure()
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[HOME] = home
+    app[STARTED_AT] = time.time()
+    app[APPLICATIONS] = load_applications(home.apps_file, settings.http_port)
+    bus = HookBus(timeout=settings.plugin_hook_timeout)
+    app[BUS] = bus
+    loader = PluginLoader(bus, home.plugins, settings.disabled_plugins)
+    loader.load_all()
+    app[LOADER] = loader
+    app.add_routes(core_routes())
+    _add_plugin_routes(app, bus, settings, home)
+    app.cleanup_ctx.append(_plugin_reload_ctx)
+    app.cleanup_ctx.append(_bus_drain_ctx)
+    return app
+
+
+def _add_plugin_routes(app: web.Application, bus: HookBus, settings: Settings, home: Home) -> None:
+    try:
+        contributions = bus.register_rest_routes(settings, home)
+    except Exception as error:
+        raise StartupError(f"a plugin failed in register_rest_routes: {error!r}") from error
+    for plugin, routes in contributions:
+        try:
+            app.add_routes(list(routes))
+        except (RuntimeError, ValueError, TypeError) as error:
+            raise StartupError(f"plugin {plugin}: cannot add its REST routes: {error}") from error
+
+
+async def _plugin_reload_ctx(app: web.Application) -> AsyncIterator[None]:
+    watcher = None
+    if app[SETTINGS].plugin_reload:
+        loader = app[LOADER]
+
+        def changed(path: object) -> None:
+            task = asyncio.get_running_loop().create_task(loader.reload_dropin(path))  # type: ignore[arg-type]
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        reloads: set[asyncio.Task[object]] = set()
+        watcher = FolderWatcher(app[HOME].plugins, "*.py", changed)
+        watcher.start()
+    yield
+    if watcher is not None:
+        await watcher.stop()
+
+
+async def _bus_drain_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[BUS].drain()
+
+
+def create_ws_app(http_app: web.Application) -> web.Application:
+    """The signalling application; it shares the HTTP application's resources."""
+    app = web.Application()
+    for key in (SETTINGS, HOME, BUS, APPLICATIONS, STARTED_AT):
+        app[key] = http_app[key]  # type: ignore[index]
+    return app
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One configured listener, named by the property that sets its port."""
+
+    label: str
+    prop: str
+    scheme: str
+    port: int
+    detail: str
+
+
+class Server:
+    """Starts both applications on their ports and stops them in order."""
+
+    def __init__(self, home: Home, settings: Settings) -> None:
+        self.home = home
+        self.settings = settings
+        self.http_app = create_http_app(home, settings)
+        self.ws_app = create_ws_app(self.http_app)
+        self._http_runner = web.AppRunner(self.http_app, handle_signals=False)
+        self._ws_runner = web.AppRunner(self.ws_app, handle_signals=False)
+        self.http_port = 0
+        self.ws_port = 0
+        self._started = False
+
+    @property
+    def bus(self) -> HookBus:
+        return self.http_app[BUS]
+
+    async def start(self) -> None:
+        """Listen on every port; raises StartupError (after cleaning up) if one is taken."""
+        self._started = True
+        await self._http_runner.setup()
+        await self._ws_runner.setup()
+        s = self.settings
+        self.http_port = await self._listen(
+            self._http_runner,
+            Listener("HTTP", "http.port", "http", s.http_port, "REST API, records, pages"),
+        )
+        self.ws_port = await self._listen(
+            self._ws_runner,
+            Listener("WebSocket", "ws.port", "ws", s.ws_port, "signalling on / and /websocket"),
+        )
+        info = ServerInfo(
+            version=__version__,
+            home=self.home.root,
+            settings=s,
+            ws_port=self.ws_port,
+            http_port=self.http_port,
+            started_at=self.http_app[STARTED_AT],
+        )
+        self.http_app[SERVER_INFO] = info
+        await self.bus.after_server_start(info)
+
+    async def _listen(self, runner: web.AppRunner, listener: Listener) -> int:
+        host = self.settings.bind_address
+        site = web.TCPSite(runner, host, listener.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as error:
+            reason = "address already in use" if error.errno == errno.EADDRINUSE else str(error)
+            raise StartupError(
+                f"cannot listen on {host}:{listener.port} ({listener.prop}): {reason}"
+            ) from error
+        port = _bound_port(runner)
+        log.info(
+            "%s listening on %s://%s:%d (%s)", listener.label, listener.scheme, host, port,
+            listener.detail,
+        )
+        return port
+
+    async def stop(self) -> None:
+        """Tell plugins, then close signalling, then HTTP and the shared resources."""
+        if not self._started:
+            return
+        self._started = False
+        info = self.http_app.get(SERVER_INFO)
+        if info is not None:
+            await self.bus.before_server_stop(info)
+        await self._ws_runner.cleanup()
+        await self._http_runner.cleanup()
+        log.info("stopped")
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    """The port of the site started last (the real one when 0 was asked for)."""
+    address = runner.addresses[-1]
+    return int(address[1])
+
+
+async def serve(
+    home: Home,
+    settings: Settings,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+) -> None:
+    """Run until ``shutdown_trigger`` returns, then stop gracefully."""
+    server = Server(home, settings)
+    try:
+        await server.start()
+        await shutdown_trigger()
+    finally:
+        await server.stop()
