@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from core.bus import HookBus
 from core.events import ServerInfo
 from core.home import Home
 from core.http import core_routes
-from core.keys import APPLICATIONS, BUS, HOME, LOADER, SERVER_INFO, SETTINGS, STARTED_AT
+from core.keys import APPLICATIONS, BUS, HOME, LOADER, SETTINGS, STARTED_AT
 from core.loader import PluginLoader
 from core.settings import Settings
 from core.version import __version__
@@ -116,13 +117,17 @@ class Server:
     def __init__(self, home: Home, settings: Settings) -> None:
         self.home = home
         self.settings = settings
+        self.tls = _tls_context(home, settings)
         self.http_app = create_http_app(home, settings)
         self.ws_app = create_ws_app(self.http_app)
         self._http_runner = web.AppRunner(self.http_app, handle_signals=False)
         self._ws_runner = web.AppRunner(self.ws_app, handle_signals=False)
         self.http_port = 0
         self.ws_port = 0
+        self.https_port = 0
+        self.wss_port = 0
         self._started = False
+        self.info: ServerInfo | None = None
 
     @property
     def bus(self) -> HookBus:
@@ -142,6 +147,15 @@ class Server:
             self._ws_runner,
             Listener("WebSocket", "ws.port", "ws", s.ws_port, "signalling on / and /websocket"),
         )
+        if self.tls is not None:
+            self.https_port = await self._listen(
+                self._http_runner,
+                Listener("HTTPS", "https.port", "https", s.https_port, "REST API over TLS"),
+            )
+            self.wss_port = await self._listen(
+                self._ws_runner,
+                Listener("WebSocket TLS", "wss.port", "wss", s.wss_port, "signalling over TLS"),
+            )
         info = ServerInfo(
             version=__version__,
             home=self.home.root,
@@ -150,12 +164,14 @@ class Server:
             http_port=self.http_port,
             started_at=self.http_app[STARTED_AT],
         )
-        self.http_app[SERVER_INFO] = info
+        self.info = info
         await self.bus.after_server_start(info)
 
     async def _listen(self, runner: web.AppRunner, listener: Listener) -> int:
         host = self.settings.bind_address
-        site = web.TCPSite(runner, host, listener.port, reuse_address=True)
+        tls = self.tls if listener.scheme in ("https", "wss") else None
+        site = web.TCPSite(runner, host, listener.port, ssl_context=tls, reuse_address=True)
+        before = set(runner.addresses)
         try:
             await site.start()
         except OSError as error:
@@ -163,7 +179,7 @@ class Server:
             raise StartupError(
                 f"cannot listen on {host}:{listener.port} ({listener.prop}): {reason}"
             ) from error
-        port = _bound_port(runner)
+        port = next(int(address[1]) for address in runner.addresses if address not in before)
         log.info(
             "%s listening on %s://%s:%d (%s)", listener.label, listener.scheme, host, port,
             listener.detail,
@@ -175,18 +191,28 @@ class Server:
         if not self._started:
             return
         self._started = False
-        info = self.http_app.get(SERVER_INFO)
-        if info is not None:
-            await self.bus.before_server_stop(info)
+        if self.info is not None:
+            await self.bus.before_server_stop(self.info)
         await self._ws_runner.cleanup()
         await self._http_runner.cleanup()
         log.info("stopped")
 
 
-def _bound_port(runner: web.AppRunner) -> int:
-    """The port of the site started last (the real one when 0 was asked for)."""
-    address = runner.addresses[-1]
-    return int(address[1])
+def _tls_context(home: Home, settings: Settings) -> ssl.SSLContext | None:
+    """The server TLS context when a certificate is configured, else None."""
+    if not settings.tls_certificate:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(
+            home.resolve(settings.tls_certificate), home.resolve(settings.tls_private_key)
+        )
+    except (OSError, ssl.SSLError) as error:
+        raise StartupError(
+            f"tls_certificate={settings.tls_certificate}, "
+            f"tls_private_key={settings.tls_private_key}: cannot load them: {error}"
+        ) from error
+    return context
 
 
 async def serve(

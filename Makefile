@@ -1,0 +1,40 @@
+# hookcast: `make run` serves from this checkout, `make test` runs the whole suite.
+# Both create .venv on first use. The venv's Python is the newest of 3.12 / 3.13 /
+# 3.11 that works (PyAV 19, needed to mux encoded packets, requires 3.12+).
+
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) \
+            python3.13 python3.11 python3; do \
+            $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; \
+          done)
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "make: no Python >= 3.11 found; install python3.12" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	@touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(BIN)/hookcast serve --home $(CURDIR)
+
+# The suite runs inside a private network namespace when it can (loopback only),
+# so no test can reach any other address; tests/isolated.sh says when it cannot.
+test: $(VENV)/.test-installed
+	sh tests/isolated.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check core plugins tests bench
+	$(BIN)/mypy core plugins
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

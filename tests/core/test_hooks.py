@@ -1,0 +1,275 @@
+"""One test per hook: each is called at its moment with its arguments and its answer
+is honoured. Plugins are real drop-in files loaded by a real server from its home.
+
+Session, stream and recording hooks are driven through the server's bus here; the
+signalling, recording and VOD tests drive the same hooks through real clients.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from core import Refuse, RecordingInfo, Rotation, SessionInfo, StreamInfo, Terminate
+from core.home import Home
+from core.server import Server, StartupError
+from tests.conftest import make_settings, write_plugin
+
+SESSION = SessionInfo(session_id="s1", app_key="defaultApp", status="PENDING", remote="127.0.0.1")
+STREAM = StreamInfo(
+    media_session_id="m1", name="cam", published=True, status="PUBLISHING",
+    session_id="s1", app_key="defaultApp",
+)
+RECORDING = RecordingInfo(stream=STREAM, path=Path("/records/cam.mp4"), part=1, started_at=1.0)
+
+Start = Callable[..., Any]
+
+
+def calls(home: Home) -> list[dict[str, Any]]:
+    log = home.root / "calls.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+RECORDER = """
+    import json
+    from pathlib import Path
+    from core import hookimpl
+
+    LOG = Path(__file__).parents[1] / "calls.jsonl"
+
+    def record(hook, **fields):
+        with LOG.open("a") as handle:
+            handle.write(json.dumps({"hook": hook, **fields}) + "\\n")
+"""
+
+
+async def test_hook_after_server_start(home: Home, start_server: Start) -> None:
+    write_plugin(home, "recorder", RECORDER + """
+    @hookimpl
+    async def after_server_start(server):
+        record("after_server_start", version=server.version, http_port=server.http_port)
+    """)
+    server = await start_server(home)
+    assert calls(home) == [
+        {"hook": "after_server_start", "version": "0.1.0", "http_port": server.http_port}
+    ]
+
+
+async def test_hook_before_server_stop(home: Home) -> None:
+    write_plugin(home, "recorder", RECORDER + """
+    @hookimpl
+    def before_server_stop(server):
+        record("before_server_stop", ws_port=server.ws_port)
+    """)
+    server = Server(home, make_settings())
+    await server.start()
+    assert calls(home) == []
+    await server.stop()
+    assert calls(home) == [{"hook": "before_server_stop", "ws_port": server.ws_port}]
+
+
+async def test_hook_register_rest_routes(home: Home, start_server: Start) -> None:
+    write_plugin(home, "hello", """
+    from aiohttp import web
+    from core import hookimpl
+
+    async def hello(request):
+        return web.json_response({"hello": request.match_info["who"]})
+
+    @hookimpl
+    def register_rest_routes(settings):
+        return [web.get("/hello/{who}", hello)]
+    """)
+    server = await start_server(home)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{server.http_port}/hello/world") as response:
+            assert response.status == 200
+            assert await response.json() == {"hello": "world"}
+
+
+def test_register_rest_routes_conflict_names_the_plugin(home: Home) -> None:
+    write_plugin(home, "squatter", """
+    from aiohttp import web
+    from core import hookimpl
+
+    async def mine(request):
+        return web.Response(text="mine")
+
+    @hookimpl
+    def register_rest_routes():
+        return [web.get("/rest-api/health", mine)]
+    """)
+    with pytest.raises(StartupError, match="plugin squatter: cannot add its REST routes"):
+        Server(home, make_settings())
+
+
+@pytest.fixture
+async def bus_of(home: Home, start_server: Start) -> Callable[..., Any]:
+    async def load(source: str) -> Any:
+        write_plugin(home, "under_test", source)
+        server = await start_server(home)
+        return server.bus
+
+    return load
+
+
+async def test_hook_before_connect(bus_of: Callable[..., Any]) -> None:
+    bus = await bus_of("""
+    from core import hookimpl, Refuse
+
+    @hookimpl
+    async def before_connect(session):
+        if session.client.get("authToken") != "secret":
+            return Refuse("Restricted access")
+    """)
+    assert (await bus.before_connect(SESSION)).reason == "Restricted access"
+    good = SessionInfo("s2", "defaultApp", "PENDING", "127.0.0.1", client={"authToken": "secret"})
+    assert (await bus.before_connect(good)).admitted
+
+
+async def test_hook_after_session_connect(home: Home, bus_of: Callable[..., Any]) -> None:
+    bus = await bus_of(RECORDER + """
+    @hookimpl
+    def after_session_connect(session):
+        record("connect", session_id=session.session_id)
+    """)
+    await bus.after_session_connect(SESSION)
+    assert calls(home) == [{"hook": "connect", "session_id": "s1"}]
+
+
+async def test_hook_after_session_disconnect(home: Home, bus_of: Callable[..., Any]) -> None:
+    bus = await bus_of(RECORDER + """
+    @hookimpl
+    async def after_session_disconnect(session, reason):
+        record("disconnect", session_id=session.session_id, reason=reason)
+    """)
+    await bus.after_session_disconnect(SESSION, "Normal disconnect")
+    assert calls(home) == [{"hook": "disconnect", "session_id": "s1", "reason": "Normal disconnect"}]
+
+
+async def test_hook_before_publish(bus_of: Callable[..., Any]) -> None:
+    bus = await bus_of("""
+    from core import hookimpl, Amend, Refuse
+
+    @hookimpl
+    def before_publish(session, stream):
+        if stream.name.startswith("private-"):
+            return Refuse("Restricted access")
+        return Amend(name=stream.name.lower())
+    """)
+    refused = await bus.before_publish(SESSION, STREAM.__class__(**{**STREAM.__dict__, "name": "private-x"}))
+    assert (refused.admitted, refused.reason) == (False, "Restricted access")
+    admitted = await bus.before_publish(SESSION, STREAM.__class__(**{**STREAM.__dict__, "name": "CAM"}))
+    assert admitted.admitted and admitted.fields["name"] == "cam"
+
+
+async def test_hook_before_play(bus_of: Callable[..., Any]) -> None:
+    bus = await bus_of("""
+    from core import hookimpl, Refuse
+
+    @hookimpl
+    async def before_play(session, stream):
+        return None if session.app_key == "viewers" else Refuse("Stream not found")
+    """)
+    assert (await bus.before_play(SESSION, STREAM)).reason == "Stream not found"
+    viewer = SessionInfo("s3", "viewers", "ESTABLISHED", "127.0.0.1")
+    assert (await bus.before_play(viewer, STREAM)).admitted
+
+
+async def test_hook_after_stream_status(home: Home, bus_of: Callable[..., Any]) -> None:
+    bus = await bus_of(RECORDER + """
+    @hookimpl
+    async def after_stream_status(stream, previous_status):
+        record("status", name=stream.name, status=stream.status, previous=previous_status)
+    """)
+    await bus.after_stream_status(STREAM, "PENDING")
+    assert calls(home) == [{"hook": "status", "name": "cam", "status": "PUBLISHING", "previous": "PENDING"}]
+
+
+async def test_hook_on_stream_keep_alive(bus_of: Callable[..., Any]) -> None:
+    bus = await bus_of("""
+    from core import hookimpl, Terminate
+
+    @hookimpl
+    async def on_stream_keep_alive(stream):
+        if not stream.published:
+            return Terminate()
+    """)
+    assert await bus.on_stream_keep_alive(STREAM) is None
+    player = STREAM.__class__(**{**STREAM.__dict__, "published": False})
+    assert await bus.on_stream_keep_alive(player) == Terminate("Terminated by keep-alive")
+
+
+async def test_hook_record_file_name(bus_of: Callable[..., Any]) -> None:
+    bus = await bus_of("""
+    from core import hookimpl
+
+    @hookimpl
+    def record_file_name(stream, template, variables):
+        return template.format(**variables) + "-custom"
+    """)
+    assert bus.record_file_name(STREAM, "{streamName}", {"streamName": "cam"}) == "cam-custom"
+
+
+async def test_hook_record_rotation_policy(bus_of: Callable[..., Any]) -> None:
+    bus = await bus_of("""
+    from core import hookimpl, Rotation
+
+    @hookimpl
+    def record_rotation_policy(stream, configured):
+        if stream.name == "long":
+            return Rotation(seconds=3600)
+    """)
+    assert bus.record_rotation_policy(STREAM, Rotation(megabytes=5)) == Rotation(megabytes=5)
+    long = STREAM.__class__(**{**STREAM.__dict__, "name": "long"})
+    assert bus.record_rotation_policy(long, None) == Rotation(seconds=3600)
+
+
+async def test_hook_on_record_started(home: Home, bus_of: Callable[..., Any]) -> None:
+    bus = await bus_of(RECORDER + """
+    @hookimpl
+    def on_record_started(recording):
+        record("started", file=recording.file_name, part=recording.part)
+    """)
+    await bus.on_record_started(RECORDING)
+    assert calls(home) == [{"hook": "started", "file": "cam.mp4", "part": 1}]
+
+
+async def test_hook_on_record_finished(home: Home, bus_of: Callable[..., Any]) -> None:
+    bus = await bus_of(RECORDER + """
+    @hookimpl
+    async def on_record_finished(recording):
+        record("finished", path=str(recording.path), stream=recording.stream.name)
+    """)
+    await bus.on_record_finished(RECORDING)
+    assert calls(home) == [{"hook": "finished", "path": "/records/cam.mp4", "stream": "cam"}]
+
+
+async def test_hook_media_source_for_uri(home: Home, bus_of: Callable[..., Any]) -> None:
+    bus = await bus_of("""
+    from core import hookimpl, inside
+
+    class FileSource:
+        def __init__(self, uri, path):
+            self.uri, self.path = uri, path
+        async def open(self):
+            return []
+        async def close(self):
+            pass
+
+    @hookimpl
+    def media_source_for_uri(uri, home):
+        if uri.startswith("test://"):
+            return FileSource(uri, inside(home.media, uri[len("test://"):]))
+    """)
+    source = bus.media_source_for_uri("test://clip.mp4", home)
+    assert source.path == home.media.resolve() / "clip.mp4"
+    assert bus.media_source_for_uri("rtsp://camera", home) is None
+    # The plugin's own use of inside() keeps names in media/; a failure there is
+    # isolated by the bus and means "no source".
+    assert bus.media_source_for_uri("test://../etc/passwd", home) is None

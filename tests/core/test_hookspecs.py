@@ -1,0 +1,49 @@
+"""The contract is documented and tested: every hook has a docstring naming each of
+its arguments and its kind, and a test named ``test_hook_<name>``."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+
+from core import hookspecs
+
+TESTS = Path(__file__).resolve().parents[1]
+SPECS = sorted(hookspecs.KINDS)
+
+
+def _test_names() -> set[str]:
+    names: set[str] = set()
+    for path in TESTS.rglob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                names.add(node.name)
+    return names
+
+
+def test_there_are_hooks_for_every_lifecycle_object() -> None:
+    assert {
+        "after_server_start", "before_server_stop", "register_rest_routes",
+        "before_connect", "after_session_connect", "after_session_disconnect",
+        "before_publish", "before_play", "after_stream_status", "on_stream_keep_alive",
+        "record_file_name", "record_rotation_policy", "on_record_started",
+        "on_record_finished", "media_source_for_uri",
+    } <= set(SPECS)
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_hookspec_docstring_is_a_contract(name: str) -> None:
+    spec = getattr(hookspecs, name)
+    doc = inspect.getdoc(spec) or ""
+    assert doc, f"{name} has no docstring"
+    for argument in inspect.signature(spec).parameters:
+        assert f":param {argument}:" in doc, f"{name}: argument {argument} is not documented"
+    assert f"Kind: {hookspecs.KINDS[name]}" in doc, f"{name}: docstring does not state its kind"
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_every_hook_has_a_test(name: str) -> None:
+    assert f"test_hook_{name}" in _test_names(), f"no test_hook_{name} in tests/"
