@@ -1,0 +1,181 @@
+"""Loading plugins: built-in, installed packages, drop-in files; reloading drop-ins."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import SessionInfo, StreamInfo
+from core.bus import HookBus
+from core.home import Home
+from core.loader import PluginLoader
+from tests.conftest import write_plugin
+
+SESSION = SessionInfo(session_id="s1", app_key="defaultApp", status="PENDING", remote="127.0.0.1")
+STREAM = StreamInfo(
+    media_session_id="m1", name="cam", published=True, status="PENDING",
+    session_id="s1", app_key="defaultApp",
+)
+
+REFUSE_WITH = """
+    from core import hookimpl, Refuse
+
+    @hookimpl
+    def before_publish(stream):
+        return Refuse("{reason}")
+"""
+
+
+def load(home: Home, disabled: tuple[str, ...] = ()) -> tuple[HookBus, Any]:
+    bus = HookBus()
+    report = PluginLoader(bus, home.plugins, disabled).load_all()
+    return bus, report
+
+
+async def test_good_dropin_is_loaded_and_called(home: Home) -> None:
+    path = write_plugin(home, "reserve", REFUSE_WITH.format(reason="reserved"))
+    bus, report = load(home)
+    record = next(r for r in report.loaded if r.name == "reserve")
+    assert record.source == f"file {path}"
+    assert record.hooks == ("before_publish",)
+    assert (await bus.before_publish(SESSION, STREAM)).reason == "reserved"
+
+
+def test_builtins_load_first(home: Home) -> None:
+    _, report = load(home)
+    assert [r.name for r in report.loaded if r.source == "built-in"] == ["echo_app"]
+    assert report.problems == []
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("def broken(:\n    pass\n", "broken.py:1: SyntaxError"),
+        ("import json\n\nraise RuntimeError('no config')\n", "broken.py:3: RuntimeError: no config"),
+        ("import hookcast_no_such_module\n", "broken.py:1: ModuleNotFoundError"),
+        (
+            "from core import hookimpl\n\n@hookimpl\ndef before_publsh(stream):\n    pass\n",
+            "before_publsh is not a hookcast hook; did you mean before_publish?",
+        ),
+        (
+            "from core import hookimpl\n\n@hookimpl\nasync def record_file_name(stream):\n    pass\n",
+            "broken.py:3): record_file_name is a decide hook",
+        ),
+    ],
+)
+async def test_broken_dropin_is_skipped_with_file_and_line(
+    home: Home, source: str, expected: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_plugin(home, "broken", source)
+    write_plugin(home, "good", REFUSE_WITH.format(reason="good ran"))
+    bus, report = load(home)
+    assert [r.name for r in report.loaded] == ["echo_app", "good"]
+    assert len(report.problems) == 1 and expected in report.problems[0]
+    assert str(home.plugins / "broken.py") in report.problems[0]
+    assert expected in caplog.text
+    assert (await bus.before_publish(SESSION, STREAM)).reason == "good ran"
+    assert "hookcast_dropin_broken" not in sys.modules
+
+
+def test_disabled_plugins_blocks_builtin_and_dropin(home: Home) -> None:
+    write_plugin(home, "reserve", REFUSE_WITH.format(reason="x"))
+    bus, report = load(home, disabled=("echo_app", "reserve"))
+    assert bus.plugins() == []
+    assert sorted(report.disabled) == ["echo_app", "reserve"]
+
+
+def test_dropin_cannot_shadow_a_builtin(home: Home) -> None:
+    write_plugin(home, "echo_app", REFUSE_WITH.format(reason="x"))
+    _, report = load(home)
+    assert [r.source for r in report.loaded] == ["built-in"]
+    assert "plugin echo_app (file" in report.problems[0]
+    assert "a plugin of that name is loaded" in report.problems[0]
+
+
+def test_checkout_plugins_folder_is_not_loaded_twice() -> None:
+    """When the checkout is the home, plugins/ holds the built-ins themselves."""
+    import plugins
+
+    folder = Path(plugins.__path__[0])
+    _, report = load(Home(folder.parent))
+    assert report.problems == []
+    assert all(r.source == "built-in" for r in report.loaded)
+
+
+def test_installed_package_entry_point_is_loaded(
+    tmp_path: Path, home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    (site / "hookcast_example_plugin-1.2.dist-info").mkdir(parents=True)
+    (site / "hookcast_example_plugin-1.2.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: hookcast-example-plugin\nVersion: 1.2\n"
+    )
+    (site / "hookcast_example_plugin-1.2.dist-info" / "entry_points.txt").write_text(
+        "[hookcast]\nexample = hookcast_example_plugin\n"
+    )
+    (site / "hookcast_example_plugin.py").write_text(textwrap.dedent("""
+        from core import hookimpl
+
+        @hookimpl
+        def record_file_name(stream):
+            return "from-package"
+    """))
+    monkeypatch.syspath_prepend(str(site))
+    bus, report = load(home)
+    record = next(r for r in report.loaded if r.name == "example")
+    assert record.source == "package hookcast-example-plugin 1.2"
+    assert bus.record_file_name(STREAM, "", {}) == "from-package"
+    sys.modules.pop("hookcast_example_plugin", None)
+
+
+async def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll ``condition`` (plain or async) until it is truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_editing_a_dropin_changes_behaviour_without_restart(
+    home: Home, start_server: Callable[..., Any]
+) -> None:
+    path = write_plugin(home, "reserve", REFUSE_WITH.format(reason="first version"))
+    server = await start_server(home)
+    bus = server.bus
+
+    async def reason_is(text: str) -> bool:
+        return (await bus.before_publish(SESSION, STREAM)).reason == text
+
+    assert await reason_is("first version")
+    path.write_text(textwrap.dedent(REFUSE_WITH.format(reason="second version")))
+    await wait_for(lambda: reason_is("second version"))
+
+    # A broken edit is reported and the last good version keeps working.
+    path.write_text("this is not python\n")
+    await asyncio.sleep(1.0)
+    assert await reason_is("second version")
+
+    # A new file is picked up; a deleted one is unloaded.
+    write_plugin(home, "late", """
+        from core import hookimpl
+
+        @hookimpl
+        def record_file_name(stream):
+            return "late"
+    """)
+    await wait_for(lambda: bus.record_file_name(STREAM, "", {}) == "late")
+    path.unlink()
+    await wait_for(lambda: "reserve" not in [p.name for p in bus.plugins()])
+    assert (await bus.before_publish(SESSION, STREAM)).admitted
