@@ -14,8 +14,8 @@ from core.events import (
     Terminate,
     Verdict,
 )
-from core.hookspecs import hookimpl
 from core.home import Home, UnsafePath, inside
+from core.hookspecs import hookimpl
 from core.media import MediaSource
 from core.properties import Rotation
 from core.settings import Settings

@@ -129,7 +129,9 @@ class HookBus:
         caller = getattr(self._pm.hook, hook)
         return list(reversed(caller.get_hookimpls()))
 
-    async def _run(self, hook: str, impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+    async def _run(
+        self, hook: str, impl: pluggy.HookImpl, kwargs: dict[str, Any]
+    ) -> tuple[bool, Any]:
         """Call one implementation; (True, result) or (False, None) after logging."""
         name = impl.plugin_name
         try:
@@ -225,7 +227,10 @@ class HookBus:
     async def before_server_stop(self, server: ServerInfo) -> None:
         await self._notify("before_server_stop", server=server)
 
-    def register_rest_routes(self, settings: Settings, home: Home) -> list[tuple[str, Iterable[web.RouteDef]]]:
+    def register_rest_routes(
+        self, settings: Settings, home: Home
+    ) -> list[tuple[str, Iterable[web.RouteDef]]]:
+        """(plugin name, its routes) for every plugin that contributed routes."""
         results = self._collect("register_rest_routes", settings=settings, home=home)
         return [(name, routes) for name, routes in results if routes is not None]
 
@@ -252,11 +257,17 @@ class HookBus:
         results = await self._notify("on_stream_keep_alive", stream=stream)
         return next((r for r in results if isinstance(r, Terminate)), None)
 
-    def record_file_name(self, stream: StreamInfo, template: str, variables: dict[str, str]) -> str | None:
-        result = self._decide("record_file_name", stream=stream, template=template, variables=variables)
+    def record_file_name(
+        self, stream: StreamInfo, template: str, variables: dict[str, str]
+    ) -> str | None:
+        result = self._decide(
+            "record_file_name", stream=stream, template=template, variables=variables
+        )
         return result if isinstance(result, str) and result else None
 
-    def record_rotation_policy(self, stream: StreamInfo, configured: Rotation | None) -> Rotation | None:
+    def record_rotation_policy(
+        self, stream: StreamInfo, configured: Rotation | None
+    ) -> Rotation | None:
         result = self._decide("record_rotation_policy", stream=stream, configured=configured)
         return configured if result is None else result
 

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "hookcast"
 DROPIN_PREFIX = "hookcast_dropin_"
+#: what ``_read_change`` returns for a built-in module's own file (never reloaded)
+_BUILTIN = "built-in"
 
 
 @dataclass
@@ -85,15 +87,15 @@ class PluginLoader:
                 continue
             module_name = f"{builtin_package.__name__}.{info.name}"
             spec = importlib.util.find_spec(module_name)
-            if spec and spec.origin:
-                self._builtin_files.add(Path(spec.origin).resolve())
+            origin = Path(spec.origin) if spec and spec.origin else Path(module_name)
+            self._builtin_files.add(origin.resolve())
             if info.name in self.disabled:
                 report.disabled.append(info.name)
                 continue
             try:
                 module = importlib.import_module(module_name)
             except Exception as error:
-                report.problems.append(describe_import_error(Path(spec.origin if spec and spec.origin else module_name), error))
+                report.problems.append(describe_import_error(origin, error))
                 continue
             self._register(module, info.name, "built-in", report)
 
@@ -124,6 +126,14 @@ class PluginLoader:
             return self._import_file(path)
         except Exception as error:
             return describe_import_error(path, error)
+
+    def _read_change(self, path: Path) -> ModuleType | str | None:
+        """Off the loop: None if the file is gone, _BUILTIN for a built-in, else import it."""
+        if not path.exists():
+            return None
+        if path.resolve() in self._builtin_files:
+            return _BUILTIN
+        return self._try_import(path)
 
     def _register_dropin(self, path: Path, module: ModuleType | str, report: LoadReport) -> bool:
         if isinstance(module, str):
@@ -162,15 +172,17 @@ class PluginLoader:
         """
         report = LoadReport()
         name = path.stem
-        if path.resolve() in self._builtin_files or name.startswith("_") or name in self.disabled:
+        if name.startswith("_") or name in self.disabled:
             return report
-        if not path.exists():
+        module = await asyncio.to_thread(self._read_change, path)
+        if module is None:
             if self.dropins.pop(name, None) is not None:
                 self.bus.unregister(name)
                 sys.modules.pop(DROPIN_PREFIX + name, None)
                 log.info("plugin %s removed (%s deleted)", name, path)
             return report
-        module = await asyncio.to_thread(self._try_import, path)
+        if module is _BUILTIN:
+            return report
         previous = self.bus.unregister(name) if name in self.dropins else None
         if self._register_dropin(path, module, report):
             log.info("plugin %s %s from %s", name, "reloaded" if previous else "loaded", path)

@@ -95,8 +95,11 @@ async def _bus_drain_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_ws_app(http_app: web.Application) -> web.Application:
     """The signalling application; it shares the HTTP application's resources."""
     app = web.Application()
-    for key in (SETTINGS, HOME, BUS, APPLICATIONS, STARTED_AT):
-        app[key] = http_app[key]  # type: ignore[index]
+    app[SETTINGS] = http_app[SETTINGS]
+    app[HOME] = http_app[HOME]
+    app[BUS] = http_app[BUS]
+    app[APPLICATIONS] = http_app[APPLICATIONS]
+    app[STARTED_AT] = http_app[STARTED_AT]
     return app
 
 

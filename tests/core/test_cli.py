@@ -186,3 +186,34 @@ def test_plugins_lists_hooks_and_sources(home: Home) -> None:
     assert f"namer  [file {home.plugins / 'namer.py'}]\n    hooks: record_file_name" in result.stdout
     assert f"failed: {home.plugins / 'broken.py'}:1: SystemError: bad" in result.stdout
     assert result.returncode == 1
+
+
+def test_tls_listeners_start_with_a_certificate(home: Home, serving: Callable[..., Served]) -> None:
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    certificate.private_key_and_cert_chain_pem.write_to_path(str(home.conf / "server.pem"))
+    https_port, wss_port = free_port(), free_port()
+    serve = serving(**{
+        "tls_certificate": "conf/server.pem", "tls_private_key": "conf/server.pem",
+        "https.port": str(https_port), "wss.port": str(wss_port),
+    })
+    serve.wait_ready()
+    context = ssl.create_default_context()
+    authority.configure_trust(context)
+    url = f"https://127.0.0.1:{https_port}/rest-api/health"
+    with urllib.request.urlopen(url, timeout=5, context=context) as response:
+        assert json.loads(response.read())["status"] == "ok"
+    with socket.create_connection(("127.0.0.1", wss_port)) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            assert tls.version() is not None
+
+
+def test_unreadable_certificate_names_the_properties(home: Home) -> None:
+    configure(home, tls_certificate="conf/missing.pem", tls_private_key="conf/missing.pem")
+    result = hookcast("serve", home=home)
+    assert result.returncode == 1
+    assert "tls_certificate=conf/missing.pem, tls_private_key=conf/missing.pem: cannot load" in result.stderr

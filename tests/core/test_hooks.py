@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from core import Refuse, RecordingInfo, Rotation, SessionInfo, StreamInfo, Terminate
+from core import RecordingInfo, Rotation, SessionInfo, StreamInfo, Terminate
 from core.home import Home
 from core.server import Server, StartupError
 from tests.conftest import make_settings, write_plugin

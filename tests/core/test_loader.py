@@ -135,9 +135,9 @@ def test_installed_package_entry_point_is_loaded(
     sys.modules.pop("hookcast_example_plugin", None)
 
 
-async def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+async def wait_for(condition: Callable[[], Any], limit: float = 10.0) -> Any:
     """Poll ``condition`` (plain or async) until it is truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + limit
     while True:
         value = condition()
         if inspect.isawaitable(value):
