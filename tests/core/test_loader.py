@@ -179,3 +179,19 @@ async def test_editing_a_dropin_changes_behaviour_without_restart(
     path.unlink()
     await wait_for(lambda: "reserve" not in [p.name for p in bus.plugins()])
     assert (await bus.before_publish(SESSION, STREAM)).admitted
+
+
+async def test_stopping_the_server_stops_the_watcher(home: Home) -> None:
+    import threading
+
+    from core.server import Server
+    from tests.conftest import make_settings
+
+    before = set(threading.enumerate())
+    server = Server(home, make_settings())
+    await server.start()
+    assert len(set(threading.enumerate()) - before) >= 1, "the watcher runs a thread"
+    await server.stop()
+    leftover = set(threading.enumerate()) - before
+    # the loop's own executor threads (asyncio_N) belong to the loop, not to the server
+    assert {t for t in leftover if t.is_alive() and not t.name.startswith("asyncio_")} == set()
