@@ -146,6 +146,8 @@ class RelayJitterBuffer:
                 return None
             complete = delta == 0
         self._base = (seq + 1) & 0xFFFF
+        if not packet._data:  # padding only
+            return None
         self.stats.frames += 1
         return RelayJitterFrame(packet._data, packet.timestamp, complete, now)
 
@@ -232,24 +234,23 @@ class RelayJitterBuffer:
             self._frontier += 1
 
     def _next_frame(self, now: float) -> RelayJitterFrame | None:
-        """Pop the frame at base if all its packets are here."""
+        """Pop the frame at base if all its packets are here; empty frames are dropped."""
         assert self._base is not None
-        self._advance()
-        if self._end is None:
-            return None
-        count = self._end + 1
-        packets = [self._packets.pop((self._base + i) & 0xFFFF) for i in range(count)]
-        frame = RelayJitterFrame(
-            data=b"".join(p._data for p in packets),
-            timestamp=packets[0].timestamp,
-            complete=self._complete_next,
-            arrival=now,
-        )
+        while True:
+            self._advance()
+            if self._end is None:
+                return None
+            count = self._end + 1
+            packets = [self._packets.pop((self._base + i) & 0xFFFF) for i in range(count)]
+            self._base = (self._base + count) & 0xFFFF
+            self._frontier = 0
+            self._end = None
+            self._stalled_since = None
+            data = b"".join(p._data for p in packets)
+            if data:  # padding-only packets make empty "frames"
+                break
+        frame = RelayJitterFrame(data, packets[0].timestamp, self._complete_next, now)
         self._complete_next = True
-        self._base = (self._base + count) & 0xFFFF
-        self._frontier = 0
-        self._end = None
-        self._stalled_since = None
         self.stats.frames += 1
         return frame
 

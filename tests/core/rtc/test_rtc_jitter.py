@@ -207,6 +207,27 @@ def test_duplicates_are_ignored(clock: FakeClock) -> None:
     assert [f.data for f in out] == [frame_bytes(f) for f in frames[1:]]
 
 
+def test_padding_packets_between_frames_produce_no_frame(clock: FakeClock) -> None:
+    frames = make_frames(0, 6, 2)
+    packets: list[RtpPacket] = []
+    seq = 0
+    for index, frame in enumerate(frames):
+        for packet in frame:
+            packet.sequence_number = seq
+            seq += 1
+            packets.append(packet)
+        if index in (1, 3):  # padding-only packets carrying the last frame's timestamp
+            for _ in range(3):
+                padding = RtpPacket(payload_type=96, sequence_number=seq, timestamp=frame[0].timestamp)
+                padding._data = b""  # type: ignore[attr-defined]
+                packets.append(padding)
+                seq += 1
+    buffer = video_buffer(clock)
+    out = emitted(feed(buffer, packets, clock, step=0.01))
+    assert [f.data for f in out] == [frame_bytes(f) for f in frames[1:]]
+    assert [f.complete for f in out] == [False, True, True, True, True]
+
+
 def test_audio_emits_every_newer_packet_at_once(clock: FakeClock) -> None:
     packets = [p for f in make_frames(10, 10, 1) for p in f]
     order = [0, 1, 3, 2, 4, 4, 6, 7, 8, 9]  # 2 late, 4 duplicated, 5 lost
