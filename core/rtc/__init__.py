@@ -1,0 +1,40 @@
+"""hookcast's media relay on aiortc: encoded frames in, the same frames out, no re-encoding.
+
+Importing this package checks the installed aiortc (core.rtc.compat.check_compat) and
+raises AiortcCompatError if an internal the relay relies on has changed.
+"""
+
+from __future__ import annotations
+
+from core.rtc.compat import (
+    AiortcCompatError,
+    check_compat,
+    force_codec,
+    install,
+    is_installed,
+    on_keyframe_request,
+    request_keyframe,
+    uninstall,
+)
+from core.rtc.jitter import RelayJitterBuffer
+from core.rtc.keyframes import KeyframeController
+from core.rtc.packets import FrameMeta, copy_packet, meta_of
+from core.rtc.relay import PublishedTrack, SubscriberTrack
+
+__all__ = [
+    "AiortcCompatError",
+    "FrameMeta",
+    "KeyframeController",
+    "PublishedTrack",
+    "RelayJitterBuffer",
+    "SubscriberTrack",
+    "check_compat",
+    "copy_packet",
+    "force_codec",
+    "install",
+    "is_installed",
+    "meta_of",
+    "on_keyframe_request",
+    "request_keyframe",
+    "uninstall",
+]

@@ -1,0 +1,215 @@
+"""The one place hookcast touches aiortc internals; checked against aiortc at import.
+
+aiortc has no public API for forwarding encoded media. This module bends it, in the
+ways measured in /work/shared/reference/aiortc-relay.md, and nothing else may:
+
+  * install() swaps two module globals of aiortc.rtcrtpreceiver, process-wide:
+      - get_decoder -> PassthroughDecoder, so every RemoteStreamTrack yields av.Packet
+        (one encoded frame each, see core.rtc.packets.FrameMeta) instead of decoded frames;
+      - JitterBuffer -> core.rtc.jitter.RelayJitterBuffer, which never emits a partial
+        video frame and bounds how long a lost packet stalls output.
+  * on_keyframe_request() wraps RTCRtpSender._send_keyframe on one sender instance;
+  * request_keyframe() calls RTCRtpReceiver._send_rtcp_pli.
+
+check_compat() runs at import and raises AiortcCompatError (an ImportError) naming
+every internal that changed, so an aiortc upgrade fails loudly at start, not silently
+in production. force_codec() uses public API only and lives here for the callers' sake.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiortc
+import av
+from aiortc import jitterbuffer, rtcrtpreceiver
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+
+from core.rtc.jitter import RelayJitterBuffer
+from core.rtc.packets import make_packet
+
+logger = logging.getLogger(__name__)
+
+TESTED_AIORTC_VERSIONS = frozenset({"1.16.0"})
+_JITTER_BUFFER_PARAMS = ["self", "capacity", "prefetch", "is_video"]
+_STOCK_GET_DECODER = rtcrtpreceiver.get_decoder
+_STOCK_JITTER_BUFFER = rtcrtpreceiver.JitterBuffer
+
+
+class AiortcCompatError(ImportError):
+    """The installed aiortc differs from what core.rtc.compat was written against."""
+
+
+def _names_used(function: Any) -> tuple[str, ...]:
+    code = getattr(function, "__code__", None)
+    return code.co_names if code is not None else ()
+
+
+def _internal_checks() -> list[tuple[bool, str]]:
+    """(holds, what it means) for every internal this module relies on."""
+    jitter_params = list(inspect.signature(jitterbuffer.JitterBuffer.__init__).parameters)
+    return [
+        (
+            "get_decoder" in _names_used(rtcrtpreceiver.decoder_worker),
+            "aiortc.rtcrtpreceiver.decoder_worker no longer looks up get_decoder",
+        ),
+        (
+            "decode" in _names_used(rtcrtpreceiver.decoder_worker),
+            "aiortc.rtcrtpreceiver.decoder_worker no longer calls decoder.decode()",
+        ),
+        (
+            "JitterBuffer" in _names_used(RTCRtpReceiver.__init__),
+            "RTCRtpReceiver.__init__ no longer creates its JitterBuffer by global name",
+        ),
+        (
+            "_data" in _names_used(RTCRtpReceiver._handle_rtp_packet),
+            "RTCRtpReceiver._handle_rtp_packet no longer stores depayloaded bytes in ._data",
+        ),
+        (
+            jitter_params == _JITTER_BUFFER_PARAMS,
+            f"JitterBuffer.__init__ takes {jitter_params}, expected {_JITTER_BUFFER_PARAMS}",
+        ),
+        (
+            "_send_keyframe" in _names_used(RTCRtpSender._handle_rtcp_packet),
+            "RTCRtpSender._handle_rtcp_packet no longer calls self._send_keyframe()",
+        ),
+        (
+            callable(getattr(RTCRtpReceiver, "_send_rtcp_pli", None)),
+            "RTCRtpReceiver._send_rtcp_pli is gone",
+        ),
+    ]
+
+
+def compat_problems() -> list[str]:
+    """Every difference between the installed aiortc and the tested one; [] if none."""
+    version = getattr(aiortc, "__version__", "unknown")
+    problems = []
+    if version not in TESTED_AIORTC_VERSIONS:
+        tested = ", ".join(sorted(TESTED_AIORTC_VERSIONS))
+        problems.append(f"aiortc {version} is not a tested version (tested: {tested})")
+    problems += [message for holds, message in _internal_checks() if not holds]
+    return problems
+
+
+def check_compat() -> None:
+    """Raise AiortcCompatError listing every problem found by compat_problems()."""
+    problems = compat_problems()
+    if problems:
+        raise AiortcCompatError(
+            "hookcast's relay cannot use this aiortc: " + "; ".join(problems)
+            + ". Pin aiortc==1.16.0 or update core/rtc/compat.py."
+        )
+
+
+class PassthroughDecoder:
+    """Stands in for aiortc's Decoder (codecs/base.py): yields the frame, not pictures.
+
+    decode() runs on aiortc's decoder thread and never raises: it returns exactly one
+    av.Packet per frame (none for an empty frame), built by core.rtc.packets.make_packet
+    with pts = dts = the frame's rebased RTP timestamp and time_base = 1/clock rate. The
+    frame's `complete` and `arrival` attributes (set by RelayJitterBuffer) go into its
+    FrameMeta; frames from another jitter buffer count as complete, arriving now.
+    """
+
+    def __init__(self, codec: RTCRtpCodecParameters) -> None:
+        self.mime = codec.mimeType.lower()
+        self.clock_rate = codec.clockRate
+
+    def decode(self, encoded_frame: Any) -> list[av.Packet]:
+        if not encoded_frame.data:
+            return []
+        return [
+            make_packet(
+                self.mime,
+                self.clock_rate,
+                encoded_frame.data,
+                encoded_frame.timestamp,
+                complete=getattr(encoded_frame, "complete", True),
+                arrival=getattr(encoded_frame, "arrival", None),
+            )
+        ]
+
+
+def passthrough_get_decoder(codec: RTCRtpCodecParameters) -> PassthroughDecoder:
+    """Replacement for aiortc.rtcrtpreceiver.get_decoder."""
+    return PassthroughDecoder(codec)
+
+
+def install() -> None:
+    """Make every aiortc receiver in this process relay encoded frames. Idempotent.
+
+    Affects receivers created (JitterBuffer) and decoder threads that start decoding
+    (get_decoder) after the call, so call it before creating any RTCPeerConnection.
+    Every RemoteStreamTrack then yields av.Packet with FrameMeta in `.opaque`.
+    """
+    rtcrtpreceiver.get_decoder = passthrough_get_decoder  # type: ignore[assignment]
+    rtcrtpreceiver.JitterBuffer = RelayJitterBuffer  # type: ignore[assignment,misc]
+
+
+def uninstall() -> None:
+    """Restore aiortc's own decoder lookup and jitter buffer. Idempotent."""
+    rtcrtpreceiver.get_decoder = _STOCK_GET_DECODER
+    rtcrtpreceiver.JitterBuffer = _STOCK_JITTER_BUFFER  # type: ignore[misc]
+
+
+def is_installed() -> bool:
+    """True while install() is in effect."""
+    return rtcrtpreceiver.get_decoder is passthrough_get_decoder
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call `callback()` whenever the remote peer asks `sender` for a keyframe.
+
+    Fires on RTCP PLI and FIR (RTCRtpSender._handle_rtcp_packet), on the event loop,
+    after aiortc's own handling (which only affects frames it encodes itself). The
+    callback must not block; an exception from it is logged and swallowed so that it
+    cannot break aiortc's RTCP handling. Each call adds a callback to that sender.
+    """
+    previous = sender._send_keyframe
+
+    def send_keyframe() -> None:
+        previous()
+        try:
+            callback()
+        except Exception:
+            logger.exception("keyframe-request callback %r failed", callback)
+
+    sender._send_keyframe = send_keyframe  # type: ignore[method-assign]
+
+
+async def request_keyframe(receiver: RTCRtpReceiver) -> int:
+    """Send an RTCP PLI for every SSRC `receiver` heard in the last 10 s.
+
+    Returns the number of PLIs sent: 0 before any media arrived (no SSRC known yet) or
+    before the transport is up. RTX SSRCs are included; a PLI for them is ignored.
+    """
+    sources = receiver.getSynchronizationSources()
+    for source in sources:
+        await receiver._send_rtcp_pli(source.source)
+    return len(sources)
+
+
+def force_codec(transceiver: RTCRtpTransceiver, mime: str) -> None:
+    """Restrict `transceiver` to codec `mime` (e.g. "video/VP8") plus RTX, if video.
+
+    Uses the public setCodecPreferences; call it before the offer or answer is made.
+    Every aiortc capability of that MIME type is kept (aiortc offers H.264 as 42001f
+    and 42e01f, both Constrained Baseline). Raises ValueError if aiortc lacks it.
+    """
+    kind = mime.split("/")[0].lower()
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    chosen = [c for c in capabilities if c.mimeType.lower() == mime.lower()]
+    if not chosen:
+        offered = sorted({c.mimeType for c in capabilities})
+        raise ValueError(f"aiortc cannot send {mime}; it offers {offered}")
+    rtx = [c for c in capabilities if c.mimeType.lower() == f"{kind}/rtx"]
+    transceiver.setCodecPreferences(chosen + rtx)
+
+
+check_compat()

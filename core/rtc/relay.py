@@ -1,0 +1,287 @@
+"""Fan-out of encoded frames (av.Packet) from one source track to many subscribers.
+
+    source track --recv()--> PublishedTrack --same av.Packet--> SubscriberTrack x N
+                                  |                                  |
+                          KeyframeController <--request_keyframe()---+ (gating, PLI)
+
+Nothing here decodes or copies media. The packets are shared: no one may mutate them
+(core.rtc.packets.copy_packet() before muxing). All of it runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from core.rtc.keyframes import PLI_INTERVAL, KeyframeController, SendPli, cancel_and_wait
+from core.rtc.packets import FrameMeta
+
+logger = logging.getLogger(__name__)
+
+VIDEO_QUEUE_SIZE = 60  # packets = frames: 2 s at 30 fps
+AUDIO_QUEUE_SIZE = 50  # packets: 1 s of 20 ms Opus
+
+@dataclass(slots=True)
+class SubscriberCounters:
+    """forwarded: packets handed to recv(); dropped: packets never handed out (gated,
+    flushed or evicted); overflows: times the queue was full; keyframe_requests: PLIs
+    this subscriber's remote peer sent."""
+
+    forwarded: int = 0
+    dropped: int = 0
+    overflows: int = 0
+    keyframe_requests: int = 0
+
+
+@dataclass(slots=True)
+class PublishedCounters:
+    """Per source track: packets and payload bytes read, keyframes seen, frames that
+    followed a loss (complete=False), keyframe requests received (from subscribers
+    joining, overflowing or asking) and PLIs actually sent upstream."""
+
+    packets: int = 0
+    bytes: int = 0
+    keyframes: int = 0
+    discontinuities: int = 0
+    keyframe_requests: int = 0
+    plis_sent: int = 0
+
+
+class SubscriberTrack(MediaStreamTrack):
+    """One subscriber's view of a PublishedTrack; recv() returns the shared av.Packet.
+
+    Queue: at most `queue_size` packets. Video starts unsynced and accepts nothing
+    until a keyframe; when its queue is full it is flushed, unsynced again and a
+    keyframe is requested (the viewer freezes, then resumes cleanly). Audio is never
+    gated: when full, the oldest packet is dropped. recv() raises MediaStreamError
+    once the source has ended and the queue is drained, or after stop(). stop() (which
+    aiortc's RTCRtpSender calls when it ends) detaches from the publisher.
+    """
+
+    def __init__(self, publisher: PublishedTrack, queue_size: int) -> None:
+        super().__init__()
+        self.kind = publisher.kind
+        self.counters = SubscriberCounters()
+        self._publisher = publisher
+        self._queue: deque[av.Packet] = deque()
+        self._queue_size = queue_size
+        self._synced = publisher.kind != "video"
+        self._source_ended = False
+        self._wakeup = asyncio.Event()
+
+    @property
+    def synced(self) -> bool:
+        """False while a video subscriber waits for a keyframe."""
+        return self._synced
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def request_keyframe(self) -> None:
+        """The remote viewer lost a picture: ask the publisher for a keyframe."""
+        self.counters.keyframe_requests += 1
+        self._publisher.request_keyframe()
+
+    def desync(self) -> None:
+        """Accept nothing more until a keyframe (video only)."""
+        if self.kind == "video":
+            self._synced = False
+
+    async def recv(self) -> av.Packet:
+        while not self._queue:
+            if self.readyState != "live" or self._source_ended:
+                self.stop()
+                raise MediaStreamError
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        self.counters.forwarded += 1
+        return self._queue.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        self._publisher._detach(self)
+        self.counters.dropped += len(self._queue)
+        self._queue.clear()
+        self._wakeup.set()
+
+    def _offer(self, packet: av.Packet) -> None:
+        """Called by the publisher for every packet, synchronously; never blocks."""
+        if not self._synced:
+            if not packet.is_keyframe:
+                self.counters.dropped += 1
+                return
+            self._synced = True
+        if len(self._queue) >= self._queue_size:
+            self._overflow()
+            if not self._synced and not packet.is_keyframe:
+                self.counters.dropped += 1
+                return
+            self._synced = True
+        self._queue.append(packet)
+        self._wakeup.set()
+
+    def _overflow(self) -> None:
+        self.counters.overflows += 1
+        if self.kind != "video":
+            self._queue.popleft()
+            self.counters.dropped += 1
+            return
+        self.counters.dropped += len(self._queue)
+        self._queue.clear()
+        self._synced = False
+        self._publisher.request_keyframe()
+
+    def _end_of_source(self) -> None:
+        self._source_ended = True
+        self._wakeup.set()
+
+
+class PublishedTrack:
+    """The only reader of one source track; fans each packet out to its subscribers.
+
+    `source` yields av.Packet (a RemoteStreamTrack with core.rtc.compat installed, or a
+    VOD reader). start() launches the reading task, which reads without pause so that
+    aiortc's unbounded track queue never grows, and hands the *same* packet to every
+    subscriber synchronously. Video: a keyframe is recorded in `last_keyframe`; a
+    non-keyframe whose FrameMeta says complete=False (frames were lost before it)
+    unsyncs every subscriber and requests a keyframe. `send_pli` (for example
+    `lambda: compat.request_keyframe(receiver)`) is how keyframes are requested; with
+    None (a source that cannot make keyframes) requests are only counted.
+
+    When the source ends (MediaStreamError) or fails, every subscriber ends after its
+    queue drains. close() cancels the reading and keyframe tasks and waits for them;
+    it does not stop the source, whose peer connection is closed by its owner.
+    """
+
+    def __init__(
+        self,
+        source: MediaStreamTrack,
+        *,
+        send_pli: SendPli | None = None,
+        pli_interval: float = PLI_INTERVAL,
+        name: str = "",
+    ) -> None:
+        self.source = source
+        self.kind = source.kind
+        self.name = name or f"{source.kind}:{source.id}"
+        self.counters = PublishedCounters()
+        self.last_keyframe: av.Packet | None = None
+        self.last_keyframe_at: float | None = None
+        self._subscribers: dict[SubscriberTrack, None] = {}
+        self._keyframes = (
+            KeyframeController(send_pli, interval=pli_interval, name=self.name)
+            if send_pli is not None and self.kind == "video"
+            else None
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._ended = False
+
+    @property
+    def ended(self) -> bool:
+        """True once the source has ended or close() was called."""
+        return self._ended
+
+    @property
+    def subscribers(self) -> tuple[SubscriberTrack, ...]:
+        return tuple(self._subscribers)
+
+    def start(self) -> None:
+        """Start reading the source (idempotent)."""
+        if self._task is None and not self._ended:
+            self._task = asyncio.create_task(self._read(), name=f"relay {self.name}")
+            if self._keyframes is not None:
+                self._keyframes.start()
+
+    def subscribe(self, queue_size: int | None = None) -> SubscriberTrack:
+        """A new SubscriberTrack; video ones wait for a keyframe, which is requested.
+
+        queue_size defaults to VIDEO_QUEUE_SIZE or AUDIO_QUEUE_SIZE. Subscribing to an
+        ended track returns a subscriber whose recv() raises MediaStreamError.
+        """
+        default = VIDEO_QUEUE_SIZE if self.kind == "video" else AUDIO_QUEUE_SIZE
+        subscriber = SubscriberTrack(self, queue_size or default)
+        if self._ended:
+            subscriber._end_of_source()
+            return subscriber
+        self._subscribers[subscriber] = None
+        if self.kind == "video":
+            self.request_keyframe()
+        return subscriber
+
+    def request_keyframe(self) -> None:
+        """Ask the source for a keyframe (coalesced and rate-limited)."""
+        self.counters.keyframe_requests += 1
+        if self._keyframes is not None and not self._ended:
+            self._keyframes.request()
+
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of the counters, with one entry per current subscriber."""
+        counters = asdict(self.counters)
+        if self._keyframes is not None:
+            counters["plis_sent"] = self._keyframes.plis_sent
+        counters["subscribers"] = {s.id: asdict(s.counters) for s in self._subscribers}
+        return counters
+
+    async def close(self) -> None:
+        """Stop reading, stop requesting keyframes, end every subscriber. Idempotent."""
+        await cancel_and_wait(self._task)
+        if self._keyframes is not None:
+            await self._keyframes.close()
+        self._finish()
+
+    async def wait_ended(self) -> None:
+        """Wait until the reading task has finished (source ended, failed or closed)."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+
+    def _detach(self, subscriber: SubscriberTrack) -> None:
+        self._subscribers.pop(subscriber, None)
+
+    def _finish(self) -> None:
+        self._ended = True
+        for subscriber in tuple(self._subscribers):
+            subscriber._end_of_source()
+        self._subscribers.clear()
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                self._dispatch(await self.source.recv())
+        except MediaStreamError:
+            logger.debug("%s: source ended", self.name)
+        except Exception:
+            logger.exception("%s: relay failed, ending its subscribers", self.name)
+        self._finish()
+        if self._keyframes is not None:
+            await self._keyframes.close()
+
+    def _dispatch(self, packet: av.Packet) -> None:
+        self.counters.packets += 1
+        self.counters.bytes += packet.size
+        if self.kind == "video":
+            self._track_video(packet)
+        for subscriber in tuple(self._subscribers):
+            subscriber._offer(packet)
+
+    def _track_video(self, packet: av.Packet) -> None:
+        if packet.is_keyframe:
+            self.counters.keyframes += 1
+            self.last_keyframe = packet
+            self.last_keyframe_at = time.monotonic()
+            if self._keyframes is not None:
+                self._keyframes.keyframe_seen()
+            return
+        meta = packet.opaque
+        if isinstance(meta, FrameMeta) and not meta.complete:
+            self.counters.discontinuities += 1
+            for subscriber in self._subscribers:
+                subscriber.desync()
+            self.request_keyframe()

@@ -1,0 +1,176 @@
+"""Publisher -> relay -> subscribers over real WebRTC on 127.0.0.1, in one process.
+
+Run inside `unshare -n` when possible; the `loopback` fixture keeps ICE on 127.0.0.1
+and iceServers=[] keeps aiortc from contacting a STUN server either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from relay_harness import Room, open_room, wait_for
+
+from core.rtc import compat
+from core.rtc.packets import meta_of
+from core.rtc.relay import VIDEO_QUEUE_SIZE
+
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.timeout(90),
+    pytest.mark.usefixtures("loopback", "relay_installed"),
+]
+
+CODECS = ["video/VP8", "video/H264"]
+
+
+async def run_room(mime: str, viewers: int) -> Room:
+    room = await open_room(mime)
+    for _ in range(viewers):
+        await room.add_viewer()
+    return room
+
+
+async def frames_decoded_during(room: Room, seconds: float) -> list[int]:
+    """Frames each viewer decodes over the same `seconds`, once all of them decode."""
+    sinks = [v.sinks["video"] for v in room.viewers]
+    assert await wait_for(lambda: all(s.frames > 0 for s in sinks), timeout=5)
+    before = [s.frames for s in sinks]
+    await asyncio.sleep(seconds)
+    return [s.frames - b for s, b in zip(sinks, before, strict=True)]
+
+
+@pytest.mark.parametrize("mime", CODECS)
+async def test_three_subscribers_decode_the_publishers_codec(mime: str) -> None:
+    room = await run_room(mime, viewers=3)
+    try:
+        counts = await frames_decoded_during(room, 3.0)
+        video_sinks = [v.sinks["video"] for v in room.viewers]
+        for sink in video_sinks:
+            assert sink.codecs == {mime.lower()}  # negotiated on the subscriber leg
+            assert sink.errors == 0
+            assert sink.sizes == {(320, 240)}
+        assert min(counts) >= 75, counts  # 3 s at 30 fps
+        assert max(counts) - min(counts) <= 3, counts
+        for viewer in room.viewers:
+            audio = viewer.sinks["audio"]
+            assert audio.codecs == {"audio/opus"} and audio.errors == 0 and audio.frames >= 150
+        keyframe = room.published["video"].last_keyframe
+        assert keyframe is not None
+        meta = meta_of(keyframe)
+        assert (meta.codec, meta.keyframe, meta.width, meta.height) == (
+            mime.lower(), True, 320, 240
+        )
+        stats = room.published["video"].stats()
+        assert stats["packets"] >= max(counts) and stats["bytes"] > 0
+        assert all(s["forwarded"] > 0 for s in stats["subscribers"].values())
+    finally:
+        await room.close()
+
+
+@pytest.mark.parametrize("mime", CODECS)
+async def test_late_subscriber_decodes_within_one_second(mime: str) -> None:
+    room = await run_room(mime, viewers=1)
+    try:
+        await asyncio.sleep(4)
+        before = len(room.publisher_keyframe_requests)
+        late = await room.add_viewer()
+        sink = late.sinks["video"]
+        assert await wait_for(lambda: sink.first_frame_at is not None, timeout=3)
+        assert sink.first_frame_at is not None
+        from_connected = sink.first_frame_at - late.connected_at
+        from_join = sink.first_frame_at - late.joined_at
+        # the encoders' own keyframe interval is 250 (x264) or 3000 (VP8) frames: only
+        # the PLI the relay sent on subscribe can produce a keyframe this soon
+        assert from_connected < 1.0, (from_connected, from_join)
+        assert len(room.publisher_keyframe_requests) > before
+        await asyncio.sleep(1)
+        assert sink.errors == 0 and sink.frames >= 20
+    finally:
+        await room.close()
+
+
+async def test_subscriber_pli_reaches_the_publisher() -> None:
+    room = await run_room("video/VP8", viewers=1)
+    viewer = room.viewers[0]
+    controller_idle = room.published["video"]._keyframes
+    try:
+        assert await wait_for(lambda: viewer.sinks["video"].frames > 10, timeout=5)
+        assert controller_idle is not None
+        assert await wait_for(lambda: not controller_idle.waiting, timeout=3)
+        await asyncio.sleep(0.6)  # let the rate limit of earlier requests expire
+        requests = len(room.publisher_keyframe_requests)
+        keyframes = viewer.sinks["video"].keyframes
+        receiver = next(t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video")
+        assert await compat.request_keyframe(receiver) >= 1  # RTCP PLI, subscriber -> SFU
+        assert await wait_for(lambda: viewer.tracks["video"].counters.keyframe_requests == 1, 2)
+        assert await wait_for(lambda: len(room.publisher_keyframe_requests) > requests, 2)
+        assert await wait_for(lambda: viewer.sinks["video"].keyframes > keyframes, 2)
+        assert viewer.sinks["video"].errors == 0
+    finally:
+        await room.close()
+
+
+async def test_stalled_subscriber_stays_bounded_and_others_are_unaffected() -> None:
+    room = await run_room("video/VP8", viewers=2)
+    stalled = room.published["video"].subscribe()  # a sender that never reads
+    source = room.published["video"].source
+    try:
+        peak_stalled = peak_source = 0
+
+        async def watch() -> None:
+            nonlocal peak_stalled, peak_source
+            while True:
+                await asyncio.sleep(0.05)
+                peak_stalled = max(peak_stalled, stalled.queued)
+                peak_source = max(peak_source, source._queue.qsize())  # aiortc's unbounded
+
+        watcher = asyncio.create_task(watch())
+        counts = await frames_decoded_during(room, 4.0)
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        assert peak_stalled <= VIDEO_QUEUE_SIZE
+        assert stalled.counters.overflows >= 1 and stalled.counters.dropped > 0
+        assert stalled.counters.forwarded == 0
+        assert peak_source <= 3  # the relay keeps reading whatever a subscriber does
+        assert min(counts) >= 100 and max(counts) - min(counts) <= 3, counts
+        assert all(v.sinks["video"].errors == 0 for v in room.viewers)
+        assert all(v.tracks["video"].counters.overflows == 0 for v in room.viewers)
+    finally:
+        stalled.stop()
+        await room.close()
+
+
+async def test_subscribers_end_when_the_publisher_leaves() -> None:
+    room = await run_room("video/VP8", viewers=2)
+    try:
+        assert await wait_for(lambda: room.viewers[1].sinks["video"].frames > 5, timeout=5)
+        await room.publisher.close()  # sends RTCP BYE: the SFU's remote tracks end
+        published = room.published.values()
+        assert await wait_for(lambda: all(p.ended for p in published), timeout=5)
+        tracks = [t for v in room.viewers for t in v.tracks.values()]
+        assert await wait_for(lambda: all(t.readyState == "ended" for t in tracks), 5)
+        assert all(not p.subscribers for p in published)
+    finally:
+        await room.close()
+
+
+async def test_closing_everything_leaves_no_tasks_or_threads() -> None:
+    threads_before = set(threading.enumerate())
+    room = await run_room("video/H264", viewers=2)
+    assert await wait_for(lambda: room.viewers[1].sinks["video"].frames > 5, timeout=5)
+    await room.close()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        tasks = asyncio.all_tasks() - {asyncio.current_task()}
+        threads = [t for t in threading.enumerate() if t not in threads_before]
+        decoders = [t for t in threads if t.name.endswith("-decoder")]
+        if not tasks and not decoders:
+            break
+        await asyncio.sleep(0.05)
+    assert not tasks, tasks
+    assert not decoders, decoders
+    assert all(p.ended for p in room.published.values())
+    assert all(t.readyState == "ended" for v in room.viewers for t in v.tracks.values())
