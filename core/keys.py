@@ -6,6 +6,7 @@ from aiohttp import web
 
 from core.apps import Applications
 from core.bus import HookBus
+from core.engine import Engine
 from core.home import Home
 from core.loader import PluginLoader
 from core.settings import Settings
@@ -16,3 +17,4 @@ BUS = web.AppKey("bus", HookBus)
 LOADER = web.AppKey("loader", PluginLoader)
 APPLICATIONS = web.AppKey("applications", Applications)
 STARTED_AT = web.AppKey("started_at", float)
+ENGINE = web.AppKey("engine", Engine)

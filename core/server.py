@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +25,10 @@ from core.bus import HookBus
 from core.events import ServerInfo
 from core.home import Home
 from core.http import core_routes
-from core.keys import APPLICATIONS, BUS, HOME, LOADER, SETTINGS, STARTED_AT
+from core.engine import Engine
+from core.keys import APPLICATIONS, BUS, ENGINE, HOME, LOADER, SETTINGS, STARTED_AT
+from core.rtc import compat
+from core.signalling import signalling_routes
 from core.loader import PluginLoader
 from core.settings import Settings
 from core.version import __version__
@@ -50,6 +54,9 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
     loader = PluginLoader(bus, home.plugins, settings.disabled_plugins)
     loader.load_all()
     app[LOADER] = loader
+    compat.install()
+    compat.use_host_addresses(settings.ip or None)
+    app[ENGINE] = Engine(settings, bus)
     app.add_routes(core_routes())
     _add_plugin_routes(app, bus, settings, home)
     app.cleanup_ctx.append(_plugin_reload_ctx)
@@ -100,6 +107,8 @@ def create_ws_app(http_app: web.Application) -> web.Application:
     app[BUS] = http_app[BUS]
     app[APPLICATIONS] = http_app[APPLICATIONS]
     app[STARTED_AT] = http_app[STARTED_AT]
+    app[ENGINE] = http_app[ENGINE]
+    app.add_routes(signalling_routes())
     return app
 
 
@@ -121,6 +130,7 @@ class Server:
         self.home = home
         self.settings = settings
         self.tls = _tls_context(home, settings)
+        _check_media_address(settings.ip)
         self.http_app = create_http_app(home, settings)
         self.ws_app = create_ws_app(self.http_app)
         self._http_runner = web.AppRunner(self.http_app, handle_signals=False)
@@ -196,9 +206,24 @@ class Server:
         self._started = False
         if self.info is not None:
             await self.bus.before_server_stop(self.info)
+        engine = self.http_app[ENGINE]
+        await asyncio.gather(*(s.close("Server shutdown") for s in list(engine.sessions.values())))
         await self._ws_runner.cleanup()
+        await engine.close()
         await self._http_runner.cleanup()
         log.info("stopped")
+
+
+def _check_media_address(ip: str) -> None:
+    """``ip`` must be an address of this machine: candidates are gathered on it."""
+    if not ip:
+        return
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((ip, 0))
+    except OSError as error:
+        raise StartupError(f"ip={ip}: not an address of this machine ({error.strerror})") from error
 
 
 def _tls_context(home: Home, settings: Settings) -> ssl.SSLContext | None:

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import aioice.ice
 import aiortc
 import av
 from aiortc import jitterbuffer, rtcrtpreceiver
@@ -82,6 +83,10 @@ def _internal_checks() -> list[tuple[bool, str]]:
         (
             callable(getattr(RTCRtpReceiver, "_send_rtcp_pli", None)),
             "RTCRtpReceiver._send_rtcp_pli is gone",
+        ),
+        (
+            "get_host_addresses" in _names_used(aioice.ice.Connection.gather_candidates),
+            "aioice Connection.gather_candidates no longer calls get_host_addresses",
         ),
     ]
 
@@ -213,3 +218,22 @@ def force_codec(transceiver: RTCRtpTransceiver, mime: str) -> None:
 
 
 check_compat()
+
+
+# --- ICE host addresses (aioice) -----------------------------------------------------
+
+_STOCK_HOST_ADDRESSES = aioice.ice.get_host_addresses
+
+
+def use_host_addresses(address: str | None) -> None:
+    """Gather ICE host candidates on ``address`` only (the ``ip`` property), or on every
+    host address again with None. Process-wide: patches ``aioice.ice.get_host_addresses``,
+    which skips 127.0.0.1 on its own and has no per-connection setting.
+    """
+    if address:
+        def only(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+            return [address]
+
+        aioice.ice.get_host_addresses = only
+    else:
+        aioice.ice.get_host_addresses = _STOCK_HOST_ADDRESSES

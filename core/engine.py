@@ -1,0 +1,276 @@
+"""The media engine: publish, play and stop streams, independent of how clients talk.
+
+The engine owns the stream registry, the broadcasts (one per published name) and
+every stream's media leg. Signalling sessions (and later the REST API) call it; it
+reports each status change to the stream's client and to the plugins, in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiortc import RTCPeerConnection
+
+from core.bus import HookBus
+from core.events import SessionInfo
+from core.rtc.peer import (
+    BadOffer,
+    NoCommonCodecs,
+    PlayerLeg,
+    PublisherLeg,
+    open_player,
+    open_publisher,
+    rtc_configuration,
+)
+from core.settings import Settings
+from core.streams import IdInUse, Info, NameInUse, Status, Stream, StreamRegistry
+
+log = logging.getLogger(__name__)
+
+#: Seconds a new stream may take to connect (ICE + DTLS) before it fails.
+CONNECT_TIMEOUT = 20.0
+CODEC_NAMES = {"video/VP8": "VP8", "video/H264": "H264", "audio/opus": "opus",
+               "audio/PCMU": "PCMU", "audio/PCMA": "PCMA"}
+
+
+class Client(Protocol):
+    """Where a stream's status events go (a signalling session)."""
+
+    @property
+    def info(self) -> SessionInfo: ...
+
+    async def send(self, message: str, *data: Any) -> None: ...
+
+
+@dataclass
+class Broadcast:
+    """What one published name carries: its publisher, its tracks and its players."""
+
+    publisher: Stream
+    leg: PublisherLeg
+    players: dict[str, Stream] = field(default_factory=dict)
+
+
+@dataclass
+class _Live:
+    """A stream's client, media leg and connect watchdog."""
+
+    client: Client
+    leg: PublisherLeg | PlayerLeg | None = None
+    watchdog: asyncio.TimerHandle | None = None
+
+
+class Engine:
+    def __init__(self, settings: Settings, bus: HookBus) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.registry = StreamRegistry()
+        self.broadcasts: dict[str, Broadcast] = {}
+        self._live: dict[str, _Live] = {}
+        self._config = rtc_configuration(settings.stun_server)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        #: signalling sessions by sessionId (they add and remove themselves)
+        self.sessions: dict[str, Any] = {}
+
+    # --- publish and play -----------------------------------------------------------
+
+    async def publish(self, client: Client, stream: Stream, offer_sdp: str) -> None:
+        """Admit, answer and relay a publisher; failures end as FAILED with their info."""
+        if not await self._admit(client, stream, self.bus.before_publish):
+            return
+        try:
+            self.registry.add(stream)
+        except NameInUse:
+            return await self._fail_unregistered(client, stream, Info.NAME_IN_USE)
+        except IdInUse:
+            return await self._fail_unregistered(client, stream, Info.ID_IN_USE)
+        live = self._live[stream.media_session_id] = _Live(client)
+        await self._set_status(stream, Status.PENDING)
+        try:
+            leg, answer = await open_publisher(offer_sdp, self._config, stream.name)
+        except Exception as error:
+            return await self._fail_setup(stream, error)
+        if stream.final:  # stopped while the answer was being made
+            await leg.close()
+            return
+        live.leg = leg
+        self._describe(stream, leg.codecs)
+        self.broadcasts[stream.name] = Broadcast(stream, leg)
+        self._watch(stream, leg.pc, Status.PUBLISHING)
+        await client.send("setRemoteSDP", stream.media_session_id, answer)
+
+    async def play(self, client: Client, stream: Stream, offer_sdp: str) -> None:
+        """Admit and answer a player of a published name (FAILED `Stream not found` if none)."""
+        if not await self._admit(client, stream, self.bus.before_play):
+            return
+        try:
+            self.registry.add(stream)
+        except IdInUse:
+            return await self._fail_unregistered(client, stream, Info.ID_IN_USE)
+        live = self._live[stream.media_session_id] = _Live(client)
+        await self._set_status(stream, Status.PENDING)
+        broadcast = self.broadcasts.get(stream.name)
+        if broadcast is None:
+            return await self.stop(stream, Status.FAILED, Info.NOT_FOUND)
+        try:
+            leg, answer = await open_player(
+                offer_sdp, self._config, broadcast.leg.tracks, broadcast.leg.codecs
+            )
+        except Exception as error:
+            return await self._fail_setup(stream, error)
+        if stream.final or self.broadcasts.get(stream.name) is not broadcast:
+            await leg.close()
+            if not stream.final:
+                await self.stop(stream, Status.STOPPED, Info.PUBLISHER_STOP)
+            return
+        live.leg = leg
+        broadcast.players[stream.media_session_id] = stream
+        self._describe(stream, leg.codecs)
+        self._watch(stream, leg.pc, Status.PLAYING)
+        await client.send("setRemoteSDP", stream.media_session_id, answer)
+
+    async def _admit(
+        self, client: Client, stream: Stream,
+        admit: Callable[[SessionInfo, Any], Awaitable[Any]],
+    ) -> bool:
+        verdict = await admit(client.info, stream.snapshot())
+        if not verdict.admitted:
+            await self._fail_unregistered(client, stream, verdict.reason)
+            return False
+        for key, value in verdict.fields.items():
+            if key in ("name", "custom", "record", "has_audio", "has_video"):
+                setattr(stream, key, value)
+            else:
+                log.warning("ignoring amendment of %r for stream %s", key, stream.name)
+        return True
+
+    async def _fail_unregistered(self, client: Client, stream: Stream, info: str) -> None:
+        """Tell a client its stream failed before it was ever registered."""
+        stream.status, stream.info = Status.FAILED, info
+        await client.send("notifyStreamStatusEvent", stream.to_wcs())
+        await self.bus.after_stream_status(stream.snapshot(), None)
+
+    async def _fail_setup(self, stream: Stream, error: Exception) -> None:
+        """A media leg could not be set up: FAILED, with what the client can act on."""
+        if isinstance(error, NoCommonCodecs):
+            info = Info.NO_COMMON_CODECS
+            log.info("stream %s: no common codecs: %s", stream.name, error)
+        elif isinstance(error, BadOffer):
+            info = f"{Info.ERROR}: {error}"
+        else:
+            info = Info.ERROR
+            log.exception("stream %s (%s): setting up media failed", stream.name,
+                          stream.media_session_id)
+        await self.stop(stream, Status.FAILED, info)
+
+    def _describe(self, stream: Stream, codecs: dict[str, str]) -> None:
+        stream.has_video = "video" in codecs
+        stream.has_audio = "audio" in codecs
+        stream.video_codec = CODEC_NAMES.get(codecs.get("video", ""), "")
+        stream.audio_codec = CODEC_NAMES.get(codecs.get("audio", ""), "")
+
+    # --- connection state -----------------------------------------------------------
+
+    def _watch(self, stream: Stream, pc: RTCPeerConnection, connected: Status) -> None:
+        live = self._live[stream.media_session_id]
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = pc.connectionState
+            if stream.final:
+                return
+            if state == "connected" and stream.status is Status.PENDING:
+                self._cancel_watchdog(live)
+                await self._set_status(stream, connected)
+            elif state == "failed":
+                await self.stop(stream, Status.FAILED, Info.ICE_ERROR)
+
+        loop = asyncio.get_running_loop()
+        live.watchdog = loop.call_later(CONNECT_TIMEOUT, self._connect_timeout, stream)
+
+    def _connect_timeout(self, stream: Stream) -> None:
+        if stream.status is Status.PENDING:
+            self.spawn(self.stop(stream, Status.FAILED, Info.ICE_TIMEOUT))
+
+    @staticmethod
+    def _cancel_watchdog(live: _Live) -> None:
+        if live.watchdog is not None:
+            live.watchdog.cancel()
+            live.watchdog = None
+
+    # --- stopping -------------------------------------------------------------------
+
+    async def stop(self, stream: Stream, status: Status, info: str = "") -> None:
+        """End a stream with a final status; a publisher's players stop too. Idempotent."""
+        if stream.final:
+            return
+        live = self._live.pop(stream.media_session_id, None)
+        self.registry.remove(stream)
+        players: list[Stream] = []
+        if stream.published:
+            broadcast = self.broadcasts.get(stream.name)
+            if broadcast is not None and broadcast.publisher is stream:
+                del self.broadcasts[stream.name]
+                players = list(broadcast.players.values())
+        else:
+            broadcast = self.broadcasts.get(stream.name)
+            if broadcast is not None:
+                broadcast.players.pop(stream.media_session_id, None)
+        await self._set_status(stream, status, info, live)
+        if live is not None:
+            self._cancel_watchdog(live)
+            if live.leg is not None:
+                await live.leg.close()
+        await asyncio.gather(*(self.stop(p, Status.STOPPED, Info.PUBLISHER_STOP) for p in players))
+
+    async def stop_by_client(self, client: Client, media_session_id: str, published: bool) -> bool:
+        """unPublishStream / stopStream from the stream's own client; False if not its stream."""
+        stream = self.registry.get(media_session_id)
+        live = self._live.get(media_session_id)
+        if stream is None or live is None or live.client is not client or stream.published != published:
+            return False
+        await self.stop(stream, Status.UNPUBLISHED if published else Status.STOPPED, Info.USER)
+        return True
+
+    async def client_gone(self, client: Client) -> None:
+        """A session closed: every stream it owned stops (`Stopped by session disconnect`)."""
+        owned = [self.registry.get(i) for i, live in self._live.items() if live.client is client]
+        await asyncio.gather(*(
+            self.stop(s, Status.UNPUBLISHED if s.published else Status.STOPPED, Info.SESSION_DISCONNECT)
+            for s in owned if s is not None
+        ))
+
+    async def _set_status(
+        self, stream: Stream, status: Status, info: str = "", live: _Live | None = None
+    ) -> None:
+        previous = None if stream.status is Status.NEW else str(stream.status)
+        stream.status, stream.info = status, info
+        live = live or self._live.get(stream.media_session_id)
+        # The SDK sets PENDING itself when it sends its offer; WCS does not echo it.
+        if live is not None and status is not Status.PENDING:
+            try:
+                await live.client.send("notifyStreamStatusEvent", stream.to_wcs())
+            except ConnectionError:
+                log.debug("client of %s is gone; status %s not delivered", stream.name, status)
+        await self.bus.after_stream_status(stream.snapshot(), previous)
+
+    # --- tasks and shutdown ---------------------------------------------------------
+
+    def spawn(self, coroutine: Awaitable[Any]) -> None:
+        """Run an engine operation in the background, owned by the engine."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop every stream (players see `Requested stream shutdown`), then wait for tasks."""
+        await asyncio.gather(*(
+            self.stop(s, Status.UNPUBLISHED if s.published else Status.STOPPED, Info.SHUTDOWN)
+            for s in self.registry
+        ))
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

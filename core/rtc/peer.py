@@ -1,0 +1,178 @@
+"""Server-side peer connections: answer a publisher's offer, answer a player's offer.
+
+The WCS client always sends the offer, without candidates, and expects the answer to
+carry the server's candidates (aiortc gathers before ``setLocalDescription`` returns).
+The server chooses one codec per kind and forces it on the publisher's leg; every
+player's leg is forced to the same codec, so the relayed packets always match.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+)
+from aiortc.sdp import SessionDescription
+
+from core.rtc.compat import force_codec, on_keyframe_request, request_keyframe
+from core.rtc.relay import PublishedTrack, SubscriberTrack
+
+#: Codecs the relay can carry, in the server's order of preference per kind.
+RELAYABLE = {
+    "video": ("video/VP8", "video/H264"),
+    "audio": ("audio/opus", "audio/PCMU", "audio/PCMA"),
+}
+
+
+class NoCommonCodecs(Exception):
+    """The offer has no codec the relay (or the publisher) uses for a kind."""
+
+
+class BadOffer(ValueError):
+    """The SDP offer cannot be parsed; the message says why."""
+
+
+@dataclass(frozen=True)
+class OfferedMedia:
+    kind: str
+    mimes: tuple[str, ...]
+    direction: str
+
+
+def parse_offer(sdp: str) -> list[OfferedMedia]:
+    """The audio and video sections of an offer, with their codecs in offer order."""
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as error:  # aiortc raises assorted errors on bad input
+        raise BadOffer(f"invalid SDP offer: {error or type(error).__name__}") from error
+    offered = [
+        OfferedMedia(
+            kind=media.kind,
+            mimes=tuple(codec.mimeType for codec in media.rtp.codecs),
+            direction=media.direction or "sendrecv",
+        )
+        for media in description.media
+        if media.kind in RELAYABLE
+    ]
+    if not offered:
+        raise BadOffer("invalid SDP offer: no audio or video section")
+    return offered
+
+
+def choose_codec(media: OfferedMedia) -> str | None:
+    """The first codec in the offer's order that the relay can carry."""
+    relayable = {mime.lower(): mime for mime in RELAYABLE[media.kind]}
+    return next((relayable[m.lower()] for m in media.mimes if m.lower() in relayable), None)
+
+
+def rtc_configuration(stun_server: str) -> RTCConfiguration:
+    """No ICE servers unless one is configured (aiortc would otherwise add a public STUN)."""
+    servers = [RTCIceServer(urls=stun_server)] if stun_server else []
+    return RTCConfiguration(iceServers=servers)
+
+
+async def _answer(pc: RTCPeerConnection, offer_sdp: str) -> str:
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+    await pc.setLocalDescription(await pc.createAnswer())
+    return str(pc.localDescription.sdp)
+
+
+@dataclass
+class PublisherLeg:
+    """The publisher's peer connection and one PublishedTrack per received kind."""
+
+    pc: RTCPeerConnection
+    tracks: dict[str, PublishedTrack] = field(default_factory=dict)
+    codecs: dict[str, str] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        for track in self.tracks.values():
+            await track.close()
+        await self.pc.close()
+
+
+@dataclass
+class PlayerLeg:
+    """A player's peer connection and the subscriber tracks it sends."""
+
+    pc: RTCPeerConnection
+    subscribers: list[SubscriberTrack] = field(default_factory=list)
+    codecs: dict[str, str] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        for subscriber in self.subscribers:
+            subscriber.stop()
+        await self.pc.close()
+
+
+def _pli_sender(receiver: RTCRtpReceiver):  # type: ignore[no-untyped-def]
+    async def send() -> None:
+        await request_keyframe(receiver)
+
+    return send
+
+
+async def open_publisher(offer_sdp: str, config: RTCConfiguration, name: str) -> tuple[PublisherLeg, str]:
+    """Answer a publisher; its tracks start relaying at once. Raises BadOffer or NoCommonCodecs."""
+    offered = parse_offer(offer_sdp)
+    chosen = [(media, choose_codec(media)) for media in offered]
+    if all(mime is None for _, mime in chosen):
+        raise NoCommonCodecs(", ".join(m for media in offered for m in media.mimes))
+    leg = PublisherLeg(RTCPeerConnection(config))
+    try:
+        transceivers = []
+        for media, mime in chosen:
+            transceiver = leg.pc.addTransceiver(media.kind, direction="recvonly")
+            if mime is not None:
+                force_codec(transceiver, mime)
+                transceivers.append((transceiver, mime))
+        answer = await _answer(leg.pc, offer_sdp)
+        for transceiver, mime in transceivers:
+            kind = mime.split("/")[0]
+            track = PublishedTrack(
+                transceiver.receiver.track,
+                send_pli=_pli_sender(transceiver.receiver),
+                name=f"{name}/{kind}",
+            )
+            track.start()
+            leg.tracks[kind] = track
+            leg.codecs[kind] = mime
+    except BaseException:
+        await leg.close()
+        raise
+    return leg, answer
+
+
+async def open_player(
+    offer_sdp: str, config: RTCConfiguration, tracks: dict[str, PublishedTrack], codecs: dict[str, str]
+) -> tuple[PlayerLeg, str]:
+    """Answer a player with the publisher's tracks, each forced to the publisher's codec."""
+    offered = parse_offer(offer_sdp)
+    leg = PlayerLeg(RTCPeerConnection(config))
+    try:
+        for media in offered:
+            published = tracks.get(media.kind)
+            if published is None:
+                continue
+            mime = codecs[media.kind]
+            if mime.lower() not in (m.lower() for m in media.mimes):
+                raise NoCommonCodecs(f"the stream's {media.kind} is {mime}; the player offers "
+                                     f"{', '.join(media.mimes) or 'nothing'}")
+            subscriber = published.subscribe()
+            leg.subscribers.append(subscriber)
+            transceiver = leg.pc.addTransceiver(subscriber, direction="sendonly")
+            force_codec(transceiver, mime)
+            on_keyframe_request(transceiver.sender, subscriber.request_keyframe)
+            leg.codecs[media.kind] = mime
+        answer = await _answer(leg.pc, offer_sdp)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await leg.close()
+        raise
+    return leg, answer
