@@ -25,7 +25,6 @@ from typing import Any
 
 import aioice.ice
 import aiortc
-import av
 from aiortc import jitterbuffer, rtcrtpreceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
@@ -33,14 +32,15 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from core.rtc.jitter import RelayJitterBuffer
-from core.rtc.packets import make_packet
+from core.rtc.packets import EncodedPacket, make_packet
 
 logger = logging.getLogger(__name__)
 
 TESTED_AIORTC_VERSIONS = frozenset({"1.16.0"})
 _JITTER_BUFFER_PARAMS = ["self", "capacity", "prefetch", "is_video"]
-_STOCK_GET_DECODER = rtcrtpreceiver.get_decoder
-_STOCK_JITTER_BUFFER = rtcrtpreceiver.JitterBuffer
+_RECEIVER_MODULE: Any = rtcrtpreceiver  # install() swaps two of its globals
+_STOCK_GET_DECODER = _RECEIVER_MODULE.get_decoder
+_STOCK_JITTER_BUFFER = _RECEIVER_MODULE.JitterBuffer
 
 
 class AiortcCompatError(ImportError):
@@ -107,7 +107,8 @@ def check_compat() -> None:
     problems = compat_problems()
     if problems:
         raise AiortcCompatError(
-            "hookcast's relay cannot use this aiortc: " + "; ".join(problems)
+            "hookcast's relay cannot use this aiortc: "
+            + "; ".join(problems)
             + ". Pin aiortc==1.16.0 or update core/rtc/compat.py."
         )
 
@@ -126,7 +127,7 @@ class PassthroughDecoder:
         self.mime = codec.mimeType.lower()
         self.clock_rate = codec.clockRate
 
-    def decode(self, encoded_frame: Any) -> list[av.Packet]:
+    def decode(self, encoded_frame: Any) -> list[EncodedPacket]:
         if not encoded_frame.data:
             return []
         return [
@@ -153,19 +154,19 @@ def install() -> None:
     (get_decoder) after the call, so call it before creating any RTCPeerConnection.
     Every RemoteStreamTrack then yields av.Packet with FrameMeta in `.opaque`.
     """
-    rtcrtpreceiver.get_decoder = passthrough_get_decoder  # type: ignore[assignment]
-    rtcrtpreceiver.JitterBuffer = RelayJitterBuffer  # type: ignore[assignment,misc]
+    _RECEIVER_MODULE.get_decoder = passthrough_get_decoder
+    _RECEIVER_MODULE.JitterBuffer = RelayJitterBuffer
 
 
 def uninstall() -> None:
     """Restore aiortc's own decoder lookup and jitter buffer. Idempotent."""
-    rtcrtpreceiver.get_decoder = _STOCK_GET_DECODER
-    rtcrtpreceiver.JitterBuffer = _STOCK_JITTER_BUFFER  # type: ignore[misc]
+    _RECEIVER_MODULE.get_decoder = _STOCK_GET_DECODER
+    _RECEIVER_MODULE.JitterBuffer = _STOCK_JITTER_BUFFER
 
 
 def is_installed() -> bool:
     """True while install() is in effect."""
-    return rtcrtpreceiver.get_decoder is passthrough_get_decoder
+    return bool(_RECEIVER_MODULE.get_decoder is passthrough_get_decoder)
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:

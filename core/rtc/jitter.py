@@ -169,7 +169,7 @@ class RelayJitterBuffer:
         assert self._base is not None
         seq = packet.sequence_number
         delta = seq_delta(seq, self._base)
-        if delta >= _HALF and 0x10000 - delta < MAX_MISORDER or seq in self._packets:
+        if (delta >= _HALF and 0x10000 - delta < MAX_MISORDER) or seq in self._packets:
             self.stats.packets_dropped += 1
             return False, False
         if delta >= self._capacity and delta < _HALF and self._synced:

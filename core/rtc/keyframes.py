@@ -35,7 +35,9 @@ class KeyframeController:
     `interval` until keyframe_seen() is called. `send_pli` failures are logged.
     """
 
-    def __init__(self, send_pli: SendPli, *, interval: float = PLI_INTERVAL, name: str = "") -> None:
+    def __init__(
+        self, send_pli: SendPli, *, interval: float = PLI_INTERVAL, name: str = ""
+    ) -> None:
         self._send_pli = send_pli
         self._interval = interval
         self._name = name

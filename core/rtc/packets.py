@@ -10,10 +10,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any, TypeAlias
 
 import av
 
 from core.rtc.bitstream import NOT_A_KEYFRAME, PictureInfo, inspect_h264, inspect_vp8
+
+EncodedPacket: TypeAlias = "av.Packet[Any]"  # one encoded frame, FrameMeta in .opaque
 
 _INSPECTORS = {"video/vp8": inspect_vp8, "video/h264": inspect_h264}
 _AUDIO = PictureInfo(keyframe=True)
@@ -63,7 +66,7 @@ def make_packet(
     *,
     complete: bool = True,
     arrival: float | None = None,
-) -> av.Packet:
+) -> EncodedPacket:
     """Build the relayed av.Packet for one frame.
 
     pts = dts = timestamp (already rebased to start near 0), time_base 1/clock_rate,
@@ -87,7 +90,7 @@ def make_packet(
     return packet
 
 
-def meta_of(packet: av.Packet) -> FrameMeta:
+def meta_of(packet: EncodedPacket) -> FrameMeta:
     """The FrameMeta of a relayed packet; raises TypeError for any other packet."""
     meta = packet.opaque
     if not isinstance(meta, FrameMeta):
@@ -95,7 +98,7 @@ def meta_of(packet: av.Packet) -> FrameMeta:
     return meta
 
 
-def copy_packet(packet: av.Packet) -> av.Packet:
+def copy_packet(packet: EncodedPacket) -> EncodedPacket:
     """An independent copy (same bytes, timing, keyframe flag and meta) safe to mutate."""
     copy = av.Packet(bytes(packet))
     copy.pts = packet.pts

@@ -21,12 +21,13 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from core.rtc.keyframes import PLI_INTERVAL, KeyframeController, SendPli, cancel_and_wait
-from core.rtc.packets import FrameMeta
+from core.rtc.packets import EncodedPacket, FrameMeta
 
 logger = logging.getLogger(__name__)
 
 VIDEO_QUEUE_SIZE = 60  # packets = frames: 2 s at 30 fps
 AUDIO_QUEUE_SIZE = 50  # packets: 1 s of 20 ms Opus
+
 
 @dataclass(slots=True)
 class SubscriberCounters:
@@ -70,7 +71,7 @@ class SubscriberTrack(MediaStreamTrack):
         self.kind = publisher.kind
         self.counters = SubscriberCounters()
         self._publisher = publisher
-        self._queue: deque[av.Packet] = deque()
+        self._queue: deque[EncodedPacket] = deque()
         self._queue_size = queue_size
         self._synced = publisher.kind != "video"
         self._source_ended = False
@@ -95,7 +96,7 @@ class SubscriberTrack(MediaStreamTrack):
         if self.kind == "video":
             self._synced = False
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> EncodedPacket:
         while not self._queue:
             if self.readyState != "live" or self._source_ended:
                 self.stop()
@@ -112,7 +113,7 @@ class SubscriberTrack(MediaStreamTrack):
         self._queue.clear()
         self._wakeup.set()
 
-    def _offer(self, packet: av.Packet) -> None:
+    def _offer(self, packet: EncodedPacket) -> None:
         """Called by the publisher for every packet, synchronously; never blocks."""
         if not self._synced:
             if not packet.is_keyframe:
@@ -173,7 +174,7 @@ class PublishedTrack:
         self.kind = source.kind
         self.name = name or f"{source.kind}:{source.id}"
         self.counters = PublishedCounters()
-        self.last_keyframe: av.Packet | None = None
+        self.last_keyframe: EncodedPacket | None = None
         self.last_keyframe_at: float | None = None
         self._subscribers: dict[SubscriberTrack, None] = {}
         self._keyframes = (
@@ -254,7 +255,10 @@ class PublishedTrack:
     async def _read(self) -> None:
         try:
             while True:
-                self._dispatch(await self.source.recv())
+                packet = await self.source.recv()
+                if not isinstance(packet, av.Packet):
+                    raise TypeError(f"relay sources yield av.Packet, got {type(packet).__name__}")
+                self._dispatch(packet)
         except MediaStreamError:
             logger.debug("%s: source ended", self.name)
         except Exception:
@@ -263,7 +267,7 @@ class PublishedTrack:
         if self._keyframes is not None:
             await self._keyframes.close()
 
-    def _dispatch(self, packet: av.Packet) -> None:
+    def _dispatch(self, packet: EncodedPacket) -> None:
         self.counters.packets += 1
         self.counters.bytes += packet.size
         if self.kind == "video":
@@ -271,7 +275,7 @@ class PublishedTrack:
         for subscriber in tuple(self._subscribers):
             subscriber._offer(packet)
 
-    def _track_video(self, packet: av.Packet) -> None:
+    def _track_video(self, packet: EncodedPacket) -> None:
         if packet.is_keyframe:
             self.counters.keyframes += 1
             self.last_keyframe = packet

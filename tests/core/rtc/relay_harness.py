@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import av
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpReceiver,
     RTCRtpTransceiver,
     VideoStreamTrack,
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
 from core.rtc import compat
-from core.rtc.packets import meta_of
+from core.rtc.keyframes import SendPli
+from core.rtc.packets import EncodedPacket, meta_of
 from core.rtc.relay import PublishedTrack, SubscriberTrack
 
 WIDTH, HEIGHT = 320, 240
@@ -74,7 +78,7 @@ class DecodingSink:
     def __init__(self, track: MediaStreamTrack, mime: str) -> None:
         self.track = track
         self.video = mime.startswith("video/")
-        self.context = av.CodecContext.create(DECODERS[mime.lower()], "r")
+        self.context: Any = av.CodecContext.create(DECODERS[mime.lower()], "r")
         self.codecs: set[str] = set()
         self.packets = self.frames = self.errors = self.keyframes = self.skipped = 0
         self.synced = not self.video
@@ -86,11 +90,13 @@ class DecodingSink:
     async def _run(self) -> None:
         try:
             while True:
-                self._consume(await self.track.recv())
+                packet = await self.track.recv()
+                assert isinstance(packet, av.Packet), "compat.install() yields av.Packet"
+                self._consume(packet)
         except MediaStreamError:
             pass
 
-    def _consume(self, packet: av.Packet) -> None:
+    def _consume(self, packet: EncodedPacket) -> None:
         meta = meta_of(packet)
         self.codecs.add(meta.codec)
         self.packets += 1
@@ -187,12 +193,21 @@ class Room:
         await self.publisher.close()
 
 
-async def wait_connected(pc: RTCPeerConnection, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_connected(pc: RTCPeerConnection, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
     while pc.connectionState != "connected":
         if time.monotonic() > deadline:
             raise TimeoutError(f"peer stuck in {pc.connectionState}")
         await asyncio.sleep(0.02)
+
+
+def pli_sender(receiver: RTCRtpReceiver) -> SendPli:
+    """What the SFU calls to ask this receiver's publisher for a keyframe."""
+
+    async def send() -> int:
+        return await compat.request_keyframe(receiver)
+
+    return send
 
 
 async def open_room(mime: str) -> Room:
@@ -209,19 +224,17 @@ async def open_room(mime: str) -> Room:
     await connect(publisher, ingest)
     published = {}
     for kind, receiver in receivers.items():
-        track = PublishedTrack(
-            receiver.track, send_pli=lambda r=receiver: compat.request_keyframe(r), name=kind
-        )
+        track = PublishedTrack(receiver.track, send_pli=pli_sender(receiver), name=kind)
         track.start()
         published[kind] = track
     await wait_connected(ingest)
     return Room(mime, publisher, ingest, published, requests)
 
 
-async def wait_for(predicate: object, timeout: float, step: float = 0.05) -> bool:
-    """Poll `predicate()` until true or timeout; return its last value."""
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
+async def wait_for(predicate: Callable[[], bool], within: float, step: float = 0.05) -> bool:
+    """Poll `predicate()` until it is true (-> True) or `within` seconds pass (-> False)."""
+    deadline = time.monotonic() + within
+    while not predicate():
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(step)

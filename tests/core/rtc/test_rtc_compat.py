@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from fractions import Fraction
+from typing import Any
 
 import aiortc
 import av
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, VideoStreamTrack, jitterbuffer, rtcrtpreceiver
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    VideoStreamTrack,
+    jitterbuffer,
+    rtcrtpreceiver,
+)
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
@@ -22,8 +29,10 @@ VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=9
 H264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=99)
 
 
-def encode(codec: str, width: int, height: int, count: int = 3, pix_fmt: str = "yuv420p") -> list[bytes]:
-    context = av.CodecContext.create(codec, "w")
+def encode(
+    codec: str, width: int, height: int, count: int = 3, pix_fmt: str = "yuv420p"
+) -> list[bytes]:
+    context: Any = av.CodecContext.create(codec, "w")
     context.width, context.height, context.pix_fmt = width, height, pix_fmt
     context.time_base = Fraction(1, 30)
     if codec == "libx264":
@@ -60,21 +69,25 @@ def test_a_changed_internal_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jitterbuffer, "JitterBuffer", NewJitterBuffer)
     problems = compat.compat_problems()
     assert any("_send_keyframe" in p for p in problems)
-    assert any("JitterBuffer.__init__ takes ['self', 'capacity', 'is_video']" in p for p in problems)
+    assert any(
+        "JitterBuffer.__init__ takes ['self', 'capacity', 'is_video']" in p for p in problems
+    )
 
 
 def test_install_is_idempotent_and_uninstall_restores_aiortc() -> None:
-    stock_decoder, stock_buffer = rtcrtpreceiver.get_decoder, rtcrtpreceiver.JitterBuffer
+    receiver_module: Any = rtcrtpreceiver
+    stock_decoder, stock_buffer = receiver_module.get_decoder, receiver_module.JitterBuffer
     try:
         compat.install()
         compat.install()
         assert compat.is_installed()
-        assert rtcrtpreceiver.get_decoder(VP8).__class__ is compat.PassthroughDecoder
-        assert rtcrtpreceiver.JitterBuffer is RelayJitterBuffer
+        assert isinstance(receiver_module.get_decoder(VP8), compat.PassthroughDecoder)
+        assert receiver_module.JitterBuffer is RelayJitterBuffer
     finally:
         compat.uninstall()
     assert not compat.is_installed()
-    assert (rtcrtpreceiver.get_decoder, rtcrtpreceiver.JitterBuffer) == (stock_decoder, stock_buffer)
+    assert receiver_module.get_decoder is stock_decoder
+    assert receiver_module.JitterBuffer is stock_buffer
 
 
 @pytest.mark.parametrize(("codec", "encoder"), [(VP8, "libvpx"), (H264, "libx264")])
@@ -85,12 +98,17 @@ def test_passthrough_decoder_yields_decodable_packets_with_meta(
     frames = encode(encoder, 640, 360, count=4)
     packets = []
     for index, data in enumerate(frames):
-        jitter_frame = RelayJitterFrame(data, index * 3000, complete=index != 1, arrival=5.0 + index)
+        jitter_frame = RelayJitterFrame(
+            data, index * 3000, complete=index != 1, arrival=5.0 + index
+        )
         [packet] = decoder.decode(jitter_frame)
         packets.append(packet)
     first = meta_of(packets[0])
     assert (first.codec, first.keyframe, first.width, first.height) == (
-        codec.mimeType.lower(), True, 640, 360
+        codec.mimeType.lower(),
+        True,
+        640,
+        360,
     )
     assert first.parameter_sets
     assert [p.is_keyframe for p in packets] == [True, False, False, False]
@@ -100,7 +118,7 @@ def test_passthrough_decoder_yields_decodable_packets_with_meta(
     assert [meta_of(p).arrival for p in packets] == [5.0, 6.0, 7.0, 8.0]
     with pytest.raises(dataclasses.FrozenInstanceError):
         first.keyframe = False  # type: ignore[misc]
-    context = av.CodecContext.create(codec.name.lower(), "r")
+    context: Any = av.CodecContext.create(codec.name.lower(), "r")
     decoded = [f for p in packets for f in context.decode(p)] + context.decode(None)
     assert len(decoded) == 4
 
@@ -113,11 +131,14 @@ def test_passthrough_decoder_drops_empty_frames_and_accepts_stock_frames() -> No
 
 
 def test_copy_packet_is_independent() -> None:
-    [packet] = compat.PassthroughDecoder(VP8).decode(RelayJitterFrame(encode("libvpx", 64, 48)[0], 7))
+    [packet] = compat.PassthroughDecoder(VP8).decode(
+        RelayJitterFrame(encode("libvpx", 64, 48)[0], 7)
+    )
     copy = copy_packet(packet)
     copy.pts = 99
     copy.time_base = Fraction(1, 1000)
-    assert (packet.pts, packet.time_base, bytes(copy)) == (7, Fraction(1, 90000), bytes(packet))
+    assert packet.pts == 7 and packet.time_base == Fraction(1, 90000)
+    assert bytes(copy) == bytes(packet)
     assert copy.is_keyframe and copy.opaque is packet.opaque
 
 
@@ -144,7 +165,11 @@ async def test_on_keyframe_request_fires_on_rtcp_pli(caplog: pytest.LogCaptureFi
         sender = pc.addTransceiver(VideoStreamTrack(), direction="sendonly").sender
         calls: list[str] = []
         compat.on_keyframe_request(sender, lambda: calls.append("first"))
-        compat.on_keyframe_request(sender, lambda: 1 / 0)
+
+        def broken() -> None:
+            raise ZeroDivisionError
+
+        compat.on_keyframe_request(sender, broken)
         compat.on_keyframe_request(sender, lambda: calls.append("third"))
         pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1234, media_ssrc=sender._ssrc)
         await sender._handle_rtcp_packet(pli)
@@ -161,11 +186,16 @@ async def test_on_keyframe_request_fires_on_rtcp_pli(caplog: pytest.LogCaptureFi
     ("pix_fmt", "width", "height"),
     [("yuv420p", 320, 240), ("yuv420p", 322, 242), ("yuv444p", 322, 242), ("yuv420p", 1920, 1080)],
 )
-def test_h264_sps_size_with_cropping_and_high_profiles(pix_fmt: str, width: int, height: int) -> None:
+def test_h264_sps_size_with_cropping_and_high_profiles(
+    pix_fmt: str, width: int, height: int
+) -> None:
     key, delta = encode("libx264", width, height, count=2, pix_fmt=pix_fmt)[:2]
     info = inspect_h264(key)
     assert (info.keyframe, info.has_parameter_sets, info.width, info.height) == (
-        True, True, width, height
+        True,
+        True,
+        width,
+        height,
     )
     assert not inspect_h264(delta).keyframe
 
@@ -179,7 +209,10 @@ def test_annexb_split_handles_3_and_4_byte_start_codes() -> None:
 
 def test_vp8_keyframe_needs_its_start_code() -> None:
     key = encode("libvpx", 322, 242)[0]
-    assert inspect_vp8(key).keyframe and (inspect_vp8(key).width, inspect_vp8(key).height) == (322, 242)
+    assert inspect_vp8(key).keyframe and (inspect_vp8(key).width, inspect_vp8(key).height) == (
+        322,
+        242,
+    )
     assert not inspect_vp8(key[:3] + b"\x00" + key[4:]).keyframe  # damaged start code
     assert not inspect_vp8(key[5:]).keyframe  # head cut off
     assert not inspect_vp8(key[:9]).keyframe

@@ -218,7 +218,9 @@ def test_padding_packets_between_frames_produce_no_frame(clock: FakeClock) -> No
             packets.append(packet)
         if index in (1, 3):  # padding-only packets carrying the last frame's timestamp
             for _ in range(3):
-                padding = RtpPacket(payload_type=96, sequence_number=seq, timestamp=frame[0].timestamp)
+                padding = RtpPacket(
+                    payload_type=96, sequence_number=seq, timestamp=frame[0].timestamp
+                )
                 padding._data = b""  # type: ignore[attr-defined]
                 packets.append(padding)
                 seq += 1

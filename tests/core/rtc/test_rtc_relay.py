@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
-import av
 import pytest
 import pytest_asyncio
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from core.rtc.keyframes import KeyframeController
-from core.rtc.packets import make_packet
+from core.rtc.packets import EncodedPacket, make_packet
 from core.rtc.relay import PublishedTrack
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(20)]
@@ -26,20 +25,22 @@ class QueueTrack(MediaStreamTrack):
     def __init__(self, kind: str) -> None:
         super().__init__()
         self.kind = kind
-        self.queue: asyncio.Queue[av.Packet | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[EncodedPacket | None] = asyncio.Queue()
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> EncodedPacket:
         packet = await self.queue.get()
         if packet is None:
             raise MediaStreamError
         return packet
 
 
-def video(keyframe: bool, pts: int, complete: bool = True) -> av.Packet:
-    return make_packet("video/VP8", 90000, VP8_KEY if keyframe else VP8_DELTA, pts, complete=complete)
+def video(keyframe: bool, pts: int, complete: bool = True) -> EncodedPacket:
+    return make_packet(
+        "video/VP8", 90000, VP8_KEY if keyframe else VP8_DELTA, pts, complete=complete
+    )
 
 
-def audio(pts: int) -> av.Packet:
+def audio(pts: int) -> EncodedPacket:
     return make_packet("audio/opus", 48000, b"\xf8\xff\xfe", pts)
 
 
@@ -54,7 +55,7 @@ class PliLog:
         self.sent += 1
 
 
-async def push(track: QueueTrack, packets: list[av.Packet | None]) -> None:
+async def push(track: QueueTrack, packets: Sequence[EncodedPacket | None]) -> None:
     for packet in packets:
         track.queue.put_nowait(packet)
     for _ in range(len(packets) + 2):
@@ -70,7 +71,9 @@ async def video_relay() -> AsyncIterator[tuple[QueueTrack, PublishedTrack, PliLo
     await published.close()
 
 
-async def test_video_subscriber_starts_at_a_keyframe_and_gets_the_same_packets(video_relay: VideoRelay) -> None:
+async def test_video_subscriber_starts_at_a_keyframe_and_gets_the_same_packets(
+    video_relay: VideoRelay,
+) -> None:
     source, published, plis = video_relay
     subscriber = published.subscribe()
     packets = [video(False, 0), video(False, 3000), video(True, 6000), video(False, 9000)]
@@ -84,7 +87,9 @@ async def test_video_subscriber_starts_at_a_keyframe_and_gets_the_same_packets(v
     assert plis.sent >= 1  # asked for a keyframe on subscribe
 
 
-async def test_video_overflow_flushes_and_waits_for_the_next_keyframe(video_relay: VideoRelay) -> None:
+async def test_video_overflow_flushes_and_waits_for_the_next_keyframe(
+    video_relay: VideoRelay,
+) -> None:
     source, published, _ = video_relay
     subscriber = published.subscribe(queue_size=5)
     other = published.subscribe(queue_size=100)
@@ -136,7 +141,9 @@ async def test_subscribers_drain_then_end_when_the_source_ends(video_relay: Vide
         await late.recv()
 
 
-async def test_stopping_a_subscriber_detaches_it_and_wakes_its_reader(video_relay: VideoRelay) -> None:
+async def test_stopping_a_subscriber_detaches_it_and_wakes_its_reader(
+    video_relay: VideoRelay,
+) -> None:
     _, published, _ = video_relay
     subscriber = published.subscribe()
     reader = asyncio.create_task(subscriber.recv())
@@ -180,7 +187,9 @@ async def test_keyframe_controller_coalesces_rate_limits_and_repeats() -> None:
     await controller.close()
 
 
-async def test_keyframe_controller_survives_a_failing_sender(caplog) -> None:
+async def test_keyframe_controller_survives_a_failing_sender(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     calls = 0
 
     async def failing() -> None:

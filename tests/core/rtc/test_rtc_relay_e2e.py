@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 from relay_harness import Room, open_room, wait_for
@@ -36,7 +37,7 @@ async def run_room(mime: str, viewers: int) -> Room:
 async def frames_decoded_during(room: Room, seconds: float) -> list[int]:
     """Frames each viewer decodes over the same `seconds`, once all of them decode."""
     sinks = [v.sinks["video"] for v in room.viewers]
-    assert await wait_for(lambda: all(s.frames > 0 for s in sinks), timeout=5)
+    assert await wait_for(lambda: all(s.frames > 0 for s in sinks), within=5)
     before = [s.frames for s in sinks]
     await asyncio.sleep(seconds)
     return [s.frames - b for s, b in zip(sinks, before, strict=True)]
@@ -61,7 +62,10 @@ async def test_three_subscribers_decode_the_publishers_codec(mime: str) -> None:
         assert keyframe is not None
         meta = meta_of(keyframe)
         assert (meta.codec, meta.keyframe, meta.width, meta.height) == (
-            mime.lower(), True, 320, 240
+            mime.lower(),
+            True,
+            320,
+            240,
         )
         stats = room.published["video"].stats()
         assert stats["packets"] >= max(counts) and stats["bytes"] > 0
@@ -78,7 +82,7 @@ async def test_late_subscriber_decodes_within_one_second(mime: str) -> None:
         before = len(room.publisher_keyframe_requests)
         late = await room.add_viewer()
         sink = late.sinks["video"]
-        assert await wait_for(lambda: sink.first_frame_at is not None, timeout=3)
+        assert await wait_for(lambda: sink.first_frame_at is not None, within=3)
         assert sink.first_frame_at is not None
         from_connected = sink.first_frame_at - late.connected_at
         from_join = sink.first_frame_at - late.joined_at
@@ -97,9 +101,9 @@ async def test_subscriber_pli_reaches_the_publisher() -> None:
     viewer = room.viewers[0]
     controller_idle = room.published["video"]._keyframes
     try:
-        assert await wait_for(lambda: viewer.sinks["video"].frames > 10, timeout=5)
+        assert await wait_for(lambda: viewer.sinks["video"].frames > 10, within=5)
         assert controller_idle is not None
-        assert await wait_for(lambda: not controller_idle.waiting, timeout=3)
+        assert await wait_for(lambda: not controller_idle.waiting, within=3)
         await asyncio.sleep(0.6)  # let the rate limit of earlier requests expire
         requests = len(room.publisher_keyframe_requests)
         keyframes = viewer.sinks["video"].keyframes
@@ -116,7 +120,7 @@ async def test_subscriber_pli_reaches_the_publisher() -> None:
 async def test_stalled_subscriber_stays_bounded_and_others_are_unaffected() -> None:
     room = await run_room("video/VP8", viewers=2)
     stalled = room.published["video"].subscribe()  # a sender that never reads
-    source = room.published["video"].source
+    source: Any = room.published["video"].source  # a RemoteStreamTrack
     try:
         peak_stalled = peak_source = 0
 
@@ -146,10 +150,10 @@ async def test_stalled_subscriber_stays_bounded_and_others_are_unaffected() -> N
 async def test_subscribers_end_when_the_publisher_leaves() -> None:
     room = await run_room("video/VP8", viewers=2)
     try:
-        assert await wait_for(lambda: room.viewers[1].sinks["video"].frames > 5, timeout=5)
+        assert await wait_for(lambda: room.viewers[1].sinks["video"].frames > 5, within=5)
         await room.publisher.close()  # sends RTCP BYE: the SFU's remote tracks end
         published = room.published.values()
-        assert await wait_for(lambda: all(p.ended for p in published), timeout=5)
+        assert await wait_for(lambda: all(p.ended for p in published), within=5)
         tracks = [t for v in room.viewers for t in v.tracks.values()]
         assert await wait_for(lambda: all(t.readyState == "ended" for t in tracks), 5)
         assert all(not p.subscribers for p in published)
@@ -160,7 +164,7 @@ async def test_subscribers_end_when_the_publisher_leaves() -> None:
 async def test_closing_everything_leaves_no_tasks_or_threads() -> None:
     threads_before = set(threading.enumerate())
     room = await run_room("video/H264", viewers=2)
-    assert await wait_for(lambda: room.viewers[1].sinks["video"].frames > 5, timeout=5)
+    assert await wait_for(lambda: room.viewers[1].sinks["video"].frames > 5, within=5)
     await room.close()
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:
