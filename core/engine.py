@@ -17,6 +17,7 @@ from aiortc import RTCPeerConnection
 
 from core.bus import HookBus
 from core.events import SessionInfo
+from core.rtc.packets import FrameMeta
 from core.rtc.peer import (
     BadOffer,
     NoCommonCodecs,
@@ -244,9 +245,20 @@ class Engine:
             for s in owned if s is not None
         ))
 
+    def refresh(self, stream: Stream) -> Stream:
+        """Update what the media knows and signalling does not: the picture size."""
+        broadcast = self.broadcasts.get(stream.name)
+        video = broadcast.leg.tracks.get("video") if broadcast is not None else None
+        keyframe = video.last_keyframe if video is not None else None
+        meta = keyframe.opaque if keyframe is not None else None
+        if isinstance(meta, FrameMeta) and meta.width and meta.height:
+            stream.width, stream.height = meta.width, meta.height
+        return stream
+
     async def _set_status(
         self, stream: Stream, status: Status, info: str = "", live: _Live | None = None
     ) -> None:
+        self.refresh(stream)
         previous = None if stream.status is Status.NEW else str(stream.status)
         stream.status, stream.info = status, info
         live = live or self._live.get(stream.media_session_id)

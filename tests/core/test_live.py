@@ -230,3 +230,74 @@ async def test_admit_publish_refusal_fails_the_publisher(
         await allowed.wait_status("PUBLISHING")
     finally:
         await client.close()
+
+
+async def test_lifecycle_events_reach_plugins_in_order(home: Home, start_server: Start) -> None:
+    write_plugin(home, "spy", """
+    import json
+    from pathlib import Path
+    from core import hookimpl
+
+    LOG = Path(__file__).parents[1] / "events.jsonl"
+
+    def record(*fields):
+        with LOG.open("a") as handle:
+            handle.write(json.dumps(fields) + "\\n")
+
+    @hookimpl
+    def after_session_connect(session):
+        record("connect", session.app_key)
+
+    @hookimpl
+    def after_session_disconnect(session, reason):
+        record("disconnect", reason)
+
+    @hookimpl
+    def before_publish(session, stream):
+        record("before_publish", stream.name, session.session_id == stream.session_id)
+
+    @hookimpl
+    def before_play(session, stream):
+        record("before_play", stream.name)
+
+    @hookimpl
+    async def after_stream_status(stream, previous_status):
+        record("status", "pub" if stream.published else "play", previous_status, stream.status, stream.info)
+    """)
+    server = await start_server(home)
+    url = f"ws://127.0.0.1:{server.ws_port}/"
+    publisher, viewer = WcsClient(url), WcsClient(url)
+    await publisher.connect()
+    published = await publish(publisher, "cam")
+    await asyncio.sleep(1)
+    await viewer.connect()
+    played, sinks = await play(viewer, "cam")
+    assert (played.last["width"], played.last["height"]) == (320, 240)
+    await publisher.stop(published)
+    await played.wait_status("STOPPED")
+    await viewer.close()
+    await publisher.close()
+    log = home.root / "events.jsonl"
+    for _ in range(100):
+        if log.read_text().count("[\"disconnect\"") == 2:
+            break
+        await asyncio.sleep(0.05)
+    import json
+
+    events = [tuple(json.loads(line)) for line in log.read_text().splitlines()]
+    assert events == [
+        ("connect", "defaultApp"),
+        ("before_publish", "cam", True),
+        ("status", "pub", None, "PENDING", ""),
+        ("status", "pub", "PENDING", "PUBLISHING", ""),
+        ("connect", "defaultApp"),
+        ("before_play", "cam"),
+        ("status", "play", None, "PENDING", ""),
+        ("status", "play", "PENDING", "PLAYING", ""),
+        ("status", "pub", "PUBLISHING", "UNPUBLISHED", "Stopped by user"),
+        ("status", "play", "PLAYING", "STOPPED", "Stopped by publisher stop"),
+        ("disconnect", "Normal disconnect"),
+        ("disconnect", "Normal disconnect"),
+    ]
+    for sink in sinks.values():
+        await sink.close()
