@@ -58,7 +58,7 @@ class ClientStream:
             self.info = str(event.get("info", ""))
             self._changed.notify_all()
 
-    async def wait_status(self, *statuses: str, timeout: float = 20.0) -> dict[str, Any]:
+    async def wait_status(self, *statuses: str, timeout: float = 20.0) -> dict[str, Any]:  # noqa: ASYNC109
         """The event that brought one of ``statuses``; WcsError if it ends otherwise."""
         async def reached() -> dict[str, Any]:
             async with self._changed:
@@ -118,7 +118,8 @@ class WcsClient:
         pc = RTCPeerConnection(self.rtc)
         for track in tracks:
             transceiver = pc.addTransceiver(track, direction="sendonly")
-            force_codec(transceiver, f"video/{video_codec}" if track.kind == "video" else "audio/opus")
+            mime = f"video/{video_codec}" if track.kind == "video" else "audio/opus"
+            force_codec(transceiver, mime)
         return await self._start("publishStream", name, pc, published=True, **fields)
 
     async def play(self, name: str, *, kinds: Sequence[str] = ("audio", "video"),
@@ -140,10 +141,10 @@ class WcsClient:
             "hasVideo": True, "hasAudio": True, "status": "PENDING", "record": False,
             "mediaProvider": "WebRTC", "sdp": pc.localDescription.sdp, "custom": {}, **fields,
         })
-        answer_or_end = asyncio.ensure_future(stream.wait_status(*FINAL, timeout=30))
-        done, _ = await asyncio.wait({stream._answer, answer_or_end}, timeout=30,
-                                     return_when=asyncio.FIRST_COMPLETED)
-        answer_or_end.cancel()
+        ended: asyncio.Future[Any] = asyncio.ensure_future(stream.wait_status(*FINAL, timeout=30))
+        waiting: set[asyncio.Future[Any]] = {stream._answer, ended}
+        done, _ = await asyncio.wait(waiting, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
         if stream._answer in done:
             await pc.setRemoteDescription(RTCSessionDescription(stream._answer.result(), "answer"))
         return stream

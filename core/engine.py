@@ -232,18 +232,21 @@ class Engine:
         """unPublishStream / stopStream from the stream's own client; False if not its stream."""
         stream = self.registry.get(media_session_id)
         live = self._live.get(media_session_id)
-        if stream is None or live is None or live.client is not client or stream.published != published:
+        if stream is None or live is None or live.client is not client:
             return False
-        await self.stop(stream, Status.UNPUBLISHED if published else Status.STOPPED, Info.USER)
+        if stream.published != published:
+            return False
+        await self.end(stream, Info.USER)
         return True
 
     async def client_gone(self, client: Client) -> None:
         """A session closed: every stream it owned stops (`Stopped by session disconnect`)."""
         owned = [self.registry.get(i) for i, live in self._live.items() if live.client is client]
-        await asyncio.gather(*(
-            self.stop(s, Status.UNPUBLISHED if s.published else Status.STOPPED, Info.SESSION_DISCONNECT)
-            for s in owned if s is not None
-        ))
+        await asyncio.gather(*(self.end(s, Info.SESSION_DISCONNECT) for s in owned if s))
+
+    async def end(self, stream: Stream, info: str) -> None:
+        """Stop a stream the normal way: a publisher UNPUBLISHED, a player STOPPED."""
+        await self.stop(stream, Status.UNPUBLISHED if stream.published else Status.STOPPED, info)
 
     def refresh(self, stream: Stream) -> Stream:
         """Update what the media knows and signalling does not: the picture size."""
@@ -280,9 +283,6 @@ class Engine:
 
     async def close(self) -> None:
         """Stop every stream (players see `Requested stream shutdown`), then wait for tasks."""
-        await asyncio.gather(*(
-            self.stop(s, Status.UNPUBLISHED if s.published else Status.STOPPED, Info.SHUTDOWN)
-            for s in self.registry
-        ))
+        await asyncio.gather(*(self.end(s, Info.SHUTDOWN) for s in self.registry))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -22,15 +22,15 @@ from aiohttp import web
 
 from core.apps import load_applications
 from core.bus import HookBus
+from core.engine import Engine
 from core.events import ServerInfo
 from core.home import Home
 from core.http import core_routes
-from core.engine import Engine
 from core.keys import APPLICATIONS, BUS, ENGINE, HOME, LOADER, SETTINGS, STARTED_AT
-from core.rtc import compat
-from core.signalling import signalling_routes
 from core.loader import PluginLoader
+from core.rtc import compat
 from core.settings import Settings
+from core.signalling import signalling_routes
 from core.version import __version__
 from core.watch import FolderWatcher
 

@@ -183,14 +183,17 @@ class SignallingSession:
     ) -> tuple[Stream, str] | None:
         """The stream a publish/play asks for and its SDP, or None after telling why not."""
         if not isinstance(payload, dict):
-            return await self.fail(api, "data[0]: expected the stream object")
+            await self.fail(api, "data[0]: expected the stream object")
+            return None
         media_session_id = payload.get("mediaSessionId")
         if not isinstance(media_session_id, str) or not media_session_id:
-            return await self.fail(api, Info.ID_NULL)
+            await self.fail(api, Info.ID_NULL)
+            return None
         problem = _stream_problem(payload)
+        name = payload.get("name")
         stream = Stream(
             media_session_id=media_session_id,
-            name=payload.get("name") if isinstance(payload.get("name"), str) else "",
+            name=name if isinstance(name, str) else "",
             published=published, session_id=self.session_id, app_key=self.app_key,
             record=payload.get("record") is True,
             custom=payload["custom"] if isinstance(payload.get("custom"), dict) else {},

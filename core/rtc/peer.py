@@ -118,7 +118,9 @@ def _pli_sender(receiver: RTCRtpReceiver):  # type: ignore[no-untyped-def]
     return send
 
 
-async def open_publisher(offer_sdp: str, config: RTCConfiguration, name: str) -> tuple[PublisherLeg, str]:
+async def open_publisher(
+    offer_sdp: str, config: RTCConfiguration, name: str
+) -> tuple[PublisherLeg, str]:
     """Answer a publisher; its tracks start relaying at once. Raises BadOffer or NoCommonCodecs."""
     offered = parse_offer(offer_sdp)
     chosen = [(media, choose_codec(media)) for media in offered]
@@ -150,7 +152,10 @@ async def open_publisher(offer_sdp: str, config: RTCConfiguration, name: str) ->
 
 
 async def open_player(
-    offer_sdp: str, config: RTCConfiguration, tracks: dict[str, PublishedTrack], codecs: dict[str, str]
+    offer_sdp: str,
+    config: RTCConfiguration,
+    tracks: dict[str, PublishedTrack],
+    codecs: dict[str, str],
 ) -> tuple[PlayerLeg, str]:
     """Answer a player with the publisher's tracks, each forced to the publisher's codec."""
     offered = parse_offer(offer_sdp)

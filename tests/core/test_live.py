@@ -73,7 +73,7 @@ async def test_one_publisher_three_players_decode_the_same_frames(
 ) -> None:
     await publish(await clients(), "cam", codec)
     players = [await play(await clients(), "cam") for _ in range(3)]
-    while any(sinks["video"].first_frame_at is None for _, sinks in players):
+    while any(sinks["video"].first_frame_at is None for _, sinks in players):  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     baseline = [sinks["video"].frames for _, sinks in players]
     await asyncio.sleep(4)
@@ -104,7 +104,7 @@ async def test_late_player_decodes_its_first_frame_within_a_second(
     stream = await viewer.play("cam")
     await stream.wait_status("PLAYING")
     sinks = sinks_for(stream)
-    while sinks["video"].first_frame_at is None and time.monotonic() - asked < 5:
+    while sinks["video"].first_frame_at is None and time.monotonic() - asked < 5:  # noqa: ASYNC110
         await asyncio.sleep(0.02)
     assert sinks["video"].first_frame_at is not None
     assert sinks["video"].first_frame_at - asked < 1.0
@@ -157,8 +157,9 @@ async def test_session_disconnect_info(clients: Callable[..., Any], server: Serv
     async def after_stream_status(stream: Any) -> None:
         seen.append({"name": stream.name, "status": stream.status, "info": stream.info})
 
-    from core import hookimpl
     from types import SimpleNamespace
+
+    from core import hookimpl
 
     server.bus.register(SimpleNamespace(after_stream_status=hookimpl(after_stream_status)), "spy", "test")
     publisher = await clients()
