@@ -1,0 +1,147 @@
+"""Real-browser tests: Debian's Chromium, driven by Playwright, runs pages that use the
+official WCS Web SDK from npm against a real hookcast server on 127.0.0.1.
+
+Chromium is never downloaded: the tests use /usr/bin/chromium (Debian package
+``chromium``); without it they skip, saying how to install it. The SDK is installed
+from npm into .cache/websdk (ignored by git) on first use.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from core.home import Home
+from core.server import Server
+
+REPO = Path(__file__).resolve().parents[2]
+SDK_VERSION = "2.0.276"
+SDK_CACHE = REPO / ".cache" / "websdk"
+SDK_DIR = SDK_CACHE / "node_modules" / "@flashphoner" / "websdk"
+PAGES = Path(__file__).parent / "pages"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def sdk_folder() -> Path:
+    """The installed @flashphoner/websdk package, installing it from npm if needed."""
+    if not (SDK_DIR / "flashphoner-webrtc-only.js").exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not installed (apt-get install npm) to fetch @flashphoner/websdk")
+        SDK_CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--silent", f"@flashphoner/websdk@{SDK_VERSION}"],
+            cwd=SDK_CACHE, check=True, timeout=300,
+        )
+    return SDK_DIR
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed: apt-get install chromium (CI's .ci/run does)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium_path: str) -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium_path, args=FLAGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[str]:
+    """An HTTP server on 127.0.0.1 serving our pages at / and the SDK package at /sdk/."""
+    app = web.Application()
+    app.router.add_static("/sdk/", sdk_folder())
+    app.router.add_static("/pages/", PAGES)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+class Page:
+    """One browser page running our SDK driver; keeps what the SDK logged."""
+
+    def __init__(self, page: Any, name: str) -> None:
+        self.page = page
+        self.name = name
+        self.console: list[str] = []
+        page.on("console", lambda message: self.console.append(f"{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: self.console.append(f"pageerror: {error}"))
+
+    async def call(self, expression: str, *args: Any) -> Any:
+        return await self.page.evaluate(expression, *args)
+
+    async def events(self) -> list[dict[str, Any]]:
+        return await self.page.evaluate("hc.events")  # type: ignore[no-any-return]
+
+    async def wait_status(self, role: str, status: str, timeout: float = 20) -> dict[str, Any]:
+        """Wait until the SDK reported ``status`` for ``role``; fail with the SDK log."""
+        try:
+            await self.page.wait_for_function(
+                "([role, status]) => hc.events.some(e => e.role === role && e.status === status)",
+                arg=[role, status], timeout=timeout * 1000,
+            )
+        except Exception as error:
+            raise AssertionError(
+                f"{self.name}: no {status} for {role}; SDK events: {await self.events()}\n"
+                f"SDK log:\n" + "\n".join(self.console[-60:])
+            ) from error
+        events = await self.events()
+        return next(e for e in events if e["role"] == role and e["status"] == status)
+
+
+@pytest.fixture
+async def open_page(browser: Any, site: str) -> AsyncIterator[Callable[[str], Awaitable[Page]]]:
+    contexts = []
+
+    async def open_one(name: str) -> Page:
+        context = await browser.new_context()
+        contexts.append(context)
+        page = Page(await context.new_page(), name)
+        await page.page.goto(f"{site}/pages/sdk_client.html")
+        await page.page.wait_for_function("window.hc !== undefined")
+        return page
+
+    yield open_one
+    for context in contexts:
+        await context.close()
+
+
+@pytest.fixture
+async def server(home: Home, start_server: Callable[..., Any]) -> Server:
+    return await start_server(home)  # type: ignore[no-any-return]
