@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 from collections.abc import Awaitable, Callable
 
+from core.keys import ENGINE
 from core.server import Server
 from tests.e2e.conftest import Page
 
@@ -30,3 +33,66 @@ async def test_publish_on_a_play_on_b(server: Server, open_page: OpenPage) -> No
     await b.call("name => hc.play(name)", "cam")
     await b.wait_status("player", "PLAYING")
     assert await frames_decoded(b, 30) >= 30
+
+
+async def connected(open_page: OpenPage, name: str, server: Server) -> Page:
+    page = await open_page(name)
+    await page.call("url => hc.connect(url)", f"ws://127.0.0.1:{server.ws_port}")
+    return page
+
+
+@pytest.mark.parametrize(
+    ("codec", "strip"),
+    [("VP8", "H264,VP9,AV1,H265"), ("H264", "VP8,VP9,AV1,H265")],
+)
+async def test_vp8_and_h264_publishers(
+    server: Server, open_page: OpenPage, codec: str, strip: str
+) -> None:
+    a = await connected(open_page, "A", server)
+    await a.call("([name, strip]) => hc.publish(name, {stripCodecs: strip})", ["cam", strip])
+    await a.wait_status("publisher", "PUBLISHING")
+    b = await connected(open_page, "B", server)
+    await b.call("name => hc.play(name)", "cam")
+    await b.wait_status("player", "PLAYING")
+    await frames_decoded(b, 30)
+    published = await a.call("hc.stats('publisher')")
+    played = await b.call("hc.stats('player')")
+    assert published["outboundStream"]["video"]["codec"] == codec
+    assert played["inboundStream"]["video"]["codec"] == codec
+    stream = server.http_app[ENGINE].registry.publisher("cam")
+    assert stream is not None and stream.video_codec == codec
+
+
+async def test_stop_on_a_stops_b(server: Server, open_page: OpenPage) -> None:
+    a = await connected(open_page, "A", server)
+    await a.call("name => hc.publish(name)", "cam")
+    await a.wait_status("publisher", "PUBLISHING")
+    b = await connected(open_page, "B", server)
+    await b.call("name => hc.play(name)", "cam")
+    await b.wait_status("player", "PLAYING")
+    await a.call("hc.stop('publisher')")
+    await a.wait_status("publisher", "UNPUBLISHED")
+    stopped = await b.wait_status("player", "STOPPED")
+    assert stopped["info"] == "Stopped by publisher stop"
+
+
+async def test_closing_a_stops_b(server: Server, open_page: OpenPage) -> None:
+    a = await connected(open_page, "A", server)
+    await a.call("name => hc.publish(name)", "cam")
+    await a.wait_status("publisher", "PUBLISHING")
+    b = await connected(open_page, "B", server)
+    await b.call("name => hc.play(name)", "cam")
+    await b.wait_status("player", "PLAYING")
+    await a.page.close()
+    stopped = await b.wait_status("player", "STOPPED")
+    assert stopped["info"] == "Stopped by publisher stop"
+
+
+async def test_name_in_use_fails_as_the_sdk_reports_it(server: Server, open_page: OpenPage) -> None:
+    a = await connected(open_page, "A", server)
+    await a.call("name => hc.publish(name)", "cam")
+    await a.wait_status("publisher", "PUBLISHING")
+    b = await connected(open_page, "B", server)
+    await b.call("name => hc.publish(name)", "cam")
+    failed = await b.wait_status("publisher", "FAILED")
+    assert failed["info"] == "Stream name is already in use"
