@@ -30,6 +30,7 @@ run: $(VENV)/.run-installed
 # The suite runs inside a private network namespace when it can (loopback only),
 # so no test can reach any other address; tests/isolated.sh says when it cannot.
 test: $(VENV)/.test-installed
+	sh tests/e2e/install-websdk.sh
 	sh tests/isolated.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.test-installed

@@ -264,6 +264,10 @@ class Engine:
         self.refresh(stream)
         previous = None if stream.status is Status.NEW else str(stream.status)
         stream.status, stream.info = status, info
+        log.info(
+            "%s %s (%s): %s -> %s %s", "publisher" if stream.published else "player",
+            stream.name, stream.media_session_id, previous, status, info,
+        )
         live = live or self._live.get(stream.media_session_id)
         # The SDK sets PENDING itself when it sends its offer; WCS does not echo it.
         if live is not None and status is not Status.PENDING:

@@ -5,7 +5,6 @@ default, and the test server listens on a free port)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from core.server import Server

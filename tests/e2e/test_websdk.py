@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
-from collections.abc import Awaitable, Callable
 
 from core.keys import ENGINE
 from core.server import Server
