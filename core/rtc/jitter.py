@@ -191,10 +191,10 @@ class RelayJitterBuffer:
         seq = packet.sequence_number
         before = self._packets.get((seq - 1) & 0xFFFF)
         after = self._packets.get((seq + 1) & 0xFFFF)
-        if packet.marker or (after is not None and after.timestamp != packet.timestamp):
+        if before is not None and before.timestamp != packet.timestamp:
+            start = seq  # the earliest start this packet can prove
+        elif packet.marker or (after is not None and after.timestamp != packet.timestamp):
             start = (seq + 1) & 0xFFFF
-        elif before is not None and before.timestamp != packet.timestamp:
-            start = seq
         else:
             if len(self._packets) >= self._capacity:
                 self.stats.packets_dropped += len(self._packets)

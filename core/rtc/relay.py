@@ -44,15 +44,15 @@ class SubscriberCounters:
 @dataclass(slots=True)
 class PublishedCounters:
     """Per source track: packets and payload bytes read, keyframes seen, frames that
-    followed a loss (complete=False), keyframe requests received (from subscribers
-    joining, overflowing or asking) and PLIs actually sent upstream."""
+    followed a loss (complete=False), and keyframe requests received (subscribers
+    joining, overflowing or asking). PLIs actually sent upstream are counted by the
+    KeyframeController; stats() reports both."""
 
     packets: int = 0
     bytes: int = 0
     keyframes: int = 0
     discontinuities: int = 0
     keyframe_requests: int = 0
-    plis_sent: int = 0
 
 
 class SubscriberTrack(MediaStreamTrack):
@@ -226,8 +226,7 @@ class PublishedTrack:
     def stats(self) -> dict[str, Any]:
         """A snapshot of the counters, with one entry per current subscriber."""
         counters = asdict(self.counters)
-        if self._keyframes is not None:
-            counters["plis_sent"] = self._keyframes.plis_sent
+        counters["plis_sent"] = self._keyframes.plis_sent if self._keyframes else 0
         counters["subscribers"] = {s.id: asdict(s.counters) for s in self._subscribers}
         return counters
 

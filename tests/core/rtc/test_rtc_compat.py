@@ -39,7 +39,9 @@ def encode(
         context.options = {"tune": "zerolatency"}
     packets = []
     for index in range(count):
-        frame = av.VideoFrame(width, height, pix_fmt)
+        frame = av.VideoFrame(width, height, pix_fmt)  # memory is not cleared: fill it
+        for plane in frame.planes:
+            plane.update(bytes([(40 + index * 8) % 256]) * plane.buffer_size)
         frame.pts = index
         packets += context.encode(frame)
     packets += context.encode(None)

@@ -178,3 +178,40 @@ async def test_closing_everything_leaves_no_tasks_or_threads() -> None:
     assert not decoders, decoders
     assert all(p.ended for p in room.published.values())
     assert all(t.readyState == "ended" for v in room.viewers for t in v.tracks.values())
+
+
+def drop_unrecoverably(receiver: Any, rtx_payload_type: int, every: int) -> list[int]:
+    """Make `receiver` lose every `every`-th media packet and all retransmissions."""
+    handle = receiver._handle_rtp_packet
+    dropped: list[int] = []
+
+    async def lossy(packet: Any, arrival_time_ms: int) -> None:
+        if packet.payload_type == rtx_payload_type or packet.sequence_number % every == 0:
+            dropped.append(packet.sequence_number)
+            return
+        await handle(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = lossy
+    return dropped
+
+
+async def test_unrecovered_loss_is_skipped_and_viewers_resume_at_a_keyframe() -> None:
+    room = await run_room("video/VP8", viewers=1)
+    sdp = room.ingest.remoteDescription.sdp
+    rtx = int(next(ln for ln in sdp.splitlines() if "rtx/90000" in ln).split()[0].split(":")[1])
+    receiver: Any = next(t.receiver for t in room.ingest.getTransceivers() if t.kind == "video")
+    sink = room.viewers[0].sinks["video"]
+    try:
+        assert await wait_for(lambda: sink.frames > 10, within=5)
+        dropped = drop_unrecoverably(receiver, rtx, every=40)
+        frames, keyframes = sink.frames, sink.keyframes
+        await asyncio.sleep(4)
+        published = room.published["video"]
+        buffer = receiver._RTCRtpReceiver__jitter_buffer  # the RelayJitterBuffer in use
+        assert len(dropped) >= 3 and buffer.stats.skips >= 1
+        assert published.counters.discontinuities >= 1
+        assert sink.keyframes > keyframes  # the relay asked for and forwarded new keyframes
+        assert sink.frames - frames >= 30  # and the viewer kept decoding between losses
+        assert sink.errors == 0  # never fed a frame that depends on a lost one
+    finally:
+        await room.close()
