@@ -81,16 +81,9 @@ class Engine:
 
     async def publish(self, client: Client, stream: Stream, offer_sdp: str) -> None:
         """Admit, answer and relay a publisher; failures end as FAILED with their info."""
-        if not await self._admit(client, stream, self.bus.before_publish):
+        live = await self._begin(client, stream, self.bus.before_publish)
+        if live is None:
             return
-        try:
-            self.registry.add(stream)
-        except NameInUse:
-            return await self._fail_unregistered(client, stream, Info.NAME_IN_USE)
-        except IdInUse:
-            return await self._fail_unregistered(client, stream, Info.ID_IN_USE)
-        live = self._live[stream.media_session_id] = _Live(client)
-        await self._set_status(stream, Status.PENDING)
         try:
             leg, answer = await open_publisher(offer_sdp, self._config, stream.name)
         except Exception as error:
@@ -106,14 +99,9 @@ class Engine:
 
     async def play(self, client: Client, stream: Stream, offer_sdp: str) -> None:
         """Admit and answer a player of a published name (FAILED `Stream not found` if none)."""
-        if not await self._admit(client, stream, self.bus.before_play):
+        live = await self._begin(client, stream, self.bus.before_play)
+        if live is None:
             return
-        try:
-            self.registry.add(stream)
-        except IdInUse:
-            return await self._fail_unregistered(client, stream, Info.ID_IN_USE)
-        live = self._live[stream.media_session_id] = _Live(client)
-        await self._set_status(stream, Status.PENDING)
         broadcast = self.broadcasts.get(stream.name)
         if broadcast is None:
             return await self.stop(stream, Status.FAILED, Info.NOT_FOUND)
@@ -133,6 +121,23 @@ class Engine:
         self._describe(stream, leg.codecs)
         self._watch(stream, leg.pc, Status.PLAYING)
         await client.send("setRemoteSDP", stream.media_session_id, answer)
+
+    async def _begin(
+        self, client: Client, stream: Stream,
+        admit: Callable[[SessionInfo, Any], Awaitable[Any]],
+    ) -> _Live | None:
+        """Admit and register a new stream (PENDING); None after failing it if refused."""
+        if not await self._admit(client, stream, admit):
+            return None
+        try:
+            self.registry.add(stream)
+        except (NameInUse, IdInUse) as error:
+            info = Info.NAME_IN_USE if isinstance(error, NameInUse) else Info.ID_IN_USE
+            await self._fail_unregistered(client, stream, info)
+            return None
+        live = self._live[stream.media_session_id] = _Live(client)
+        await self._set_status(stream, Status.PENDING)
+        return live
 
     async def _admit(
         self, client: Client, stream: Stream,

@@ -15,30 +15,39 @@ OpenPage = Callable[[str], Awaitable[Page]]
 
 
 async def frames_decoded(page: Page, at_least: int, timeout: float = 15) -> int:
+    """Frames the player page's <video> decoded, once at least ``at_least``."""
     deadline = asyncio.get_running_loop().time() + timeout
     while (frames := await page.call("hc.framesDecoded()")) < at_least:
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{page.name}: only {frames} frames decoded; SDK log:\n" + "\n".join(page.console[-40:]))
+            raise AssertionError(
+                f"{page.name}: only {frames} frames decoded; SDK log:\n" + "\n".join(page.console[-40:])
+            )
         await asyncio.sleep(0.2)
     return frames  # type: ignore[no-any-return]
-
-
-async def test_publish_on_a_play_on_b(server: Server, open_page: OpenPage) -> None:
-    url = f"ws://127.0.0.1:{server.ws_port}"
-    a, b = await open_page("A"), await open_page("B")
-    await a.call("url => hc.connect(url)", url)
-    await a.call("name => hc.publish(name)", "cam")
-    await a.wait_status("publisher", "PUBLISHING")
-    await b.call("url => hc.connect(url)", url)
-    await b.call("name => hc.play(name)", "cam")
-    await b.wait_status("player", "PLAYING")
-    assert await frames_decoded(b, 30) >= 30
 
 
 async def connected(open_page: OpenPage, name: str, server: Server) -> Page:
     page = await open_page(name)
     await page.call("url => hc.connect(url)", f"ws://127.0.0.1:{server.ws_port}")
     return page
+
+
+async def publish_on_a_play_on_b(
+    server: Server, open_page: OpenPage, options: dict[str, str] | None = None
+) -> tuple[Page, Page]:
+    """Page A publishes ``cam`` (with SDK stream options), page B plays it."""
+    a = await connected(open_page, "A", server)
+    await a.call("([name, options]) => hc.publish(name, options)", ["cam", options or {}])
+    await a.wait_status("publisher", "PUBLISHING")
+    b = await connected(open_page, "B", server)
+    await b.call("name => hc.play(name)", "cam")
+    await b.wait_status("player", "PLAYING")
+    return a, b
+
+
+async def test_publish_on_a_play_on_b(server: Server, open_page: OpenPage) -> None:
+    _, b = await publish_on_a_play_on_b(server, open_page)
+    assert await frames_decoded(b, 30) >= 30
 
 
 @pytest.mark.parametrize(
@@ -48,12 +57,7 @@ async def connected(open_page: OpenPage, name: str, server: Server) -> Page:
 async def test_vp8_and_h264_publishers(
     server: Server, open_page: OpenPage, codec: str, strip: str
 ) -> None:
-    a = await connected(open_page, "A", server)
-    await a.call("([name, strip]) => hc.publish(name, {stripCodecs: strip})", ["cam", strip])
-    await a.wait_status("publisher", "PUBLISHING")
-    b = await connected(open_page, "B", server)
-    await b.call("name => hc.play(name)", "cam")
-    await b.wait_status("player", "PLAYING")
+    a, b = await publish_on_a_play_on_b(server, open_page, {"stripCodecs": strip})
     await frames_decoded(b, 30)
     published = await a.call("hc.stats('publisher')")
     played = await b.call("hc.stats('player')")
@@ -64,12 +68,7 @@ async def test_vp8_and_h264_publishers(
 
 
 async def test_stop_on_a_stops_b(server: Server, open_page: OpenPage) -> None:
-    a = await connected(open_page, "A", server)
-    await a.call("name => hc.publish(name)", "cam")
-    await a.wait_status("publisher", "PUBLISHING")
-    b = await connected(open_page, "B", server)
-    await b.call("name => hc.play(name)", "cam")
-    await b.wait_status("player", "PLAYING")
+    a, b = await publish_on_a_play_on_b(server, open_page)
     await a.call("hc.stop('publisher')")
     await a.wait_status("publisher", "UNPUBLISHED")
     stopped = await b.wait_status("player", "STOPPED")
@@ -77,22 +76,15 @@ async def test_stop_on_a_stops_b(server: Server, open_page: OpenPage) -> None:
 
 
 async def test_closing_a_stops_b(server: Server, open_page: OpenPage) -> None:
-    a = await connected(open_page, "A", server)
-    await a.call("name => hc.publish(name)", "cam")
-    await a.wait_status("publisher", "PUBLISHING")
-    b = await connected(open_page, "B", server)
-    await b.call("name => hc.play(name)", "cam")
-    await b.wait_status("player", "PLAYING")
+    a, b = await publish_on_a_play_on_b(server, open_page)
     await a.page.close()
     stopped = await b.wait_status("player", "STOPPED")
     assert stopped["info"] == "Stopped by publisher stop"
 
 
 async def test_name_in_use_fails_as_the_sdk_reports_it(server: Server, open_page: OpenPage) -> None:
-    a = await connected(open_page, "A", server)
-    await a.call("name => hc.publish(name)", "cam")
-    await a.wait_status("publisher", "PUBLISHING")
-    b = await connected(open_page, "B", server)
-    await b.call("name => hc.publish(name)", "cam")
-    failed = await b.wait_status("publisher", "FAILED")
+    await publish_on_a_play_on_b(server, open_page)
+    c = await connected(open_page, "C", server)
+    await c.call("name => hc.publish(name)", "cam")
+    failed = await c.wait_status("publisher", "FAILED")
     assert failed["info"] == "Stream name is already in use"
