@@ -85,6 +85,14 @@ def _internal_checks() -> list[tuple[bool, str]]:
             "RTCRtpReceiver._send_rtcp_pli is gone",
         ),
         (
+            "_send_rtcp_nack" in _names_used(RTCRtpReceiver._handle_rtp_packet),
+            "RTCRtpReceiver._handle_rtp_packet no longer calls self._send_rtcp_nack()",
+        ),
+        (
+            "_retransmit" in _names_used(RTCRtpSender._handle_rtcp_packet),
+            "RTCRtpSender._handle_rtcp_packet no longer calls self._retransmit()",
+        ),
+        (
             "get_host_addresses" in _names_used(aioice.ice.Connection.gather_candidates),
             "aioice Connection.gather_candidates no longer calls get_host_addresses",
         ),
@@ -238,3 +246,28 @@ def use_host_addresses(address: str | None) -> None:
         aioice.ice.get_host_addresses = only
     else:
         aioice.ice.get_host_addresses = _STOCK_HOST_ADDRESSES
+
+
+# --- NACK counters (for /stream/metrics) ---------------------------------------------
+
+
+def on_nack_sent(receiver: RTCRtpReceiver, callback: Callable[[int], None]) -> None:
+    """Call ``callback(lost)`` each time ``receiver`` asks its sender to retransmit."""
+    previous = receiver._send_rtcp_nack
+
+    async def send_nack(media_ssrc: int, lost: list[int]) -> None:
+        callback(len(lost))
+        await previous(media_ssrc, lost)
+
+    receiver._send_rtcp_nack = send_nack  # type: ignore[method-assign]
+
+
+def on_retransmit(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` each time the remote peer NACKs a packet ``sender`` sent."""
+    previous = sender._retransmit
+
+    async def retransmit(sequence_number: int) -> None:
+        callback()
+        await previous(sequence_number)
+
+    sender._retransmit = retransmit  # type: ignore[method-assign]

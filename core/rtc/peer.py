@@ -9,7 +9,10 @@ player's leg is forced to the same codec, so the relayed packets always match.
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from aiortc import (
     RTCConfiguration,
@@ -20,7 +23,13 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 
-from core.rtc.compat import force_codec, on_keyframe_request, request_keyframe
+from core.rtc.compat import (
+    force_codec,
+    on_keyframe_request,
+    on_nack_sent,
+    on_retransmit,
+    request_keyframe,
+)
 from core.rtc.relay import PublishedTrack, SubscriberTrack
 
 #: Codecs the relay can carry, in the server's order of preference per kind.
@@ -83,13 +92,26 @@ async def _answer(pc: RTCPeerConnection, offer_sdp: str) -> str:
     return str(pc.localDescription.sdp)
 
 
+def payload_types(answer_sdp: str) -> dict[str, int]:
+    """The negotiated RTP payload type per kind (WCS reports codecs by it)."""
+    description = SessionDescription.parse(answer_sdp)
+    return {
+        m.kind: m.rtp.codecs[0].payloadType or 0 for m in description.media if m.rtp.codecs
+    }
+
+
 @dataclass
 class PublisherLeg:
-    """The publisher's peer connection and one PublishedTrack per received kind."""
+    """The publisher's peer connection and one PublishedTrack per received kind.
+
+    ``nacks`` counts, per kind, packets the server asked the publisher to resend.
+    """
 
     pc: RTCPeerConnection
     tracks: dict[str, PublishedTrack] = field(default_factory=dict)
     codecs: dict[str, str] = field(default_factory=dict)
+    payload_types: dict[str, int] = field(default_factory=dict)
+    nacks: Counter[str] = field(default_factory=Counter)
 
     async def close(self) -> None:
         for track in self.tracks.values():
@@ -99,16 +121,28 @@ class PublisherLeg:
 
 @dataclass
 class PlayerLeg:
-    """A player's peer connection and the subscriber tracks it sends."""
+    """A player's peer connection and the subscriber tracks it sends.
+
+    ``nacks`` counts, per kind, packets the player asked the server to resend.
+    """
 
     pc: RTCPeerConnection
     subscribers: list[SubscriberTrack] = field(default_factory=list)
     codecs: dict[str, str] = field(default_factory=dict)
+    payload_types: dict[str, int] = field(default_factory=dict)
+    nacks: Counter[str] = field(default_factory=Counter)
 
     async def close(self) -> None:
         for subscriber in self.subscribers:
             subscriber.stop()
         await self.pc.close()
+
+
+def _counting(counter: Counter[str], kind: str) -> Callable[[int], None]:
+    def count(amount: int) -> None:
+        counter[kind] += amount
+
+    return count
 
 
 def _pli_sender(receiver: RTCRtpReceiver):  # type: ignore[no-untyped-def]
@@ -135,8 +169,10 @@ async def open_publisher(
                 force_codec(transceiver, mime)
                 transceivers.append((transceiver, mime))
         answer = await _answer(leg.pc, offer_sdp)
+        leg.payload_types = payload_types(answer)
         for transceiver, mime in transceivers:
             kind = mime.split("/")[0]
+            on_nack_sent(transceiver.receiver, _counting(leg.nacks, kind))
             track = PublishedTrack(
                 transceiver.receiver.track,
                 send_pli=_pli_sender(transceiver.receiver),
@@ -174,8 +210,10 @@ async def open_player(
             transceiver = leg.pc.addTransceiver(subscriber, direction="sendonly")
             force_codec(transceiver, mime)
             on_keyframe_request(transceiver.sender, subscriber.request_keyframe)
+            on_retransmit(transceiver.sender, partial(_counting(leg.nacks, media.kind), 1))
             leg.codecs[media.kind] = mime
         answer = await _answer(leg.pc, offer_sdp)
+        leg.payload_types = payload_types(answer)
     except BaseException:
         with contextlib.suppress(Exception):
             await leg.close()

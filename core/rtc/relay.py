@@ -31,11 +31,12 @@ AUDIO_QUEUE_SIZE = 50  # packets: 1 s of 20 ms Opus
 
 @dataclass(slots=True)
 class SubscriberCounters:
-    """forwarded: packets handed to recv(); dropped: packets never handed out (gated,
-    flushed or evicted); overflows: times the queue was full; keyframe_requests: PLIs
-    this subscriber's remote peer sent."""
+    """forwarded: packets handed to recv(); bytes: their payload bytes; dropped: packets
+    never handed out (gated, flushed or evicted); overflows: times the queue was full;
+    keyframe_requests: PLIs this subscriber's remote peer sent."""
 
     forwarded: int = 0
+    bytes: int = 0
     dropped: int = 0
     overflows: int = 0
     keyframe_requests: int = 0
@@ -103,8 +104,10 @@ class SubscriberTrack(MediaStreamTrack):
                 raise MediaStreamError
             self._wakeup.clear()
             await self._wakeup.wait()
+        packet = self._queue.popleft()
         self.counters.forwarded += 1
-        return self._queue.popleft()
+        self.counters.bytes += packet.size
+        return packet
 
     def stop(self) -> None:
         super().stop()
