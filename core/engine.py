@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from core.rtc.peer import (
     rtc_configuration,
 )
 from core.settings import Settings
+from core.stream_metrics import RateMeter, stream_metrics
 from core.streams import IdInUse, Info, NameInUse, Status, Stream, StreamRegistry
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,42 @@ class Engine:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: signalling sessions by sessionId (they add and remove themselves)
         self.sessions: dict[str, Any] = {}
+        self.meter = RateMeter()
+        #: (kind, forwarded|dropped) -> packets, summed over players that have ended
+        self.relay_totals: Counter[tuple[str, str]] = Counter()
+        self._sampler: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the once-a-second sampler behind fps and bitrate metrics."""
+        if self._sampler is None:
+            self._sampler = asyncio.create_task(self._sample_rates(), name="rate sampler")
+
+    async def _sample_rates(self) -> None:
+        while True:
+            for media_session_id, live in list(self._live.items()):
+                if live.leg is not None:
+                    self.meter.sample_leg(media_session_id, live.leg)
+            await asyncio.sleep(1.0)
+
+    def leg_of(self, stream: Stream) -> PublisherLeg | PlayerLeg | None:
+        live = self._live.get(stream.media_session_id)
+        return live.leg if live is not None else None
+
+    def metrics(self, stream: Stream) -> dict[str, int | float | str]:
+        """The WCS metrics map of a live stream (see core.stream_metrics)."""
+        return stream_metrics(self.refresh(stream), self.leg_of(stream), self.meter)
+
+    def relay_counts(self) -> Counter[tuple[str, str]]:
+        """Packets forwarded to and dropped for players so far, by kind (never decreases)."""
+        counts = Counter(self.relay_totals)
+        for live in self._live.values():
+            if isinstance(live.leg, PlayerLeg):
+                _add_player_counts(counts, live.leg)
+        return counts
+
+    async def terminate(self, streams: list[Stream], info: str = Info.REST_TERMINATE) -> None:
+        """Stop every given stream the normal way, each with ``info``; all at once."""
+        await asyncio.gather(*(self.end(s, info) for s in streams))
 
     # --- publish and play -----------------------------------------------------------
 
@@ -215,6 +253,9 @@ class Engine:
         if stream.final:
             return
         live = self._live.pop(stream.media_session_id, None)
+        if live is not None and isinstance(live.leg, PlayerLeg):
+            # counted here, as it leaves _live, so relay_counts() never goes down
+            _add_player_counts(self.relay_totals, live.leg)
         self.registry.remove(stream)
         players: list[Stream] = []
         if stream.published:
@@ -227,6 +268,7 @@ class Engine:
             if broadcast is not None:
                 broadcast.players.pop(stream.media_session_id, None)
         await self._set_status(stream, status, info, live)
+        self.meter.forget(stream.media_session_id)
         if live is not None:
             self._cancel_watchdog(live)
             if live.leg is not None:
@@ -292,6 +334,15 @@ class Engine:
 
     async def close(self) -> None:
         """Stop every stream (players see `Requested stream shutdown`), then wait for tasks."""
+        if self._sampler is not None:
+            self._sampler.cancel()
+            await asyncio.gather(self._sampler, return_exceptions=True)
         await asyncio.gather(*(self.end(s, Info.SHUTDOWN) for s in self.registry))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def _add_player_counts(counts: Counter[tuple[str, str]], leg: PlayerLeg) -> None:
+    for subscriber in leg.subscribers:
+        counts[(subscriber.kind, "forwarded")] += subscriber.counters.forwarded
+        counts[(subscriber.kind, "dropped")] += subscriber.counters.dropped

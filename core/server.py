@@ -178,6 +178,7 @@ class Server:
             started_at=self.http_app[STARTED_AT],
         )
         self.info = info
+        self.http_app[ENGINE].start()
         await self.bus.after_server_start(info)
 
     async def _listen(self, runner: web.AppRunner, listener: Listener) -> int:
