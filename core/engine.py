@@ -95,6 +95,9 @@ class Engine:
                     self.meter.sample_leg(media_session_id, live.leg)
             await asyncio.sleep(1.0)
 
+    def count_streams_of(self, client: Client) -> int:
+        return sum(1 for live in self._live.values() if live.client is client)
+
     def leg_of(self, stream: Stream) -> PublisherLeg | PlayerLeg | None:
         live = self._live.get(stream.media_session_id)
         return live.leg if live is not None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from core.apps import Applications
 from core.bus import HookBus
@@ -18,3 +19,4 @@ LOADER = web.AppKey("loader", PluginLoader)
 APPLICATIONS = web.AppKey("applications", Applications)
 STARTED_AT = web.AppKey("started_at", float)
 ENGINE = web.AppKey("engine", Engine)
+PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)

@@ -26,8 +26,10 @@ from core.engine import Engine
 from core.events import ServerInfo
 from core.home import Home
 from core.http import core_routes
-from core.keys import APPLICATIONS, BUS, ENGINE, HOME, LOADER, SETTINGS, STARTED_AT
+from core.keys import APPLICATIONS, BUS, ENGINE, HOME, LOADER, PROMETHEUS, SETTINGS, STARTED_AT
 from core.loader import PluginLoader
+from core.prometheus import make_registry, prometheus_routes
+from core.rest_api import rest_middleware, rest_routes
 from core.rtc import compat
 from core.settings import Settings
 from core.signalling import signalling_routes
@@ -57,7 +59,11 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
     compat.install()
     compat.use_host_addresses(settings.ip or None)
     app[ENGINE] = Engine(settings, bus)
+    app[PROMETHEUS] = make_registry(app[ENGINE], bus)
+    app.middlewares.append(rest_middleware)
     app.add_routes(core_routes())
+    app.add_routes(rest_routes())
+    app.add_routes(prometheus_routes())
     _add_plugin_routes(app, bus, settings, home)
     app.cleanup_ctx.append(_plugin_reload_ctx)
     app.cleanup_ctx.append(_bus_drain_ctx)

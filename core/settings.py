@@ -94,6 +94,18 @@ class Settings:
         "plugin_reload", True, Boolean(),
         "Reload drop-in plugins from plugins/ when their files change",
     )
+    # --- REST API ----------------------------------------------------------------
+    rest_api_token: str = prop(
+        "rest_api_token", "", Text(),
+        "When set, REST API calls need 'Authorization: Bearer <token>' (hookcast)",
+    )
+    rest_api_user: str = prop(
+        "rest_api_user", "", Text(),
+        "When set, REST API calls may use HTTP Basic auth with this user (hookcast)",
+    )
+    rest_api_password: str = prop(
+        "rest_api_password", "", Text(), "Password for rest_api_user (hookcast)"
+    )
     # --- REST hooks --------------------------------------------------------------
     disable_rest_requests: bool = prop(
         "disable_rest_requests", False, Boolean(), "Send no REST hooks to applications"
@@ -218,6 +230,8 @@ def _inconsistencies(settings: Settings) -> Iterator[str]:
     """Properties that are valid alone but not together."""
     if bool(settings.tls_certificate) != bool(settings.tls_private_key):
         yield "tls_certificate and tls_private_key must be set together"
+    if bool(settings.rest_api_user) != bool(settings.rest_api_password):
+        yield "rest_api_user and rest_api_password must be set together"
     if settings.rest_hook_send_hash and not settings.rest_hook_secret_key:
         yield "rest_hook_secret_key: required when rest_hook_send_hash=true"
     ports = {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -53,8 +54,11 @@ class SignallingSession:
         self.app_key = ""
         self.client_fields: Mapping[str, Any] = {}
         self._missed_pongs = 0
+        self.create_date = int(time.time() * 1000)
         self._send_lock = asyncio.Lock()
         self._end_reason = "Normal disconnect"
+        #: set once the session has ended and its streams were stopped
+        self.closed = asyncio.Event()
 
     @property
     def info(self) -> SessionInfo:
@@ -81,6 +85,24 @@ class SignallingSession:
         except ConnectionError:
             pass
 
+    def to_wcs(self) -> dict[str, Any]:
+        """The connection object of ``/rest-api/connection/find_all``."""
+        return {
+            "sessionId": self.session_id,
+            "appKey": self.app_key,
+            "status": self.status,
+            "remoteAddress": self.remote,
+            "clientVersion": str(self.client_fields.get("clientVersion", "")),
+            "custom": self.client_fields.get("custom") or {},
+            "createDate": self.create_date,
+            "streams": self.engine.count_streams_of(self),
+        }
+
+    async def terminate(self, reason: str) -> None:
+        """Close the session from the server side (its streams stop with it)."""
+        await self.close(reason)
+        await self.closed.wait()
+
     async def close(self, reason: str) -> None:
         self._end_reason = reason
         await self.ws.close(code=1001, message=reason.encode()[:120])
@@ -100,7 +122,10 @@ class SignallingSession:
             pinger.cancel()
             await asyncio.gather(pinger, return_exceptions=True)
             del self.engine.sessions[self.session_id]
-            await self._ended()
+            try:
+                await self._ended()
+            finally:
+                self.closed.set()
 
     async def _ended(self) -> None:
         await self.engine.client_gone(self)
