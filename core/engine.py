@@ -95,6 +95,10 @@ class Engine:
                     self.meter.sample_leg(media_session_id, live.leg)
             await asyncio.sleep(1.0)
 
+    def streams_of(self, client: Client) -> list[Stream]:
+        return [s for s in self.registry if (live := self._live.get(s.media_session_id))
+                and live.client is client]
+
     def count_streams_of(self, client: Client) -> int:
         return sum(1 for live in self._live.values() if live.client is client)
 
@@ -291,8 +295,7 @@ class Engine:
 
     async def client_gone(self, client: Client) -> None:
         """A session closed: every stream it owned stops (`Stopped by session disconnect`)."""
-        owned = [self.registry.get(i) for i, live in self._live.items() if live.client is client]
-        await asyncio.gather(*(self.end(s, Info.SESSION_DISCONNECT) for s in owned if s))
+        await self.terminate(self.streams_of(client), Info.SESSION_DISCONNECT)
 
     async def end(self, stream: Stream, info: str) -> None:
         """Stop a stream the normal way: a publisher UNPUBLISHED, a player STOPPED."""

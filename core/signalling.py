@@ -99,7 +99,9 @@ class SignallingSession:
         }
 
     async def terminate(self, reason: str) -> None:
-        """Close the session from the server side (its streams stop with it)."""
+        """End the session from the server side: its streams stop with ``reason`` (the
+        client is told), then the socket closes."""
+        await self.engine.terminate(self.engine.streams_of(self), reason)
         await self.close(reason)
         await self.closed.wait()
 
