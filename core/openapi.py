@@ -85,7 +85,7 @@ def _operation(method: Method, with_body: bool) -> dict[str, Any]:
     }
     if with_body:
         operation["requestBody"] = {
-            "required": False,
+            "required": bool(method.required),
             "content": {"application/json": {"schema": {
                 "type": "object",
                 "additionalProperties": False,

@@ -34,10 +34,10 @@ class HookcastCollector(Collector):
         streams = GaugeMetricFamily(
             "hookcast_streams", "Streams by status and role", labels=["status", "role"]
         )
-        counts = {(s, r): 0 for s in Status for r in ("publisher", "player")}
+        by_status = {(s, r): 0 for s in Status for r in ("publisher", "player")}
         for stream in engine.registry:
-            counts[(stream.status, "publisher" if stream.published else "player")] += 1
-        for (status, role), count in counts.items():
+            by_status[(stream.status, "publisher" if stream.published else "player")] += 1
+        for (status, role), count in by_status.items():
             streams.add_metric([status.value, role], count)
         yield streams
         players = GaugeMetricFamily(
@@ -51,7 +51,8 @@ class HookcastCollector(Collector):
             "Encoded frames the relay forwarded to or dropped for players",
             labels=["kind", "result"],
         )
-        for (kind, result), count in sorted(engine.relay_counts().items()):
+        counts = {(k, r): 0 for k in ("audio", "video") for r in ("dropped", "forwarded")}
+        for (kind, result), count in sorted({**counts, **engine.relay_counts()}.items()):
             relay.add_metric([kind, result], count)
         yield relay
         hooks = CounterMetricFamily(

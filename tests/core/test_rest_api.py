@@ -200,3 +200,26 @@ async def test_connections_find_all_and_terminate(mix: Mix) -> None:
     }
     assert len((await mix.call("connection/find_all"))[1]) == 4
     assert (await mix.call("connection/terminate", {"sessionId": "nope"}))[0] == 404
+
+
+async def test_prometheus_metrics_follow_the_streams(mix: Mix) -> None:
+    await asyncio.sleep(1)
+    async with mix.http.get(f"http://127.0.0.1:{mix.server.http_port}/metrics") as response:
+        text = await response.text()
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines() if line and not line.startswith("#")
+    }
+    assert samples["hookcast_sessions"] == 5
+    assert samples['hookcast_streams{role="publisher",status="PUBLISHING"}'] == 2
+    assert samples['hookcast_streams{role="player",status="PLAYING"}'] == 3
+    assert samples['hookcast_stream_players{stream="s"}'] == 2
+    assert samples['hookcast_relay_packets_total{kind="video",result="forwarded"}'] > 30
+    forwarded = samples['hookcast_relay_packets_total{kind="video",result="forwarded"}']
+    await mix.call("stream/terminate", {"published": False})
+    await stopped(mix, "play-s1", "play-s2", "play-t")
+    async with mix.http.get(f"http://127.0.0.1:{mix.server.http_port}/metrics") as response:
+        after = await response.text()
+    assert 'hookcast_streams{role="player",status="PLAYING"} 0.0' in after
+    line = next(x for x in after.splitlines() if x.startswith('hookcast_relay_packets_total{kind="video",result="forwarded"}'))
+    assert float(line.rsplit(" ", 1)[1]) >= forwarded, "a counter never goes down"
