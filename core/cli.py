@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ from core.apps import load_applications
 from core.bus import HookBus
 from core.home import Home
 from core.loader import PluginLoader
+from core.rest_client import RestCallError, call, format_streams, parse_bool, server_url
 from core.server import StartupError, serve
 from core.settings import (
     ConfigError,
@@ -46,6 +48,22 @@ def _parser() -> argparse.ArgumentParser:
         "--defaults", action="store_true", help="print a commented default server.properties"
     )
     commands.add_parser("plugins", parents=[home], help="list plugins and their hooks")
+    server = argparse.ArgumentParser(add_help=False, parents=[home])
+    server.add_argument("--url", help="the server's HTTP URL (default: from the home's conf/)")
+    streams = commands.add_parser(
+        "streams", parents=[server], help="list a running server's streams"
+    )
+    streams.add_argument("--json", action="store_true", help="print the REST answer as JSON")
+    terminate = commands.add_parser(
+        "terminate", parents=[server], help="stop the streams matching every filter given"
+    )
+    terminate.add_argument("--name", help="stream name")
+    terminate.add_argument("--published", type=parse_bool, help="true: publishers, false: players")
+    terminate.add_argument("--status", help="e.g. PUBLISHING, PLAYING")
+    terminate.add_argument(
+        "--media-session-id", action="append", dest="ids", help="repeat for several"
+    )
+    terminate.add_argument("--all", action="store_true", help="stop every stream (no filter)")
     return parser
 
 
@@ -69,12 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "plugins":
             return _plugins(home, settings)
+        if args.command in ("streams", "terminate"):
+            return _rest(args, settings)
         return _serve(home, settings)
     except ConfigError as error:
         for problem in error.problems:
             print(f"hookcast: {problem}", file=sys.stderr)
         return 2
-    except StartupError as error:
+    except (StartupError, RestCallError) as error:
         print(f"hookcast: {error}", file=sys.stderr)
         return 1
 
@@ -98,6 +118,34 @@ def _plugins(home: Home, settings: Settings) -> int:
     for problem in report.problems:
         print(f"failed: {problem}")
     return 1 if report.problems else 0
+
+
+def _rest(args: argparse.Namespace, settings: Settings) -> int:
+    base = args.url or server_url(settings)
+    if args.command == "streams":
+        status, body = call(base, "/rest-api/stream/find_all", None, settings)
+        if status == 404:
+            body = []
+        elif status != 200:
+            print(f"hookcast: {body.get('message', body)}", file=sys.stderr)
+            return 1
+        print(json.dumps(body, indent=2) if args.json else format_streams(body))
+        return 0
+    filters: dict[str, object] = {
+        key: value for key, value in (
+            ("name", args.name), ("published", args.published), ("status", args.status),
+            ("mediaSessionIds", args.ids),
+        ) if value is not None
+    }
+    if not filters and not args.all:
+        print("hookcast: no filter given; add --all to stop every stream", file=sys.stderr)
+        return 2
+    status, body = call(base, "/rest-api/stream/terminate", filters, settings)
+    if status != 200:
+        print(f"hookcast: {body.get('message', body)}", file=sys.stderr)
+        return 1
+    print(f"terminated {len(body['terminated'])} stream(s)")
+    return 0
 
 
 def _serve(home: Home, settings: Settings) -> int:

@@ -4,7 +4,7 @@ real publishers and players, errors naming the field, CORS, auth."""
 from __future__ import annotations
 
 import asyncio
-import base64
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -223,3 +223,39 @@ async def test_prometheus_metrics_follow_the_streams(mix: Mix) -> None:
     assert 'hookcast_streams{role="player",status="PLAYING"} 0.0' in after
     line = next(x for x in after.splitlines() if x.startswith('hookcast_relay_packets_total{kind="video",result="forwarded"}'))
     assert float(line.rsplit(" ", 1)[1]) >= forwarded, "a counter never goes down"
+
+
+async def hookcast_cli(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+async def test_cli_streams_and_terminate(mix: Mix) -> None:
+    url = f"http://127.0.0.1:{mix.server.http_port}"
+    code, out, _ = await hookcast_cli("streams", "--url", url)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("MEDIA SESSION")
+    assert sum(" publisher " in line for line in lines) == 2
+    assert sum(" player " in line and " PLAYING " in line for line in lines) == 3
+    assert "VP8/opus" in out and "320x240" in out
+
+    code, _, err = await hookcast_cli("terminate", "--url", url)
+    assert code == 2 and "add --all" in err
+    code, _, err = await hookcast_cli("terminate", "--url", url, "--published", "maybe")
+    assert code == 2 and "expected true or false" in err
+    code, out, _ = await hookcast_cli("terminate", "--url", url, "--name", "s", "--published", "false")
+    assert (code, out.strip()) == (0, "terminated 2 stream(s)")
+    await stopped(mix, "play-s1", "play-s2")
+    assert untouched(mix, "pub-s", "pub-t", "play-t")
+    code, _, err = await hookcast_cli("terminate", "--url", url, "--name", "gone")
+    assert code == 1 and "Stream not found" in err
+
+
+async def test_cli_reports_an_unreachable_server() -> None:
+    code, _, err = await hookcast_cli("streams", "--url", "http://127.0.0.1:9")
+    assert code == 1 and "cannot reach hookcast at http://127.0.0.1:9" in err

@@ -116,3 +116,24 @@ async def test_prometheus_metrics(server: Server) -> None:
     assert 'hookcast_streams{role="publisher",status="PUBLISHING"} 0.0' in text
     assert 'hookcast_relay_packets_total{kind="video",result="forwarded"} 0.0' in text
     assert "# TYPE hookcast_hook_notifications_dropped_total counter" in text
+
+
+async def test_prometheus_counts_hook_calls_by_outcome(home: Home, start_server: Start) -> None:
+    from tests.conftest import write_plugin
+
+    write_plugin(home, "flaky", """
+    from core import hookimpl
+
+    @hookimpl
+    def after_server_start():
+        pass
+
+    @hookimpl
+    def before_server_stop():
+        raise RuntimeError("boom")
+    """)
+    server = await start_server(home)
+    await server.bus.before_server_stop(server.info)
+    _, text, _ = await call(server, "/metrics", method="GET")
+    assert 'hookcast_hook_calls_total{hook="after_server_start",outcome="ok",plugin="flaky"} 1.0' in text
+    assert 'hookcast_hook_calls_total{hook="before_server_stop",outcome="error",plugin="flaky"} 1.0' in text
