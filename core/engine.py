@@ -138,7 +138,10 @@ class Engine:
             return
         live.leg = leg
         self._describe(stream, leg.codecs)
-        self.broadcasts[stream.name] = Broadcast(stream, leg)
+        broadcast = self.broadcasts[stream.name] = Broadcast(stream, leg)
+        video = leg.tracks.get("video")
+        if video is not None:
+            video.on_keyframe = lambda _: self._resized(broadcast)
         self._watch(stream, leg.pc, Status.PUBLISHING)
         await client.send("setRemoteSDP", stream.media_session_id, answer)
 
@@ -301,6 +304,11 @@ class Engine:
         """Stop a stream the normal way: a publisher UNPUBLISHED, a player STOPPED."""
         await self.stop(stream, Status.UNPUBLISHED if stream.published else Status.STOPPED, info)
 
+    def _resized(self, broadcast: Broadcast) -> None:
+        """A keyframe arrived: its picture size is the stream's (and its players')."""
+        for stream in (broadcast.publisher, *broadcast.players.values()):
+            self.refresh(stream)
+
     def refresh(self, stream: Stream) -> Stream:
         """Update what the media knows and signalling does not: the picture size."""
         broadcast = self.broadcasts.get(stream.name)
@@ -308,7 +316,8 @@ class Engine:
         keyframe = video.last_keyframe if video is not None else None
         meta = keyframe.opaque if keyframe is not None else None
         if isinstance(meta, FrameMeta) and meta.width and meta.height:
-            stream.width, stream.height = meta.width, meta.height
+            if (stream.width, stream.height) != (meta.width, meta.height):
+                stream.width, stream.height = meta.width, meta.height
         return stream
 
     async def _set_status(

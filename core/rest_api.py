@@ -42,7 +42,9 @@ def _found(method: Method, items: list[Any]) -> web.Response:
 
 
 async def stream_find_all(engine: Engine, method: Method, args: dict[str, Any]) -> web.Response:
-    return _found(method, [engine.refresh(s).to_wcs() for s in engine.registry])
+    if not len(engine.registry):
+        raise RestError(404, method.not_found or "Not found")
+    return web.Response(body=engine.registry.wcs_json(), content_type="application/json")
 
 
 async def stream_find(engine: Engine, method: Method, args: dict[str, Any]) -> web.Response:

@@ -7,6 +7,7 @@ by name; find, find_all and terminate all use its filter semantics.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -79,6 +80,14 @@ class Stream:
     height: int = 0
     create_date: int = field(default_factory=lambda: int(time.time() * 1000))
     custom: Mapping[str, Any] = field(default_factory=dict)
+    #: the registry indexing this stream; every field change bumps its version
+    registry: StreamRegistry | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        registry = self.__dict__.get("registry")
+        if registry is not None:
+            registry.version += 1
 
     @property
     def final(self) -> bool:
@@ -138,6 +147,9 @@ class StreamRegistry:
     def __init__(self) -> None:
         self._by_id: dict[str, Stream] = {}
         self._publishers: dict[str, Stream] = {}
+        #: bumped on every change to the set of streams or to any of their fields
+        self.version = 0
+        self._json: tuple[int, bytes] = (-1, b"")
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -154,12 +166,26 @@ class StreamRegistry:
         self._by_id[stream.media_session_id] = stream
         if stream.published:
             self._publishers[stream.name] = stream
+        stream.registry = self
 
     def remove(self, stream: Stream) -> None:
         if self._by_id.get(stream.media_session_id) is stream:
             del self._by_id[stream.media_session_id]
         if stream.published and self._publishers.get(stream.name) is stream:
             del self._publishers[stream.name]
+        if stream.registry is self:
+            stream.registry = None
+            self.version += 1
+
+    def wcs_json(self) -> bytes:
+        """Every stream as a JSON array of WCS objects; cached until anything changes,
+        so a dashboard polling find_all costs one serialisation per change."""
+        version, body = self._json
+        if version != self.version:
+            body = json.dumps([s.to_wcs() for s in self._by_id.values()],
+                              separators=(",", ":")).encode()
+            self._json = (self.version, body)
+        return body
 
     def get(self, media_session_id: str) -> Stream | None:
         return self._by_id.get(media_session_id)

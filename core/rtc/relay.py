@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -186,6 +187,8 @@ class PublishedTrack:
             else None
         )
         self._task: asyncio.Task[None] | None = None
+        #: called with every keyframe (rare: the owner reads its picture size); must not block
+        self.on_keyframe: Callable[[EncodedPacket], None] | None = None
         self._ended = False
 
     @property
@@ -284,6 +287,8 @@ class PublishedTrack:
             self.last_keyframe_at = time.monotonic()
             if self._keyframes is not None:
                 self._keyframes.keyframe_seen()
+            if self.on_keyframe is not None:
+                self.on_keyframe(packet)
             return
         meta = packet.opaque
         if isinstance(meta, FrameMeta) and not meta.complete:
