@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -31,11 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.home import Home  # noqa: E402
-from core.keys import ENGINE  # noqa: E402
-from core.server import Server  # noqa: E402
-from core.settings import parse_properties  # noqa: E402
-from core.streams import Status, Stream  # noqa: E402
+from core.home import Home
+from core.keys import ENGINE
+from core.server import Server
+from core.settings import parse_properties
+from core.streams import Status, Stream
 
 LOADGEN = textwrap.dedent("""
     import asyncio, json, sys, time
@@ -123,10 +122,14 @@ async def run(count: int, seconds: float, connections: int) -> None:
         size = len(engine.registry.wcs_json())
         print(f"{count} streams registered; find_all answer {size / 1024:.0f} KiB; "
               f"{connections} connections, {seconds:g} s each\n")
+        targets = [
+            ("hookcast find_all", "/rest-api/stream/find_all", "POST"),
+            ("bare aiohttp + json.dumps", "/bench/bare", "GET"),
+            ("aiohttp floor (health)", "/rest-api/health", "GET"),
+        ]
         rows = [
-            ("hookcast find_all", await load(f"{base}/rest-api/stream/find_all", "POST", seconds, connections)),
-            ("bare aiohttp + json.dumps", await load(f"{base}/bench/bare", "GET", seconds, connections)),
-            ("aiohttp floor (health)", await load(f"{base}/rest-api/health", "GET", seconds, connections)),
+            (label, await load(base + path, verb, seconds, connections))
+            for label, path, verb in targets
         ]
         print(f"{'endpoint':28} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
         for label, row in rows:
@@ -138,8 +141,9 @@ async def run(count: int, seconds: float, connections: int) -> None:
 
         async with aiohttp.ClientSession() as http:
             started = time.perf_counter()
-            async with http.post(f"{base}/rest-api/stream/terminate", json={"published": True}) as r:
-                body = await r.json()
+            url = f"{base}/rest-api/stream/terminate"
+            async with http.post(url, json={"published": True}) as response:
+                body = await response.json()
             terminate = time.perf_counter() - started
         assert len(body["terminated"]) == count and len(engine.registry) == 0
         print(f"terminate of {count} matching streams: {terminate * 1000:.0f} ms")
@@ -150,7 +154,9 @@ async def run(count: int, seconds: float, connections: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
