@@ -91,6 +91,36 @@ class StreamInfo:
     height: int = 0
     create_date: int = 0
     custom: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    #: the client's SDP offer (sent to REST hooks as WCS does; never to clients)
+    sdp: str = ""
+
+    def to_wcs(self, *, with_sdp: bool = False) -> dict[str, Any]:
+        """The stream object as WCS sends it to clients, hooks and REST callers."""
+        wcs: dict[str, Any] = {
+            "mediaSessionId": self.media_session_id,
+            "name": self.name,
+            "published": self.published,
+            "status": self.status,
+            "info": self.info,
+            "sessionId": self.session_id,
+            "appKey": self.app_key,
+            "hasAudio": self.has_audio,
+            "hasVideo": self.has_video,
+            "record": self.record,
+            "audioCodec": self.audio_codec,
+            "videoCodec": self.video_codec,
+            "width": self.width,
+            "height": self.height,
+            "createDate": self.create_date,
+            "mediaProvider": "WebRTC",
+            "mediaType": "publish" if self.published else "play",
+            "custom": thaw(self.custom),
+        }
+        if self.record_name:
+            wcs["recordName"] = self.record_name
+        if with_sdp and self.sdp:
+            wcs["sdp"] = self.sdp
+        return wcs
 
 
 @dataclass(frozen=True)

@@ -75,11 +75,21 @@ def _add_plugin_routes(app: web.Application, bus: HookBus, settings: Settings, h
         contributions = bus.register_rest_routes(settings, home)
     except Exception as error:
         raise StartupError(f"a plugin failed in register_rest_routes: {error!r}") from error
+    taken = {(route.method, route.resource.canonical) for route in app.router.routes()
+             if route.resource is not None}
     for plugin, routes in contributions:
+        routes = list(routes)
+        for route in routes:
+            if isinstance(route, web.RouteDef) and (route.method, route.path) in taken:
+                raise StartupError(
+                    f"plugin {plugin}: cannot add its REST routes: "
+                    f"{route.method} {route.path} is already served"
+                )
         try:
-            app.add_routes(list(routes))
+            app.add_routes(routes)
         except (RuntimeError, ValueError, TypeError) as error:
             raise StartupError(f"plugin {plugin}: cannot add its REST routes: {error}") from error
+        taken |= {(r.method, r.path) for r in routes if isinstance(r, web.RouteDef)}
 
 
 async def _plugin_reload_ctx(app: web.Application) -> AsyncIterator[None]:

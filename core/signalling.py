@@ -224,6 +224,7 @@ class SignallingSession:
             published=published, session_id=self.session_id, app_key=self.app_key,
             record=payload.get("record") is True,
             custom=payload["custom"] if isinstance(payload.get("custom"), dict) else {},
+            sdp=payload["sdp"] if isinstance(payload.get("sdp"), str) else "",
         )
         if problem is not None:
             stream.status, stream.info = Status.FAILED, f"{Info.ERROR}: {api}: {problem}"

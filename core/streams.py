@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from core.events import StreamInfo, freeze, thaw
+from core.events import StreamInfo, freeze
 
 
 class Status(StrEnum):
@@ -80,6 +80,7 @@ class Stream:
     height: int = 0
     create_date: int = field(default_factory=lambda: int(time.time() * 1000))
     custom: Mapping[str, Any] = field(default_factory=dict)
+    sdp: str = field(default="", repr=False)
     #: the registry indexing this stream; every field change bumps its version
     registry: StreamRegistry | None = field(default=None, repr=False, compare=False)
 
@@ -112,33 +113,12 @@ class Stream:
             height=self.height,
             create_date=self.create_date,
             custom=freeze(self.custom),
+            sdp=self.sdp,
         )
 
     def to_wcs(self) -> dict[str, Any]:
-        """The stream object as WCS sends it to clients, hooks and REST callers."""
-        wcs: dict[str, Any] = {
-            "mediaSessionId": self.media_session_id,
-            "name": self.name,
-            "published": self.published,
-            "status": str(self.status),
-            "info": self.info,
-            "sessionId": self.session_id,
-            "appKey": self.app_key,
-            "hasAudio": self.has_audio,
-            "hasVideo": self.has_video,
-            "record": self.record,
-            "audioCodec": self.audio_codec,
-            "videoCodec": self.video_codec,
-            "width": self.width,
-            "height": self.height,
-            "createDate": self.create_date,
-            "mediaProvider": "WebRTC",
-            "mediaType": "publish" if self.published else "play",
-            "custom": thaw(self.custom),
-        }
-        if self.record_name:
-            wcs["recordName"] = self.record_name
-        return wcs
+        """The stream object as WCS sends it to clients and REST callers (no SDP)."""
+        return self.snapshot().to_wcs()
 
 
 class StreamRegistry:
