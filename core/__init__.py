@@ -4,6 +4,7 @@ Plugins use ``hookimpl`` to mark hook implementations (see ``core.hookspecs`` fo
 the contract) and the event and result types below.
 """
 
+from core.apps import REST_METHODS, Application, Applications, load_applications
 from core.events import (
     Amend,
     RecordingInfo,
@@ -20,9 +21,14 @@ from core.media import MediaSource
 from core.properties import Rotation
 from core.settings import Settings
 from core.version import __version__
+from core.watch import FolderWatcher
 
 __all__ = [
+    "REST_METHODS",
     "Amend",
+    "Application",
+    "Applications",
+    "FolderWatcher",
     "Home",
     "MediaSource",
     "RecordingInfo",
@@ -38,4 +44,5 @@ __all__ = [
     "__version__",
     "hookimpl",
     "inside",
+    "load_applications",
 ]

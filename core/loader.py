@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "hookcast"
 DROPIN_PREFIX = "hookcast_dropin_"
+#: A plugin module may define this factory; its result is registered instead of the
+#: module, so each server gets its own plugin object (and state) in one process.
+FACTORY = "hookcast_plugin"
 #: what ``_read_change`` returns for a built-in module's own file (never reloaded)
 _BUILTIN = "built-in"
 
@@ -76,6 +79,14 @@ class PluginLoader:
         return report
 
     def _register(self, plugin: object, name: str, source: str, report: LoadReport) -> None:
+        """Register a module (or what its ``hookcast_plugin()`` factory returns)."""
+        factory = getattr(plugin, FACTORY, None)
+        try:
+            if callable(factory):
+                plugin = factory()
+        except Exception as error:
+            report.problems.append(f"plugin {name} ({source}): {FACTORY}() raised {error!r}")
+            return
         try:
             report.loaded.append(self.bus.register(plugin, name, source))
         except PluginError as error:

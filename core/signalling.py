@@ -54,6 +54,8 @@ class SignallingSession:
         self.app_key = ""
         self.client_fields: Mapping[str, Any] = {}
         self._missed_pongs = 0
+        #: hook method -> fields never sent to this client (restClientConfig clientExclude)
+        self.client_exclude: dict[str, frozenset[str]] = {}
         self.create_date = int(time.time() * 1000)
         self._send_lock = asyncio.Lock()
         self._end_reason = "Normal disconnect"
@@ -67,8 +69,22 @@ class SignallingSession:
             remote=self.remote, client=freeze(self.client_fields),
         )
 
+    def _client_view(self, message: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` without the fields this client must not see (clientExclude)."""
+        if not self.client_exclude:
+            return payload
+        if message == "getUserData":
+            methods: tuple[str, ...] = ("connect", "ConnectionStatusEvent")
+        else:
+            method = "publishStream" if payload.get("published") else "playStream"
+            methods = ("StreamStatusEvent", method)
+        hidden = frozenset().union(*(self.client_exclude.get(m, frozenset()) for m in methods))
+        return {k: v for k, v in payload.items() if k not in hidden}
+
     async def send(self, message: str, *data: Any) -> None:
         """Send one frame; raises ConnectionError once the socket is closed."""
+        if message == "notifyStreamStatusEvent" and data and isinstance(data[0], dict):
+            data = (self._client_view(message, data[0]), *data[1:])
         if self.ws.closed:
             raise ConnectionError("the WebSocket is closed")
         async with self._send_lock:
@@ -188,11 +204,13 @@ class SignallingSession:
             await self.fail("connection", verdict.reason)
             return await self.close(verdict.reason)
         self.status = "ESTABLISHED"
+        amended = dict(verdict.fields)
+        self.client_exclude = _exclusions(amended.pop(CLIENT_EXCLUDE, None))
         user_data = {
-            **fields, **verdict.fields, "appKey": app_key, "sessionId": self.session_id,
+            **fields, **amended, "appKey": app_key, "sessionId": self.session_id,
             "authToken": fields.get("authToken") or self.session_id,
         }
-        await self.send("getUserData", user_data)
+        await self.send("getUserData", self._client_view("getUserData", user_data))
         await self.bus.after_session_connect(self.info)
 
     async def on_publish_stream(self, payload: Any) -> None:
@@ -253,6 +271,18 @@ class SignallingSession:
 
     async def on_pong(self, payload: Any) -> None:
         self._missed_pongs = 0
+
+
+#: The ``Amend`` field by which a before_connect plugin hides fields from the client:
+#: ``Amend(clientExclude={"StreamStatusEvent": ["custom"], ...})``.
+CLIENT_EXCLUDE = "clientExclude"
+
+
+def _exclusions(value: Any) -> dict[str, frozenset[str]]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(method): frozenset(map(str, fields)) for method, fields in value.items()
+            if isinstance(fields, list | tuple | frozenset | set)}
 
 
 def _stream_problem(payload: Mapping[str, Any]) -> str | None:
