@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 #: The ``info`` a client sees when a plugin failed while admitting it.
 ADMIT_FAILURE = "Failed by error"
+#: A plugin object may set this attribute (seconds) to replace ``plugin_hook_timeout``
+#: for its own admit and notify hooks (e.g. REST hooks with their own request timeout).
+PLUGIN_TIMEOUT = "hookcast_timeout"
 
 
 class PluginError(Exception):
@@ -134,12 +137,13 @@ class HookBus:
     ) -> tuple[bool, Any]:
         """Call one implementation; (True, result) or (False, None) after logging."""
         name = impl.plugin_name
+        timeout = getattr(impl.plugin, PLUGIN_TIMEOUT, None) or self.timeout
         try:
             result = impl.function(*(kwargs[arg] for arg in impl.argnames))
             if inspect.isawaitable(result):
-                result = await asyncio.wait_for(result, self.timeout)
+                result = await asyncio.wait_for(result, timeout)
         except TimeoutError:
-            log.error("plugin %s: %s took longer than %gs, skipped", name, hook, self.timeout)
+            log.error("plugin %s: %s took longer than %gs, skipped", name, hook, timeout)
             self.outcomes[(hook, name, "timeout")] += 1
             return False, None
         except Exception:

@@ -18,6 +18,7 @@ from aiortc import RTCPeerConnection
 
 from core.bus import HookBus
 from core.events import SessionInfo
+from core.keepalive import KeepAlive
 from core.rtc.packets import FrameMeta
 from core.rtc.peer import (
     BadOffer,
@@ -82,11 +83,17 @@ class Engine:
         #: (kind, forwarded|dropped) -> packets, summed over players that have ended
         self.relay_totals: Counter[tuple[str, str]] = Counter()
         self._sampler: asyncio.Task[None] | None = None
+        self.keep_alive: KeepAlive | None = None
+        if settings.keep_alive_streaming_sessions_enabled:
+            interval = settings.streaming_sessions_keep_alive_interval / 1000
+            self.keep_alive = KeepAlive(self, interval)
 
     def start(self) -> None:
-        """Start the once-a-second sampler behind fps and bitrate metrics."""
+        """Start the metrics sampler and, when enabled, the stream keep-alive."""
         if self._sampler is None:
             self._sampler = asyncio.create_task(self._sample_rates(), name="rate sampler")
+        if self.keep_alive is not None:
+            self.keep_alive.start()
 
     async def _sample_rates(self) -> None:
         while True:
@@ -352,6 +359,8 @@ class Engine:
         if self._sampler is not None:
             self._sampler.cancel()
             await asyncio.gather(self._sampler, return_exceptions=True)
+        if self.keep_alive is not None:
+            await self.keep_alive.close()
         await asyncio.gather(*(self.end(s, Info.SHUTDOWN) for s in self.registry))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

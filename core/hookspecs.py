@@ -24,6 +24,11 @@ collect
     Synchronous, called once while the server is built; every implementation's
     result is collected.
 
+A plugin module may define ``hookcast_plugin()``: the object it returns is registered
+instead of the module, so each server in a process has its own plugin state. Such an
+object may set ``hookcast_timeout`` (seconds) to replace ``plugin_hook_timeout`` for
+its own hooks.
+
 Names say when a hook runs: ``before_*`` may refuse, ``after_*``/``on_*`` report.
 Adding an argument to a hook is compatible; renaming one makes a new hook.
 """

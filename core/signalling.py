@@ -279,7 +279,7 @@ CLIENT_EXCLUDE = "clientExclude"
 
 
 def _exclusions(value: Any) -> dict[str, frozenset[str]]:
-    if not isinstance(value, dict):
+    if not isinstance(value, Mapping):
         return {}
     return {str(method): frozenset(map(str, fields)) for method, fields in value.items()
             if isinstance(fields, list | tuple | frozenset | set)}
