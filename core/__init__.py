@@ -14,6 +14,7 @@ from core.events import (
     StreamInfo,
     Terminate,
     Verdict,
+    thaw,
 )
 from core.home import Home, UnsafePath, inside
 from core.hookspecs import hookimpl
@@ -45,4 +46,5 @@ __all__ = [
     "hookimpl",
     "inside",
     "load_applications",
+    "thaw",
 ]

@@ -33,10 +33,17 @@ DEFAULT_APP_KEY = "defaultApp"
 
 @dataclass(frozen=True)
 class Application:
+    """``url`` is absolute, or a path (``/apps/EchoApp``) on this server's HTTP port."""
+
     name: str
     app_key: str
     url: str
     methods: frozenset[str]
+
+    def method_url(self, method: str, local: str) -> str:
+        """Where ``method`` is POSTed; ``local`` is this server's ``http://host:port``."""
+        base = local + self.url if self.url.startswith("/") else self.url
+        return f"{base.rstrip('/')}/{method}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,13 +70,17 @@ class Applications:
         return {"apps": [app.to_json() for app in self.apps]}
 
 
-def default_applications(http_port: int = 8081) -> Applications:
-    """``defaultApp`` pointing at the built-in echo application."""
+#: The built-in echo application, as a URL relative to this server's HTTP port.
+ECHO_APP_URL = "/apps/EchoApp"
+
+
+def default_applications() -> Applications:
+    """``defaultApp`` pointing at the built-in echo application of this server."""
     return Applications((
         Application(
             name="defaultApp",
             app_key=DEFAULT_APP_KEY,
-            url=f"http://localhost:{http_port}/apps/EchoApp",
+            url=ECHO_APP_URL,
             methods=frozenset(m for m in REST_METHODS if m != "StreamKeepAliveEvent"),
         ),
     ))
@@ -99,8 +110,11 @@ def _parse_app(entry: Any, where: str, problems: list[str]) -> Application | Non
     name = _text(entry, "name", where, problems)
     app_key = _text(entry, "appKey", where, problems)
     url = _text(entry, "url", where, problems)
-    if url and urlsplit(url).scheme not in ("http", "https"):
-        problems.append(f"{where}.url: expected an http:// or https:// URL, got {url!r}")
+    if url and not url.startswith("/") and urlsplit(url).scheme not in ("http", "https"):
+        problems.append(
+            f"{where}.url: expected an http:// or https:// URL (or /path on this server), "
+            f"got {url!r}"
+        )
     methods = entry.get("methods", [])
     if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
         problems.append(f"{where}.methods: expected a list of method names")
@@ -140,10 +154,10 @@ def _duplicates(apps: Iterable[Application], source: str) -> list[str]:
     return problems
 
 
-def load_applications(path: Path, http_port: int = 8081) -> Applications:
+def load_applications(path: Path) -> Applications:
     """Read apps.json; a missing file means just ``defaultApp``."""
     if not path.exists():
-        return default_applications(http_port)
+        return default_applications()
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as error:

@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(render_default_properties(), end="")
             return 0
         settings = load_settings(home.properties_file)
-        load_applications(home.apps_file, settings.http_port)
+        load_applications(home.apps_file)
         if args.command == "config":
             print(f"{home.conf}: configuration is valid")
             return 0

@@ -50,7 +50,7 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[HOME] = home
     app[STARTED_AT] = time.time()
-    app[APPLICATIONS] = load_applications(home.apps_file, settings.http_port)
+    app[APPLICATIONS] = load_applications(home.apps_file)
     bus = HookBus(timeout=settings.plugin_hook_timeout)
     app[BUS] = bus
     loader = PluginLoader(bus, home.plugins, settings.disabled_plugins)

@@ -16,13 +16,18 @@ def test_shipped_apps_json_is_the_default() -> None:
     assert shipped == default_applications()
     app = shipped.by_key("defaultApp")
     assert app is not None
-    assert app.url == "http://localhost:8081/apps/EchoApp"
+    assert app.url == "/apps/EchoApp"
+    assert app.method_url("connect", "http://127.0.0.1:9000") == "http://127.0.0.1:9000/apps/EchoApp/connect"
     assert "connect" in app.methods and "StreamKeepAliveEvent" not in app.methods
 
 
-def test_missing_file_means_default_app_on_the_configured_port(tmp_path: Path) -> None:
-    apps = load_applications(tmp_path / "apps.json", http_port=9999)
-    assert apps.by_name("defaultApp").url == "http://localhost:9999/apps/EchoApp"  # type: ignore[union-attr]
+def test_missing_file_means_the_default_app(tmp_path: Path) -> None:
+    assert load_applications(tmp_path / "apps.json") == default_applications()
+
+
+def test_absolute_urls_are_kept() -> None:
+    apps = parse_applications({"apps": [{"name": "a", "appKey": "k", "url": "https://b.example/api/"}]}, "x")
+    assert apps.apps[0].method_url("connect", "http://127.0.0.1:1") == "https://b.example/api/connect"
 
 
 def test_round_trip() -> None:
@@ -36,7 +41,7 @@ def test_round_trip() -> None:
         ([], 'x: expected an object {"apps": [...]}'),
         ({"apps": ["a"]}, "x: apps[0]: expected an object with name, appKey, url, methods"),
         ({"apps": [{"appKey": "k", "url": "http://h"}]}, "x: apps[0].name: expected a non-empty string"),
-        ({"apps": [{"name": "a", "appKey": "k", "url": "ftp://h"}]}, "x: apps[0].url: expected an http:// or https:// URL, got 'ftp://h'"),
+        ({"apps": [{"name": "a", "appKey": "k", "url": "ftp://h"}]}, "x: apps[0].url: expected an http:// or https:// URL (or /path on this server), got 'ftp://h'"),
         ({"apps": [{"name": "a", "appKey": "k", "url": "http://h", "methods": "connect"}]}, "x: apps[0].methods: expected a list of method names"),
         ({"apps": [{"name": "a", "appKey": "k", "url": "http://h", "methods": ["conect"]}]}, "x: apps[0].methods: unknown method 'conect'; valid: " + ", ".join(REST_METHODS)),
         ({"apps": [{"name": "a", "appKey": "k", "url": "http://h", "owner": "x"}]}, "x: apps[0]: unknown field 'owner'"),

@@ -50,7 +50,7 @@ async def test_good_dropin_is_loaded_and_called(home: Home) -> None:
 
 def test_builtins_load_first(home: Home) -> None:
     _, report = load(home)
-    assert [r.name for r in report.loaded if r.source == "built-in"] == ["echo_app"]
+    assert [r.name for r in report.loaded if r.source == "built-in"] == ["echo_app", "rest_hooks"]
     assert report.problems == []
 
 
@@ -76,7 +76,7 @@ async def test_broken_dropin_is_skipped_with_file_and_line(
     write_plugin(home, "broken", source)
     write_plugin(home, "good", REFUSE_WITH.format(reason="good ran"))
     bus, report = load(home)
-    assert [r.name for r in report.loaded] == ["echo_app", "good"]
+    assert [r.name for r in report.loaded] == ["echo_app", "rest_hooks", "good"]
     assert len(report.problems) == 1 and expected in report.problems[0]
     assert str(home.plugins / "broken.py") in report.problems[0]
     assert expected in caplog.text
@@ -86,15 +86,15 @@ async def test_broken_dropin_is_skipped_with_file_and_line(
 
 def test_disabled_plugins_blocks_builtin_and_dropin(home: Home) -> None:
     write_plugin(home, "reserve", REFUSE_WITH.format(reason="x"))
-    bus, report = load(home, disabled=("echo_app", "reserve"))
+    bus, report = load(home, disabled=("echo_app", "rest_hooks", "reserve"))
     assert bus.plugins() == []
-    assert sorted(report.disabled) == ["echo_app", "reserve"]
+    assert sorted(report.disabled) == ["echo_app", "reserve", "rest_hooks"]
 
 
 def test_dropin_cannot_shadow_a_builtin(home: Home) -> None:
     write_plugin(home, "echo_app", REFUSE_WITH.format(reason="x"))
     _, report = load(home)
-    assert [r.source for r in report.loaded] == ["built-in"]
+    assert [r.source for r in report.loaded] == ["built-in", "built-in"]
     assert "plugin echo_app (file" in report.problems[0]
     assert "a plugin of that name is loaded" in report.problems[0]
 
