@@ -8,6 +8,8 @@ methods enabled for it. A newly added application has no methods enabled, as in 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,3 +167,21 @@ def load_applications(path: Path) -> Applications:
     except json.JSONDecodeError as error:
         raise ConfigError([f"{path}:{error.lineno}: invalid JSON: {error.msg}"]) from error
     return parse_applications(document, str(path))
+
+
+def save_applications(path: Path, apps: Applications) -> None:
+    """Write apps.json atomically: a reader (the running server) sees the old file or
+    the new one, never half of one."""
+    parse_applications(apps.to_json(), str(path))  # never write what would not load
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".apps.", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(apps.to_json(), handle, indent=2)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from core import apps_cli
 from core.apps import load_applications
 from core.bus import HookBus
 from core.home import Home
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         "--media-session-id", action="append", dest="ids", help="repeat for several"
     )
     terminate.add_argument("--all", action="store_true", help="stop every stream (no filter)")
+    apps_cli.add_parsers(commands, home)
     return parser
 
 
@@ -75,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     home = Home.locate(args.home)
     try:
+        if args.command in ("apps", "app-rest-method"):
+            print(apps_cli.run(args, home))
+            return 0
         if args.command == "config" and args.list:
             return _config_list()
         if args.command == "config" and args.defaults:
@@ -93,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         for problem in error.problems:
             print(f"hookcast: {problem}", file=sys.stderr)
+        return 2
+    except apps_cli.AppsError as error:
+        print(f"hookcast: {error}", file=sys.stderr)
         return 2
     except (StartupError, RestCallError) as error:
         print(f"hookcast: {error}", file=sys.stderr)
