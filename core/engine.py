@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from aiortc import RTCPeerConnection
@@ -198,7 +198,8 @@ class Engine:
         self, client: Client, stream: Stream,
         admit: Callable[[SessionInfo, Any], Awaitable[Any]],
     ) -> bool:
-        verdict = await admit(client.info, stream.snapshot())
+        # plugins see the request as the client sent it: status PENDING
+        verdict = await admit(client.info, replace(stream.snapshot(), status=str(Status.PENDING)))
         if not verdict.admitted:
             await self._fail_unregistered(client, stream, verdict.reason)
             return False
