@@ -11,6 +11,7 @@ import pytest
 from core.home import Home
 from core.server import Server
 from core.settings import Settings, parse_properties
+from tests.backend import backend  # noqa: F401  (the fixture, for every test)
 
 
 @pytest.fixture
