@@ -231,6 +231,9 @@ class HookBus:
     async def before_server_stop(self, server: ServerInfo) -> None:
         await self._notify("before_server_stop", server=server)
 
+    async def after_server_stop(self, server: ServerInfo) -> None:
+        await self._notify("after_server_stop", server=server)
+
     def register_rest_routes(
         self, settings: Settings, home: Home
     ) -> list[tuple[str, Iterable[web.RouteDef]]]:

@@ -355,13 +355,17 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def close(self) -> None:
-        """Stop every stream (players see `Requested stream shutdown`), then wait for tasks."""
+    async def stop_background(self) -> None:
+        """Stop the sampler and the keep-alive (shutdown begins). Idempotent."""
         if self._sampler is not None:
             self._sampler.cancel()
             await asyncio.gather(self._sampler, return_exceptions=True)
         if self.keep_alive is not None:
             await self.keep_alive.close()
+
+    async def close(self) -> None:
+        """Stop every stream (players see `Requested stream shutdown`), then wait for tasks."""
+        await self.stop_background()
         await asyncio.gather(*(self.end(s, Info.SHUTDOWN) for s in self.registry))
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)

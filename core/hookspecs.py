@@ -104,6 +104,18 @@ def before_server_stop(server: ServerInfo) -> None:
     """
 
 
+@notify
+def after_server_stop(server: ServerInfo) -> None:
+    """Runs at the end of shutdown, after every session and stream has ended.
+
+    Release here what your plugin holds (HTTP clients, files, watchers): hooks called
+    while streams stop during shutdown still have them.
+
+    :param server: the same object ``after_server_start`` received.
+    Kind: notify; the return value is ignored.
+    """
+
+
 @collect
 def register_rest_routes(settings: Settings, home: Home) -> Iterable[web.RouteDef] | None:
     """Adds HTTP routes to the HTTP port (``web.get(path, handler)`` and friends).

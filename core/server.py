@@ -224,9 +224,12 @@ class Server:
         if self.info is not None:
             await self.bus.before_server_stop(self.info)
         engine = self.http_app[ENGINE]
+        await engine.stop_background()
         await asyncio.gather(*(s.close("Server shutdown") for s in list(engine.sessions.values())))
         await self._ws_runner.cleanup()
         await engine.close()
+        if self.info is not None:
+            await self.bus.after_server_stop(self.info)
         await self._http_runner.cleanup()
         log.info("stopped")
 

@@ -93,7 +93,7 @@ class RestHooks:
         self._watcher.start()
 
     @hookimpl
-    async def before_server_stop(self) -> None:
+    async def after_server_stop(self) -> None:
         if self._watcher is not None:
             await self._watcher.stop()
         if self._http is not None:

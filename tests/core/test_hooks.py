@@ -17,8 +17,10 @@ import pytest
 
 from core import RecordingInfo, Rotation, SessionInfo, StreamInfo, Terminate
 from core.home import Home
+from core.client import WcsClient
 from core.server import Server, StartupError
 from tests.conftest import make_settings, write_plugin
+from tests.core.rtc.relay_harness import PatternVideoTrack
 
 SESSION = SessionInfo(session_id="s1", app_key="defaultApp", status="PENDING", remote="127.0.0.1")
 STREAM = StreamInfo(
@@ -71,6 +73,29 @@ async def test_hook_before_server_stop(home: Home) -> None:
     assert calls(home) == []
     await server.stop()
     assert calls(home) == [{"hook": "before_server_stop", "ws_port": server.ws_port}]
+
+
+async def test_hook_after_server_stop(home: Home) -> None:
+    write_plugin(home, "recorder", RECORDER + """
+    @hookimpl
+    async def after_stream_status(stream):
+        record("status", status=stream.status)
+
+    @hookimpl
+    async def after_server_stop(server):
+        record("after_server_stop")
+    """)
+    server = Server(home, make_settings())
+    await server.start()
+    client = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
+    await client.connect()
+    await (await client.publish("cam", [PatternVideoTrack()])).wait_status("PUBLISHING")
+    await server.stop()
+    await client.close()
+    hooks = [c["hook"] for c in calls(home)]
+    # the stream stopped at shutdown before the plugin was told to release its resources
+    assert hooks[-2:] == ["status", "after_server_stop"]
+    assert calls(home)[-2]["status"] == "UNPUBLISHED"
 
 
 async def test_hook_register_rest_routes(home: Home, start_server: Start) -> None:

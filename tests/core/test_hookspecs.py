@@ -26,7 +26,7 @@ def _test_names() -> set[str]:
 
 def test_there_are_hooks_for_every_lifecycle_object() -> None:
     assert {
-        "after_server_start", "before_server_stop", "register_rest_routes",
+        "after_server_start", "before_server_stop", "after_server_stop", "register_rest_routes",
         "before_connect", "after_session_connect", "after_session_disconnect",
         "before_publish", "before_play", "after_stream_status", "on_stream_keep_alive",
         "record_file_name", "record_rotation_policy", "on_record_started",
