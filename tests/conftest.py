@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +52,21 @@ async def start_server() -> AsyncIterator[Callable[..., object]]:
     yield start
     for server in reversed(servers):
         await server.stop()
+
+
+@pytest.fixture
+async def connect_client() -> AsyncIterator[Callable[..., Any]]:
+    """``await connect_client(server, **fields)``: a connected WcsClient, closed at the end."""
+    from core.client import WcsClient
+
+    opened: list[WcsClient] = []
+
+    async def connect(server: Server, **fields: Any) -> WcsClient:
+        client = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
+        opened.append(client)
+        await client.connect(**fields)
+        return client
+
+    yield connect
+    for client in opened:
+        await client.close()

@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from core import RecordingInfo, Rotation, SessionInfo, StreamInfo, Terminate
-from core.home import Home
 from core.client import WcsClient
+from core.home import Home
 from core.server import Server, StartupError
 from tests.conftest import make_settings, write_plugin
 from tests.core.rtc.relay_harness import PatternVideoTrack

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,18 +27,9 @@ async def server(home: Home, start_server: Start) -> Server:
 
 
 @pytest.fixture
-async def clients(server: Server) -> AsyncIterator[Callable[..., Any]]:
-    opened: list[WcsClient] = []
-
-    async def connect(**fields: Any) -> WcsClient:
-        client = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
-        opened.append(client)
-        await client.connect(**fields)
-        return client
-
-    yield connect
-    for client in opened:
-        await client.close()
+def clients(server: Server, connect_client: Callable[..., Any]) -> Callable[..., Any]:
+    """``await clients(**fields)``: a client connected to this test's server."""
+    return lambda **fields: connect_client(server, **fields)
 
 
 def sinks_for(stream: ClientStream) -> dict[str, DecodingSink]:

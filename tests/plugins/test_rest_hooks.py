@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -41,18 +41,8 @@ async def hooked(home: Home, backend: Backend, start_server: Start) -> Callable[
 
 
 @pytest.fixture
-async def clients() -> AsyncIterator[Callable[..., Any]]:
-    opened: list[WcsClient] = []
-
-    async def connect(server: Server, **fields: Any) -> WcsClient:
-        client = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
-        opened.append(client)
-        await client.connect(**fields)
-        return client
-
-    yield connect
-    for client in opened:
-        await client.close()
+def clients(connect_client: Callable[..., Any]) -> Callable[..., Any]:
+    return connect_client
 
 
 async def publish(client: WcsClient, name: str, **fields: Any) -> ClientStream:
