@@ -37,6 +37,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -62,6 +63,7 @@ GOAL_PER_PLAYER = 0.2  # % of one core per extra player
 GOAL_BITRATE = 1.0  # Mb/s
 GOAL_RATIO = 40.0  # hookcast at least this many times cheaper per player
 GOAL_FRAMES = 95.0  # % of the publisher's frames, every player
+SATURATED = 95.0  # % of all cores busy: the machine had nothing left
 
 
 # --- processes ------------------------------------------------------------------------
@@ -258,6 +260,7 @@ class Snapshot:
     machine_total: float
     publisher: dict[str, Any]
     players: list[list[int]]
+    own: float  # this process's CPU seconds
 
 
 @dataclass
@@ -272,6 +275,7 @@ class Point:
     publisher_cpu: float
     players_cpu: float  # all player processes together
     machine: float  # % of all cores (100 % = every core busy)
+    others: float  # % of all cores used by processes outside this benchmark
     publisher_frames: int
     publisher_fps: float
     publisher_mbps: float  # RTP payload the publisher sent
@@ -321,7 +325,8 @@ class Rig:
         busy, total = machine_cpu()
         answers = await asyncio.gather(*asks)
         players = [row for answer in answers[1:] for row in answer["players"]]
-        return Snapshot(t, cpu, busy, total, answers[0], players)
+        own = time.process_time()
+        return Snapshot(t, cpu, busy, total, answers[0], players, own)
 
     def rss_mib(self) -> float:
         with open(f"/proc/{self.server.pid}/status") as status:
@@ -339,6 +344,8 @@ class Rig:
         def core_pct(name: str) -> float:
             return 100 * (b.cpu[name] - a.cpu[name]) / span
 
+        machine = 100 * (b.machine_busy - a.machine_busy) / (b.machine_total - a.machine_total)
+        ours = sum(core_pct(name) for name in b.cpu) + 100 * (b.own - a.own) / span
         frames = b.publisher["frames"] - a.publisher["frames"]
         joined = len(a.players)
         received = [b.players[i][0] - a.players[i][0] for i in range(joined)]
@@ -352,7 +359,8 @@ class Rig:
             server_cpu=core_pct("server"),
             publisher_cpu=core_pct("publisher"),
             players_cpu=sum(core_pct(p.name) for p in self.player_procs),
-            machine=100 * (b.machine_busy - a.machine_busy) / (b.machine_total - a.machine_total),
+            machine=machine,
+            others=max(0.0, machine - ours / NCPU),
             publisher_frames=frames,
             publisher_fps=frames / span,
             publisher_mbps=8 * (b.publisher["rtp_bytes"] - a.publisher["rtp_bytes"]) / span / 1e6,
@@ -361,6 +369,7 @@ class Rig:
             below_goal=sum(p < GOAL_FRAMES for p in pct) if joined else 0,
             player_mbps=statistics.median([8 * x / span / 1e6 for x in payload] or [0.0]),
             server_rss_mib=self.rss_mib(),
+            extra={"publisher_status": b.publisher.get("status")},
         )
 
 
@@ -380,7 +389,8 @@ async def rig(kind: str, children: Children, workdir: Path, args: argparse.Names
         )
         await publisher.read(timeout=30)  # {"event": "ready"}: PUBLISHING
         procs = [
-            await children.start(f"{kind}-players{i}", [*gen, "players", *common], talk=True)
+            await children.start(f"{kind}-players{i}",
+                                 [*gen, "players", *common, "--mode", args.player_mode], talk=True)
             for i in range(args.player_procs)
         ]
         yield Rig(kind, server, publisher, procs)
@@ -429,12 +439,19 @@ CATEGORIES = [  # (what, substring of "function (file:line)"), first match wins,
 ]
 
 
+LINE = re.compile(r":\d+\)$")
+IDLE = (  # leaf frames where a thread sleeps; py-spy --nonblocking samples them anyway
+    "EpollSelector.select (", "Condition.wait (", "Event.wait (", "Thread.join (",
+    "_worker (concurrent", "Queue.get (queue.py",
+)
+
+
 def summarize_profile(path: Path, top: int = 15) -> str:
     """Self time by function and time by category from py-spy's collapsed stacks."""
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     category: Counter[str] = Counter()
-    total = 0
+    total = idle = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -443,9 +460,11 @@ def summarize_profile(path: Path, top: int = 15) -> str:
         frames = stack.split(";")
         if frames and frames[0].startswith(("thread", "process")):
             frames = frames[1:]
-        if not frames:
+        if not frames or frames[-1].startswith(IDLE):
+            idle += n
             continue
         total += n
+        frames = [LINE.sub(")", f) for f in frames]  # per function, not per line
         self_time[frames[-1]] += n
         for f in set(frames):
             inclusive[f] += n
@@ -458,7 +477,8 @@ def summarize_profile(path: Path, top: int = 15) -> str:
         category[cat] += n
     if not total:
         return "py-spy recorded no samples"
-    out = [f"py-spy samples (busy, all threads): {total}", "  by category (innermost match):"]
+    out = [f"py-spy: {total} busy samples, all threads ({idle} idle-wait samples left out: "
+           "epoll, thread waits)", "  by category (innermost match):"]
     out += [f"    {100 * n / total:5.1f} %  {name}" for name, n in category.most_common()]
     out.append("  top self time:")
     out += [f"    {100 * n / total:5.1f} %  {name}" for name, n in self_time.most_common(top)]
@@ -470,6 +490,21 @@ def summarize_profile(path: Path, top: int = 15) -> str:
 
 
 # --- the run --------------------------------------------------------------------------
+
+
+def saturated_point(p: Point) -> bool:
+    """The machine had no idle CPU left: the server competed for it."""
+    return p.machine >= SATURATED
+
+
+def valid(p: Point) -> bool:
+    """The publisher was publishing at (nearly) full frame rate during the window."""
+    return p.extra.get("publisher_status") == "PUBLISHING" and p.publisher_fps >= 27
+
+
+def usable(points: list[Point]) -> list[Point]:
+    """Points a per-player slope may be drawn through: valid and not saturated."""
+    return [p for p in points if valid(p) and not saturated_point(p)]
 
 
 def slope(points: list[Point], a: int = 0, b: int = -1) -> float | None:
@@ -492,21 +527,25 @@ def fit(points: list[Point]) -> float | None:
 
 HEADER = (
     f"{'server':<10} {'N':>4} {'server':>7} {'/extra':>7} {'players':>8} {'pub':>6} "
-    f"{'machine':>8} {'pub':>5} {'player frames':>15} {'<95%':>5} {'player':>7} {'RSS':>5}"
+    f"{'machine':>8} {'others':>7} {'pub':>5} {'player frames':>15} {'<95%':>5} {'player':>7} "
+    f"{'RSS':>5}"
 )
 HEADER2 = (
     f"{'':<10} {'':>4} {'%core':>7} {'player':>7} {'%core':>8} {'%core':>6} "
-    f"{'%all':>8} {'fps':>5} {'min / median %':>15} {'':>5} {'Mb/s':>7} {'MiB':>5}"
+    f"{'%all':>8} {'%all':>7} {'fps':>5} {'min / median %':>15} {'':>5} {'Mb/s':>7} {'MiB':>5}"
 )
 
 
 def row(p: Point) -> str:
     extra = f"{p.per_player:7.3f}" if p.per_player is not None else f"{'-':>7}"
     failed = f" ({p.failed} failed to start)" if p.failed else ""
-    saturated = "  SATURATED" if p.machine >= 95 else ""
+    saturated = "  SATURATED" if saturated_point(p) else ""
+    if not valid(p):
+        saturated += f"  INVALID (publisher {p.extra.get('publisher_status')}, "\
+                     f"{p.publisher_fps:.0f} fps)"
     return (
         f"{p.server:<10} {p.players:>4} {p.server_cpu:7.1f} {extra} {p.players_cpu:8.1f} "
-        f"{p.publisher_cpu:6.1f} {p.machine:8.0f} {p.publisher_fps:5.1f} "
+        f"{p.publisher_cpu:6.1f} {p.machine:8.0f} {p.others:7.0f} {p.publisher_fps:5.1f} "
         f"{p.frames_min_pct:7.1f} / {p.frames_median_pct:5.1f} {p.below_goal:5d} "
         f"{p.player_mbps:7.2f} {p.server_rss_mib:5.0f}{saturated}{failed}"
     )
@@ -545,37 +584,55 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def describe_slope(name: str, points: list[Point]) -> tuple[float | None, str | None]:
+    """Slope between the smallest and largest usable N, and a line saying so."""
+    good = usable(points)
+    left = [p.players for p in points if p not in good]
+    if len(good) < 2:
+        return None, (f"{name}: fewer than two usable rows, no per-player figure"
+                      + (f" (N={left} saturated or invalid)" if left else ""))
+    s = slope(good)
+    assert s is not None
+    lsq = fit(good)
+    text = (f"{name}: {s:.3f} % of a core per extra player (N={good[0].players}->"
+            f"{good[-1].players}; least squares over {len(good)} rows {lsq:.3f}), "
+            f"{100 / s if s > 0 else float('inf'):.0f} extra players per core")
+    if left:
+        text += f"; N={left} left out (saturated or invalid)"
+    return s, text
+
+
 def summary(hook: list[Point], base: list[Point]) -> list[str]:
     lines = []
-    hs, bs = (slope(hook) if len(hook) > 1 else None), (slope(base) if len(base) > 1 else None)
     if hook:
         first = hook[0]
         lines.append(
             f"publisher: {first.publisher_fps:.1f} fps, {first.publisher_mbps:.2f} Mb/s of RTP "
-            f"payload sent; players received {statistics.median(p.player_mbps for p in hook):.2f}"
-            f" Mb/s of VP8 frames (median over N) through hookcast"
-        )
+            f"payload sent; hookcast players received "
+            f"{statistics.median(p.player_mbps for p in hook):.2f} Mb/s (median over N)")
     if base:
         lines.append(f"MediaRelay players received "
-                     f"{statistics.median(p.player_mbps for p in base):.2f} Mb/s (re-encoded)")
-    for name, points, s in (("hookcast", hook, hs), ("MediaRelay", base, bs)):
-        if s is None:
-            continue
-        lsq = fit(points)
-        lines.append(
-            f"{name}: {s:.3f} % of a core per extra player (N={points[0].players}->"
-            f"{points[-1].players}; least squares {lsq:.3f}); "
-            f"{100 / s if s > 0 else float('inf'):.0f} players per core"
-        )
+                     f"{statistics.median(p.player_mbps for p in base):.2f} Mb/s (re-encoded "
+                     f"at the same target)")
+    hs, text = describe_slope("hookcast", hook) if hook else (None, None)
+    if text:
+        lines.append(text)
+    bs, text = describe_slope("MediaRelay", base) if base else (None, None)
+    if text:
+        lines.append(text)
     if hs is not None and bs is not None and hs > 0:
-        lines.append(f"MediaRelay / hookcast per extra player: {bs / hs:.1f}x")
+        lines.append(f"MediaRelay / hookcast, per extra player: {bs / hs:.1f}x")
     lines.append("")
     lines.append("goals:")
     if hs is not None:
-        rate = min(p.player_mbps for p in hook)
-        lines.append(f"  <= {GOAL_PER_PLAYER} % of a core per extra player at >= {GOAL_BITRATE}"
+        good = usable(hook)
+        rate = min(p.player_mbps for p in good)
+        top = good[-1].players
+        lines.append(f"  <= {GOAL_PER_PLAYER} % of a core per extra player at >= {GOAL_BITRATE:.0f}"
                      f" Mb/s: {verdict(hs <= GOAL_PER_PLAYER and rate >= GOAL_BITRATE)} "
-                     f"({hs:.3f} % at {rate:.2f} Mb/s)")
+                     f"({hs:.3f} % at {rate:.2f} Mb/s, measured up to N={top})")
+    else:
+        lines.append("  per extra player: not measurable in this run")
     if hs is not None and bs is not None:
         ratio = bs / hs if hs > 0 else float("inf")
         lines.append(f"  >= {GOAL_RATIO:.0f}x cheaper than MediaRelay: "
@@ -583,11 +640,13 @@ def summary(hook: list[Point], base: list[Point]) -> list[str]:
     if hook:
         worst = min(p.frames_min_pct for p in hook)
         below = sum(p.below_goal for p in hook)
+        rows = [p.players for p in hook if p.below_goal]
         lines.append(f"  no player below {GOAL_FRAMES:.0f} % of the publisher's frames: "
-                     f"{verdict(below == 0)} (worst {worst:.1f} %, {below} player-windows below)")
-    if any(p.machine >= 95 for p in hook + base):
-        lines.append("  note: the machine was saturated in a SATURATED row: the server "
-                     "competed with the players for CPU there")
+                     f"{verdict(below == 0)} (worst {worst:.1f} %"
+                     + (f"; below in rows N={rows}" if rows else "") + ")")
+    if any(saturated_point(p) for p in hook + base):
+        lines.append("  note: SATURATED rows had no idle CPU on the machine; there the server "
+                     "competed with players, publisher and other processes ('others')")
     return lines
 
 
@@ -664,6 +723,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="publisher's VP8 target in Mb/s (default 1.2)")
     parser.add_argument("--player-procs", type=int, default=2,
                         help="processes the players are spread over (default 2)")
+    parser.add_argument("--player-mode", choices=("lean", "full"), default="lean",
+                        help="lean (default): full WebRTC stack, per-packet receive work "
+                        "replaced by a frame counter; full: core.rtc.compat.install() and "
+                        "aiortc's whole receive path (about 4x the player CPU; see loadgen.py)")
     parser.add_argument("--skip-baseline", action="store_true", help="hookcast only")
     parser.add_argument("--skip-hookcast", action="store_true", help="MediaRelay only")
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
