@@ -170,8 +170,8 @@ class LeanReceive:
 
 def install_lean_receive() -> None:
     """Replace RTCRtpReceiver._handle_rtp_packet in this (player) process only."""
-    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
     from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
     async def handle_rtp(self: Any, packet: Any, arrival_time_ms: int) -> None:
         counters = self.__dict__.get("_lean")
@@ -196,7 +196,8 @@ def install_lean_receive() -> None:
             counters.frames += counters.in_frame_ok
             counters.in_frame_ok = True
         rtcp_ssrc = self._RTCRtpReceiver__rtcp_ssrc
-        if rtcp_ssrc is not None and arrival_time_ms - counters.last_remb >= LeanReceive.REMB_INTERVAL_MS:
+        due = arrival_time_ms - counters.last_remb >= LeanReceive.REMB_INTERVAL_MS
+        if rtcp_ssrc is not None and due:
             counters.last_remb = arrival_time_ms
             fci = pack_remb_fci(LeanReceive.REMB_BITRATE, [packet.ssrc])
             await self._send_rtcp(
