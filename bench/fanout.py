@@ -64,6 +64,7 @@ GOAL_BITRATE = 1.0  # Mb/s
 GOAL_RATIO = 40.0  # hookcast at least this many times cheaper per player
 GOAL_FRAMES = 95.0  # % of the publisher's frames, every player
 SATURATED = 97.0  # % of all cores busy: the machine had nothing left
+OTHERS_WARN = 10.0  # % of all cores used outside the benchmark worth a warning
 
 
 # --- processes ------------------------------------------------------------------------
@@ -654,6 +655,10 @@ def summary(hook: list[Point], base: list[Point]) -> list[str]:
         lines.append(f"  no player below {GOAL_FRAMES:.0f} % of the publisher's frames: "
                      f"{verdict(below == 0)} (worst {worst:.1f} %"
                      + (f"; below in rows N={rows}" if rows else "") + ")")
+    busy = [p.players for p in hook + base if p.others > OTHERS_WARN]
+    if busy:
+        lines.append(f"  note: other processes used > {OTHERS_WARN:.0f} % of the machine in rows "
+                     f"N={busy} ('others'); CPU figures there may be inflated by contention")
     if any(saturated_point(p) for p in hook + base):
         lines.append("  note: SATURATED rows had no idle CPU on the machine; there the server "
                      "competed with players, publisher and other processes ('others')")
@@ -702,6 +707,8 @@ async def run(args: argparse.Namespace) -> int:
         return 130
     finally:
         children.kill_all_now()
+        if not args.keep_logs:
+            shutil.rmtree(workdir, ignore_errors=True)
     print()
     for line in summary(hook, base):
         print(line)
@@ -714,8 +721,6 @@ async def run(args: argparse.Namespace) -> int:
             json.dump({"hookcast": [asdict(p) for p in hook],
                        "mediarelay": [asdict(p) for p in base],
                        "profile": profile, "args": vars(args)}, out, indent=2)
-    if not args.keep_logs:
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
