@@ -66,6 +66,7 @@ GOAL_RATIO = 40.0  # hookcast at least this many times cheaper per player
 GOAL_FRAMES = 95.0  # % of the publisher's frames, every player
 SATURATED = 97.0  # % of all cores busy: the machine had nothing left
 OTHERS_WARN = 10.0  # % of all cores used outside the benchmark worth a warning
+UNSTEADY = 0.15  # relative spread of the server's CPU between sub-windows worth a flag
 
 
 # --- processes ------------------------------------------------------------------------
@@ -339,9 +340,9 @@ class Rig:
         return 0.0
 
     async def measure(self, seconds: float, windows: int, failed: int) -> Point:
-        """One window of `seconds`; the server's CPU is also read at `windows` equal
-        sub-windows, and the least-disturbed one (lowest CPU) is reported, as timeit
-        reports the best run: on a shared machine, contention only adds CPU time."""
+        """One window of `seconds`. The server's CPU is its mean over the window; it is
+        also read at `windows` equal sub-windows, and a row whose sub-windows differ by
+        more than UNSTEADY (relative) is flagged: the load changed during the window."""
         a = await self.snapshot()
         marks = [(a.t, a.cpu["server"])]
         for _ in range(windows - 1):
@@ -368,7 +369,7 @@ class Rig:
             players=joined,
             failed=failed,
             seconds=span,
-            server_cpu=min(sub),
+            server_cpu=core_pct("server"),
             publisher_cpu=core_pct("publisher"),
             players_cpu=sum(core_pct(p.name) for p in self.player_procs),
             machine=machine,
@@ -383,8 +384,8 @@ class Rig:
             player_mbps=statistics.median([8 * x / span / 1e6 for x in payload] or [0.0]),
             server_rss_mib=self.rss_mib(),
             extra={"publisher_status": b.publisher.get("status"),
-                   "server_cpu_mean": round(core_pct("server"), 2),
-                   "server_cpu_windows": [round(x, 2) for x in sub]},
+                   "server_cpu_windows": [round(x, 2) for x in sub],
+                   "unsteady": (max(sub) - min(sub)) > UNSTEADY * max(statistics.fmean(sub), 1)},
         )
 
 
@@ -558,6 +559,9 @@ def row(p: Point) -> str:
     extra = f"{p.per_player:7.3f}" if p.per_player is not None else f"{'-':>7}"
     failed = f" ({p.failed} failed to start)" if p.failed else ""
     saturated = "  SATURATED" if saturated_point(p) else ""
+    if p.extra.get("unsteady"):
+        spread = "/".join(f"{x:.0f}" for x in p.extra["server_cpu_windows"])
+        saturated += f"  unsteady ({spread})"
     if not valid(p):
         saturated += f"  INVALID (publisher {p.extra.get('publisher_status')}, "\
                      f"{p.publisher_fps:.0f} fps)"
@@ -699,8 +703,8 @@ async def run(args: argparse.Namespace) -> int:
     print(f"fan-out benchmark: 640x480@30 VP8 at {args.bitrate / 1e6:.2f} Mb/s target, "
           f"{args.seconds:.0f} s windows after {args.settle:.0f} s settling, "
           f"{args.player_procs} player processes, {NCPU} CPUs; logs in {workdir}")
-    print(f"server %core: the server process alone, 100 = one core, lowest of {args.windows} "
-          f"sub-windows; /extra player: slope from the previous row\n"
+    print("server %core: the server process alone, 100 = one core, mean over the window; "
+          "/extra player: slope from the previous row\n"
           "players, pub: the player processes (together) and the publisher, % of one core\n"
           "machine: every core of the machine (100 = all busy); others: the part of it used by "
           "processes outside this benchmark\n"
@@ -750,8 +754,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=12.0,
                         help="measurement window per player count (default 12)")
     parser.add_argument("--windows", type=int, default=3,
-                        help="sub-windows per measurement; the server's CPU is the lowest "
-                        "of them (default 3)")
+                        help="sub-windows per measurement, to flag rows whose load changed "
+                        "during the window (default 3)")
     parser.add_argument("--settle", type=float, default=3.0,
                         help="seconds between the last player joining and the window")
     parser.add_argument("--bitrate", type=float, default=1.5,
