@@ -666,11 +666,15 @@ def summary(hook: list[Point], base: list[Point]) -> list[str]:
                      f"{verdict(ratio >= GOAL_RATIO)} ({ratio:.1f}x)")
     if hook:
         worst = min(p.frames_min_pct for p in hook)
-        below = sum(p.below_goal for p in hook)
         rows = [p.players for p in hook if p.below_goal]
-        lines.append(f"  no player below {GOAL_FRAMES:.0f} % of the publisher's frames: "
-                     f"{verdict(below == 0)} (worst {worst:.1f} %"
-                     + (f"; below in rows N={rows}" if rows else "") + ")")
+        calm = [p.players for p in hook if p.below_goal and not saturated_point(p)]
+        text = (f"  no player below {GOAL_FRAMES:.0f} % of the publisher's frames: "
+                f"{verdict(not rows)} (worst {worst:.1f} %")
+        if rows:
+            text += f"; below in rows N={rows}"
+            if not calm:
+                text += ", all of them SATURATED: the machine, not the server, ran out of CPU"
+        lines.append(text + ")")
     busy = [p.players for p in hook + base if p.others > OTHERS_WARN]
     if busy:
         lines.append(f"  note: other processes used > {OTHERS_WARN:.0f} % of the machine in rows "
