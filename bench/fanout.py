@@ -67,6 +67,7 @@ GOAL_FRAMES = 95.0  # % of the publisher's frames, every player
 SATURATED = 97.0  # % of all cores busy: the machine had nothing left
 OTHERS_WARN = 10.0  # % of all cores used outside the benchmark worth a warning
 UNSTEADY = 0.15  # relative spread of the server's CPU between sub-windows worth a flag
+UNSTEADY_FLOOR = 3.0  # ... and at least this many % of a core (CPU time ticks are 10 ms)
 
 
 # --- processes ------------------------------------------------------------------------
@@ -385,7 +386,8 @@ class Rig:
             server_rss_mib=self.rss_mib(),
             extra={"publisher_status": b.publisher.get("status"),
                    "server_cpu_windows": [round(x, 2) for x in sub],
-                   "unsteady": (max(sub) - min(sub)) > UNSTEADY * max(statistics.fmean(sub), 1)},
+                   "unsteady": (max(sub) - min(sub))
+                   > max(UNSTEADY * statistics.fmean(sub), UNSTEADY_FLOOR)},
         )
 
 
