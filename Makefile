@@ -33,6 +33,11 @@ test: $(VENV)/.test-installed
 	sh tests/e2e/install-websdk.sh
 	sh tests/isolated.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The fan-out benchmark (bench/README.md): about 3-5 minutes, loopback only (same
+# namespace as the tests). BENCH_ARGS="--players 1,10 --seconds 5" for a quick look.
+bench: $(VENV)/.run-installed
+	sh tests/isolated.sh $(BIN)/python bench/fanout.py $(BENCH_ARGS)
+
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check core plugins tests bench
 	$(BIN)/mypy core plugins

@@ -1,0 +1,324 @@
+"""Load generator for bench/fanout.py: one publisher, or a process full of players.
+
+Started by bench/fanout.py, never by hand (but it works by hand too). It talks JSON
+lines: commands on stdin, one reply line per command on stdout; EOF on stdin ends it.
+
+    python bench/loadgen.py publisher --url ws://127.0.0.1:PORT/ --name bench --bitrate 1200000
+        replies {"event": "ready"} once PUBLISHING, then answers
+        "snap" -> {"t", "frames", "rtp_packets", "rtp_bytes"}     (frames = encoded frames sent)
+
+    python bench/loadgen.py players --url ws://127.0.0.1:PORT/ --name bench [--mode lean]
+        {"cmd": "add", "count": K} -> {"event": "added", "players", "failed", "errors"}
+            once every new player is PLAYING and has received its first frame
+        "snap" -> {"t", "players": [[frames, bytes], ...]}
+
+Both sides use hookcast's WcsClient (core.client) and gather ICE candidates on
+127.0.0.1 only. Players never decode. Two ways to receive (--mode):
+
+  full  core.rtc.compat.install(): aiortc's whole receive path (REMB estimator, NACK
+        generator, hookcast's RelayJitterBuffer, a decoder thread per player handing
+        over av.Packet). One av.Packet is one video frame; players count them. Measured
+        here: 1.4-2 % of a core per player, so 100 of them do not fit on 2 cores.
+  lean  the same WebRTC stack (ICE, DTLS, SRTP decryption, RTP parsing, RTCP receiver
+        reports every ~1 s), but the per-packet receive work is replaced by a counter
+        (LeanReceive): a frame counts when its packets arrived contiguously up to the
+        marker bit, and a REMB (10 Mb/s) goes back every 500 ms, as aiortc's
+        estimator does (feedback_interval). No NACK, PLI or frame assembly, which on
+        loopback without loss never fire anyway. About 4x cheaper per player.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import time
+from typing import Any
+
+import av
+from aiortc import VideoStreamTrack
+from aiortc.codecs import vpx
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from core.client import ClientStream, WcsClient
+from core.rtc import compat
+
+WIDTH, HEIGHT = 640, 480
+SETUP_CONCURRENCY = 4  # players connecting at once, per process
+FIRST_FRAME_TIMEOUT = 20.0
+
+
+def reply(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def stdin_lines() -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+def die_with_parent() -> None:
+    """Linux: get SIGTERM when the parent dies (fanout.py also sets this before exec)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+# --- publisher ------------------------------------------------------------------------
+
+
+class TextureVideoTrack(VideoStreamTrack):
+    """640x480 at 30 fps: a random-noise texture scrolling 3 px right and 2 px down per
+    frame, with a bright block sliding across and slowly cycling chroma.
+
+    Detailed enough that aiortc's VP8 encoder, in CBR, reaches its target bitrate
+    (measured: target 1.2 Mb/s gives 1.3 Mb/s), yet motion-compensable, so the encoder
+    does not overshoot the way it does on fresh noise. Frames are built by slicing a
+    precomputed texture (about 1 ms per frame).
+    """
+
+    def __init__(self, seed: int = 1) -> None:
+        super().__init__()
+        self.count = 0
+        rnd = random.Random(seed)
+        self._tw, th = WIDTH + 256, HEIGHT + 256
+        self._texture = rnd.randbytes(self._tw * th)
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
+        luma, cb, cr = frame.planes
+        stride = luma.line_size
+        dx, dy = (self.count * 3) % 256, (self.count * 2) % 256
+        block = (self.count * 6) % (WIDTH - 64)
+        tex, tw = self._texture, self._tw
+        pad = b"\x00" * (stride - WIDTH)
+        rows = []
+        for row in range(HEIGHT):
+            start = (row + dy) * tw + dx
+            line = tex[start : start + WIDTH]
+            if 200 <= row < 264:
+                line = line[:block] + b"\xeb" * 64 + line[block + 64 :]
+            rows.append(line + pad)
+        luma.update(b"".join(rows))
+        cb.update(bytes([96 + self.count % 64]) * (cb.line_size * cb.height))
+        cr.update(bytes([160 - self.count % 64]) * (cr.line_size * cr.height))
+        frame.pts, frame.time_base = pts, time_base
+        self.count += 1
+        return frame
+
+
+async def run_publisher(args: argparse.Namespace) -> None:
+    # CBR at the requested bitrate: aiortc's encoder otherwise starts at 500 kb/s and
+    # follows the server's REMB, clamped to [MIN_BITRATE, MAX_BITRATE].
+    vpx.DEFAULT_BITRATE = vpx.MIN_BITRATE = vpx.MAX_BITRATE = args.bitrate
+    commands = await stdin_lines()
+    track = TextureVideoTrack()
+    client = WcsClient(args.url)
+    await client.connect()
+    stream = await client.publish(args.name, [track], video_codec="VP8")
+    await stream.wait_status("PUBLISHING")
+    sender = stream.pc.getSenders()[0]
+    reply({"event": "ready"})
+    try:
+        while line := await commands.readline():
+            command = line.decode().strip()
+            if command == "snap":
+                t = time.monotonic()
+                stats = await sender.getStats()
+                outbound = next(s for s in stats.values() if s.type == "outbound-rtp")
+                reply({"t": t, "frames": track.count, "rtp_packets": outbound.packetsSent,
+                       "rtp_bytes": outbound.bytesSent, "status": stream.status})
+            elif command == "quit":
+                break
+    finally:
+        await client.close()
+
+
+# --- players --------------------------------------------------------------------------
+
+
+class LeanReceive:
+    """Per-receiver counters for lean mode: complete frames and RTP payload bytes.
+
+    A frame is complete when its packets arrived with consecutive sequence numbers from
+    the packet after the previous frame's marker packet (or the first packet seen) up
+    to its own marker packet.
+    """
+
+    __slots__ = ("bytes", "frames", "in_frame_ok", "last_remb", "next_seq", "packets")
+
+    REMB_BITRATE = 10_000_000
+    REMB_INTERVAL_MS = 500  # aiortc: AimdRateControl.feedback_interval()
+
+    def __init__(self) -> None:
+        self.frames = self.bytes = self.packets = 0
+        self.next_seq: int | None = None
+        self.in_frame_ok = True
+        self.last_remb = 0
+
+
+def install_lean_receive() -> None:
+    """Replace RTCRtpReceiver._handle_rtp_packet in this (player) process only."""
+    from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+
+    async def handle_rtp(self: Any, packet: Any, arrival_time_ms: int) -> None:
+        counters = self.__dict__.get("_lean")
+        if counters is None:
+            counters = self._lean = LeanReceive()
+        codecs = self._RTCRtpReceiver__codecs
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        streams = self._RTCRtpReceiver__remote_streams  # what the receiver reports use
+        stream = streams.get(packet.ssrc)
+        if stream is None:
+            stream = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        seq = packet.sequence_number
+        if counters.next_seq is not None and seq != counters.next_seq:
+            counters.in_frame_ok = False
+        counters.next_seq = (seq + 1) & 0xFFFF
+        counters.packets += 1
+        counters.bytes += len(packet.payload)
+        if packet.marker:
+            counters.frames += counters.in_frame_ok
+            counters.in_frame_ok = True
+        rtcp_ssrc = self._RTCRtpReceiver__rtcp_ssrc
+        due = arrival_time_ms - counters.last_remb >= LeanReceive.REMB_INTERVAL_MS
+        if rtcp_ssrc is not None and due:
+            counters.last_remb = arrival_time_ms
+            fci = pack_remb_fci(LeanReceive.REMB_BITRATE, [packet.ssrc])
+            await self._send_rtcp(
+                RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci))
+
+    RTCRtpReceiver._handle_rtp_packet = handle_rtp
+
+
+class Player:
+    """One WcsClient playing the stream; counts the encoded frames it receives."""
+
+    def __init__(self, url: str, name: str, lean: bool) -> None:
+        self.client = WcsClient(url)
+        self.name = name
+        self.lean = lean
+        self.stream: ClientStream | None = None
+        self.receiver: Any = None
+        self._frames = 0
+        self._bytes = 0
+        self.first_frame = asyncio.get_running_loop().create_future()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def counts(self) -> list[int]:
+        """[frames, bytes] received so far."""
+        if self.lean:
+            lean = self.receiver.__dict__.get("_lean") if self.receiver is not None else None
+            return [lean.frames, lean.bytes] if lean is not None else [0, 0]
+        return [self._frames, self._bytes]
+
+    async def start(self) -> None:
+        await self.client.connect()
+        self.stream = await self.client.play(self.name, kinds=("video",))
+        await self.stream.wait_status("PLAYING")
+        transceiver = self.stream.pc.getTransceivers()[0]
+        self.receiver = transceiver.receiver
+        if self.lean:
+            # RemoteStreamTrack stays empty: nothing to read
+            deadline = time.monotonic() + FIRST_FRAME_TIMEOUT
+            while self.counts[0] == 0:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no complete frame received")
+                await asyncio.sleep(0.05)
+            return
+        video = next(t for t in self.stream.tracks if t.kind == "video")
+        self._task = asyncio.create_task(self._count(video))
+        await asyncio.wait_for(asyncio.shield(self.first_frame), FIRST_FRAME_TIMEOUT)
+
+    async def _count(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                packet = await track.recv()
+                self._frames += 1
+                self._bytes += packet.size
+                if not self.first_frame.done():
+                    self.first_frame.set_result(None)
+        except MediaStreamError:
+            pass
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.client.close()
+
+
+async def run_players(args: argparse.Namespace) -> None:
+    compat.install()  # receive av.Packet, never decode: players must be cheap
+    if args.mode == "lean":
+        install_lean_receive()
+    commands = await stdin_lines()
+    players: list[Player] = []
+    limit = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+    async def add_one() -> Player | str:
+        async with limit:
+            player = Player(args.url, args.name, args.mode == "lean")
+            try:
+                await player.start()
+            except Exception as error:  # reported, and the player is not counted
+                await player.close()
+                return f"{type(error).__name__}: {error}"
+            return player
+
+    try:
+        while line := await commands.readline():
+            text = line.decode().strip()
+            command = json.loads(text) if text.startswith("{") else {"cmd": text}
+            if command["cmd"] == "add":
+                results = await asyncio.gather(*(add_one() for _ in range(command["count"])))
+                errors = [r for r in results if isinstance(r, str)]
+                players += [r for r in results if isinstance(r, Player)]
+                reply({"event": "added", "players": len(players), "failed": len(errors),
+                       "errors": errors[:3]})
+            elif command["cmd"] == "snap":
+                reply({"t": time.monotonic(), "players": [p.counts for p in players]})
+            elif command["cmd"] == "quit":
+                break
+    finally:
+        await asyncio.gather(*(p.close() for p in players), return_exceptions=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("role", choices=("publisher", "players"))
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--name", default="bench")
+    parser.add_argument("--bitrate", type=int, default=1_200_000)
+    parser.add_argument("--mode", choices=("full", "lean"), default="full")
+    args = parser.parse_args()
+    die_with_parent()
+    compat.use_host_addresses("127.0.0.1")
+    runner = run_publisher if args.role == "publisher" else run_players
+    try:
+        asyncio.run(runner(args))
+    except KeyboardInterrupt:
+        pass
+    # aiortc's threads (decoder workers) may linger; the benchmark waits for no one
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
