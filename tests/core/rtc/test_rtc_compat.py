@@ -218,3 +218,20 @@ def test_vp8_keyframe_needs_its_start_code() -> None:
     assert not inspect_vp8(key[:3] + b"\x00" + key[4:]).keyframe  # damaged start code
     assert not inspect_vp8(key[5:]).keyframe  # head cut off
     assert not inspect_vp8(key[:9]).keyframe
+
+
+def test_fast_ntp_time_matches_aiortcs_clock() -> None:
+    import aiortc.clock
+
+    from core.rtc.compat import _STOCK_NTP_TIME, fast_ntp_time
+
+    for _ in range(5):
+        stock, fast = _STOCK_NTP_TIME(), fast_ntp_time()
+        # within 5 ms of each other (2**32 units per second)
+        assert abs(fast - stock) < (1 << 32) // 200
+    compat.install()
+    try:
+        assert aiortc.clock.current_ntp_time is fast_ntp_time
+    finally:
+        compat.uninstall()
+    assert aiortc.clock.current_ntp_time is _STOCK_NTP_TIME
