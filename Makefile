@@ -9,7 +9,7 @@ PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/b
             $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; \
           done)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-fanout bench-rest bench-hooks clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no Python >= 3.11 found; install python3.12" >&2; exit 1; }
@@ -33,10 +33,19 @@ test: $(VENV)/.test-installed
 	sh tests/e2e/install-websdk.sh
 	sh tests/isolated.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The fan-out benchmark (bench/README.md): about 3-5 minutes, loopback only (same
-# namespace as the tests). BENCH_ARGS="--players 1,10 --seconds 5" for a quick look.
-bench: $(VENV)/.run-installed
+# Benchmarks (bench/README.md), loopback only (the tests' namespace); they print
+# figures and ratios measured side by side, they assert nothing. `make bench` runs all
+# three (about 5 minutes); BENCH_ARGS go to fanout ("--players 1,10 --seconds 5").
+bench: bench-fanout bench-rest bench-hooks
+
+bench-fanout: $(VENV)/.run-installed
 	sh tests/isolated.sh $(BIN)/python bench/fanout.py $(BENCH_ARGS)
+
+bench-rest: $(VENV)/.run-installed
+	sh tests/isolated.sh $(BIN)/python bench/rest.py
+
+bench-hooks: $(VENV)/.run-installed
+	sh tests/isolated.sh $(BIN)/python bench/hooks.py
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check core plugins tests bench

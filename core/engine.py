@@ -150,7 +150,7 @@ class Engine:
         if video is not None:
             video.on_keyframe = lambda _: self._resized(broadcast)
         self._watch(stream, leg.pc, Status.PUBLISHING)
-        await client.send("setRemoteSDP", stream.media_session_id, answer)
+        await self._answer(client, stream, answer)
 
     async def play(self, client: Client, stream: Stream, offer_sdp: str) -> None:
         """Admit and answer a player of a published name (FAILED `Stream not found` if none)."""
@@ -175,7 +175,15 @@ class Engine:
         broadcast.players[stream.media_session_id] = stream
         self._describe(stream, leg.codecs)
         self._watch(stream, leg.pc, Status.PLAYING)
-        await client.send("setRemoteSDP", stream.media_session_id, answer)
+        await self._answer(client, stream, answer)
+
+    @staticmethod
+    async def _answer(client: Client, stream: Stream, answer: str) -> None:
+        """Send the SDP answer; a client gone meanwhile is stopped by client_gone."""
+        try:
+            await client.send("setRemoteSDP", stream.media_session_id, answer)
+        except ConnectionError:
+            log.debug("client of %s left before its answer was sent", stream.name)
 
     async def _begin(
         self, client: Client, stream: Stream,
@@ -353,7 +361,13 @@ class Engine:
         """Run an engine operation in the background, owned by the engine."""
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        """The error boundary of background operations: log, never lose, an exception."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("engine operation failed", exc_info=task.exception())
 
     async def stop_background(self) -> None:
         """Stop the sampler and the keep-alive (shutdown begins). Idempotent."""
