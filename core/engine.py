@@ -97,10 +97,13 @@ class Engine:
 
     async def _sample_rates(self) -> None:
         while True:
-            for media_session_id, live in list(self._live.items()):
-                if live.leg is not None:
-                    self.meter.sample_leg(media_session_id, live.leg)
+            self._sample_once()  # a function of its own: no leg stays referenced while asleep
             await asyncio.sleep(1.0)
+
+    def _sample_once(self) -> None:
+        for media_session_id, live in list(self._live.items()):
+            if live.leg is not None:
+                self.meter.sample_leg(media_session_id, live.leg)
 
     def streams_of(self, client: Client) -> list[Stream]:
         return [s for s in self.registry if (live := self._live.get(s.media_session_id))
@@ -293,13 +296,16 @@ class Engine:
             broadcast = self.broadcasts.get(stream.name)
             if broadcast is not None:
                 broadcast.players.pop(stream.media_session_id, None)
-        await self._set_status(stream, status, info, live)
+        previous = await self._tell(stream, status, info, live)
         self.meter.forget(stream.media_session_id)
-        if live is not None:
+        if live is not None:  # media ends before plugins hear of it: a hook never holds it
             self._cancel_watchdog(live)
             if live.leg is not None:
                 await live.leg.close()
-        await asyncio.gather(*(self.stop(p, Status.STOPPED, Info.PUBLISHER_STOP) for p in players))
+        await asyncio.gather(
+            self.bus.after_stream_status(stream.snapshot(), previous),
+            *(self.stop(p, Status.STOPPED, Info.PUBLISHER_STOP) for p in players),
+        )
 
     async def stop_by_client(self, client: Client, media_session_id: str, published: bool) -> bool:
         """unPublishStream / stopStream from the stream's own client; False if not its stream."""
@@ -339,6 +345,14 @@ class Engine:
     async def _set_status(
         self, stream: Stream, status: Status, info: str = "", live: _Live | None = None
     ) -> None:
+        """Change a stream's status: tell its client, then the plugins."""
+        previous = await self._tell(stream, status, info, live)
+        await self.bus.after_stream_status(stream.snapshot(), previous)
+
+    async def _tell(
+        self, stream: Stream, status: Status, info: str, live: _Live | None
+    ) -> str | None:
+        """Set the status and tell the stream's client; returns the previous status."""
         self.refresh(stream)
         previous = None if stream.status is Status.NEW else str(stream.status)
         stream.status, stream.info = status, info
@@ -353,7 +367,7 @@ class Engine:
                 await live.client.send("notifyStreamStatusEvent", stream.to_wcs())
             except ConnectionError:
                 log.debug("client of %s is gone; status %s not delivered", stream.name, status)
-        await self.bus.after_stream_status(stream.snapshot(), previous)
+        return previous
 
     # --- tasks and shutdown ---------------------------------------------------------
 
