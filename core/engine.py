@@ -77,6 +77,8 @@ class Engine:
         self._live: dict[str, _Live] = {}
         self._config = rtc_configuration(settings.stun_server)
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: streams being stopped: mediaSessionId -> (their client, set once fully stopped)
+        self._ending: dict[str, tuple[Client, asyncio.Event]] = {}
         #: signalling sessions by sessionId (they add and remove themselves)
         self.sessions: dict[str, Any] = {}
         self.meter = RateMeter()
@@ -282,6 +284,16 @@ class Engine:
         if stream.final:
             return
         live = self._live.pop(stream.media_session_id, None)
+        ended = asyncio.Event()
+        if live is not None:
+            self._ending[stream.media_session_id] = (live.client, ended)
+        try:
+            await self._stop(stream, status, info, live)
+        finally:
+            self._ending.pop(stream.media_session_id, None)
+            ended.set()
+
+    async def _stop(self, stream: Stream, status: Status, info: str, live: _Live | None) -> None:
         if live is not None and isinstance(live.leg, PlayerLeg):
             # counted here, as it leaves _live, so relay_counts() never goes down
             _add_player_counts(self.relay_totals, live.leg)
@@ -321,6 +333,9 @@ class Engine:
     async def client_gone(self, client: Client) -> None:
         """A session closed: every stream it owned stops (`Stopped by session disconnect`)."""
         await self.terminate(self.streams_of(client), Info.SESSION_DISCONNECT)
+        # streams of this client already stopping elsewhere finish first, so plugins hear
+        # of every stream's end before they hear the session ended
+        await asyncio.gather(*(e.wait() for c, e in list(self._ending.values()) if c is client))
 
     async def end(self, stream: Stream, info: str) -> None:
         """Stop a stream the normal way: a publisher UNPUBLISHED, a player STOPPED."""

@@ -78,6 +78,7 @@ class RestHooks:
         self.configs: dict[str, dict[str, MethodConfig]] = {}
         self.calls = 0
         self._http: aiohttp.ClientSession | None = None
+        self._local = ""
         self._watcher: FolderWatcher | None = None
 
     # --- lifecycle ----------------------------------------------------------------
@@ -85,6 +86,10 @@ class RestHooks:
     @hookimpl
     async def after_server_start(self, server: ServerInfo) -> None:
         self.server = server
+        bound = server.settings.bind_address
+        host = "127.0.0.1" if bound in ("0.0.0.0", "::") else bound
+        #: this server's own HTTP address, for applications given as a path (/apps/EchoApp)
+        self._local = f"http://{host}:{server.http_port}"
         timeout = server.settings.rest_request_timeout or NO_TIMEOUT
         self.hookcast_timeout = timeout + 1.0  # the bus must not cut a request short
         self._load_apps()
@@ -220,11 +225,11 @@ class RestHooks:
         assert self.server is not None
         settings = self.server.settings
         body = encode(shape(payload, config))
-        headers = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json",
-                   **signature_headers(body, settings.rest_hook_secret_key,
-                                       settings.rest_hook_send_hash)}
-        host = settings.bind_address if settings.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
-        url = app.method_url(method, f"http://{host}:{self.server.http_port}")
+        headers = {
+            "Content-Type": "application/json;charset=UTF-8", "Accept": "application/json",
+            **signature_headers(body, settings.rest_hook_secret_key, settings.rest_hook_send_hash),
+        }
+        url = app.method_url(method, self._local)
         self.calls += 1
         try:
             async with self._client().post(url, data=body, headers=headers) as response:
