@@ -8,6 +8,7 @@ the file and the property name to that sentence.
 from __future__ import annotations
 
 import ipaddress
+from abc import ABC, abstractmethod
 import re
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -15,13 +16,14 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-class PropertyType(Generic[T]):
+class PropertyType(ABC, Generic[T]):
     """Parses one property's raw text. ``name`` is shown by ``hookcast config --list``."""
 
     name = "text"
 
+    @abstractmethod
     def parse(self, raw: str) -> T:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The typed value of ``raw``; ValueError saying what was expected otherwise."""
 
     def format(self, value: T) -> str:
         """The text that parses back to ``value`` (used to print defaults)."""
