@@ -241,6 +241,18 @@ class HookBus:
         results = self._collect("register_rest_routes", settings=settings, home=home)
         return [(name, routes) for name, routes in results if routes is not None]
 
+    def prometheus_metrics(self) -> list[Any]:
+        """Every plugin's metric families for this scrape; a failing plugin is skipped."""
+        families: list[Any] = []
+        for impl in self._impls("prometheus_metrics"):
+            try:
+                contributed: Any = impl.function()
+                families.extend(contributed or ())
+            except Exception:
+                log.exception("plugin %s: prometheus_metrics raised", impl.plugin_name)
+                self.outcomes[("prometheus_metrics", impl.plugin_name, "error")] += 1
+        return families
+
     async def before_connect(self, session: SessionInfo) -> Verdict:
         return await self._admit("before_connect", session=session)
 

@@ -35,8 +35,6 @@ from core.streams import IdInUse, Info, NameInUse, Status, Stream, StreamRegistr
 
 log = logging.getLogger(__name__)
 
-#: Seconds a new stream may take to connect (ICE + DTLS) before it fails.
-CONNECT_TIMEOUT = 20.0
 CODEC_NAMES = {"video/VP8": "VP8", "video/H264": "H264", "audio/opus": "opus",
                "audio/PCMU": "PCMU", "audio/PCMA": "PCMA"}
 
@@ -265,7 +263,8 @@ class Engine:
                 await self.stop(stream, Status.FAILED, Info.ICE_ERROR)
 
         loop = asyncio.get_running_loop()
-        live.watchdog = loop.call_later(CONNECT_TIMEOUT, self._connect_timeout, stream)
+        timeout = self.settings.ice_connect_timeout
+        live.watchdog = loop.call_later(timeout, self._connect_timeout, stream)
 
     def _connect_timeout(self, stream: Stream) -> None:
         if stream.status is Status.PENDING:

@@ -21,8 +21,8 @@ notify
     never stops the others or the media. Synchronous implementations run on the
     event loop and must return quickly.
 collect
-    Synchronous, called once while the server is built; every implementation's
-    result is collected.
+    Synchronous; every implementation's result is collected (each hook says when it
+    is called). An ``async def`` implementation is refused at registration.
 
 A plugin module may define ``hookcast_plugin()``: the object it returns is registered
 instead of the module, so each server in a process has its own plugin state. Such an
@@ -42,6 +42,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from prometheus_client.core import Metric
 
     from core.events import (
         Amend,
@@ -127,6 +128,18 @@ def register_rest_routes(settings: Settings, home: Home) -> Iterable[web.RouteDe
     :param home: the server home folders.
     Kind: collect; return an iterable of ``aiohttp.web.RouteDef`` or ``None``.
     A path already taken makes the server refuse to start, naming the plugin.
+    """
+
+
+@collect
+def prometheus_metrics() -> Iterable[Metric] | None:
+    """Adds metric families to ``GET /metrics``; called at every scrape.
+
+    Return ``prometheus_client.core`` metric families (``CounterMetricFamily``,
+    ``GaugeMetricFamily``, ...) built from counters the plugin keeps, or ``None``.
+    Must be quick: it runs on the event loop while the scrape waits. An implementation
+    that raises is logged and its metrics are left out of that scrape.
+    Kind: collect.
     """
 
 

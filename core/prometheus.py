@@ -67,10 +67,11 @@ class HookcastCollector(Collector):
         )
         dropped.add_metric([], self.bus.dropped)
         yield dropped
+        yield from self.bus.prometheus_metrics()
 
 
 def make_registry(engine: Engine, bus: HookBus) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=True)
+    registry = CollectorRegistry(auto_describe=False)
     registry.register(HookcastCollector(engine, bus))
     return registry
 

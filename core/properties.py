@@ -8,8 +8,8 @@ the file and the property name to that sentence.
 from __future__ import annotations
 
 import ipaddress
-from abc import ABC, abstractmethod
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 

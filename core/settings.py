@@ -68,6 +68,10 @@ class Settings:
     tls_private_key: str = prop(
         "tls_private_key", "", Text(), "PEM private key for tls_certificate (hookcast)"
     )
+    ice_connect_timeout: float = prop(
+        "ice_connect_timeout", 20.0, Seconds(minimum=0.1),
+        "Time a new stream has to connect (ICE + DTLS) before it fails (hookcast)",
+    )
     stun_server: str = prop(
         "stun_server", "", Text(),
         "STUN server for ICE (stun:host:port); empty = none, host candidates only",

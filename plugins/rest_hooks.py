@@ -17,17 +17,20 @@ restOverwrite), kept for that session.
   only with restOnError FAIL.
 
 One pooled HTTP client (at most ``MAX_CONNECTIONS`` requests at once, the rest wait in
-its queue), each request bounded by ``rest_request_timeout``.
+its queue), each request bounded by ``rest_request_timeout``; every request is counted
+by method and result in ``hookcast_rest_hook_requests_total`` on ``/metrics``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+from prometheus_client.core import CounterMetricFamily
 
 from core import (
     Amend,
@@ -76,7 +79,8 @@ class RestHooks:
         self.server: ServerInfo | None = None
         self.apps = Applications(())
         self.configs: dict[str, dict[str, MethodConfig]] = {}
-        self.calls = 0
+        #: (method, result) -> requests; result: ok, http_4xx, http_5xx, timeout, unreachable
+        self.counts: Counter[tuple[str, str]] = Counter()
         self._http: aiohttp.ClientSession | None = None
         self._local = ""
         self._watcher: FolderWatcher | None = None
@@ -203,6 +207,16 @@ class RestHooks:
                 return Terminate()
         return None
 
+    @hookimpl
+    def prometheus_metrics(self) -> list[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "hookcast_rest_hook_requests", "REST hook requests to applications, by result",
+            labels=["method", "result"],
+        )
+        for (method, result), count in sorted(self.counts.items()):
+            family.add_metric([method, result], count)
+        return [family]
+
     # --- sending --------------------------------------------------------------------
 
     def _config(self, session_id: str, method: str) -> MethodConfig:
@@ -230,13 +244,17 @@ class RestHooks:
             **signature_headers(body, settings.rest_hook_secret_key, settings.rest_hook_send_hash),
         }
         url = app.method_url(method, self._local)
-        self.calls += 1
         try:
             async with self._client().post(url, data=body, headers=headers) as response:
                 text = await response.text()
                 reply = Reply(response.status, _json(text))
-        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            result = "ok" if reply.ok else f"http_{str(reply.status)[0]}xx"
+        except TimeoutError:
+            reply, result = Reply(0, error="timeout"), "timeout"
+        except (aiohttp.ClientError, OSError) as error:
             reply = Reply(0, error=f"{type(error).__name__}: {error}".rstrip(": "))
+            result = "unreachable"
+        self.counts[(method, result)] += 1
         if not reply.ok:
             log.warning("%s %s: %s", method, url, reply.status or reply.error)
         return reply

@@ -98,6 +98,33 @@ async def test_hook_after_server_stop(home: Home) -> None:
     assert calls(home)[-2]["status"] == "UNPUBLISHED"
 
 
+async def test_hook_prometheus_metrics(home: Home, start_server: Start) -> None:
+    write_plugin(home, "gauges", """
+    from prometheus_client.core import GaugeMetricFamily
+    from core import hookimpl
+
+    @hookimpl
+    def prometheus_metrics():
+        family = GaugeMetricFamily("my_plugin_queue_depth", "Items waiting in my plugin")
+        family.add_metric([], 7)
+        return [family]
+    """)
+    write_plugin(home, "broken_gauges", """
+    from core import hookimpl
+
+    @hookimpl
+    def prometheus_metrics():
+        raise RuntimeError("no metrics today")
+    """)
+    server = await start_server(home)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{server.http_port}/metrics") as response:
+            text = await response.text()
+    assert "my_plugin_queue_depth 7.0" in text
+    assert "hookcast_sessions 0.0" in text, "a failing plugin does not spoil the scrape"
+    assert server.bus.outcomes[("prometheus_metrics", "broken_gauges", "error")] == 1
+
+
 async def test_hook_register_rest_routes(home: Home, start_server: Start) -> None:
     write_plugin(home, "hello", """
     from aiohttp import web

@@ -191,3 +191,25 @@ async def test_availability_of_a_stream(raw: Callable[..., Any], server: Server)
         assert frame["message"] == "availableStream"
         assert frame["data"][0]["id"] == "p1" and frame["data"][0]["status"] == status
     await publisher.close()
+
+
+async def test_a_publisher_that_never_connects_fails_by_ice_timeout(
+    home: Home, start_server: Start
+) -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    server = await start_server(home, ice_connect_timeout="1")
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    offer = pc.localDescription.sdp
+    await pc.close()  # the client goes away: nobody will answer the server's ICE checks
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"ws://127.0.0.1:{server.ws_port}/")
+        await connect(ws)
+        await ws.send_json({"message": "publishStream", "data": [
+            {"mediaSessionId": "m1", "name": "cam", "sdp": offer}]})
+        assert (await next_frame(ws))["message"] == "setRemoteSDP"
+        event = (await next_frame(ws))["data"][0]
+        assert (event["status"], event["info"]) == ("FAILED", "Failed by ICE timeout")
+        await ws.close()

@@ -226,3 +226,20 @@ async def test_disable_rest_requests(hooked: Start, backend: Backend, clients: S
     server = await hooked(disable_rest_requests="true")
     await publish(await clients(server), "cam")
     assert backend.received == []
+
+
+async def test_hook_requests_are_counted_by_result(hooked: Start, backend: Backend, clients: Start) -> None:
+    import aiohttp
+
+    backend.answers["connect"] = (200, config(publishStream={"restOnError": "LOG"}), 0.0)
+    backend.answers["publishStream"] = (403, {}, 0.0)
+    backend.answers["StreamStatusEvent"] = (200, None, 5.0)
+    server = await hooked(rest_request_timeout="1")
+    await publish(await clients(server), "cam")
+    await asyncio.sleep(1.5)  # the StreamStatusEvent request times out
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{server.http_port}/metrics") as response:
+            text = await response.text()
+    assert 'hookcast_rest_hook_requests_total{method="connect",result="ok"} 1.0' in text
+    assert 'hookcast_rest_hook_requests_total{method="publishStream",result="http_4xx"} 1.0' in text
+    assert 'hookcast_rest_hook_requests_total{method="StreamStatusEvent",result="timeout"} 1.0' in text
