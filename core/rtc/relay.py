@@ -63,7 +63,10 @@ class SubscriberTrack(MediaStreamTrack):
     Queue: at most `queue_size` packets. Video starts unsynced and accepts nothing
     until a keyframe; when its queue is full it is flushed, unsynced again and a
     keyframe is requested (the viewer freezes, then resumes cleanly). Audio is never
-    gated: when full, the oldest packet is dropped. recv() raises MediaStreamError
+    gated: when full, the oldest packet is dropped. Until the first recv() (the remote
+    peer is still connecting) video keeps only the newest keyframe's group and requests
+    no keyframes on overflow; the first recv() of an unsynced subscriber requests one.
+    recv() raises MediaStreamError
     once the source has ended and the queue is drained, or after stop(). stop() (which
     aiortc's RTCRtpSender calls when it ends) detaches from the publisher.
     """
@@ -77,6 +80,7 @@ class SubscriberTrack(MediaStreamTrack):
         self._queue_size = queue_size
         self._synced = publisher.kind != "video"
         self._source_ended = False
+        self._reading = False
         self._wakeup = asyncio.Event()
 
     @property
@@ -99,6 +103,11 @@ class SubscriberTrack(MediaStreamTrack):
             self._synced = False
 
     async def recv(self) -> EncodedPacket:
+        if not self._reading:
+            # the remote peer connected and its sender starts reading: now a keyframe helps
+            self._reading = True
+            if not self._synced:
+                self._publisher.request_keyframe()
         while not self._queue:
             if self.readyState != "live" or self._source_ended:
                 self.stop()
@@ -119,6 +128,10 @@ class SubscriberTrack(MediaStreamTrack):
 
     def _offer(self, packet: EncodedPacket) -> None:
         """Called by the publisher for every packet, synchronously; never blocks."""
+        if packet.is_keyframe and not self._reading and self.kind == "video":
+            # nobody reads yet (ICE still connecting): keep only the newest picture's GOP
+            self.counters.dropped += len(self._queue)
+            self._queue.clear()
         if not self._synced:
             if not packet.is_keyframe:
                 self.counters.dropped += 1
@@ -142,7 +155,8 @@ class SubscriberTrack(MediaStreamTrack):
         self.counters.dropped += len(self._queue)
         self._queue.clear()
         self._synced = False
-        self._publisher.request_keyframe()
+        if self._reading:  # before the first recv() a keyframe would only overflow again
+            self._publisher.request_keyframe()
 
     def _end_of_source(self) -> None:
         self._source_ended = True

@@ -93,25 +93,53 @@ async def test_video_overflow_flushes_and_waits_for_the_next_keyframe(
     source, published, _ = video_relay
     subscriber = published.subscribe(queue_size=5)
     other = published.subscribe(queue_size=100)
+    await push(source, [video(True, 0)])
+    for reader in (subscriber, other):  # both remote peers are connected and reading
+        assert (await reader.recv()).is_keyframe
     requests = published.counters.keyframe_requests
-    await push(source, [video(True, 0)] + [video(False, i) for i in range(1, 8)])
+    await push(source, [video(False, i) for i in range(1, 8)])
     assert subscriber.queued == 0 and not subscriber.synced
-    assert subscriber.counters.overflows == 1 and subscriber.counters.dropped == 8  # all of them
+    assert subscriber.counters.overflows == 1 and subscriber.counters.dropped == 7  # all of them
     assert published.counters.keyframe_requests == requests + 1
     await push(source, [video(False, 8), video(True, 9), video(False, 10)])
     assert subscriber.synced and subscriber.queued == 2
-    assert other.queued == 11 and other.counters.dropped == 0
+    assert other.queued == 10 and other.counters.dropped == 0
+
+
+async def test_a_subscriber_not_read_yet_keeps_the_newest_group_and_asks_nothing(
+    video_relay: VideoRelay,
+) -> None:
+    """Before its peer connects, a player must not make the publisher send keyframes."""
+    source, published, _ = video_relay
+    waiting = published.subscribe(queue_size=5)
+    requests = published.counters.keyframe_requests
+    await push(source, [video(True, 0)] + [video(False, i) for i in range(1, 8)])
+    assert waiting.counters.overflows == 1 and not waiting.synced
+    await push(source, [video(True, 8), video(False, 9), video(True, 10), video(False, 11)])
+    assert waiting.queued == 2, "only the newest keyframe's group is kept"
+    assert published.counters.keyframe_requests == requests, "no keyframe asked while unread"
+    assert (await waiting.recv()).pts == 10
+    unsynced = published.subscribe(queue_size=5)
+    await push(source, [video(False, i) for i in range(12, 20)])
+    before = published.counters.keyframe_requests
+    receiving = asyncio.ensure_future(unsynced.recv())
+    await asyncio.sleep(0)
+    assert published.counters.keyframe_requests == before + 1, "the first read asks for one"
+    receiving.cancel()
 
 
 async def test_discontinuity_unsyncs_every_subscriber(video_relay: VideoRelay) -> None:
     source, published, _ = video_relay
     first, second = published.subscribe(), published.subscribe()
-    await push(source, [video(True, 0), video(False, 1), video(False, 2, complete=False)])
-    assert (first.queued, second.queued) == (2, 2)
+    await push(source, [video(True, 0)])
+    for reader in (first, second):
+        await reader.recv()
+    await push(source, [video(False, 1), video(False, 2, complete=False)])
+    assert (first.queued, second.queued) == (1, 1)
     assert not first.synced and not second.synced
     assert published.counters.discontinuities == 1
     await push(source, [video(False, 3), video(True, 4, complete=False)])
-    assert (first.queued, second.queued) == (3, 3)
+    assert (first.queued, second.queued) == (2, 2)
 
 
 async def test_audio_is_never_gated_and_drops_oldest_when_full() -> None:
