@@ -170,17 +170,23 @@ class WcsClient:
 
     async def _read(self) -> None:
         assert self._ws is not None and self._established is not None
-        async for frame in self._ws:
-            if frame.type is not aiohttp.WSMsgType.TEXT:
-                continue
-            message = json.loads(frame.data)
-            await self._dispatch(message.get("message"), message.get("data") or [None])
-        if not self._established.done():
-            reason = self.fails[-1]["info"] if self.fails else "connection closed"
-            self._established.set_exception(WcsError(reason))
-        for stream in self.streams.values():
-            if stream.status not in FINAL:
-                await stream._status({"status": "FAILED", "info": "connection closed"})
+        try:
+            async for frame in self._ws:
+                if frame.type is not aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    message = json.loads(frame.data)
+                    await self._dispatch(message.get("message"), message.get("data") or [None])
+                except (ValueError, AttributeError, TypeError, IndexError, KeyError) as error:
+                    log.warning("ignoring a frame the client cannot use (%r): %.200s",
+                                error, frame.data)
+        finally:
+            if not self._established.done():
+                reason = str(self.fails[-1].get("info")) if self.fails else "connection closed"
+                self._established.set_exception(WcsError(reason))
+            for stream in self.streams.values():
+                if stream.status not in FINAL:
+                    await stream._status({"status": "FAILED", "info": "connection closed"})
 
     async def _dispatch(self, message: str, data: list[Any]) -> None:
         first = data[0]
@@ -196,6 +202,9 @@ class WcsClient:
             stream = self.streams.get(first.get("mediaSessionId"))
             if stream is not None:
                 await stream._status(first)
-        elif message == "fail":
+        elif message == "fail" and isinstance(first, dict):
             self.fails.append(first)
+            stream = self.streams.get(first.get("id"))  # a refused request of one stream
+            if stream is not None and stream.status not in FINAL:
+                await stream._status({"status": "FAILED", "info": str(first.get("info", ""))})
             log.info("server said fail: %s", first)

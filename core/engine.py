@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from aiortc import RTCPeerConnection
 
 from core.bus import HookBus
-from core.events import SessionInfo
+from core.events import SessionInfo, thaw
 from core.keepalive import KeepAlive
 from core.rtc.packets import FrameMeta
 from core.rtc.peer import (
@@ -39,11 +39,26 @@ CODEC_NAMES = {"video/VP8": "VP8", "video/H264": "H264", "audio/opus": "opus",
                "audio/PCMU": "PCMU", "audio/PCMA": "PCMA"}
 
 
+#: Stream fields an admit plugin may amend, with what a valid value is.
+AMENDABLE: dict[str, Callable[[Any], bool]] = {
+    "name": lambda v: isinstance(v, str) and bool(v.strip()),
+    "custom": lambda v: isinstance(v, dict),
+    "record": lambda v: isinstance(v, bool),
+    "has_audio": lambda v: isinstance(v, bool),
+    "has_video": lambda v: isinstance(v, bool),
+}
+
+
 class Client(Protocol):
     """Where a stream's status events go (a signalling session)."""
 
     @property
     def info(self) -> SessionInfo: ...
+
+    @property
+    def gone(self) -> bool:
+        """True once the client's connection has closed."""
+        ...
 
     async def send(self, message: str, *data: Any) -> None: ...
 
@@ -74,7 +89,7 @@ class Engine:
         self.broadcasts: dict[str, Broadcast] = {}
         self._live: dict[str, _Live] = {}
         self._config = rtc_configuration(settings.stun_server)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
         #: streams being stopped: mediaSessionId -> (their client, set once fully stopped)
         self._ending: dict[str, tuple[Client, asyncio.Event]] = {}
         #: signalling sessions by sessionId (they add and remove themselves)
@@ -83,6 +98,7 @@ class Engine:
         #: (kind, forwarded|dropped) -> packets, summed over players that have ended
         self.relay_totals: Counter[tuple[str, str]] = Counter()
         self._sampler: asyncio.Task[None] | None = None
+        self._closing = False
         self.keep_alive: KeepAlive | None = None
         if settings.keep_alive_streaming_sessions_enabled:
             interval = settings.streaming_sessions_keep_alive_interval / 1000
@@ -180,13 +196,13 @@ class Engine:
         self._watch(stream, leg.pc, Status.PLAYING)
         await self._answer(client, stream, answer)
 
-    @staticmethod
-    async def _answer(client: Client, stream: Stream, answer: str) -> None:
-        """Send the SDP answer; a client gone meanwhile is stopped by client_gone."""
+    async def _answer(self, client: Client, stream: Stream, answer: str) -> None:
+        """Send the SDP answer; a client gone meanwhile ends the stream here."""
         try:
             await client.send("setRemoteSDP", stream.media_session_id, answer)
         except ConnectionError:
             log.debug("client of %s left before its answer was sent", stream.name)
+            await self.end(stream, Info.SESSION_DISCONNECT)
 
     async def _begin(
         self, client: Client, stream: Stream,
@@ -194,6 +210,9 @@ class Engine:
     ) -> _Live | None:
         """Admit and register a new stream (PENDING); None after failing it if refused."""
         if not await self._admit(client, stream, admit):
+            return None
+        if client.gone or self._closing:  # left (or shutdown began) while plugins decided
+            await self._fail_unregistered(client, stream, Info.SESSION_DISCONNECT)
             return None
         try:
             self.registry.add(stream)
@@ -214,17 +233,22 @@ class Engine:
         if not verdict.admitted:
             await self._fail_unregistered(client, stream, verdict.reason)
             return False
-        for key, value in verdict.fields.items():
-            if key in ("name", "custom", "record", "has_audio", "has_video"):
+        for key, value in thaw(verdict.fields).items():
+            check = AMENDABLE.get(key)
+            if check is not None and check(value):
                 setattr(stream, key, value)
             else:
-                log.warning("ignoring amendment of %r for stream %s", key, stream.name)
+                log.warning("ignoring amendment %s=%r of stream %s (not an amendable field "
+                            "of the right type)", key, value, stream.name)
         return True
 
     async def _fail_unregistered(self, client: Client, stream: Stream, info: str) -> None:
         """Tell a client its stream failed before it was ever registered."""
         stream.status, stream.info = Status.FAILED, info
-        await client.send("notifyStreamStatusEvent", stream.to_wcs())
+        try:
+            await client.send("notifyStreamStatusEvent", stream.to_wcs())
+        except ConnectionError:
+            log.debug("client of %s is gone; FAILED %s not delivered", stream.name, info)
         await self.bus.after_stream_status(stream.snapshot(), None)
 
     async def _fail_setup(self, stream: Stream, error: Exception) -> None:
@@ -279,8 +303,12 @@ class Engine:
     # --- stopping -------------------------------------------------------------------
 
     async def stop(self, stream: Stream, status: Status, info: str = "") -> None:
-        """End a stream with a final status; a publisher's players stop too. Idempotent."""
+        """End a stream with a final status; a publisher's players stop too. Idempotent:
+        a second call returns once the first one has finished."""
         if stream.final:
+            ending = self._ending.get(stream.media_session_id)
+            if ending is not None:
+                await ending[1].wait()
             return
         live = self._live.pop(stream.media_session_id, None)
         ended = asyncio.Event()
@@ -312,21 +340,25 @@ class Engine:
         if live is not None:  # media ends before plugins hear of it: a hook never holds it
             self._cancel_watchdog(live)
             if live.leg is not None:
-                await live.leg.close()
+                try:
+                    await live.leg.close()
+                except Exception:  # its players and plugins must hear of the end all the same
+                    log.exception("closing the media of %s failed", stream.name)
         await asyncio.gather(
             self.bus.after_stream_status(stream.snapshot(), previous),
             *(self.stop(p, Status.STOPPED, Info.PUBLISHER_STOP) for p in players),
         )
 
-    async def stop_by_client(self, client: Client, media_session_id: str, published: bool) -> bool:
-        """unPublishStream / stopStream from the stream's own client; False if not its stream."""
+    def request_stop(self, client: Client, media_session_id: str, published: bool) -> bool:
+        """unPublishStream / stopStream from the stream's own client: the stop runs in
+        the background (plugins may take their time); False if it is not its stream."""
         stream = self.registry.get(media_session_id)
         live = self._live.get(media_session_id)
         if stream is None or live is None or live.client is not client:
             return False
         if stream.published != published:
             return False
-        await self.end(stream, Info.USER)
+        self.spawn(self.end(stream, Info.USER))
         return True
 
     async def client_gone(self, client: Client) -> None:
@@ -385,13 +417,14 @@ class Engine:
 
     # --- tasks and shutdown ---------------------------------------------------------
 
-    def spawn(self, coroutine: Awaitable[Any]) -> None:
+    def spawn(self, coroutine: Awaitable[Any]) -> asyncio.Future[Any]:
         """Run an engine operation in the background, owned by the engine."""
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
+    def _task_done(self, task: asyncio.Future[Any]) -> None:
         """The error boundary of background operations: log, never lose, an exception."""
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
@@ -407,6 +440,7 @@ class Engine:
 
     async def close(self) -> None:
         """Stop every stream (players see `Requested stream shutdown`), then wait for tasks."""
+        self._closing = True
         await self.stop_background()
         await asyncio.gather(*(self.end(s, Info.SHUTDOWN) for s in self.registry))
         while self._tasks:

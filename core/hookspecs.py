@@ -169,7 +169,10 @@ def after_session_connect(session: SessionInfo) -> None:
 def after_session_disconnect(session: SessionInfo, reason: str) -> None:
     """Runs after a session's WebSocket closed and its streams were stopped.
 
-    :param session: the session with status ``DISCONNECTED`` or ``FAILED``.
+    Also runs for a session refused at ``before_connect`` (status ``FAILED``), so a
+    plugin can drop what it kept for it.
+
+    :param session: the session with status ``DISCONNECTED``, or ``FAILED`` if refused.
     :param reason: why it ended, e.g. ``Normal disconnect`` or ``Stopped by rest /terminate``.
     Kind: notify; the return value is ignored.
     """

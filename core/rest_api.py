@@ -8,7 +8,6 @@ and what was expected; an unknown method is a 404 listing the known ones.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -127,16 +126,29 @@ def _authorized(settings: Settings, header: str) -> bool:
     """Bearer ``rest_api_token`` or Basic ``rest_api_user:rest_api_password``."""
     scheme, _, credentials = header.partition(" ")
     if settings.rest_api_token and scheme.lower() == "bearer":
-        return hmac.compare_digest(credentials.strip(), settings.rest_api_token)
+        return hmac.compare_digest(_wire(credentials.strip()), settings.rest_api_token.encode())
     if settings.rest_api_user and scheme.lower() == "basic":
         try:
             user, _, password = base64.b64decode(credentials).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (binascii.Error), not UTF-8, not ASCII input
             return False
-        return hmac.compare_digest(user, settings.rest_api_user) and hmac.compare_digest(
-            password, settings.rest_api_password
-        )
+        user_ok = _same(user, settings.rest_api_user)
+        return _same(password, settings.rest_api_password) and user_ok
     return False
+
+
+def _wire(header_text: str) -> bytes:
+    """The bytes a header value had on the wire (HTTP header text is read as latin-1),
+    so a UTF-8 token compares as the UTF-8 bytes it was sent as."""
+    try:
+        return header_text.encode("latin-1")
+    except UnicodeEncodeError:
+        return header_text.encode("utf-8", "surrogateescape")
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of two texts, whatever characters they hold."""
+    return hmac.compare_digest(given.encode(), expected.encode())
 
 
 OPEN_PATHS = frozenset({"/rest-api/health", "/rest-api/openapi.json"})
@@ -147,7 +159,7 @@ async def rest_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """CORS as WCS sends it, optional auth, and JSON errors for everything under /rest-api."""
-    if not request.path.startswith("/rest-api"):
+    if not request.path.startswith(("/rest-api", "/metrics")):
         return await handler(request)
     if request.method == "OPTIONS":
         return web.Response(status=204, headers=CORS)

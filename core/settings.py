@@ -85,6 +85,10 @@ class Settings:
         "keep_alive.probes", 10, Integer(minimum=1),
         "Unanswered pings after which a client session is closed",
     )
+    max_streams_per_session: int = prop(
+        "max_streams_per_session", 32, Integer(minimum=1),
+        "Streams one signalling session may publish and play at once (hookcast)",
+    )
     # --- plugins -----------------------------------------------------------------
     disabled_plugins: tuple[str, ...] = prop(
         "disabled_plugins", (), CommaList(),

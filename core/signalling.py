@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 
 from core.bus import HookBus
 from core.engine import Engine
-from core.events import SessionInfo, freeze
+from core.events import SessionInfo, freeze, thaw
 from core.keys import BUS, ENGINE, SETTINGS
 from core.settings import Settings
 from core.streams import Info, Status, Stream
@@ -59,6 +59,9 @@ class SignallingSession:
         self.create_date = int(time.time() * 1000)
         self._send_lock = asyncio.Lock()
         self._end_reason = "Normal disconnect"
+        self._gone = False
+        #: publish/play requests of this session still being admitted or answered
+        self._requests: set[asyncio.Future[Any]] = set()
         #: set once the session has ended and its streams were stopped
         self.closed = asyncio.Event()
 
@@ -133,10 +136,11 @@ class SignallingSession:
         try:
             async for frame in self.ws:
                 if frame.type is WSMsgType.TEXT:
-                    await self.handle_text(frame.data)
+                    await self._handle_safely(frame.data)
                 elif frame.type is WSMsgType.BINARY:
                     await self.fail("binary", "binary frames are not part of the protocol")
         finally:
+            self._gone = True
             pinger.cancel()
             await asyncio.gather(pinger, return_exceptions=True)
             del self.engine.sessions[self.session_id]
@@ -145,10 +149,26 @@ class SignallingSession:
             finally:
                 self.closed.set()
 
+    async def _handle_safely(self, text: str) -> None:
+        """The error boundary of one frame: a bug handling it never ends the session."""
+        try:
+            await self.handle_text(text)
+        except ConnectionError:
+            raise
+        except Exception:
+            log.exception("session %s: handling a frame failed", self.session_id)
+            await self.fail("message", "Failed by error: the server could not handle this message")
+
+    @property
+    def gone(self) -> bool:
+        return self._gone or self.ws.closed
+
     async def _ended(self) -> None:
         await self.engine.client_gone(self)
         if self.status == "ESTABLISHED":
             self.status = "DISCONNECTED"
+            await self.bus.after_session_disconnect(self.info, self._end_reason)
+        elif self.status == "FAILED":  # refused at connect: plugins may drop what they kept
             await self.bus.after_session_disconnect(self.info, self._end_reason)
 
     async def handle_text(self, text: str) -> None:
@@ -201,10 +221,11 @@ class SignallingSession:
         self.app_key, self.client_fields = app_key, fields
         verdict = await self.bus.before_connect(self.info)
         if not verdict.admitted:
+            self.status = "FAILED"
             await self.fail("connection", verdict.reason)
             return await self.close(verdict.reason)
         self.status = "ESTABLISHED"
-        amended = dict(verdict.fields)
+        amended = thaw(verdict.fields)
         self.client_exclude = _exclusions(amended.pop(CLIENT_EXCLUDE, None))
         user_data = {
             **fields, **amended, "appKey": app_key, "sessionId": self.session_id,
@@ -216,12 +237,16 @@ class SignallingSession:
     async def on_publish_stream(self, payload: Any) -> None:
         request = await self._stream_request("publishStream", payload, published=True)
         if request is not None:
-            self.engine.spawn(self.engine.publish(self, *request))
+            self._track(self.engine.spawn(self.engine.publish(self, *request)))
 
     async def on_play_stream(self, payload: Any) -> None:
         request = await self._stream_request("playStream", payload, published=False)
         if request is not None:
-            self.engine.spawn(self.engine.play(self, *request))
+            self._track(self.engine.spawn(self.engine.play(self, *request)))
+
+    def _track(self, request: asyncio.Future[Any]) -> None:
+        self._requests.add(request)
+        request.add_done_callback(self._requests.discard)
 
     async def _stream_request(
         self, api: str, payload: Any, published: bool
@@ -233,6 +258,11 @@ class SignallingSession:
         media_session_id = payload.get("mediaSessionId")
         if not isinstance(media_session_id, str) or not media_session_id:
             await self.fail(api, Info.ID_NULL)
+            return None
+        limit = self.settings.max_streams_per_session
+        if self.engine.count_streams_of(self) + len(self._requests) >= limit:
+            await self.fail(api, f"too many streams: this session has {limit} "
+                                 "(max_streams_per_session)", media_session_id)
             return None
         problem = _stream_problem(payload)
         name = payload.get("name")
@@ -254,7 +284,7 @@ class SignallingSession:
         media_session_id = payload.get("mediaSessionId") if isinstance(payload, dict) else None
         if not isinstance(media_session_id, str):
             return await self.fail(api, Info.ID_NULL)
-        if not await self.engine.stop_by_client(self, media_session_id, published):
+        if not self.engine.request_stop(self, media_session_id, published):
             await self.fail(api, Info.NOT_FOUND, media_session_id)
 
     async def on_available_stream(self, payload: Any) -> None:

@@ -60,6 +60,7 @@ log = logging.getLogger("hookcast.rest_hooks")
 
 REFUSED = "Restricted access"
 MAX_CONNECTIONS = 100
+MAX_REPLY = 1 << 20  # bytes of a backend's reply read at most
 NO_TIMEOUT = 3600.0  # rest_request_timeout=0: no request timeout (bounded all the same)
 
 
@@ -92,6 +93,7 @@ class RestHooks:
         self.server = server
         bound = server.settings.bind_address
         host = "127.0.0.1" if bound in ("0.0.0.0", "::") else bound
+        host = f"[{host}]" if ":" in host else host
         #: this server's own HTTP address, for applications given as a path (/apps/EchoApp)
         self._local = f"http://{host}:{server.http_port}"
         timeout = server.settings.rest_request_timeout or NO_TIMEOUT
@@ -152,7 +154,10 @@ class RestHooks:
 
     @hookimpl
     async def after_session_disconnect(self, session: SessionInfo) -> None:
-        await self._event(session, "ConnectionStatusEvent", _connection(session, "DISCONNECTED"))
+        if session.status == "DISCONNECTED":  # not for a session refused at connect
+            await self._event(
+                session, "ConnectionStatusEvent", _connection(session, "DISCONNECTED")
+            )
         self.configs.pop(session.session_id, None)
 
     # --- streams --------------------------------------------------------------------
@@ -246,8 +251,8 @@ class RestHooks:
         url = app.method_url(method, self._local)
         try:
             async with self._client().post(url, data=body, headers=headers) as response:
-                text = await response.text()
-                reply = Reply(response.status, _json(text))
+                raw = await response.content.read(MAX_REPLY)
+                reply = Reply(response.status, _json(raw))
             result = "ok" if reply.ok else f"http_{str(reply.status)[0]}xx"
         except TimeoutError:
             reply, result = Reply(0, error="timeout"), "timeout"
@@ -280,10 +285,11 @@ def _connection(session: SessionInfo, status: str) -> dict[str, Any]:
             "sessionId": session.session_id, "status": status}
 
 
-def _json(text: str) -> Any:
+def _json(raw: bytes) -> Any:
+    """A reply body as JSON, or None when it is not (ValueError covers bad UTF-8 too)."""
     try:
-        return json.loads(text) if text else None
-    except json.JSONDecodeError:
+        return json.loads(raw) if raw else None
+    except ValueError:
         return None
 
 

@@ -21,12 +21,17 @@ class Backend:
     received: list[tuple[str, dict[str, Any], dict[str, str], bytes]] = field(default_factory=list)
     answers: dict[str, tuple[int, Any, float]] = field(default_factory=dict)
     answer_for: Callable[[str, dict[str, Any]], tuple[int, Any, float] | None] | None = None
+    #: method -> (status, raw body bytes): answered as they are, for malformed replies
+    raw: dict[str, tuple[int, bytes]] = field(default_factory=dict)
 
     async def handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         raw = await request.read()
         body = json.loads(raw)
         self.received.append((method, body, dict(request.headers), raw))
+        if method in self.raw:
+            status, content = self.raw[method]
+            return web.Response(body=content, status=status, content_type="application/json")
         answer = (self.answer_for(method, body) if self.answer_for else None) or self.answers.get(method, (200, None, 0.0))
         status, reply, delay = answer
         if delay:

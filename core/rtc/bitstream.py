@@ -54,11 +54,10 @@ def inspect_vp8(data: bytes) -> PictureInfo:
     return PictureInfo(keyframe=True, has_parameter_sets=True, width=width, height=height)
 
 
-def iter_annexb_nals(data: bytes) -> Iterator[bytes]:
-    """Yield each NAL unit (header byte first, no start code) of an Annex B stream.
-
-    Accepts 3- and 4-byte start codes. Bytes before the first start code are skipped.
-    """
+def annexb_spans(data: bytes) -> Iterator[tuple[int, int]]:
+    """Yield (begin, end) of each NAL unit (header byte first, no start code) of an
+    Annex B stream, without copying it. Accepts 3- and 4-byte start codes; bytes
+    before the first start code are skipped."""
     start = data.find(b"\x00\x00\x01")
     while start != -1:
         begin = start + 3
@@ -67,8 +66,14 @@ def iter_annexb_nals(data: bytes) -> Iterator[bytes]:
         if nxt != -1 and data[nxt - 1] == 0:
             end -= 1  # the zero belongs to the next 4-byte start code
         if end > begin:
-            yield data[begin:end]
+            yield begin, end
         start = nxt
+
+
+def iter_annexb_nals(data: bytes) -> Iterator[bytes]:
+    """Each NAL unit of an Annex B stream, as bytes (see annexb_spans)."""
+    for begin, end in annexb_spans(data):
+        yield data[begin:end]
 
 
 def inspect_h264(data: bytes) -> PictureInfo:
@@ -79,15 +84,15 @@ def inspect_h264(data: bytes) -> PictureInfo:
     """
     keyframe = has_sps = has_pps = False
     width = height = None
-    for nal in iter_annexb_nals(data):
-        nal_type = nal[0] & 0x1F
+    for begin, end in annexb_spans(data):  # per frame: read header bytes, copy only an SPS
+        nal_type = data[begin] & 0x1F
         if nal_type == H264_NAL_IDR:
             keyframe = True
         elif nal_type == H264_NAL_PPS:
             has_pps = True
         elif nal_type == H264_NAL_SPS and not has_sps:
             has_sps = True
-            size = parse_h264_sps_size(nal)
+            size = parse_h264_sps_size(data[begin:end])
             if size is not None:
                 width, height = size
     return PictureInfo(keyframe, has_sps and has_pps, width, height)

@@ -137,3 +137,25 @@ async def test_prometheus_counts_hook_calls_by_outcome(home: Home, start_server:
     _, text, _ = await call(server, "/metrics", method="GET")
     assert 'hookcast_hook_calls_total{hook="after_server_start",outcome="ok",plugin="flaky"} 1.0' in text
     assert 'hookcast_hook_calls_total{hook="before_server_stop",outcome="error",plugin="flaky"} 1.0' in text
+
+
+@pytest.mark.parametrize("header", ["Bearer sécret", "Basic wqk=", "Basic é", "Basic !!!", "Digest x"])
+async def test_odd_credentials_are_401_not_500(home: Home, start_server: Start, header: str) -> None:
+    server = await start_server(home, rest_api_token="s3cret", rest_api_user="ops", rest_api_password="pw")
+    status, body, headers = await call(server, "/rest-api/stream/find_all", headers={"Authorization": header})
+    assert status == 401 and "authorization required" in body["message"]
+    assert headers["Access-Control-Allow-Origin"] == "*"
+
+
+async def test_non_ascii_token_works(home: Home, start_server: Start) -> None:
+    server = await start_server(home, rest_api_token="clé-секрет")
+    ok = {"Authorization": "Bearer clé-секрет".encode().decode("latin-1")}
+    assert (await call(server, "/rest-api/stream/find_all", headers={"Authorization": "Bearer nope"}))[0] == 401
+    assert (await call(server, "/rest-api/stream/find_all", headers=ok))[0] == 404  # authorized, empty
+
+
+async def test_metrics_need_auth_when_it_is_on(home: Home, start_server: Start) -> None:
+    server = await start_server(home, rest_api_token="s3cret")
+    assert (await call(server, "/metrics", method="GET"))[0] == 401
+    status, text, _ = await call(server, "/metrics", method="GET", headers={"Authorization": "Bearer s3cret"})
+    assert status == 200 and "hookcast_sessions" in text

@@ -14,6 +14,7 @@ import pytest
 
 from core.client import WcsClient
 from core.home import Home
+from core.keys import ENGINE
 from core.server import Server
 from core.signalling import MAX_MESSAGE
 from tests.conftest import write_plugin
@@ -213,3 +214,110 @@ async def test_a_publisher_that_never_connects_fails_by_ice_timeout(
         event = (await next_frame(ws))["data"][0]
         assert (event["status"], event["info"]) == ("FAILED", "Failed by ICE timeout")
         await ws.close()
+
+
+async def test_a_session_closing_while_its_publish_is_admitted_leaves_nothing(
+    home: Home, start_server: Start
+) -> None:
+    write_plugin(home, "slow_admission", """
+    import asyncio
+    from core import hookimpl
+
+    @hookimpl
+    async def before_publish():
+        await asyncio.sleep(1)
+    """)
+    server = await start_server(home)
+    leaving = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
+    await leaving.connect()
+    asyncio.ensure_future(leaving.publish("cam", [PatternVideoTrack()]))
+    await asyncio.sleep(0.3)
+    await leaving.close()
+    await asyncio.sleep(1.5)
+    engine = server.http_app[ENGINE]
+    assert engine.registry.publisher("cam") is None and "cam" not in engine.broadcasts
+    again = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
+    await again.connect()
+    stream = await again.publish("cam", [PatternVideoTrack()])
+    await stream.wait_status("PUBLISHING")
+    await again.close()
+
+
+async def test_amend_with_nested_fields_at_connect(home: Home, start_server: Start) -> None:
+    write_plugin(home, "profile", """
+    from core import hookimpl, Amend
+
+    @hookimpl
+    def before_connect():
+        return Amend(custom={"plan": {"tier": "gold"}}, roles=["viewer"])
+    """)
+    server = await start_server(home)
+    client = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
+    data = await client.connect()
+    assert data["custom"] == {"plan": {"tier": "gold"}} and data["roles"] == ["viewer"]
+    await client.close()
+
+
+async def test_a_refused_session_is_reported_ended_to_plugins(home: Home, start_server: Start) -> None:
+    write_plugin(home, "gate", """
+    from core import hookimpl, Refuse
+
+    ENDED = []
+
+    @hookimpl
+    def before_connect():
+        return Refuse("Restricted access")
+
+    @hookimpl
+    def after_session_disconnect(session):
+        ENDED.append(session.status)
+    """)
+    server = await start_server(home)
+    client = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
+    with pytest.raises(Exception, match="Restricted access"):
+        await client.connect()
+    await client.close()
+    gate = next(r.plugin for r in server.bus.plugins() if r.name == "gate")
+    for _ in range(50):
+        if gate.ENDED:
+            break
+        await asyncio.sleep(0.05)
+    assert gate.ENDED == ["FAILED"]
+
+
+async def test_a_slow_stop_never_stalls_the_session(home: Home, start_server: Start) -> None:
+    write_plugin(home, "slow_status", """
+    import asyncio
+    from core import hookimpl
+
+    @hookimpl
+    async def after_stream_status(stream):
+        if stream.status == "UNPUBLISHED":
+            await asyncio.sleep(3)
+    """)
+    server = await start_server(home)
+    async with aiohttp.ClientSession() as http:
+        client = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
+        await client.connect()
+        stream = await client.publish("cam", [PatternVideoTrack()])
+        await stream.wait_status("PUBLISHING")
+        await client.send("unPublishStream", {"mediaSessionId": stream.media_session_id})
+        await stream.wait_status("UNPUBLISHED")
+        started = asyncio.get_running_loop().time()
+        second = await client.publish("cam2", [PatternVideoTrack()])
+        await second.wait_status("PUBLISHING")
+        assert asyncio.get_running_loop().time() - started < 2.5, "the session kept reading"
+        await client.close()
+        assert http is not None
+
+
+async def test_streams_per_session_are_capped(home: Home, start_server: Start) -> None:
+    server = await start_server(home, max_streams_per_session="2")
+    client = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
+    await client.connect()
+    for name in ("a", "b"):
+        await (await client.publish(name, [PatternVideoTrack()])).wait_status("PUBLISHING")
+    refused = await client.publish("c", [PatternVideoTrack()])
+    event = await refused.wait_status("FAILED")
+    assert event["info"] == "too many streams: this session has 2 (max_streams_per_session)"
+    await client.close()

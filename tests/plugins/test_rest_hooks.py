@@ -243,3 +243,27 @@ async def test_hook_requests_are_counted_by_result(hooked: Start, backend: Backe
     assert 'hookcast_rest_hook_requests_total{method="connect",result="ok"} 1.0' in text
     assert 'hookcast_rest_hook_requests_total{method="publishStream",result="http_4xx"} 1.0' in text
     assert 'hookcast_rest_hook_requests_total{method="StreamStatusEvent",result="timeout"} 1.0' in text
+
+
+async def test_local_applications_work_on_an_ipv6_bind(home: Home, start_server: Start, clients: Start) -> None:
+    server = await start_server(home, bind_address="::1")  # defaultApp: /apps/EchoApp on this server
+    client = WcsClient(f"ws://[::1]:{server.ws_port}/")
+    assert (await client.connect())["sessionId"]
+    await client.close()
+    rest = next(r.plugin for r in server.bus.plugins() if r.name == "rest_hooks")
+    assert rest.counts[("connect", "ok")] == 1
+
+
+async def test_an_overwrite_of_the_wrong_type_is_ignored(hooked: Start, backend: Backend, clients: Start) -> None:
+    backend.answers["connect"] = (200, config(publishStream={"restPolicy": "OVERWRITE", "restOverwrite": "name,record"}), 0.0)
+    backend.answer_for = lambda method, body: (200, {"name": ["not", "a", "name"], "record": "yes"}, 0.0) if method == "publishStream" else None
+    server = await hooked()
+    published = await publish(await clients(server), "cam")
+    assert published.last["name"] == "cam" and published.last["record"] is False
+
+
+async def test_a_reply_that_is_not_utf8_follows_rest_on_error(hooked: Start, backend: Backend, clients: Start) -> None:
+    backend.raw["publishStream"] = (200, '{"name": "caf\xe9"}'.encode("latin-1"))
+    server = await hooked()
+    published = await publish(await clients(server), "cam")  # the reply is ignored, not fatal
+    assert published.status == "PUBLISHING" and published.last["name"] == "cam"
