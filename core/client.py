@@ -204,7 +204,7 @@ class WcsClient:
                 await stream._status(first)
         elif message == "fail" and isinstance(first, dict):
             self.fails.append(first)
-            stream = self.streams.get(first.get("id"))  # a refused request of one stream
+            stream = self.streams.get(str(first.get("id")))  # a refused request of one stream
             if stream is not None and stream.status not in FINAL:
                 await stream._status({"status": "FAILED", "info": str(first.get("info", ""))})
             log.info("server said fail: %s", first)

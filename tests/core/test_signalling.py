@@ -230,9 +230,10 @@ async def test_a_session_closing_while_its_publish_is_admitted_leaves_nothing(
     server = await start_server(home)
     leaving = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
     await leaving.connect()
-    asyncio.ensure_future(leaving.publish("cam", [PatternVideoTrack()]))
+    publishing = asyncio.ensure_future(leaving.publish("cam", [PatternVideoTrack()]))
     await asyncio.sleep(0.3)
     await leaving.close()
+    await asyncio.gather(publishing, return_exceptions=True)
     await asyncio.sleep(1.5)
     engine = server.http_app[ENGINE]
     assert engine.registry.publisher("cam") is None and "cam" not in engine.broadcasts
