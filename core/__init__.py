@@ -20,6 +20,7 @@ from core.home import Home, UnsafePath, inside
 from core.hookspecs import hookimpl
 from core.media import MediaSource
 from core.properties import Rotation
+from core.rest_client import server_url
 from core.settings import Settings
 from core.version import __version__
 from core.watch import FolderWatcher
@@ -46,5 +47,6 @@ __all__ = [
     "hookimpl",
     "inside",
     "load_applications",
+    "server_url",
     "thaw",
 ]

@@ -14,7 +14,7 @@ import difflib
 import inspect
 import logging
 from collections import Counter
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,17 +66,13 @@ def _where(function: Any) -> str:
 class HookBus:
     """Owns the plugin manager; one per server."""
 
-    def __init__(self, timeout: float = 5.0, max_pending: int = 10_000) -> None:
+    def __init__(self, timeout: float = 5.0) -> None:
         self.timeout = timeout
-        self.max_pending = max_pending
         #: (hook, plugin, outcome) -> count; outcome is ok, error, timeout or refused.
         self.outcomes: Counter[tuple[str, str, str]] = Counter()
-        #: notifications dropped by ``post`` because ``max_pending`` were in flight.
-        self.dropped = 0
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self._records: dict[str, PluginRecord] = {}
-        self._pending: set[asyncio.Task[Any]] = set()
 
     # --- registration ---------------------------------------------------------------
 
@@ -202,26 +198,6 @@ class HookBus:
             (impl.plugin_name, impl.function(*(kwargs[arg] for arg in impl.argnames)))
             for impl in self._impls(hook)
         ]
-
-    def post(self, notification: Coroutine[Any, Any, Any]) -> None:
-        """Run a notify facade call in the background (for callers that must not wait).
-
-        Overflow policy: past ``max_pending`` notifications in flight the new one is
-        dropped, logged and counted in ``dropped``; memory stays bounded.
-        """
-        if len(self._pending) >= self.max_pending:
-            notification.close()
-            self.dropped += 1
-            log.warning("hook bus: %d notifications in flight, one dropped", self.max_pending)
-            return
-        task = asyncio.get_running_loop().create_task(notification)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    async def drain(self) -> None:
-        """Wait for every posted notification (each is bounded by the hook timeout)."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     # --- the facade: one typed method per hook ------------------------------------------
 

@@ -62,11 +62,6 @@ class HookcastCollector(Collector):
         for (hook, plugin, outcome), count in sorted(self.bus.outcomes.items()):
             hooks.add_metric([hook, plugin, outcome], count)
         yield hooks
-        dropped = CounterMetricFamily(
-            "hookcast_hook_notifications_dropped", "Background notifications dropped (overflow)"
-        )
-        dropped.add_metric([], self.bus.dropped)
-        yield dropped
         yield from self.bus.prometheus_metrics()
 
 

@@ -16,14 +16,16 @@ class RestCallError(Exception):
     """The server could not be reached or refused the call; the message says which."""
 
 
-def server_url(settings: Settings) -> str:
-    """The HTTP port of the server configured in this home (loopback when bound to all)."""
+def server_url(settings: Settings, port: int | None = None) -> str:
+    """``http://host:port`` of this server's HTTP listener, as a local client reaches it:
+    loopback when bound to every address, IPv6 hosts bracketed. ``port`` defaults to
+    ``http.port`` (give the bound one when that is 0)."""
     host = settings.bind_address
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings.http_port}"
+    return f"http://{host}:{settings.http_port if port is None else port}"
 
 
 def call(base: str, path: str, body: dict[str, Any] | None, settings: Settings) -> tuple[int, Any]:

@@ -66,7 +66,6 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
     app.add_routes(prometheus_routes())
     _add_plugin_routes(app, bus, settings, home)
     app.cleanup_ctx.append(_plugin_reload_ctx)
-    app.cleanup_ctx.append(_bus_drain_ctx)
     return app
 
 
@@ -108,11 +107,6 @@ async def _plugin_reload_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     if watcher is not None:
         await watcher.stop()
-
-
-async def _bus_drain_ctx(app: web.Application) -> AsyncIterator[None]:
-    yield
-    await app[BUS].drain()
 
 
 def create_ws_app(http_app: web.Application) -> web.Application:

@@ -44,6 +44,7 @@ from core import (
     Terminate,
     hookimpl,
     load_applications,
+    server_url,
     thaw,
 )
 from plugins._rest_config import (
@@ -91,11 +92,8 @@ class RestHooks:
     @hookimpl
     async def after_server_start(self, server: ServerInfo) -> None:
         self.server = server
-        bound = server.settings.bind_address
-        host = "127.0.0.1" if bound in ("0.0.0.0", "::") else bound
-        host = f"[{host}]" if ":" in host else host
         #: this server's own HTTP address, for applications given as a path (/apps/EchoApp)
-        self._local = f"http://{host}:{server.http_port}"
+        self._local = server_url(server.settings, server.http_port)
         timeout = server.settings.rest_request_timeout or NO_TIMEOUT
         self.hookcast_timeout = timeout + 1.0  # the bus must not cut a request short
         self._load_apps()

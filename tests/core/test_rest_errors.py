@@ -115,7 +115,7 @@ async def test_prometheus_metrics(server: Server) -> None:
     assert "hookcast_sessions 0.0" in text
     assert 'hookcast_streams{role="publisher",status="PUBLISHING"} 0.0' in text
     assert 'hookcast_relay_packets_total{kind="video",result="forwarded"} 0.0' in text
-    assert "# TYPE hookcast_hook_notifications_dropped_total counter" in text
+    assert "# TYPE hookcast_stream_players gauge" in text
 
 
 async def test_prometheus_counts_hook_calls_by_outcome(home: Home, start_server: Start) -> None:
