@@ -4,7 +4,7 @@
     python bench/fanout.py --players 1,10 --baseline-players 1,2 --seconds 5   # a quick look
 
 One publisher sends 640x480@30 VP8 (aiortc's encoder in CBR at --bitrate) to a server;
-N players (WcsClient, core.client) play it. For every N the benchmark waits until all
+N players (WcsClient, hookcast.signalling.client) play it. For every N the benchmark waits until all
 players are PLAYING and receiving, lets it settle, then measures a --seconds window:
 
   * server CPU: utime+stime of the server process alone (/proc/<pid>/stat, all threads),
@@ -218,7 +218,7 @@ async def wait_listening(child: Child, port: int, within: float = 30.0) -> None:
 
 def hookcast_command() -> list[str]:
     script = Path(sys.executable).parent / "hookcast"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "core.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "hookcast"]
 
 
 async def start_hookcast(children: Children, workdir: Path) -> tuple[Child, str]:
@@ -770,7 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="processes the players are spread over (default 2)")
     parser.add_argument("--player-mode", choices=("lean", "full"), default="lean",
                         help="lean (default): full WebRTC stack, per-packet receive work "
-                        "replaced by a frame counter; full: core.rtc.compat.install() and "
+                        "replaced by a frame counter; full: hookcast.rtc.compat.install() and "
                         "aiortc's whole receive path (about 4x the player CPU; see loadgen.py)")
     parser.add_argument("--skip-baseline", action="store_true", help="hookcast only")
     parser.add_argument("--skip-hookcast", action="store_true", help="MediaRelay only")

@@ -1,10 +1,10 @@
-"""CPU of the SFU per extra subscriber: core.rtc relay vs aiortc's MediaRelay + re-encode.
+"""CPU of the SFU per extra subscriber: hookcast.rtc relay vs aiortc's MediaRelay + re-encode.
 
 Two processes per run, over 127.0.0.1 only (run it inside `unshare -n` if you can):
   edge  - one publisher (640x480 moving pattern, VP8 or H.264) and K subscribers that
           only count what they receive (compat installed: no decoding);
   sfu   - the process measured: receives the publisher and serves the K subscribers,
-          either with core.rtc (PublishedTrack/SubscriberTrack, no codec work) or with
+          either with hookcast.rtc (PublishedTrack/SubscriberTrack, no codec work) or with
           aiortc.contrib.media.MediaRelay (decode once, one encoder per subscriber).
 SDP goes over a multiprocessing pipe. The SFU reports time.process_time() over a
 window after a warm-up; the script prints CPU per run and the marginal CPU per extra
@@ -76,7 +76,7 @@ async def offer_via(pc: Any, pipe: Connection) -> None:
 async def edge_main(pipe: Connection, mime: str, subscribers: int) -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection
 
-    from core.rtc import compat
+    from hookcast.rtc import compat
 
     config = RTCConfiguration(iceServers=[])
     publisher = RTCPeerConnection(config)
@@ -111,8 +111,8 @@ async def sfu_main(
     from aiortc import RTCConfiguration, RTCPeerConnection
     from aiortc.contrib.media import MediaRelay
 
-    from core.rtc import compat
-    from core.rtc.relay import PublishedTrack
+    from hookcast.rtc import compat
+    from hookcast.rtc.relay import PublishedTrack
 
     if mode == "relay":
         compat.install()

@@ -32,12 +32,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.home import Home
-from core.keepalive import KeepAlive
-from core.keys import BUS, ENGINE
-from core.server import Server
-from core.settings import parse_properties
-from core.streams import Status, Stream
+from hookcast.config.home import Home
+from hookcast.config.settings import parse_properties
+from hookcast.engine.keepalive import KeepAlive
+from hookcast.engine.streams import Status, Stream
+from hookcast.keys import BUS, ENGINE
+from hookcast.server import Server
 
 BACKEND = textwrap.dedent("""
     import asyncio, json, sys, time

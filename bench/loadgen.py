@@ -12,10 +12,10 @@ lines: commands on stdin, one reply line per command on stdout; EOF on stdin end
             once every new player is PLAYING and has received its first frame
         "snap" -> {"t", "players": [[frames, bytes], ...]}
 
-Both sides use hookcast's WcsClient (core.client) and gather ICE candidates on
+Both sides use hookcast's WcsClient (hookcast.signalling.client) and gather ICE candidates on
 127.0.0.1 only. Players never decode. Two ways to receive (--mode):
 
-  full  core.rtc.compat.install(): aiortc's whole receive path (REMB estimator, NACK
+  full  hookcast.rtc.compat.install(): aiortc's whole receive path (REMB estimator, NACK
         generator, hookcast's RelayJitterBuffer, a decoder thread per player handing
         over av.Packet). One av.Packet is one video frame; players count them. Measured
         here: 1.4-2 % of a core per player, so 100 of them do not fit on 2 cores.
@@ -43,8 +43,8 @@ from aiortc import VideoStreamTrack
 from aiortc.codecs import vpx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from core.client import ClientStream, WcsClient
-from core.rtc import compat
+from hookcast.rtc import compat
+from hookcast.signalling.client import ClientStream, WcsClient
 
 WIDTH, HEIGHT = 640, 480
 SETUP_CONCURRENCY = 4  # players connecting at once, per process

@@ -30,11 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.home import Home
-from core.keys import ENGINE
-from core.server import Server
-from core.settings import parse_properties
-from core.streams import Status, Stream
+from hookcast.config.home import Home
+from hookcast.config.settings import parse_properties
+from hookcast.engine.streams import Status, Stream
+from hookcast.keys import ENGINE
+from hookcast.server import Server
 
 LOADGEN = textwrap.dedent("""
     import asyncio, json, sys, time
@@ -65,7 +65,7 @@ BARE_PLUGIN = textwrap.dedent("""
     import json
     from pathlib import Path
     from aiohttp import web
-    from core import hookimpl
+    from hookcast import hookimpl
 
     STREAMS = json.loads((Path(__file__).parent / "streams.json").read_text())
 

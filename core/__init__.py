@@ -1,11 +1,16 @@
-"""hookcast's core: the public API plugins import.
+"""hookcast: the public API plugins import (``from hookcast import hookimpl, ...``).
 
-Plugins use ``hookimpl`` to mark hook implementations (see ``core.hookspecs`` for
+Plugins use ``hookimpl`` to mark hook implementations (see ``hookcast.hookspecs`` for
 the contract) and the event and result types below.
 """
 
-from core.apps import REST_METHODS, Application, Applications, load_applications
-from core.events import (
+from hookcast.config.apps import REST_METHODS, Application, Applications, load_applications
+from hookcast.config.home import Home, UnsafePath, inside
+from hookcast.config.properties import Rotation
+from hookcast.config.settings import Settings, server_url
+from hookcast.config.watch import FolderWatcher
+from hookcast.engine.media import MediaSource
+from hookcast.events import (
     Amend,
     RecordingInfo,
     Refuse,
@@ -16,14 +21,8 @@ from core.events import (
     Verdict,
     thaw,
 )
-from core.home import Home, UnsafePath, inside
-from core.hookspecs import hookimpl
-from core.media import MediaSource
-from core.properties import Rotation
-from core.rest_client import server_url
-from core.settings import Settings
-from core.version import __version__
-from core.watch import FolderWatcher
+from hookcast.hookspecs import hookimpl
+from hookcast.version import __version__
 
 __all__ = [
     "REST_METHODS",

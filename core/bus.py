@@ -20,18 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from core import hookspecs
-from core.events import Amend, Refuse, Terminate, Verdict
-from core.hookspecs import KINDS
+from hookcast import hookspecs
+from hookcast.events import Amend, Refuse, Terminate, Verdict
+from hookcast.hookspecs import KINDS
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from core.events import RecordingInfo, ServerInfo, SessionInfo, StreamInfo
-    from core.home import Home
-    from core.media import MediaSource
-    from core.properties import Rotation
-    from core.settings import Settings
+    from hookcast.config.home import Home
+    from hookcast.config.properties import Rotation
+    from hookcast.config.settings import Settings
+    from hookcast.engine.media import MediaSource
+    from hookcast.events import RecordingInfo, ServerInfo, SessionInfo, StreamInfo
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from hookcast.config.settings import Settings
 
 
 def freeze(value: Any) -> Any:

@@ -1,7 +1,7 @@
 """The contract between the hookcast core and its plugins.
 
 A plugin is a module (or object) whose functions are decorated with
-``core.hookimpl`` and named after the hooks below. An implementation may take any
+``hookcast.hookimpl`` and named after the hooks below. An implementation may take any
 subset of a hook's arguments, by name. There are four kinds of hook; the kind is
 enforced when the plugin is registered:
 
@@ -11,8 +11,8 @@ decide
     implementation that raises is logged, counted and skipped.
 admit
     May be ``async``. Every implementation is awaited, each under
-    ``plugin_hook_timeout``. Return ``None`` to admit, ``core.Amend(...)`` to admit
-    with changed fields, ``core.Refuse(reason)`` to refuse: one refusal refuses and
+    ``plugin_hook_timeout``. Return ``None`` to admit, ``hookcast.Amend(...)`` to admit
+    with changed fields, ``hookcast.Refuse(reason)`` to refuse: one refusal refuses and
     the client sees its reason. An implementation that raises or times out refuses
     with ``Failed by error`` (admission fails closed) and is logged and counted.
 notify
@@ -44,7 +44,11 @@ if TYPE_CHECKING:
     from aiohttp import web
     from prometheus_client.core import Metric
 
-    from core.events import (
+    from hookcast.config.home import Home
+    from hookcast.config.properties import Rotation
+    from hookcast.config.settings import Settings
+    from hookcast.engine.media import MediaSource
+    from hookcast.events import (
         Amend,
         RecordingInfo,
         Refuse,
@@ -53,10 +57,6 @@ if TYPE_CHECKING:
         StreamInfo,
         Terminate,
     )
-    from core.home import Home
-    from core.media import MediaSource
-    from core.properties import Rotation
-    from core.settings import Settings
 
 PROJECT = "hookcast"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -275,6 +275,6 @@ def media_source_for_uri(uri: str, home: Home) -> MediaSource | None:
 
     :param uri: the name a client asked to play.
     :param home: the server home (files must stay inside ``home.media``).
-    Kind: decide; return a ``core.media.MediaSource`` or ``None`` if the scheme is
+    Kind: decide; return a ``hookcast.engine.media.MediaSource`` or ``None`` if the scheme is
     not yours.
     """

@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from core.apps import Applications
-from core.bus import HookBus
-from core.engine import Engine
-from core.home import Home
-from core.loader import PluginLoader
-from core.settings import Settings
+from hookcast.bus import HookBus
+from hookcast.config.apps import Applications
+from hookcast.config.home import Home
+from hookcast.config.settings import Settings
+from hookcast.engine.engine import Engine
+from hookcast.loader import PluginLoader
 
 SETTINGS = web.AppKey("settings", Settings)
 HOME = web.AppKey("home", Home)

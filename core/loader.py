@@ -1,38 +1,40 @@
-"""Finding and loading plugins: built-in, installed packages, then drop-in files.
+"""Finding and loading plugins: declared entry points, then drop-in files.
 
-Order: the modules of the ``plugins`` package shipped with hookcast, then
-distributions that declare an entry point in the ``hookcast`` group, then every
-other ``*.py`` in the home's plugins/ folder. ``disabled_plugins`` blocks any of
-them by name. A plugin that fails to import or to register is reported with its
-file and line and skipped; the server keeps running.
+Order: the distributions that declare entry points in the ``hookcast`` group, hookcast's
+own built-ins first (``source`` ``built-in``), then every other ``*.py`` in the home's
+plugins/ folder (files starting with ``_`` are ignored). ``disabled_plugins`` blocks any
+of them by name. A plugin that fails to import or to register is reported with its file
+and line and skipped, whatever it raises (``SystemExit`` included); the server keeps
+running. No plugin is loaded twice: a drop-in that is the very file of an entry point
+(the checkout as home) is skipped, one that takes a loaded plugin's name is refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import importlib.util
 import logging
-import pkgutil
 import sys
 import traceback
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
 
-import plugins as builtin_package
-from core.bus import HookBus, PluginError, PluginRecord
+from hookcast.bus import HookBus, PluginError, PluginRecord
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "hookcast"
+#: the distribution whose entry points are the built-in plugins
+DISTRIBUTION = "hookcast"
+BUILTIN = "built-in"
 DROPIN_PREFIX = "hookcast_dropin_"
 #: A plugin module may define this factory; its result is registered instead of the
 #: module, so each server gets its own plugin object (and state) in one process.
 FACTORY = "hookcast_plugin"
-#: what ``_read_change`` returns for a built-in module's own file (never reloaded)
-_BUILTIN = "built-in"
+#: what ``_read_change`` answers for an entry point's own file (changes need a restart)
+_PACKAGE = "the file of an installed plugin"
 
 
 @dataclass
@@ -56,6 +58,23 @@ def describe_import_error(path: Path, error: BaseException) -> str:
     return f"{location}: {type(error).__name__}: {error}"
 
 
+def _entry_points() -> list[EntryPoint]:
+    """The group's entry points, hookcast's own first, then by distribution and name."""
+    def order(entry: EntryPoint) -> tuple[bool, str, str]:
+        dist = entry.dist.name if entry.dist else ""
+        return dist != DISTRIBUTION, dist, entry.name
+    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=order)
+
+
+def _module_file(entry: EntryPoint) -> Path | None:
+    """The file an entry point's module would be imported from (without importing it)."""
+    try:
+        spec = importlib.util.find_spec(entry.module)
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin).resolve() if spec is not None and spec.origin else None
+
+
 class PluginLoader:
     """Loads every plugin into one bus and keeps track of the drop-in files."""
 
@@ -65,101 +84,104 @@ class PluginLoader:
         self.disabled = frozenset(disabled)
         #: drop-in name -> the file it was loaded from
         self.dropins: dict[str, Path] = {}
-        self._builtin_files: set[Path] = set()
+        #: plugin name -> its last load failure (cleared when it loads or its file goes)
+        self.failures: dict[str, str] = {}
+        #: plugins found but not loaded because disabled_plugins names them
+        self.disabled_found: set[str] = set()
+        #: files that entry points load (never taken for drop-ins)
+        self._package_files: set[Path] = set()
+        #: drop-in name -> its loaded module
+        self._modules: dict[str, ModuleType] = {}
+        #: drop-in name -> held while that file is reloaded (the last write wins)
+        self._reloading: dict[str, asyncio.Lock] = {}
 
     def load_all(self) -> LoadReport:
         report = LoadReport()
-        self._load_builtins(report)
-        self._load_entry_points(report)
+        for entry in _entry_points():
+            self._load_entry_point(entry, report)
         for path in sorted(self.dropin_folder.glob("*.py")):
-            if path.resolve() not in self._builtin_files and not path.name.startswith("_"):
+            if not path.name.startswith("_") and path.resolve() not in self._package_files:
                 self.load_dropin(path, report)
         for problem in report.problems:
             log.error("plugin skipped: %s", problem)
+        self.disabled_found.update(report.disabled)
         return report
 
-    def _register(self, plugin: object, name: str, source: str, report: LoadReport) -> None:
+    def _register(self, plugin: object, name: str, source: str, report: LoadReport) -> bool:
         """Register a module (or what its ``hookcast_plugin()`` factory returns)."""
         factory = getattr(plugin, FACTORY, None)
         try:
             if callable(factory):
                 plugin = factory()
         except Exception as error:
-            report.problems.append(f"plugin {name} ({source}): {FACTORY}() raised {error!r}")
-            return
+            return self._failed(name, f"plugin {name} ({source}): {FACTORY}() raised {error!r}",
+                                report)
         try:
             report.loaded.append(self.bus.register(plugin, name, source))
         except PluginError as error:
-            report.problems.append(str(error))
+            return self._failed(name, str(error), report)
+        self.failures.pop(name, None)
+        return True
 
-    def _load_builtins(self, report: LoadReport) -> None:
-        for info in sorted(pkgutil.iter_modules(builtin_package.__path__), key=lambda i: i.name):
-            if info.name.startswith("_"):
-                continue
-            module_name = f"{builtin_package.__name__}.{info.name}"
-            spec = importlib.util.find_spec(module_name)
-            origin = Path(spec.origin) if spec and spec.origin else Path(module_name)
-            self._builtin_files.add(origin.resolve())
-            if info.name in self.disabled:
-                report.disabled.append(info.name)
-                continue
-            try:
-                module = importlib.import_module(module_name)
-            except Exception as error:
-                report.problems.append(describe_import_error(origin, error))
-                continue
-            self._register(module, info.name, "built-in", report)
+    def _failed(self, name: str, problem: str, report: LoadReport) -> bool:
+        report.problems.append(problem)
+        self.failures[name] = problem
+        return False
 
-    def _load_entry_points(self, report: LoadReport) -> None:
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            if entry.name in self.disabled:
-                report.disabled.append(entry.name)
-                continue
-            dist = entry.dist
+    def _load_entry_point(self, entry: EntryPoint, report: LoadReport) -> None:
+        module_file = _module_file(entry)
+        if module_file is not None:
+            self._package_files.add(module_file)
+        if entry.name in self.disabled:
+            report.disabled.append(entry.name)
+            return
+        dist = entry.dist
+        if dist is not None and dist.name == DISTRIBUTION:
+            source = BUILTIN
+        else:
             source = f"package {dist.name} {dist.version}" if dist else f"package {entry.value}"
-            try:
-                plugin = entry.load()
-            except Exception as error:
-                report.problems.append(f"{source} ({entry.value}): {type(error).__name__}: {error}")
-                continue
-            self._register(plugin, entry.name, source, report)
+        try:
+            plugin = entry.load()
+        except BaseException as error:  # a plugin's SystemExit must not end the server
+            if isinstance(error, KeyboardInterrupt | asyncio.CancelledError):
+                raise
+            where = describe_import_error(module_file, error) if module_file else str(error)
+            self._failed(entry.name, f"{source} ({entry.value}): {where}", report)
+            return
+        self._register(plugin, entry.name, source, report)
 
     def load_dropin(self, path: Path, report: LoadReport) -> bool:
         """Import and register one drop-in file; False (and a problem reported) if not."""
         if path.stem in self.disabled:
             report.disabled.append(path.stem)
             return False
+        taken = self._name_taken(path)
+        if taken is not None:
+            return self._failed(path.stem, taken, report)
         return self._register_dropin(path, self._try_import(path), report)
+
+    def _name_taken(self, path: Path) -> str | None:
+        """Why ``path`` cannot load under its name (another plugin has it), or None."""
+        for record in self.bus.plugins():
+            if record.name == path.stem and self.dropins.get(path.stem) != path:
+                return (f"{path}: not loaded: a plugin named {path.stem} is already loaded "
+                        f"({record.source}); rename the file to load it beside that one")
+        return None
 
     def _try_import(self, path: Path) -> ModuleType | str:
         """The imported module, or the problem as ``file:line: Error: message``."""
         try:
             return self._import_file(path)
-        except Exception as error:
+        except BaseException as error:  # SystemExit, GeneratorExit...: a plugin's, not ours
+            if isinstance(error, KeyboardInterrupt | asyncio.CancelledError):
+                raise
             return describe_import_error(path, error)
 
-    def _read_change(self, path: Path) -> ModuleType | str | None:
-        """Off the loop: None if the file is gone, _BUILTIN for a built-in, else import it."""
-        if not path.exists():
-            return None
-        if path.resolve() in self._builtin_files:
-            return _BUILTIN
-        return self._try_import(path)
-
-    def _register_dropin(self, path: Path, module: ModuleType | str, report: LoadReport) -> bool:
-        if isinstance(module, str):
-            report.problems.append(module)
-            return False
-        before = len(report.problems)
-        self._register(module, path.stem, f"file {path}", report)
-        if len(report.problems) > before:
-            sys.modules.pop(module.__name__, None)
-            return False
-        self.dropins[path.stem] = path
-        return True
-
     def _import_file(self, path: Path) -> ModuleType:
-        """Execute a drop-in from its source (never a cached .pyc, which could be stale)."""
+        """Execute a drop-in from its source (never a cached .pyc, which could be stale).
+
+        The module is in ``sys.modules`` while it executes (dataclasses and typing look
+        it up there) and stays there while it is loaded."""
         module_name = DROPIN_PREFIX + path.stem
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None:
@@ -170,29 +192,64 @@ class PluginLoader:
         try:
             exec(code, module.__dict__)
         except BaseException:
-            sys.modules.pop(module_name, None)
+            self._restore_module(path.stem)
             raise
         return module
+
+    def _restore_module(self, name: str) -> None:
+        """Put the loaded version of drop-in ``name`` (if any) back into sys.modules."""
+        loaded = self._modules.get(name)
+        if loaded is not None:
+            sys.modules[DROPIN_PREFIX + name] = loaded
+        else:
+            sys.modules.pop(DROPIN_PREFIX + name, None)
+
+    def _register_dropin(self, path: Path, module: ModuleType | str, report: LoadReport) -> bool:
+        if isinstance(module, str):
+            return self._failed(path.stem, module, report)
+        if not self._register(module, path.stem, f"file {path}", report):
+            self._restore_module(path.stem)
+            return False
+        self.dropins[path.stem] = path
+        self._modules[path.stem] = module
+        return True
+
+    def _read_change(self, path: Path) -> ModuleType | str | None:
+        """Off the loop: None if the file is gone, else the imported module or a problem.
+        An entry point's own file (the checkout as home) is never a drop-in: ``_PACKAGE``."""
+        if not path.exists():
+            return None
+        if path.resolve() in self._package_files:
+            return _PACKAGE
+        return self._name_taken(path) or self._try_import(path)
 
     async def reload_dropin(self, path: Path) -> LoadReport:
         """Apply a change to one drop-in file: load, replace or remove it.
 
         The file is imported off the event loop. A new version that fails to load is
         reported and the previous version stays registered, so a typo in an edited
-        plugin never takes away working behaviour.
+        plugin never takes away working behaviour. Changes to one file are applied one
+        at a time, each reading the file as it is then, so the last write wins.
         """
-        report = LoadReport()
         name = path.stem
         if name.startswith("_") or name in self.disabled:
-            return report
+            return LoadReport()
+        async with self._reloading.setdefault(name, asyncio.Lock()):
+            return await self._reload(path)
+
+    async def _reload(self, path: Path) -> LoadReport:
+        report = LoadReport()
+        name = path.stem
         module = await asyncio.to_thread(self._read_change, path)
+        if module is _PACKAGE:
+            return report
         if module is None:
+            self.failures.pop(name, None)
             if self.dropins.pop(name, None) is not None:
                 self.bus.unregister(name)
-                sys.modules.pop(DROPIN_PREFIX + name, None)
+                self._modules.pop(name, None)
+                self._restore_module(name)
                 log.info("plugin %s removed (%s deleted)", name, path)
-            return report
-        if module is _BUILTIN:
             return report
         previous = self.bus.unregister(name) if name in self.dropins else None
         if self._register_dropin(path, module, report):
@@ -200,7 +257,6 @@ class PluginLoader:
             return report
         if previous is not None:
             self.bus.register(previous.plugin, previous.name, previous.source)
-            sys.modules[DROPIN_PREFIX + name] = previous.plugin  # type: ignore[assignment]
         for problem in report.problems:
             kept = "previous version kept: " if previous is not None else ""
             log.error("plugin %s not loaded, %s%s", name, kept, problem)

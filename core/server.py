@@ -20,21 +20,21 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from core.apps import load_applications
-from core.bus import HookBus
-from core.engine import Engine
-from core.events import ServerInfo
-from core.home import Home
-from core.http import core_routes
-from core.keys import APPLICATIONS, BUS, ENGINE, HOME, LOADER, PROMETHEUS, SETTINGS, STARTED_AT
-from core.loader import PluginLoader
-from core.prometheus import make_registry, prometheus_routes
-from core.rest_api import rest_middleware, rest_routes
-from core.rtc import compat
-from core.settings import Settings
-from core.signalling import signalling_routes
-from core.version import __version__
-from core.watch import FolderWatcher
+from hookcast.api.health import core_routes
+from hookcast.api.prometheus import make_registry, prometheus_routes
+from hookcast.api.rest import rest_middleware, rest_routes
+from hookcast.bus import HookBus
+from hookcast.config.apps import load_applications
+from hookcast.config.home import Home
+from hookcast.config.settings import Settings
+from hookcast.config.watch import FolderWatcher
+from hookcast.engine.engine import Engine
+from hookcast.events import ServerInfo
+from hookcast.keys import APPLICATIONS, BUS, ENGINE, HOME, LOADER, PROMETHEUS, SETTINGS, STARTED_AT
+from hookcast.loader import PluginLoader
+from hookcast.rtc import compat
+from hookcast.signalling.session import signalling_routes
+from hookcast.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import json
 
 from aiohttp import web
 
-from core import hookimpl
+from hookcast import hookimpl
 
 
 async def echo(request: web.Request) -> web.Response:

@@ -32,7 +32,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.core import CounterMetricFamily
 
-from core import (
+from hookcast import (
     Amend,
     Application,
     Applications,
@@ -47,7 +47,7 @@ from core import (
     server_url,
     thaw,
 )
-from plugins._rest_config import (
+from hookcast.plugins._rest_config import (
     DEFAULT,
     MethodConfig,
     encode,

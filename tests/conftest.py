@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aioice.ice
 import pytest
 
-from core.home import Home
-from core.server import Server
-from core.settings import Settings, parse_properties
+from hookcast.config.home import Home
+from hookcast.config.settings import Settings, parse_properties
+from hookcast.rtc import compat
+from hookcast.server import Server
 from tests.backend import backend  # noqa: F401  (the fixture, for every test)
 
 
@@ -57,7 +59,7 @@ async def start_server() -> AsyncIterator[Callable[..., object]]:
 @pytest.fixture
 async def connect_client() -> AsyncIterator[Callable[..., Any]]:
     """``await connect_client(server, **fields)``: a connected WcsClient, closed at the end."""
-    from core.client import WcsClient
+    from hookcast.signalling.client import WcsClient
 
     opened: list[WcsClient] = []
 
@@ -70,3 +72,19 @@ async def connect_client() -> AsyncIterator[Callable[..., Any]]:
     yield connect
     for client in opened:
         await client.close()
+
+
+@pytest.fixture
+def loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ICE gathers only 127.0.0.1 (aioice skips it otherwise): no traffic leaves the host."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+@pytest.fixture
+def relay_installed() -> Iterator[None]:
+    """compat.install() for one test; aiortc's stock behaviour is restored after it."""
+    compat.install()
+    try:
+        yield
+    finally:
+        compat.uninstall()

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from core import SessionInfo, StreamInfo
-from core.home import Home
+from hookcast import SessionInfo, StreamInfo
+from hookcast.config.home import Home
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -1,12 +1,12 @@
 """hookcast's media relay on aiortc: encoded frames in, the same frames out, no re-encoding.
 
-Importing this package checks the installed aiortc (core.rtc.compat.check_compat) and
+Importing this package checks the installed aiortc (hookcast.rtc.compat.check_compat) and
 raises AiortcCompatError if an internal the relay relies on has changed.
 """
 
 from __future__ import annotations
 
-from core.rtc.compat import (
+from hookcast.rtc.compat import (
     AiortcCompatError,
     check_compat,
     force_codec,
@@ -16,10 +16,10 @@ from core.rtc.compat import (
     request_keyframe,
     uninstall,
 )
-from core.rtc.jitter import RelayJitterBuffer
-from core.rtc.keyframes import KeyframeController
-from core.rtc.packets import FrameMeta, copy_packet, meta_of
-from core.rtc.relay import PublishedTrack, SubscriberTrack
+from hookcast.rtc.jitter import RelayJitterBuffer
+from hookcast.rtc.keyframes import KeyframeController
+from hookcast.rtc.packets import FrameMeta, copy_packet, meta_of
+from hookcast.rtc.relay import PublishedTrack, SubscriberTrack
 
 __all__ = [
     "AiortcCompatError",

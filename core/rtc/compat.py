@@ -1,12 +1,12 @@
 """The one place hookcast touches aiortc internals; checked against aiortc at import.
 
 aiortc has no public API for forwarding encoded media. This module bends it, in the
-ways measured in /work/shared/reference/aiortc-relay.md, and nothing else may:
+ways below (each checked by tests/core/rtc/test_rtc_compat.py), and nothing else may:
 
   * install() swaps two module globals of aiortc.rtcrtpreceiver, process-wide:
       - get_decoder -> PassthroughDecoder, so every RemoteStreamTrack yields av.Packet
-        (one encoded frame each, see core.rtc.packets.FrameMeta) instead of decoded frames;
-      - JitterBuffer -> core.rtc.jitter.RelayJitterBuffer, which never emits a partial
+        (one encoded frame each, see hookcast.rtc.packets.FrameMeta) instead of decoded frames;
+      - JitterBuffer -> hookcast.rtc.jitter.RelayJitterBuffer, which never emits a partial
         video frame and bounds how long a lost packet stalls output.
   * on_keyframe_request() wraps RTCRtpSender._send_keyframe on one sender instance;
   * request_keyframe() calls RTCRtpReceiver._send_rtcp_pli.
@@ -33,8 +33,8 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
-from core.rtc.jitter import RelayJitterBuffer
-from core.rtc.packets import EncodedPacket, make_packet
+from hookcast.rtc.jitter import RelayJitterBuffer
+from hookcast.rtc.packets import EncodedPacket, make_packet
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ _STOCK_JITTER_BUFFER = _RECEIVER_MODULE.JitterBuffer
 
 
 class AiortcCompatError(ImportError):
-    """The installed aiortc differs from what core.rtc.compat was written against."""
+    """The installed aiortc differs from what hookcast.rtc.compat was written against."""
 
 
 def _names_used(function: Any) -> tuple[str, ...]:
@@ -124,7 +124,7 @@ def check_compat() -> None:
         raise AiortcCompatError(
             "hookcast's relay cannot use this aiortc: "
             + "; ".join(problems)
-            + ". Pin aiortc==1.16.0 or update core/rtc/compat.py."
+            + ". Pin aiortc==1.16.0 or update hookcast/rtc/compat.py."
         )
 
 
@@ -132,7 +132,7 @@ class PassthroughDecoder:
     """Stands in for aiortc's Decoder (codecs/base.py): yields the frame, not pictures.
 
     decode() runs on aiortc's decoder thread and never raises: it returns exactly one
-    av.Packet per frame (none for an empty frame), built by core.rtc.packets.make_packet
+    av.Packet per frame (none for an empty frame), built by hookcast.rtc.packets.make_packet
     with pts = dts = the frame's rebased RTP timestamp and time_base = 1/clock rate. The
     frame's `complete` and `arrival` attributes (set by RelayJitterBuffer) go into its
     FrameMeta; frames from another jitter buffer count as complete, arriving now.

@@ -14,7 +14,7 @@ from typing import Any, TypeAlias
 
 import av
 
-from core.rtc.bitstream import NOT_A_KEYFRAME, PictureInfo, inspect_h264, inspect_vp8
+from hookcast.rtc.bitstream import NOT_A_KEYFRAME, PictureInfo, inspect_h264, inspect_vp8
 
 EncodedPacket: TypeAlias = "av.Packet[Any]"  # one encoded frame, FrameMeta in .opaque
 

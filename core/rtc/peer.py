@@ -23,14 +23,14 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 
-from core.rtc.compat import (
+from hookcast.rtc.compat import (
     force_codec,
     on_keyframe_request,
     on_nack_sent,
     on_retransmit,
     request_keyframe,
 )
-from core.rtc.relay import PublishedTrack, SubscriberTrack
+from hookcast.rtc.relay import PublishedTrack, SubscriberTrack
 
 #: Codecs the relay can carry, in the server's order of preference per kind.
 RELAYABLE = {

@@ -5,7 +5,7 @@
                           KeyframeController <--request_keyframe()---+ (gating, PLI)
 
 Nothing here decodes or copies media. The packets are shared: no one may mutate them
-(core.rtc.packets.copy_packet() before muxing). All of it runs on the event loop.
+(hookcast.rtc.packets.copy_packet() before muxing). All of it runs on the event loop.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from core.rtc.keyframes import PLI_INTERVAL, KeyframeController, SendPli, cancel_and_wait
-from core.rtc.packets import EncodedPacket, FrameMeta
+from hookcast.rtc.keyframes import PLI_INTERVAL, KeyframeController, SendPli, cancel_and_wait
+from hookcast.rtc.packets import EncodedPacket, FrameMeta
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class SubscriberTrack(MediaStreamTrack):
 class PublishedTrack:
     """The only reader of one source track; fans each packet out to its subscribers.
 
-    `source` yields av.Packet (a RemoteStreamTrack with core.rtc.compat installed, or a
+    `source` yields av.Packet (a RemoteStreamTrack with hookcast.rtc.compat installed, or a
     VOD reader). start() launches the reading task, which reads without pause so that
     aiortc's unbounded track queue never grows, and hands the *same* packet to every
     subscriber synchronously. Video: a keyframe is recorded in `last_keyframe`; a

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from core import Amend, Refuse, SessionInfo, StreamInfo, hookimpl
-from core.bus import ADMIT_FAILURE, HookBus, PluginError
+from hookcast import Amend, Refuse, SessionInfo, StreamInfo, hookimpl
+from hookcast.bus import ADMIT_FAILURE, HookBus, PluginError
 
 SESSION = SessionInfo(session_id="s1", app_key="defaultApp", status="PENDING", remote="127.0.0.1")
 STREAM = StreamInfo(

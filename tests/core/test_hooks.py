@@ -15,10 +15,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from core import RecordingInfo, Rotation, SessionInfo, StreamInfo, Terminate
-from core.client import WcsClient
-from core.home import Home
-from core.server import Server, StartupError
+from hookcast import RecordingInfo, Rotation, SessionInfo, StreamInfo, Terminate
+from hookcast.config.home import Home
+from hookcast.server import Server, StartupError
+from hookcast.signalling.client import WcsClient
 from tests.conftest import make_settings, write_plugin
 from tests.core.rtc.relay_harness import PatternVideoTrack
 
@@ -40,7 +40,7 @@ def calls(home: Home) -> list[dict[str, Any]]:
 RECORDER = """
     import json
     from pathlib import Path
-    from core import hookimpl
+    from hookcast import hookimpl
 
     LOG = Path(__file__).parents[1] / "calls.jsonl"
 
@@ -101,7 +101,7 @@ async def test_hook_after_server_stop(home: Home) -> None:
 async def test_hook_prometheus_metrics(home: Home, start_server: Start) -> None:
     write_plugin(home, "gauges", """
     from prometheus_client.core import GaugeMetricFamily
-    from core import hookimpl
+    from hookcast import hookimpl
 
     @hookimpl
     def prometheus_metrics():
@@ -110,7 +110,7 @@ async def test_hook_prometheus_metrics(home: Home, start_server: Start) -> None:
         return [family]
     """)
     write_plugin(home, "broken_gauges", """
-    from core import hookimpl
+    from hookcast import hookimpl
 
     @hookimpl
     def prometheus_metrics():
@@ -128,7 +128,7 @@ async def test_hook_prometheus_metrics(home: Home, start_server: Start) -> None:
 async def test_hook_register_rest_routes(home: Home, start_server: Start) -> None:
     write_plugin(home, "hello", """
     from aiohttp import web
-    from core import hookimpl
+    from hookcast import hookimpl
 
     async def hello(request):
         return web.json_response({"hello": request.match_info["who"]})
@@ -147,7 +147,7 @@ async def test_hook_register_rest_routes(home: Home, start_server: Start) -> Non
 def test_register_rest_routes_conflict_names_the_plugin(home: Home) -> None:
     write_plugin(home, "squatter", """
     from aiohttp import web
-    from core import hookimpl
+    from hookcast import hookimpl
 
     async def mine(request):
         return web.Response(text="mine")
@@ -172,7 +172,7 @@ async def bus_of(home: Home, start_server: Start) -> Callable[..., Any]:
 
 async def test_hook_before_connect(bus_of: Callable[..., Any]) -> None:
     bus = await bus_of("""
-    from core import hookimpl, Refuse
+    from hookcast import hookimpl, Refuse
 
     @hookimpl
     async def before_connect(session):
@@ -206,7 +206,7 @@ async def test_hook_after_session_disconnect(home: Home, bus_of: Callable[..., A
 
 async def test_hook_before_publish(bus_of: Callable[..., Any]) -> None:
     bus = await bus_of("""
-    from core import hookimpl, Amend, Refuse
+    from hookcast import hookimpl, Amend, Refuse
 
     @hookimpl
     def before_publish(session, stream):
@@ -222,7 +222,7 @@ async def test_hook_before_publish(bus_of: Callable[..., Any]) -> None:
 
 async def test_hook_before_play(bus_of: Callable[..., Any]) -> None:
     bus = await bus_of("""
-    from core import hookimpl, Refuse
+    from hookcast import hookimpl, Refuse
 
     @hookimpl
     async def before_play(session, stream):
@@ -245,7 +245,7 @@ async def test_hook_after_stream_status(home: Home, bus_of: Callable[..., Any]) 
 
 async def test_hook_on_stream_keep_alive(bus_of: Callable[..., Any]) -> None:
     bus = await bus_of("""
-    from core import hookimpl, Terminate
+    from hookcast import hookimpl, Terminate
 
     @hookimpl
     async def on_stream_keep_alive(stream):
@@ -259,7 +259,7 @@ async def test_hook_on_stream_keep_alive(bus_of: Callable[..., Any]) -> None:
 
 async def test_hook_record_file_name(bus_of: Callable[..., Any]) -> None:
     bus = await bus_of("""
-    from core import hookimpl
+    from hookcast import hookimpl
 
     @hookimpl
     def record_file_name(stream, template, variables):
@@ -270,7 +270,7 @@ async def test_hook_record_file_name(bus_of: Callable[..., Any]) -> None:
 
 async def test_hook_record_rotation_policy(bus_of: Callable[..., Any]) -> None:
     bus = await bus_of("""
-    from core import hookimpl, Rotation
+    from hookcast import hookimpl, Rotation
 
     @hookimpl
     def record_rotation_policy(stream, configured):
@@ -304,7 +304,7 @@ async def test_hook_on_record_finished(home: Home, bus_of: Callable[..., Any]) -
 
 async def test_hook_media_source_for_uri(home: Home, bus_of: Callable[..., Any]) -> None:
     bus = await bus_of("""
-    from core import hookimpl, inside
+    from hookcast import hookimpl, inside
 
     class FileSource:
         def __init__(self, uri, path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core import hookspecs
+from hookcast import hookspecs
 
 TESTS = Path(__file__).resolve().parents[1]
 SPECS = sorted(hookspecs.KINDS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import sys
 import textwrap
 from collections.abc import Callable
@@ -12,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from core import SessionInfo, StreamInfo
-from core.bus import HookBus
-from core.home import Home
-from core.loader import PluginLoader
+from hookcast import SessionInfo, StreamInfo
+from hookcast.bus import HookBus
+from hookcast.config.home import Home
+from hookcast.keys import LOADER
+from hookcast.loader import PluginLoader
 from tests.conftest import write_plugin
 
 SESSION = SessionInfo(session_id="s1", app_key="defaultApp", status="PENDING", remote="127.0.0.1")
@@ -25,7 +27,7 @@ STREAM = StreamInfo(
 )
 
 REFUSE_WITH = """
-    from core import hookimpl, Refuse
+    from hookcast import hookimpl, Refuse
 
     @hookimpl
     def before_publish(stream):
@@ -61,11 +63,11 @@ def test_builtins_load_first(home: Home) -> None:
         ("import json\n\nraise RuntimeError('no config')\n", "broken.py:3: RuntimeError: no config"),
         ("import hookcast_no_such_module\n", "broken.py:1: ModuleNotFoundError"),
         (
-            "from core import hookimpl\n\n@hookimpl\ndef before_publsh(stream):\n    pass\n",
+            "from hookcast import hookimpl\n\n@hookimpl\ndef before_publsh(stream):\n    pass\n",
             "before_publsh is not a hookcast hook; did you mean before_publish?",
         ),
         (
-            "from core import hookimpl\n\n@hookimpl\nasync def record_file_name(stream):\n    pass\n",
+            "from hookcast import hookimpl\n\n@hookimpl\nasync def record_file_name(stream):\n    pass\n",
             "broken.py:3): record_file_name is a decide hook",
         ),
     ],
@@ -92,21 +94,81 @@ def test_disabled_plugins_blocks_builtin_and_dropin(home: Home) -> None:
 
 
 def test_dropin_cannot_shadow_a_builtin(home: Home) -> None:
-    write_plugin(home, "echo_app", REFUSE_WITH.format(reason="x"))
+    """A copied home with its own echo_app.py: the built-in loads once, the copy is refused
+    (and never imported) with a sentence saying why."""
+    write_plugin(home, "echo_app", "raise SystemExit('the copy must not even be imported')\n")
     _, report = load(home)
-    assert [r.source for r in report.loaded] == ["built-in", "built-in"]
-    assert "plugin echo_app (file" in report.problems[0]
-    assert "a plugin of that name is loaded" in report.problems[0]
+    assert [(r.name, r.source) for r in report.loaded] == [
+        ("echo_app", "built-in"), ("rest_hooks", "built-in")]
+    assert report.problems == [
+        f"{home.plugins / 'echo_app.py'}: not loaded: a plugin named echo_app is already "
+        "loaded (built-in); rename the file to load it beside that one"]
+
+
+def test_builtins_are_the_declared_entry_points() -> None:
+    """Built-ins come from hookcast's own entry points, not from a folder listing."""
+    from importlib.metadata import entry_points
+
+    declared = {e.name: e.value for e in entry_points(group="hookcast") if e.dist
+                and e.dist.name == "hookcast"}
+    assert declared == {"echo_app": "hookcast.plugins.echo_app",
+                        "rest_hooks": "hookcast.plugins.rest_hooks"}
 
 
 def test_checkout_plugins_folder_is_not_loaded_twice() -> None:
-    """When the checkout is the home, plugins/ holds the built-ins themselves."""
-    import plugins
+    """When the checkout is the home, plugins/ holds the built-ins' own files."""
+    import hookcast.plugins
 
-    folder = Path(plugins.__path__[0])
+    folder = Path(hookcast.plugins.__path__[0])
+    assert (folder / "echo_app.py").exists(), "the tests run from the checkout"
     _, report = load(Home(folder.parent))
     assert report.problems == []
-    assert all(r.source == "built-in" for r in report.loaded)
+    assert [(r.name, r.source) for r in report.loaded] == [
+        ("echo_app", "built-in"), ("rest_hooks", "built-in")]
+
+
+async def test_dropin_in_the_checkout_home_is_a_dropin_and_reloads(
+    start_server: Callable[..., Any],
+) -> None:
+    """``make run`` serves the checkout: a guard.py dropped into its plugins/ (beside the
+    built-ins' files) is a drop-in, listed by the server and reloaded when edited."""
+    import aiohttp
+
+    import hookcast.plugins
+
+    folder = Path(hookcast.plugins.__path__[0])
+    guard = folder / f"guard_{os.getpid()}.py"
+    guard.write_text(textwrap.dedent(REFUSE_WITH.format(reason="first")))
+    try:
+        server = await start_server(Home(folder.parent))
+        url = f"http://127.0.0.1:{server.http_port}/rest-api/plugins/find_all"
+
+        async def listed() -> dict[str, Any]:
+            async with aiohttp.ClientSession() as http, http.get(url) as response:
+                assert response.status == 200
+                report = await response.json()
+                return {p["name"]: p for p in report["plugins"]}
+
+        plugins = await listed()
+        assert [(n, p["source"]) for n, p in plugins.items() if p["source"] == "built-in"] == [
+            ("echo_app", "built-in"), ("rest_hooks", "built-in")]
+        assert plugins[guard.stem]["source"] == f"file {guard}"
+        assert plugins[guard.stem]["hooks"] == ["before_publish"]
+        guard.write_text(textwrap.dedent("""
+            from hookcast import hookimpl, Refuse
+
+            @hookimpl
+            def before_play(stream):
+                return Refuse("second")
+        """))
+        await wait_for(lambda: _hooks_are(listed, guard.stem, ["before_play"]))
+        assert len(await listed()) == 3, "nothing loaded twice"
+    finally:
+        guard.unlink(missing_ok=True)
+
+
+async def _hooks_are(listed: Callable[[], Any], name: str, hooks: list[str]) -> bool:
+    return bool((await listed())[name]["hooks"] == hooks)
 
 
 def test_installed_package_entry_point_is_loaded(
@@ -121,7 +183,7 @@ def test_installed_package_entry_point_is_loaded(
         "[hookcast]\nexample = hookcast_example_plugin\n"
     )
     (site / "hookcast_example_plugin.py").write_text(textwrap.dedent("""
-        from core import hookimpl
+        from hookcast import hookimpl
 
         @hookimpl
         def record_file_name(stream):
@@ -163,13 +225,14 @@ async def test_editing_a_dropin_changes_behaviour_without_restart(
     await wait_for(lambda: reason_is("second version"))
 
     # A broken edit is reported and the last good version keeps working.
-    path.write_text("this is not python\n")
-    await asyncio.sleep(1.0)
+    path.write_text("def broken(:\n")
+    loader = server.http_app[LOADER]
+    await wait_for(lambda: "SyntaxError" in loader.failures.get("reserve", ""))
     assert await reason_is("second version")
 
     # A new file is picked up; a deleted one is unloaded.
     write_plugin(home, "late", """
-        from core import hookimpl
+        from hookcast import hookimpl
 
         @hookimpl
         def record_file_name(stream):
@@ -184,7 +247,7 @@ async def test_editing_a_dropin_changes_behaviour_without_restart(
 async def test_stopping_the_server_stops_the_watcher(home: Home) -> None:
     import threading
 
-    from core.server import Server
+    from hookcast.server import Server
     from tests.conftest import make_settings
 
     before = set(threading.enumerate())

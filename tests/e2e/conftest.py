@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from core.home import Home
-from core.server import Server
+from hookcast.config.home import Home
+from hookcast.server import Server
 
 REPO = Path(__file__).resolve().parents[2]
 SDK_CACHE = REPO / ".cache" / "websdk"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.server import Server
+from hookcast.server import Server
 from tests.e2e.conftest import Page
 
 EXAMPLES = "/sdk/examples/demo/streaming"

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from core.keys import ENGINE
-from core.server import Server
+from hookcast.keys import ENGINE
+from hookcast.server import Server
 from tests.e2e.conftest import Page
 
 OpenPage = Callable[[str], Awaitable[Page]]

@@ -5,7 +5,7 @@ from typing import Any
 
 import aiohttp
 
-from core.home import Home
+from hookcast.config.home import Home
 
 
 async def test_echo_app_answers_with_the_request_body(home: Home, start_server: Callable[..., Any]) -> None:

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from aiortc.mediastreams import AudioStreamTrack
 
-from core.apps import REST_METHODS
-from core.client import ClientStream, WcsClient
-from core.home import Home
-from core.server import Server
-from plugins._rest_config import SIGNATURE_HEADER, verify_signature
+from hookcast.config.apps import REST_METHODS
+from hookcast.config.home import Home
+from hookcast.plugins._rest_config import SIGNATURE_HEADER, verify_signature
+from hookcast.server import Server
+from hookcast.signalling.client import ClientStream, WcsClient
 from tests.backend import Backend
 from tests.core.rtc.relay_harness import DecodingSink, PatternVideoTrack
 

@@ -23,10 +23,10 @@ from aiortc import (
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
-from core.rtc import compat
-from core.rtc.keyframes import SendPli
-from core.rtc.packets import EncodedPacket, meta_of
-from core.rtc.relay import PublishedTrack, SubscriberTrack
+from hookcast.rtc import compat
+from hookcast.rtc.keyframes import SendPli
+from hookcast.rtc.packets import EncodedPacket, meta_of
+from hookcast.rtc.relay import PublishedTrack, SubscriberTrack
 
 WIDTH, HEIGHT = 320, 240
 DECODERS = {"video/vp8": "vp8", "video/h264": "h264", "audio/opus": "opus"}

@@ -20,10 +20,10 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
-from core.rtc import compat
-from core.rtc.bitstream import inspect_h264, inspect_vp8, iter_annexb_nals
-from core.rtc.jitter import RelayJitterBuffer, RelayJitterFrame
-from core.rtc.packets import copy_packet, meta_of
+from hookcast.rtc import compat
+from hookcast.rtc.bitstream import inspect_h264, inspect_vp8, iter_annexb_nals
+from hookcast.rtc.jitter import RelayJitterBuffer, RelayJitterFrame
+from hookcast.rtc.packets import copy_packet, meta_of
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
 H264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=99)
@@ -77,8 +77,13 @@ def test_a_changed_internal_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_install_is_idempotent_and_uninstall_restores_aiortc() -> None:
+    """Whatever state earlier tests left (servers install the patch process-wide),
+    uninstall() gives back aiortc's own functions, as aiortc's modules define them."""
+    import aiortc.codecs
+
     receiver_module: Any = rtcrtpreceiver
-    stock_decoder, stock_buffer = receiver_module.get_decoder, receiver_module.JitterBuffer
+    stock_decoder, stock_buffer = aiortc.codecs.get_decoder, jitterbuffer.JitterBuffer
+    was_installed = compat.is_installed()
     try:
         compat.install()
         compat.install()
@@ -90,6 +95,8 @@ def test_install_is_idempotent_and_uninstall_restores_aiortc() -> None:
     assert not compat.is_installed()
     assert receiver_module.get_decoder is stock_decoder
     assert receiver_module.JitterBuffer is stock_buffer
+    if was_installed:
+        compat.install()
 
 
 @pytest.mark.parametrize(("codec", "encoder"), [(VP8, "libvpx"), (H264, "libx264")])
@@ -223,7 +230,7 @@ def test_vp8_keyframe_needs_its_start_code() -> None:
 def test_fast_ntp_time_matches_aiortcs_clock() -> None:
     import aiortc.clock
 
-    from core.rtc.compat import _STOCK_NTP_TIME, fast_ntp_time
+    from hookcast.rtc.compat import _STOCK_NTP_TIME, fast_ntp_time
 
     for _ in range(5):
         stock, fast = _STOCK_NTP_TIME(), fast_ntp_time()

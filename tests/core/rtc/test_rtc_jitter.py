@@ -7,7 +7,7 @@ import random
 import pytest
 from aiortc.rtp import RtpPacket
 
-from core.rtc.jitter import RelayJitterBuffer, RelayJitterFrame
+from hookcast.rtc.jitter import RelayJitterBuffer, RelayJitterFrame
 
 FRAME_INTERVAL = 1 / 30
 TS_STEP = 3000

@@ -9,9 +9,9 @@ import pytest
 import pytest_asyncio
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from core.rtc.keyframes import KeyframeController
-from core.rtc.packets import EncodedPacket, make_packet
-from core.rtc.relay import PublishedTrack
+from hookcast.rtc.keyframes import KeyframeController
+from hookcast.rtc.packets import EncodedPacket, make_packet
+from hookcast.rtc.relay import PublishedTrack
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(20)]
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from relay_harness import Room, open_room, wait_for
 
-from core.rtc import compat
-from core.rtc.packets import meta_of
-from core.rtc.relay import VIDEO_QUEUE_SIZE
+from hookcast.rtc import compat
+from hookcast.rtc.packets import meta_of
+from hookcast.rtc.relay import VIDEO_QUEUE_SIZE
 
 pytestmark = [
     pytest.mark.asyncio,

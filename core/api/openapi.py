@@ -1,0 +1,142 @@
+"""The OpenAPI 3 document of the REST API, made from the same table that validates
+requests (hookcast.api.schema.METHODS), so the document is what the server does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hookcast.api.schema import METHODS, Method
+from hookcast.version import __version__
+
+ERROR = {
+    "type": "object",
+    "required": ["status", "message"],
+    "properties": {
+        "status": {"type": "integer"},
+        "message": {"type": "string"},
+        "field": {"type": "string", "description": "the request field at fault"},
+        "expected": {"type": "string", "description": "what that field must be"},
+    },
+}
+STREAM = {
+    "type": "object",
+    "required": ["mediaSessionId", "name", "published", "status"],
+    "properties": {
+        "mediaSessionId": {"type": "string"}, "name": {"type": "string"},
+        "published": {"type": "boolean"}, "status": {"type": "string"},
+        "info": {"type": "string"}, "sessionId": {"type": "string"},
+        "appKey": {"type": "string"}, "hasAudio": {"type": "boolean"},
+        "hasVideo": {"type": "boolean"}, "record": {"type": "boolean"},
+        "audioCodec": {"type": "string"}, "videoCodec": {"type": "string"},
+        "width": {"type": "integer"}, "height": {"type": "integer"},
+        "createDate": {"type": "integer", "description": "epoch milliseconds"},
+        "mediaProvider": {"type": "string"}, "mediaType": {"type": "string"},
+        "custom": {"type": "object"}, "recordName": {"type": "string"},
+        "metrics": {"type": "object"},
+    },
+}
+CONNECTION = {
+    "type": "object",
+    "required": ["sessionId", "appKey", "status"],
+    "properties": {
+        "sessionId": {"type": "string"}, "appKey": {"type": "string"},
+        "status": {"type": "string"}, "remoteAddress": {"type": "string"},
+        "clientVersion": {"type": "string"}, "custom": {"type": "object"},
+        "createDate": {"type": "integer"}, "streams": {"type": "integer"},
+    },
+}
+METRICS = {
+    "type": "object",
+    "additionalProperties": {"anyOf": [{"type": "number"}, {"type": "string"}]},
+}
+TERMINATED = {
+    "type": "object", "required": ["terminated"],
+    "properties": {"terminated": {"type": "array", "items": {"type": "string"}}},
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+PLUGINS = {
+    "type": "object", "required": ["plugins", "disabled", "failures"],
+    "properties": {
+        "plugins": {"type": "array", "items": {
+            "type": "object", "required": ["name", "source", "hooks"],
+            "properties": {"name": {"type": "string"}, "source": {"type": "string"},
+                           "hooks": {"type": "array", "items": {"type": "string"}}}}},
+        "disabled": {"type": "array", "items": {"type": "string"}},
+        "failures": {"type": "array", "items": {
+            "type": "object", "required": ["name", "problem"],
+            "properties": {"name": {"type": "string"}, "problem": {"type": "string"}}}},
+    },
+}
+#: every schema a method may answer with (``Method.response`` names one)
+SCHEMAS = {"Error": ERROR, "Stream": STREAM, "Connection": CONNECTION, "Metrics": METRICS,
+           "Terminated": TERMINATED, "Plugins": PLUGINS}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    if name.endswith("[]"):
+        return {"type": "array", "items": _ref(name[:-2])}
+    if name not in SCHEMAS:
+        raise KeyError(f"no schema {name!r} for a REST answer")
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _ok(method: Method) -> dict[str, Any]:
+    schema = _ref(method.response)
+    return {"description": "OK", "content": {"application/json": {"schema": schema}}}
+
+
+def _operation(method: Method, with_body: bool) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": method.summary,
+        "operationId": f"{method.group}_{method.name}_{'post' if with_body else 'get'}",
+        "responses": {
+            "200": _ok(method),
+            "400": _error("a field is unknown, of the wrong type, or missing"),
+            "401": _error("authorization required (when REST API auth is on)"),
+            "404": _error(method.not_found or "not found"),
+        },
+    }
+    if with_body:
+        operation["requestBody"] = {
+            "required": bool(method.required),
+            "content": {"application/json": {"schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": list(method.required),
+                "properties": {f.wire: f.schema() for f in method.fields},
+            }}},
+        }
+    return operation
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/rest-api/health": {"get": {
+            "summary": "Version and uptime, for readiness checks", "operationId": "health",
+            "responses": {"200": {"description": "OK", "content": {"application/json": {
+                "schema": {"type": "object", "required": ["status", "version", "uptime"]}}}}},
+        }},
+    }
+    for path, method in METHODS.items():
+        operations = {"post": _operation(method, with_body=True)}
+        if method.get:
+            operations["get"] = _operation(method, with_body=False)
+        paths[path] = operations
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "hookcast REST API (WCS-compatible)", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+            },
+        },
+    }

@@ -1,0 +1,83 @@
+"""``/metrics`` in Prometheus text format (prometheus-client).
+
+A custom collector reads the engine and the hook bus at scrape time, so nothing on
+the media path updates a metric: sessions, streams by status, players per stream,
+relay packets forwarded and dropped, plugin hook calls by outcome. Each server has
+its own registry (no process-global state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from hookcast.bus import HookBus
+from hookcast.engine.engine import Engine
+from hookcast.engine.streams import Status
+from hookcast.keys import PROMETHEUS
+
+
+class HookcastCollector(Collector):
+    def __init__(self, engine: Engine, bus: HookBus) -> None:
+        self.engine = engine
+        self.bus = bus
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self.engine
+        sessions = GaugeMetricFamily("hookcast_sessions", "Signalling sessions open")
+        sessions.add_metric([], len(engine.sessions))
+        yield sessions
+        streams = GaugeMetricFamily(
+            "hookcast_streams", "Streams by status and role", labels=["status", "role"]
+        )
+        by_status = {(s, r): 0 for s in Status for r in ("publisher", "player")}
+        for stream in engine.registry:
+            by_status[(stream.status, "publisher" if stream.published else "player")] += 1
+        for (status, role), count in by_status.items():
+            streams.add_metric([status.value, role], count)
+        yield streams
+        players = GaugeMetricFamily(
+            "hookcast_stream_players", "Players of each published stream", labels=["stream"]
+        )
+        for name, broadcast in engine.broadcasts.items():
+            players.add_metric([name], len(broadcast.players))
+        yield players
+        relay = CounterMetricFamily(
+            "hookcast_relay_packets",
+            "Encoded frames the relay forwarded to or dropped for players",
+            labels=["kind", "result"],
+        )
+        counts = {(k, r): 0 for k in ("audio", "video") for r in ("dropped", "forwarded")}
+        for (kind, result), count in sorted({**counts, **engine.relay_counts()}.items()):
+            relay.add_metric([kind, result], count)
+        yield relay
+        hooks = CounterMetricFamily(
+            "hookcast_hook_calls", "Plugin hook calls by outcome",
+            labels=["hook", "plugin", "outcome"],
+        )
+        for (hook, plugin, outcome), count in sorted(self.bus.outcomes.items()):
+            hooks.add_metric([hook, plugin, outcome], count)
+        yield hooks
+        yield from self.bus.prometheus_metrics()
+
+
+def make_registry(engine: Engine, bus: HookBus) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HookcastCollector(engine, bus))
+    return registry
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[PROMETHEUS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def prometheus_routes() -> list[web.RouteDef]:
+    return [web.get("/metrics", metrics)]
+
+
+

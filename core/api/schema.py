@@ -1,0 +1,154 @@
+"""What each REST method accepts, in one table: request validation and the OpenAPI
+document are both made from it, so they cannot disagree."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hookcast.engine.streams import Status
+
+JSON_TYPES = {bool: "boolean", str: "string", int: "number", float: "number", list: "array",
+              dict: "object", type(None): "null"}
+
+
+class RestError(Exception):
+    """A request the server refuses; becomes a JSON error body with this status."""
+
+    def __init__(self, status: int, message: str, field: str | None = None,
+                 expected: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.expected = expected
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"status": self.status, "message": self.message}
+        if self.field is not None:
+            body["field"] = self.field
+        if self.expected is not None:
+            body["expected"] = self.expected
+        return body
+
+
+@dataclass(frozen=True)
+class Field:
+    """One request field: its JSON name, the engine's name for it, its JSON type."""
+
+    wire: str
+    attribute: str
+    kind: str  # "string", "boolean", "strings", "status", "display"
+    description: str
+
+    @property
+    def expected(self) -> str:
+        return {
+            "string": "string", "boolean": "boolean", "strings": "array of strings",
+            "status": "one of " + ", ".join(s.value for s in Status),
+            "display": 'array of "metrics"',
+        }[self.kind]
+
+    def schema(self) -> dict[str, Any]:
+        schemas: dict[str, dict[str, Any]] = {
+            "string": {"type": "string"},
+            "boolean": {"type": "boolean"},
+            "strings": {"type": "array", "items": {"type": "string"}},
+            "status": {"type": "string", "enum": [s.value for s in Status]},
+            "display": {"type": "array", "items": {"type": "string", "enum": ["metrics"]}},
+        }
+        return {**schemas[self.kind], "description": self.description}
+
+    def parse(self, value: Any) -> Any:
+        ok = {
+            "string": isinstance(value, str),
+            "boolean": isinstance(value, bool),
+            "strings": isinstance(value, list) and all(isinstance(v, str) for v in value),
+            "status": isinstance(value, str) and value in Status.__members__,
+            "display": isinstance(value, list) and all(v == "metrics" for v in value),
+        }[self.kind]
+        if not ok:
+            got = JSON_TYPES.get(type(value), type(value).__name__)
+            shown = f" {value!r}" if isinstance(value, str) else ""
+            raise RestError(400, f"{self.wire}: expected {self.expected}, got {got}{shown}",
+                            self.wire, self.expected)
+        return Status(value) if self.kind == "status" else value
+
+
+STREAM_FILTERS = (
+    Field("mediaSessionId", "media_session_id", "string", "streams of this media session"),
+    Field("mediaSessionIds", "media_session_ids", "strings",
+          "streams of any of these media sessions"),
+    Field("name", "name", "string", "stream name"),
+    Field("published", "published", "boolean", "true: publishers, false: players"),
+    Field("status", "status", "status", "stream status"),
+    Field("hasAudio", "has_audio", "boolean", "streams with (or without) audio"),
+    Field("hasVideo", "has_video", "boolean", "streams with (or without) video"),
+    Field("sessionId", "session_id", "string", "streams of this signalling session"),
+)
+DISPLAY = Field("display", "display", "display", 'add "metrics" to include each stream\'s metrics')
+MEDIA_SESSION = Field("mediaSessionId", "media_session_id", "string", "the stream's media session")
+SESSION = Field("sessionId", "session_id", "string", "the signalling session")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One REST method: its path under /rest-api, fields, required ones and answers."""
+
+    group: str
+    name: str
+    summary: str
+    fields: tuple[Field, ...] = ()
+    required: tuple[str, ...] = ()
+    #: the answer's schema: a component of the OpenAPI document, ``[]`` for a list of them
+    response: str = "Stream[]"
+    not_found: str | None = None
+    #: also answer GET without a body (the SDK's REST helper does for find_all)
+    get: bool = False
+
+    @property
+    def path(self) -> str:
+        return f"/rest-api/{self.group}/{self.name}"
+
+    def parse(self, body: Any) -> dict[str, Any]:
+        """Validate a decoded body; return engine-named values. Raises RestError(400)."""
+        if body is None:
+            body = {}
+        if not isinstance(body, Mapping):
+            got = JSON_TYPES.get(type(body), type(body).__name__)
+            raise RestError(400, f"request body: expected a JSON object, got {got}",
+                            "body", "object")
+        known = {f.wire: f for f in self.fields}
+        for key in body:
+            if key not in known:
+                names = ", ".join(known) or "none"
+                raise RestError(400, f"unknown field {key!r}; {self.path} takes: {names}", key)
+        for wire in self.required:
+            if wire not in body:
+                raise RestError(400, f"{wire} is required", wire, known[wire].expected)
+        return {known[key].attribute: known[key].parse(value) for key, value in body.items()}
+
+
+METHODS = {
+    m.path: m
+    for m in (
+        Method("stream", "find_all", "Every stream, publishers and players",
+               not_found="Stream not found", get=True),
+        Method("stream", "find", "Streams matching every given filter",
+               (*STREAM_FILTERS, DISPLAY), not_found="Stream not found"),
+        Method("stream", "terminate",
+               "Stop every stream matching every given filter ({} stops all)",
+               STREAM_FILTERS, response="Terminated", not_found="Stream not found"),
+        Method("stream", "metrics", "Media counters of one stream", (MEDIA_SESSION,),
+               ("mediaSessionId",), response="Metrics", not_found="Stream not found"),
+        Method("connection", "find_all", "Every signalling session", response="Connection[]",
+               not_found="Connection not found", get=True),
+        Method("connection", "terminate", "Close one signalling session; its streams stop",
+               (SESSION,), ("sessionId",), response="Terminated",
+               not_found="Connection not found"),
+        Method("plugins", "find_all",
+               "Loaded plugins with their hooks and source, disabled ones, load failures",
+               response="Plugins", get=True),
+    )
+}

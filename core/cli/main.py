@@ -1,0 +1,231 @@
+"""The ``hookcast`` command: serve, init, config, plugins, streams, terminate, apps."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from hookcast.bus import HookBus
+from hookcast.cli import apps as apps_cli
+from hookcast.cli.rest_client import RestCallError, call, format_streams, parse_bool
+from hookcast.config.apps import load_applications
+from hookcast.config.home import Home
+from hookcast.config.settings import (
+    ConfigError,
+    Settings,
+    known_properties,
+    load_settings,
+    render_default_properties,
+    server_url,
+)
+from hookcast.config.skeleton import HomeExists, init_home
+from hookcast.loader import PluginLoader
+from hookcast.server import StartupError, serve
+from hookcast.version import __version__
+
+log = logging.getLogger("hookcast")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hookcast", description="WebRTC media server")
+    parser.add_argument("--version", action="version", version=f"hookcast {__version__}")
+    home = argparse.ArgumentParser(add_help=False)
+    home.add_argument(
+        "--home", help="server home (conf/, media/, records/, hooks/, plugins/); "
+        "default $HOOKCAST_HOME or the current directory",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", parents=[home], help="run the server")
+    serve_cmd.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    config = commands.add_parser("config", parents=[home], help="show or check configuration")
+    group = config.add_mutually_exclusive_group(required=True)
+    group.add_argument("--list", action="store_true", help="every property: type, default, meaning")
+    group.add_argument("--check", action="store_true", help="validate conf/ and exit")
+    group.add_argument(
+        "--defaults", action="store_true", help="print a commented default server.properties"
+    )
+    init = commands.add_parser("init", help="write a new server home (never overwrites a file)")
+    init.add_argument("dir", nargs="?", help="the folder (created if missing); default: --home")
+    init.add_argument("--home", help=argparse.SUPPRESS)
+    plugins = commands.add_parser(
+        "plugins", parents=[home], help="the running server's plugins, hooks and load failures"
+    )
+    plugins.add_argument("--url", help="the server's HTTP URL (default: from the home's conf/)")
+    server = argparse.ArgumentParser(add_help=False, parents=[home])
+    server.add_argument("--url", help="the server's HTTP URL (default: from the home's conf/)")
+    streams = commands.add_parser(
+        "streams", parents=[server], help="list a running server's streams"
+    )
+    streams.add_argument("--json", action="store_true", help="print the REST answer as JSON")
+    terminate = commands.add_parser(
+        "terminate", parents=[server], help="stop the streams matching every filter given"
+    )
+    terminate.add_argument("--name", help="stream name")
+    terminate.add_argument("--published", type=parse_bool, help="true: publishers, false: players")
+    terminate.add_argument("--status", help="e.g. PUBLISHING, PLAYING")
+    terminate.add_argument(
+        "--media-session-id", action="append", dest="ids", help="repeat for several"
+    )
+    terminate.add_argument("--all", action="store_true", help="stop every stream (no filter)")
+    apps_cli.add_parsers(commands, home)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = getattr(args, "log_level", "WARNING")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    home = Home.locate(getattr(args, "dir", None) or args.home)
+    try:
+        if args.command == "init":
+            return _init(home)
+        if args.command == "config" and args.list:
+            return _config_list()
+        if args.command == "config" and args.defaults:
+            print(render_default_properties(), end="")
+            return 0
+        if not home.root.is_dir():
+            print(f"hookcast: the server home {home.root} does not exist; "
+                  f"create one with: hookcast init {home.root}", file=sys.stderr)
+            return 2
+        if args.command in ("apps", "app-rest-method"):
+            print(apps_cli.run(args, home))
+            return 0
+        settings = load_settings(home.properties_file)
+        load_applications(home.apps_file)
+        if args.command == "config":
+            print(f"{home.conf}: configuration is valid")
+            return 0
+        if args.command == "plugins":
+            return _plugins(args, home, settings)
+        if args.command in ("streams", "terminate"):
+            return _rest(args, settings)
+        return _serve(home, settings)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"hookcast: {problem}", file=sys.stderr)
+        return 2
+    except apps_cli.AppsError as error:
+        print(f"hookcast: {error}", file=sys.stderr)
+        return 2
+    except (StartupError, RestCallError) as error:
+        print(f"hookcast: {error}", file=sys.stderr)
+        return 1
+
+
+def _config_list() -> int:
+    for info in known_properties():
+        default = info.default_text or '""'
+        print(f"{info.name}={default}")
+        print(f"    {info.type.name}: {info.description}")
+    return 0
+
+
+def _init(home: Home) -> int:
+    try:
+        written = init_home(home)
+    except HomeExists as error:
+        print(f"hookcast: {error}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    print(f"start it with: hookcast serve --home {home.root}")
+    return 0
+
+
+def _plugins(args: argparse.Namespace, home: Home, settings: Settings) -> int:
+    """What the running server has loaded; a dry load here when no server answers."""
+    base = args.url or server_url(settings)
+    try:
+        status, report = call(base, "/rest-api/plugins/find_all", {}, settings)
+    except RestCallError as error:
+        print(f"{error}; loading the plugins here instead, to check them "
+              "(a running server may have loaded others)", file=sys.stderr)
+        loader = PluginLoader(HookBus(), home.plugins, settings.disabled_plugins)
+        dry = loader.load_all()
+        report = {
+            "plugins": [{"name": r.name, "source": r.source, "hooks": r.hooks}
+                        for r in dry.loaded],
+            "disabled": dry.disabled,
+            "failures": [{"problem": p} for p in dry.problems],
+        }
+    else:
+        if status != 200:
+            print(f"hookcast: {_message(report)}", file=sys.stderr)
+            return 1
+    for plugin in report["plugins"]:
+        print(f"{plugin['name']}  [{plugin['source']}]")
+        print(f"    hooks: {', '.join(plugin['hooks']) or '(none)'}")
+    for name in report["disabled"]:
+        print(f"{name}  [disabled by disabled_plugins]")
+    for failure in report["failures"]:
+        print(f"failed: {failure['problem']}")
+    return 1 if report["failures"] else 0
+
+
+def _message(body: Any) -> str:
+    return str(body.get("message", body)) if isinstance(body, dict) else str(body)
+
+
+def _rest(args: argparse.Namespace, settings: Settings) -> int:
+    base = args.url or server_url(settings)
+    if args.command == "streams":
+        status, body = call(base, "/rest-api/stream/find_all", None, settings)
+        if status == 404:
+            body = []
+        elif status != 200:
+            print(f"hookcast: {_message(body)}", file=sys.stderr)
+            return 1
+        print(json.dumps(body, indent=2) if args.json else format_streams(body))
+        return 0
+    filters: dict[str, object] = {
+        key: value for key, value in (
+            ("name", args.name), ("published", args.published), ("status", args.status),
+            ("mediaSessionIds", args.ids),
+        ) if value is not None
+    }
+    if not filters and not args.all:
+        print("hookcast: no filter given; add --all to stop every stream", file=sys.stderr)
+        return 2
+    status, body = call(base, "/rest-api/stream/terminate", filters, settings)
+    if status != 200:
+        print(f"hookcast: {body.get('message', body)}", file=sys.stderr)
+        return 1
+    print(f"terminated {len(body['terminated'])} stream(s)")
+    return 0
+
+
+def _serve(home: Home, settings: Settings) -> int:
+    log.info("hookcast %s, home %s", __version__, home.root)
+    asyncio.run(serve(home, settings, _signal_trigger))
+    return 0
+
+
+async def _signal_trigger() -> None:
+    """Return on the first SIGINT or SIGTERM; a second one forces the process out."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(130)
+        log.info("%s: shutting down (send it again to force)", signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await stop.wait()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Configuration: the server home, server.properties, apps.json and folder watching."""

@@ -1,0 +1,197 @@
+"""Property value types for conf/server.properties.
+
+Each type turns the raw text of one property into a typed value, or raises
+``ValueError`` with a sentence saying what was expected; ``hookcast.config.settings`` adds
+the file and the property name to that sentence.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class PropertyType(ABC, Generic[T]):
+    """Parses one property's raw text. ``name`` is shown by ``hookcast config --list``."""
+
+    name = "text"
+
+    @abstractmethod
+    def parse(self, raw: str) -> T:
+        """The typed value of ``raw``; ValueError saying what was expected otherwise."""
+
+    def format(self, value: T) -> str:
+        """The text that parses back to ``value`` (used to print defaults)."""
+        return str(value)
+
+
+class Text(PropertyType[str]):
+    name = "text"
+
+    def parse(self, raw: str) -> str:
+        return raw
+
+
+class Boolean(PropertyType[bool]):
+    name = "boolean"
+
+    def parse(self, raw: str) -> bool:
+        lowered = raw.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        raise ValueError("expected true or false")
+
+    def format(self, value: bool) -> str:
+        return "true" if value else "false"
+
+
+@dataclass(frozen=True)
+class Integer(PropertyType[int]):
+    minimum: int | None = None
+    maximum: int | None = None
+    unit: str = ""
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"integer ({self.unit})" if self.unit else "integer"
+
+    def parse(self, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected {self._expectation()}") from None
+        if (self.minimum is not None and value < self.minimum) or (
+            self.maximum is not None and value > self.maximum
+        ):
+            raise ValueError(f"expected {self._expectation()}")
+        return value
+
+    def _expectation(self) -> str:
+        what = "a whole number"
+        if self.minimum is not None and self.maximum is not None:
+            what += f" from {self.minimum} to {self.maximum}"
+        elif self.minimum is not None:
+            what += f" of at least {self.minimum}"
+        return f"{what} ({self.unit})" if self.unit else what
+
+
+class Port(Integer):
+    def __init__(self) -> None:
+        super().__init__(minimum=0, maximum=65535, unit="TCP port, 0 picks a free one")
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "port"
+
+
+@dataclass(frozen=True)
+class Seconds(PropertyType[float]):
+    """A duration in seconds; fractions allowed."""
+
+    minimum: float = 0.0
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "seconds"
+
+    def parse(self, raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected a number of seconds >= {self.minimum:g}") from None
+        if value < self.minimum or value != value:  # NaN is not a duration
+            raise ValueError(f"expected a number of seconds >= {self.minimum:g}")
+        return value
+
+    def format(self, value: float) -> str:
+        return f"{value:g}"
+
+
+class Address(PropertyType[str]):
+    """An IPv4 or IPv6 address, or empty for "not set"."""
+
+    name = "IP address"
+
+    def parse(self, raw: str) -> str:
+        raw = raw.strip()
+        if raw == "":
+            return ""
+        try:
+            return str(ipaddress.ip_address(raw))
+        except ValueError:
+            raise ValueError("expected an IPv4 or IPv6 address such as 127.0.0.1") from None
+
+
+class CommaList(PropertyType[tuple[str, ...]]):
+    """Comma-separated words; blanks around commas are ignored, empty items dropped."""
+
+    name = "comma-separated list"
+
+    def parse(self, raw: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+    def format(self, value: tuple[str, ...]) -> str:
+        return ",".join(value)
+
+
+@dataclass(frozen=True)
+class Choices(PropertyType[tuple[str, ...]]):
+    """Comma-separated words, each from a fixed set."""
+
+    allowed: tuple[str, ...]
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "list of " + "|".join(self.allowed)
+
+    def parse(self, raw: str) -> tuple[str, ...]:
+        items = CommaList().parse(raw)
+        for item in items:
+            if item not in self.allowed:
+                raise ValueError(f"{item!r} is not one of {', '.join(self.allowed)}")
+        return items
+
+    def format(self, value: tuple[str, ...]) -> str:
+        return ",".join(value)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """When a recording is cut into a new part: every ``seconds`` or every ``megabytes``."""
+
+    seconds: int | None = None
+    megabytes: int | None = None
+
+    def __str__(self) -> str:
+        if self.seconds is not None:
+            return str(self.seconds)
+        if self.megabytes is not None:
+            return f"{self.megabytes}M"
+        return ""
+
+
+_ROTATION = re.compile(r"^(\d+)([mM]?)$")
+
+
+class RotationType(PropertyType[Rotation | None]):
+    """``20`` (seconds), ``20M`` (megabytes), or empty for no rotation."""
+
+    name = "rotation (20 = seconds, 20M = megabytes)"
+
+    def parse(self, raw: str) -> Rotation | None:
+        raw = raw.strip()
+        if raw == "":
+            return None
+        match = _ROTATION.match(raw)
+        if match is None or int(match.group(1)) == 0:
+            raise ValueError("expected seconds (20) or megabytes (20M)")
+        amount = int(match.group(1))
+        return Rotation(megabytes=amount) if match.group(2) else Rotation(seconds=amount)
+
+    def format(self, value: Rotation | None) -> str:
+        return "" if value is None else str(value)

@@ -1,0 +1,304 @@
+"""The server's settings: every property hookcast knows, in one place.
+
+Each field of :class:`Settings` is one property of ``conf/server.properties``: its
+WCS name, its type, its default and a one-line description. ``load_settings`` reads
+the file with a real .properties parser (``javaproperties``), checks every value and
+returns one immutable object; ``hookcast config --list`` prints the table below.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import javaproperties
+
+from hookcast.config.properties import (
+    Address,
+    Boolean,
+    Choices,
+    CommaList,
+    Integer,
+    Port,
+    PropertyType,
+    Rotation,
+    RotationType,
+    Seconds,
+    Text,
+)
+
+log = logging.getLogger(__name__)
+
+
+def prop(name: str, default: Any, kind: PropertyType[Any], description: str) -> Any:
+    """Declare one property: the dataclass field carries its name, type and description."""
+    return field(
+        default=default,
+        metadata={"property": name, "type": kind, "description": description},
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed, immutable view of conf/server.properties (field = property)."""
+
+    # --- network -----------------------------------------------------------------
+    ip: str = prop(
+        "ip", "", Address(),
+        "Media address put into ICE candidates; empty = every host address",
+    )
+    bind_address: str = prop(
+        "bind_address", "0.0.0.0", Address(),
+        "Address the WebSocket and HTTP listeners bind to (hookcast)",
+    )
+    ws_port: int = prop("ws.port", 8080, Port(), "WebSocket signalling port (ws://)")
+    wss_port: int = prop("wss.port", 8443, Port(), "Secure WebSocket port, used with a certificate")
+    http_port: int = prop(
+        "http.port", 8081, Port(), "REST API, records, web pages and /metrics (http://)"
+    )
+    https_port: int = prop("https.port", 8444, Port(), "HTTPS port, used with a certificate")
+    tls_certificate: str = prop(
+        "tls_certificate", "", Text(),
+        "PEM certificate chain; when set, wss.port and https.port listen too (hookcast)",
+    )
+    tls_private_key: str = prop(
+        "tls_private_key", "", Text(), "PEM private key for tls_certificate (hookcast)"
+    )
+    ice_connect_timeout: float = prop(
+        "ice_connect_timeout", 20.0, Seconds(minimum=0.1),
+        "Time a new stream has to connect (ICE + DTLS) before it fails (hookcast)",
+    )
+    stun_server: str = prop(
+        "stun_server", "", Text(),
+        "STUN server for ICE (stun:host:port); empty = none, host candidates only",
+    )
+    # --- signalling --------------------------------------------------------------
+    keep_alive_server_interval: int = prop(
+        "keep_alive.server_interval", 5000, Integer(minimum=0, unit="ms"),
+        "Interval of WebSocket pings to clients; 0 = no pings",
+    )
+    keep_alive_probes: int = prop(
+        "keep_alive.probes", 10, Integer(minimum=1),
+        "Unanswered pings after which a client session is closed",
+    )
+    max_streams_per_session: int = prop(
+        "max_streams_per_session", 32, Integer(minimum=1),
+        "Streams one signalling session may publish and play at once (hookcast)",
+    )
+    # --- plugins -----------------------------------------------------------------
+    disabled_plugins: tuple[str, ...] = prop(
+        "disabled_plugins", (), CommaList(),
+        "Plugins not loaded, by name (built-in, package or drop-in file stem)",
+    )
+    plugin_hook_timeout: float = prop(
+        "plugin_hook_timeout", 5.0, Seconds(minimum=0.001),
+        "Time one plugin may take on one admit or notify hook before it is skipped",
+    )
+    plugin_reload: bool = prop(
+        "plugin_reload", True, Boolean(),
+        "Reload drop-in plugins from plugins/ when their files change",
+    )
+    # --- REST API ----------------------------------------------------------------
+    rest_api_token: str = prop(
+        "rest_api_token", "", Text(),
+        "When set, REST API calls need 'Authorization: Bearer <token>' (hookcast)",
+    )
+    rest_api_user: str = prop(
+        "rest_api_user", "", Text(),
+        "When set, REST API calls may use HTTP Basic auth with this user (hookcast)",
+    )
+    rest_api_password: str = prop(
+        "rest_api_password", "", Text(), "Password for rest_api_user (hookcast)"
+    )
+    # --- REST hooks --------------------------------------------------------------
+    disable_rest_requests: bool = prop(
+        "disable_rest_requests", False, Boolean(), "Send no REST hooks to applications"
+    )
+    rest_request_timeout: int = prop(
+        "rest_request_timeout", 15, Integer(minimum=0, unit="s"),
+        "Timeout of one REST hook request; 0 = no timeout",
+    )
+    rest_hook_send_hash: bool = prop(
+        "rest_hook_send_hash", False, Boolean(),
+        "Sign REST hook bodies with rest_hook_secret_key (Authorization: WCS <hash>)",
+    )
+    rest_hook_secret_key: str = prop(
+        "rest_hook_secret_key", "", Text(), "Secret key for signed REST hooks"
+    )
+    keep_alive_streaming_sessions_enabled: bool = prop(
+        "keep_alive_streaming_sessions_enabled", False, Boolean(),
+        "Send StreamKeepAliveEvent for every stream each interval",
+    )
+    streaming_sessions_keep_alive_interval: int = prop(
+        "streaming_sessions_keep_alive_interval", 10000, Integer(minimum=100, unit="ms"),
+        "Interval of stream keep-alive hooks",
+    )
+    streaming_sessions_keep_alive_app_keys: tuple[str, ...] = prop(
+        "streaming_sessions_keep_alive_app_keys", ("defaultApp",), CommaList(),
+        "Applications (appKey) that receive StreamKeepAliveEvent",
+    )
+    # --- recording and media -----------------------------------------------------
+    record_streams: bool = prop(
+        "record_streams", True, Boolean(),
+        "Allow recording of published streams that ask for it (record: true)",
+    )
+    record_formats: tuple[str, ...] = prop(
+        "record_formats", ("h264-mp4", "vp8-webm"), Choices(("h264-mp4", "vp8-webm")),
+        "Container per video codec",
+    )
+    stream_record_policy_template: str = prop(
+        "stream_record_policy_template", "{streamName}-{mediaSessionId}", Text(),
+        "Record file name template (without extension)",
+    )
+    record_rotation: Rotation | None = prop(
+        "record_rotation", None, RotationType(),
+        "Cut recordings into parts of N seconds (20) or N megabytes (20M); empty = never",
+    )
+    on_record_hook_script: str = prop(
+        "on_record_hook_script", "hooks/on_record_hook.sh", Text(),
+        "Script run with (stream name, file path) when a recording part is finished",
+    )
+    vod_live_loop: bool = prop(
+        "vod_live_loop", False, Boolean(), "Loop vod-live:// files when they end"
+    )
+
+    @classmethod
+    def defaults(cls) -> Settings:
+        return cls()
+
+
+def server_url(settings: Settings, port: int | None = None) -> str:
+    """``http://host:port`` of this server's HTTP listener, as a local client reaches it:
+    loopback when bound to every address, IPv6 hosts bracketed. ``port`` defaults to
+    ``http.port`` (give the bound one when that is 0)."""
+    host = settings.bind_address
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.http_port if port is None else port}"
+
+
+@dataclass(frozen=True)
+class PropertyInfo:
+    """One known property, as ``hookcast config --list`` shows it."""
+
+    name: str
+    attribute: str
+    type: PropertyType[Any]
+    default: Any
+    description: str
+
+    @property
+    def default_text(self) -> str:
+        return self.type.format(self.default)
+
+
+def known_properties() -> Iterator[PropertyInfo]:
+    for f in fields(Settings):
+        yield PropertyInfo(
+            name=f.metadata["property"],
+            attribute=f.name,
+            type=f.metadata["type"],
+            default=f.default,
+            description=f.metadata["description"],
+        )
+
+
+class ConfigError(Exception):
+    """Configuration that stops the server: every problem found, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def parse_properties(raw: dict[str, str], source: str) -> tuple[Settings, list[str]]:
+    """Turn raw properties into Settings.
+
+    Returns the settings and the warnings (unknown properties, with the nearest
+    known name). Raises ConfigError naming ``source``, the property and what is
+    wrong for every bad value.
+    """
+    by_name = {info.name: info for info in known_properties()}
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    warnings: list[str] = []
+    for name, text in raw.items():
+        info = by_name.get(name)
+        if info is None:
+            warnings.append(_unknown_property(source, name, list(by_name)))
+            continue
+        try:
+            values[info.attribute] = info.type.parse(text)
+        except ValueError as error:
+            problems.append(f"{source}: {name}={text}: {error}")
+    if problems:
+        raise ConfigError(problems)
+    settings = Settings(**values)
+    problems = [f"{source}: {problem}" for problem in _inconsistencies(settings)]
+    if problems:
+        raise ConfigError(problems)
+    return settings, warnings
+
+
+def _inconsistencies(settings: Settings) -> Iterator[str]:
+    """Properties that are valid alone but not together."""
+    if bool(settings.tls_certificate) != bool(settings.tls_private_key):
+        yield "tls_certificate and tls_private_key must be set together"
+    if bool(settings.rest_api_user) != bool(settings.rest_api_password):
+        yield "rest_api_user and rest_api_password must be set together"
+    if settings.rest_hook_send_hash and not settings.rest_hook_secret_key:
+        yield "rest_hook_secret_key: required when rest_hook_send_hash=true"
+    ports = {
+        "ws.port": settings.ws_port,
+        "http.port": settings.http_port,
+    }
+    if settings.tls_certificate:
+        ports.update({"wss.port": settings.wss_port, "https.port": settings.https_port})
+    seen: dict[int, str] = {}
+    for name, port in ports.items():
+        if port and port in seen:
+            yield f"{name}={port}: already used by {seen[port]}"
+        seen.setdefault(port, name)
+
+
+def _unknown_property(source: str, name: str, known: list[str]) -> str:
+    nearest = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {nearest[0]}?" if nearest else ""
+    return f"{source}: unknown property {name}{hint} (ignored)"
+
+
+def render_default_properties() -> str:
+    """The commented default conf/server.properties (``hookcast config --defaults``)."""
+    lines = [
+        "# hookcast server properties (WCS names where WCS has the property).",
+        "# Every property hookcast knows is listed with its default value;",
+        "# `hookcast config --list` prints the same table, `hookcast config --check` validates.",
+        "",
+    ]
+    for info in known_properties():
+        lines.append(f"# {info.description} [{info.type.name}]")
+        lines.append(f"{info.name}={info.default_text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read ``path`` (a missing file means all defaults) and log unknown properties."""
+    if not path.exists():
+        log.info("%s not found, using default settings", path)
+        return Settings()
+    try:
+        with path.open(encoding="utf-8") as handle:
+            raw = javaproperties.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError([f"{path}: cannot be read: {error}"]) from error
+    settings, warnings = parse_properties(raw, str(path))
+    for warning in warnings:
+        log.warning("%s", warning)
+    return settings

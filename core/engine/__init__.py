@@ -1,0 +1,1 @@
+"""The media engine: streams, broadcasts, their sources and sinks, keep-alive, metrics."""

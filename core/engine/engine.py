@@ -1,0 +1,374 @@
+"""The media engine: publish, play and stop streams, independent of how clients talk.
+
+The engine owns the stream registry, the broadcasts (one per published name) and
+every stream's media leg. Signalling sessions (and later the REST API) call it; it
+reports each status change to the stream's client and to the plugins, in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from hookcast.bus import HookBus
+from hookcast.config.settings import Settings
+from hookcast.engine.admission import Client, amend, describe, setup_failure
+from hookcast.engine.broadcast import Broadcast, add_player_counts
+from hookcast.engine.keepalive import KeepAlive
+from hookcast.engine.metrics import RateMeter, stream_metrics
+from hookcast.engine.streams import IdInUse, Info, NameInUse, Status, Stream, StreamRegistry
+from hookcast.engine.tasks import Tasks
+from hookcast.events import SessionInfo, thaw
+from hookcast.rtc.peer import (
+    PlayerLeg,
+    PublisherLeg,
+    open_player,
+    open_publisher,
+    rtc_configuration,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Live:
+    """A stream's client, media leg and connect watchdog."""
+
+    client: Client
+    leg: PublisherLeg | PlayerLeg | None = None
+    watchdog: asyncio.TimerHandle | None = None
+
+
+class Engine:
+    def __init__(self, settings: Settings, bus: HookBus) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.registry = StreamRegistry()
+        self.broadcasts: dict[str, Broadcast] = {}
+        self._live: dict[str, _Live] = {}
+        self._config = rtc_configuration(settings.stun_server)
+        self._tasks = Tasks("engine operation")
+        #: streams being stopped: mediaSessionId -> (their client, set once fully stopped)
+        self._ending: dict[str, tuple[Client, asyncio.Event]] = {}
+        #: signalling sessions by sessionId (they add and remove themselves)
+        self.sessions: dict[str, Any] = {}
+        self.meter = RateMeter()
+        #: (kind, forwarded|dropped) -> packets, summed over players that have ended
+        self.relay_totals: Counter[tuple[str, str]] = Counter()
+        self._sampler: asyncio.Task[None] | None = None
+        self._closing = False
+        self.keep_alive: KeepAlive | None = None
+        if settings.keep_alive_streaming_sessions_enabled:
+            interval = settings.streaming_sessions_keep_alive_interval / 1000
+            self.keep_alive = KeepAlive(lambda: self.registry, bus, self.terminate, interval)
+
+    def start(self) -> None:
+        """Start the metrics sampler and, when enabled, the stream keep-alive."""
+        if self._sampler is None:
+            self._sampler = asyncio.create_task(self._sample_rates(), name="rate sampler")
+        if self.keep_alive is not None:
+            self.keep_alive.start()
+
+    async def _sample_rates(self) -> None:
+        while True:
+            self._sample_once()  # a function of its own: no leg stays referenced while asleep
+            await asyncio.sleep(1.0)
+
+    def _sample_once(self) -> None:
+        for media_session_id, live in list(self._live.items()):
+            if live.leg is not None:
+                self.meter.sample_leg(media_session_id, live.leg)
+
+    def streams_of(self, client: Client) -> list[Stream]:
+        return [s for s in self.registry if (live := self._live.get(s.media_session_id))
+                and live.client is client]
+
+    def count_streams_of(self, client: Client) -> int:
+        return sum(1 for live in self._live.values() if live.client is client)
+
+    def leg_of(self, stream: Stream) -> PublisherLeg | PlayerLeg | None:
+        live = self._live.get(stream.media_session_id)
+        return live.leg if live is not None else None
+
+    def metrics(self, stream: Stream) -> dict[str, int | float | str]:
+        """The WCS metrics map of a live stream (see hookcast.engine.metrics)."""
+        return stream_metrics(self.refresh(stream), self.leg_of(stream), self.meter)
+
+    def relay_counts(self) -> Counter[tuple[str, str]]:
+        """Packets forwarded to and dropped for players so far, by kind (never decreases)."""
+        counts = Counter(self.relay_totals)
+        for live in self._live.values():
+            if isinstance(live.leg, PlayerLeg):
+                add_player_counts(counts, live.leg)
+        return counts
+
+    async def terminate(self, streams: list[Stream], info: str = Info.REST_TERMINATE) -> None:
+        """Stop every given stream the normal way, each with ``info``; all at once."""
+        await asyncio.gather(*(self.end(s, info) for s in streams))
+
+    # --- publish and play -----------------------------------------------------------
+
+    async def publish(self, client: Client, stream: Stream, offer_sdp: str) -> None:
+        """Admit, answer and relay a publisher; failures end as FAILED with their info."""
+        live = await self._begin(client, stream, self.bus.before_publish)
+        if live is None:
+            return
+        try:
+            leg, answer = await open_publisher(offer_sdp, self._config, stream.name)
+        except Exception as error:
+            return await self.stop(stream, Status.FAILED, setup_failure(stream, error))
+        if stream.final:  # stopped while the answer was being made
+            await leg.close()
+            return
+        live.leg = leg
+        describe(stream, leg.codecs)
+        broadcast = self.broadcasts[stream.name] = Broadcast(stream, leg)
+        video = leg.tracks.get("video")
+        if video is not None:
+            video.on_keyframe = lambda _: self._resized(broadcast)
+        self._watch(stream, leg.pc, Status.PUBLISHING)
+        await self._answer(client, stream, answer)
+
+    async def play(self, client: Client, stream: Stream, offer_sdp: str) -> None:
+        """Admit and answer a player of a published name (FAILED `Stream not found` if none)."""
+        live = await self._begin(client, stream, self.bus.before_play)
+        if live is None:
+            return
+        broadcast = self.broadcasts.get(stream.name)
+        if broadcast is None:
+            return await self.stop(stream, Status.FAILED, Info.NOT_FOUND)
+        try:
+            leg, answer = await open_player(
+                offer_sdp, self._config, broadcast.leg.tracks, broadcast.leg.codecs
+            )
+        except Exception as error:
+            return await self.stop(stream, Status.FAILED, setup_failure(stream, error))
+        if stream.final or self.broadcasts.get(stream.name) is not broadcast:
+            await leg.close()
+            if not stream.final:
+                await self.stop(stream, Status.STOPPED, Info.PUBLISHER_STOP)
+            return
+        live.leg = leg
+        broadcast.players[stream.media_session_id] = stream
+        describe(stream, leg.codecs)
+        self._watch(stream, leg.pc, Status.PLAYING)
+        await self._answer(client, stream, answer)
+
+    async def _answer(self, client: Client, stream: Stream, answer: str) -> None:
+        """Send the SDP answer; a client gone meanwhile ends the stream here."""
+        try:
+            await client.send("setRemoteSDP", stream.media_session_id, answer)
+        except ConnectionError:
+            log.debug("client of %s left before its answer was sent", stream.name)
+            await self.end(stream, Info.SESSION_DISCONNECT)
+
+    async def _begin(
+        self, client: Client, stream: Stream,
+        admit: Callable[[SessionInfo, Any], Awaitable[Any]],
+    ) -> _Live | None:
+        """Admit and register a new stream (PENDING); None after failing it if refused."""
+        if not await self._admit(client, stream, admit):
+            return None
+        if client.gone or self._closing:  # left (or shutdown began) while plugins decided
+            await self._fail_unregistered(client, stream, Info.SESSION_DISCONNECT)
+            return None
+        try:
+            self.registry.add(stream)
+        except (NameInUse, IdInUse) as error:
+            info = Info.NAME_IN_USE if isinstance(error, NameInUse) else Info.ID_IN_USE
+            await self._fail_unregistered(client, stream, info)
+            return None
+        live = self._live[stream.media_session_id] = _Live(client)
+        await self._set_status(stream, Status.PENDING)
+        return live
+
+    async def _admit(
+        self, client: Client, stream: Stream,
+        admit: Callable[[SessionInfo, Any], Awaitable[Any]],
+    ) -> bool:
+        # plugins see the request as the client sent it: status PENDING
+        verdict = await admit(client.info, replace(stream.snapshot(), status=str(Status.PENDING)))
+        if not verdict.admitted:
+            await self._fail_unregistered(client, stream, verdict.reason)
+            return False
+        amend(stream, thaw(verdict.fields))
+        return True
+
+    async def _fail_unregistered(self, client: Client, stream: Stream, info: str) -> None:
+        """Tell a client its stream failed before it was ever registered."""
+        stream.status, stream.info = Status.FAILED, info
+        try:
+            await client.send("notifyStreamStatusEvent", stream.to_wcs())
+        except ConnectionError:
+            log.debug("client of %s is gone; FAILED %s not delivered", stream.name, info)
+        await self.bus.after_stream_status(stream.snapshot(), None)
+
+    # --- connection state -----------------------------------------------------------
+
+    def _watch(self, stream: Stream, pc: RTCPeerConnection, connected: Status) -> None:
+        live = self._live[stream.media_session_id]
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = pc.connectionState
+            if stream.final:
+                return
+            if state == "connected" and stream.status is Status.PENDING:
+                self._cancel_watchdog(live)
+                await self._set_status(stream, connected)
+            elif state == "failed":
+                await self.stop(stream, Status.FAILED, Info.ICE_ERROR)
+
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.ice_connect_timeout
+        live.watchdog = loop.call_later(timeout, self._connect_timeout, stream)
+
+    def _connect_timeout(self, stream: Stream) -> None:
+        if stream.status is Status.PENDING:
+            self.spawn(self.stop(stream, Status.FAILED, Info.ICE_TIMEOUT))
+
+    @staticmethod
+    def _cancel_watchdog(live: _Live) -> None:
+        if live.watchdog is not None:
+            live.watchdog.cancel()
+            live.watchdog = None
+
+    # --- stopping -------------------------------------------------------------------
+
+    async def stop(self, stream: Stream, status: Status, info: str = "") -> None:
+        """End a stream with a final status; a publisher's players stop too. Idempotent:
+        a second call returns once the first one has finished."""
+        if stream.final:
+            ending = self._ending.get(stream.media_session_id)
+            if ending is not None:
+                await ending[1].wait()
+            return
+        live = self._live.pop(stream.media_session_id, None)
+        ended = asyncio.Event()
+        if live is not None:
+            self._ending[stream.media_session_id] = (live.client, ended)
+        try:
+            await self._stop(stream, status, info, live)
+        finally:
+            self._ending.pop(stream.media_session_id, None)
+            ended.set()
+
+    async def _stop(self, stream: Stream, status: Status, info: str, live: _Live | None) -> None:
+        if live is not None and isinstance(live.leg, PlayerLeg):
+            # counted here, as it leaves _live, so relay_counts() never goes down
+            add_player_counts(self.relay_totals, live.leg)
+        self.registry.remove(stream)
+        players: list[Stream] = []
+        if stream.published:
+            broadcast = self.broadcasts.get(stream.name)
+            if broadcast is not None and broadcast.publisher is stream:
+                del self.broadcasts[stream.name]
+                players = list(broadcast.players.values())
+        else:
+            broadcast = self.broadcasts.get(stream.name)
+            if broadcast is not None:
+                broadcast.players.pop(stream.media_session_id, None)
+        previous = await self._tell(stream, status, info, live)
+        self.meter.forget(stream.media_session_id)
+        if live is not None:  # media ends before plugins hear of it: a hook never holds it
+            self._cancel_watchdog(live)
+            if live.leg is not None:
+                try:
+                    await live.leg.close()
+                except Exception:  # its players and plugins must hear of the end all the same
+                    log.exception("closing the media of %s failed", stream.name)
+        await asyncio.gather(
+            self.bus.after_stream_status(stream.snapshot(), previous),
+            *(self.stop(p, Status.STOPPED, Info.PUBLISHER_STOP) for p in players),
+        )
+
+    def request_stop(self, client: Client, media_session_id: str, published: bool) -> bool:
+        """unPublishStream / stopStream from the stream's own client: the stop runs in
+        the background (plugins may take their time); False if it is not its stream."""
+        stream = self.registry.get(media_session_id)
+        live = self._live.get(media_session_id)
+        if stream is None or live is None or live.client is not client:
+            return False
+        if stream.published != published:
+            return False
+        self.spawn(self.end(stream, Info.USER))
+        return True
+
+    async def client_gone(self, client: Client) -> None:
+        """A session closed: every stream it owned stops (`Stopped by session disconnect`)."""
+        await self.terminate(self.streams_of(client), Info.SESSION_DISCONNECT)
+        # streams of this client already stopping elsewhere finish first, so plugins hear
+        # of every stream's end before they hear the session ended
+        await asyncio.gather(*(e.wait() for c, e in list(self._ending.values()) if c is client))
+
+    async def end(self, stream: Stream, info: str) -> None:
+        """Stop a stream the normal way: a publisher UNPUBLISHED, a player STOPPED."""
+        await self.stop(stream, Status.UNPUBLISHED if stream.published else Status.STOPPED, info)
+
+    def _resized(self, broadcast: Broadcast) -> None:
+        """A keyframe arrived: its picture size is the stream's (and its players')."""
+        for stream in broadcast.streams():
+            self.refresh(stream)
+
+    def refresh(self, stream: Stream) -> Stream:
+        """Update what the media knows and signalling does not: the picture size."""
+        broadcast = self.broadcasts.get(stream.name)
+        size = broadcast.picture_size() if broadcast is not None else None
+        if size is not None:
+            stream.width, stream.height = size
+        return stream
+
+    async def _set_status(
+        self, stream: Stream, status: Status, info: str = "", live: _Live | None = None
+    ) -> None:
+        """Change a stream's status: tell its client, then the plugins."""
+        previous = await self._tell(stream, status, info, live)
+        await self.bus.after_stream_status(stream.snapshot(), previous)
+
+    async def _tell(
+        self, stream: Stream, status: Status, info: str, live: _Live | None
+    ) -> str | None:
+        """Set the status and tell the stream's client; returns the previous status."""
+        self.refresh(stream)
+        previous = None if stream.status is Status.NEW else str(stream.status)
+        stream.status, stream.info = status, info
+        log.info(
+            "%s %s (%s): %s -> %s %s", "publisher" if stream.published else "player",
+            stream.name, stream.media_session_id, previous, status, info,
+        )
+        live = live or self._live.get(stream.media_session_id)
+        # The SDK sets PENDING itself when it sends its offer; WCS does not echo it.
+        if live is not None and status is not Status.PENDING:
+            try:
+                await live.client.send("notifyStreamStatusEvent", stream.to_wcs())
+            except ConnectionError:
+                log.debug("client of %s is gone; status %s not delivered", stream.name, status)
+        return previous
+
+    # --- tasks and shutdown ---------------------------------------------------------
+
+    def spawn(self, coroutine: Awaitable[Any]) -> asyncio.Future[Any]:
+        """Run an engine operation in the background, owned by the engine."""
+        return self._tasks.spawn(coroutine)
+
+    async def stop_background(self) -> None:
+        """Stop the sampler and the keep-alive (shutdown begins). Idempotent."""
+        if self._sampler is not None:
+            self._sampler.cancel()
+            await asyncio.gather(self._sampler, return_exceptions=True)
+        if self.keep_alive is not None:
+            await self.keep_alive.close()
+
+    async def close(self) -> None:
+        """Stop every stream (players see `Requested stream shutdown`), then wait for tasks."""
+        self._closing = True
+        await self.stop_background()
+        await asyncio.gather(*(self.end(s, Info.SHUTDOWN) for s in self.registry))
+        await self._tasks.wait()
+

@@ -1,0 +1,1 @@
+"""The WCS WebSocket protocol: the server's sessions and a Python client."""

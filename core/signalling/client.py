@@ -1,0 +1,210 @@
+"""A WCS-protocol client in Python: connect, publish aiortc tracks, play into tracks.
+
+Used by the tests, the benchmarks and server-to-server push/pull. It speaks the
+protocol the way the WCS Web SDK does: ``connection`` first, then an SDP offer (with
+every candidate, aiortc gathers before it returns) in ``publishStream`` /
+``playStream``, the answer from ``setRemoteSDP``, statuses from
+``notifyStreamStatusEvent``; it answers the server's pings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from hookcast.rtc.compat import force_codec
+
+log = logging.getLogger(__name__)
+
+FINAL = ("UNPUBLISHED", "STOPPED", "FAILED")
+
+
+class WcsError(Exception):
+    """The server refused or failed a request; the message is what it said."""
+
+
+@dataclass
+class ClientStream:
+    """One stream of this client: its status events and, for a player, its tracks."""
+
+    media_session_id: str
+    name: str
+    published: bool
+    pc: RTCPeerConnection
+    status: str = "PENDING"
+    info: str = ""
+    last: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    tracks: list[MediaStreamTrack] = field(default_factory=list)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _answer: asyncio.Future[str] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    async def _status(self, event: dict[str, Any]) -> None:
+        async with self._changed:
+            self.events.append(event)
+            self.last = event
+            self.status = str(event.get("status", self.status))
+            self.info = str(event.get("info", ""))
+            self._changed.notify_all()
+
+    async def wait_status(self, *statuses: str, timeout: float = 20.0) -> dict[str, Any]:  # noqa: ASYNC109
+        """The event that brought one of ``statuses``; WcsError if it ends otherwise."""
+        async def reached() -> dict[str, Any]:
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: self.status in statuses or self.status in FINAL
+                )
+                if self.status not in statuses:
+                    raise WcsError(f"{self.name}: {self.status} {self.info!r}, not {statuses}")
+                return self.last
+
+        return await asyncio.wait_for(reached(), timeout)
+
+
+class WcsClient:
+    """One WebSocket session with a WCS-compatible server."""
+
+    def __init__(self, url: str, *, rtc: RTCConfiguration | None = None) -> None:
+        self.url = url
+        self.rtc = rtc or RTCConfiguration(iceServers=[])
+        self.user_data: dict[str, Any] = {}
+        self.fails: list[dict[str, Any]] = []
+        self.streams: dict[str, ClientStream] = {}
+        self._http: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._established: asyncio.Future[dict[str, Any]] | None = None
+
+    @property
+    def session_id(self) -> str:
+        return str(self.user_data.get("sessionId", ""))
+
+    async def connect(self, app_key: str = "defaultApp", **fields: Any) -> dict[str, Any]:
+        """Open the session; returns the server's getUserData, raises WcsError if refused."""
+        self._http = aiohttp.ClientSession()
+        self._ws = await self._http.ws_connect(self.url, max_msg_size=0)
+        self._established = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read(), name=f"wcs client {self.url}")
+        await self.send("connection", {"appKey": app_key, "mediaProviders": ["WebRTC"],
+                                       "clientVersion": "2.0", **fields})
+        self.user_data = await asyncio.wait_for(asyncio.shield(self._established), 20)
+        return self.user_data
+
+    async def send(self, message: str, payload: Any) -> None:
+        assert self._ws is not None, "connect() first"
+        await self._ws.send_str(json.dumps({"message": message, "data": [payload]}))
+
+    async def send_raw(self, text: str) -> None:
+        """Send any text frame as it is (tests use it to send garbage)."""
+        assert self._ws is not None, "connect() first"
+        await self._ws.send_str(text)
+
+    async def publish(
+        self, name: str, tracks: Iterable[MediaStreamTrack], *, video_codec: str = "VP8",
+        **fields: Any,
+    ) -> ClientStream:
+        """Publish ``tracks`` as ``name``; returns once the answer is applied."""
+        pc = RTCPeerConnection(self.rtc)
+        for track in tracks:
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            mime = f"video/{video_codec}" if track.kind == "video" else "audio/opus"
+            force_codec(transceiver, mime)
+        return await self._start("publishStream", name, pc, published=True, **fields)
+
+    async def play(self, name: str, *, kinds: Sequence[str] = ("audio", "video"),
+                   **fields: Any) -> ClientStream:
+        """Play ``name``; the received tracks appear in ``stream.tracks``."""
+        pc = RTCPeerConnection(self.rtc)
+        for kind in kinds:
+            pc.addTransceiver(kind, direction="recvonly")
+        return await self._start("playStream", name, pc, published=False, **fields)
+
+    async def _start(self, api: str, name: str, pc: RTCPeerConnection, published: bool,
+                     **fields: Any) -> ClientStream:
+        stream = ClientStream(str(uuid.uuid1()), name, published, pc)
+        self.streams[stream.media_session_id] = stream
+        pc.on("track", stream.tracks.append)
+        await pc.setLocalDescription(await pc.createOffer())
+        await self.send(api, {
+            "mediaSessionId": stream.media_session_id, "name": name, "published": published,
+            "hasVideo": True, "hasAudio": True, "status": "PENDING", "record": False,
+            "mediaProvider": "WebRTC", "sdp": pc.localDescription.sdp, "custom": {}, **fields,
+        })
+        ended: asyncio.Future[Any] = asyncio.ensure_future(stream.wait_status(*FINAL, timeout=30))
+        waiting: set[asyncio.Future[Any]] = {stream._answer, ended}
+        done, _ = await asyncio.wait(waiting, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
+        if stream._answer in done:
+            await pc.setRemoteDescription(RTCSessionDescription(stream._answer.result(), "answer"))
+        return stream
+
+    async def stop(self, stream: ClientStream) -> None:
+        """unPublishStream or stopStream, then close the peer connection."""
+        api = "unPublishStream" if stream.published else "stopStream"
+        await self.send(api, {"mediaSessionId": stream.media_session_id, "name": stream.name,
+                              "published": stream.published})
+        await stream.wait_status("UNPUBLISHED", "STOPPED", "FAILED", timeout=10)
+        await stream.pc.close()
+
+    async def close(self) -> None:
+        """Close the WebSocket and every peer connection."""
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+        for stream in self.streams.values():
+            await stream.pc.close()
+        if self._http is not None:
+            await self._http.close()
+
+    async def _read(self) -> None:
+        assert self._ws is not None and self._established is not None
+        try:
+            async for frame in self._ws:
+                if frame.type is not aiohttp.WSMsgType.TEXT:
+                    continue
+                try:
+                    message = json.loads(frame.data)
+                    await self._dispatch(message.get("message"), message.get("data") or [None])
+                except (ValueError, AttributeError, TypeError, IndexError, KeyError) as error:
+                    log.warning("ignoring a frame the client cannot use (%r): %.200s",
+                                error, frame.data)
+        finally:
+            if not self._established.done():
+                reason = str(self.fails[-1].get("info")) if self.fails else "connection closed"
+                self._established.set_exception(WcsError(reason))
+            for stream in self.streams.values():
+                if stream.status not in FINAL:
+                    await stream._status({"status": "FAILED", "info": "connection closed"})
+
+    async def _dispatch(self, message: str, data: list[Any]) -> None:
+        first = data[0]
+        if message == "ping":
+            await self.send("pong", None)
+        elif message == "getUserData" and self._established and not self._established.done():
+            self._established.set_result(first)
+        elif message == "setRemoteSDP":
+            stream = self.streams.get(first)
+            if stream is not None and not stream._answer.done():
+                stream._answer.set_result(data[1])
+        elif message == "notifyStreamStatusEvent":
+            stream = self.streams.get(first.get("mediaSessionId"))
+            if stream is not None:
+                await stream._status(first)
+        elif message == "fail" and isinstance(first, dict):
+            self.fails.append(first)
+            stream = self.streams.get(str(first.get("id")))  # a refused request of one stream
+            if stream is not None and stream.status not in FINAL:
+                await stream._status({"status": "FAILED", "info": str(first.get("info", ""))})
+            log.info("server said fail: %s", first)

@@ -1,0 +1,212 @@
+"""``hookcast`` as a user runs it: a real subprocess, real ports, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hookcast.config.home import Home
+from hookcast.config.settings import known_properties
+from tests.conftest import write_plugin
+from tests.served import REPO, Served, configure, free_port, hookcast
+
+
+@pytest.fixture
+def serving(home: Home) -> Iterator[Callable[..., Served]]:
+    """Start ``hookcast serve`` on free ports (extra properties allowed); killed at the end."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(**properties: str) -> Served:
+        ports = configure(home, **properties)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hookcast", "serve", "--home", str(home.root)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        started.append(process)
+        return Served(process, ports["http.port"])
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_serve_answers_health_and_stops_cleanly(
+    serving: Callable[..., Served], signum: int
+) -> None:
+    serve = serving()
+    health = serve.wait_ready()
+    assert health["status"] == "ok"
+    assert health["version"] == "0.1.0"
+    assert isinstance(health["uptime"], float)
+    serve.process.send_signal(signum)
+    _, stderr = serve.process.communicate(timeout=20)
+    assert serve.process.returncode == 0, stderr
+    assert "HTTP listening on http://127.0.0.1:" in stderr
+    assert "WebSocket listening on ws://127.0.0.1:" in stderr
+    assert "shutting down" in stderr and "stopped" in stderr
+
+
+def test_second_signal_forces_exit(home: Home, serving: Callable[..., Served]) -> None:
+    write_plugin(home, "slow_stop", """
+    import asyncio
+    from hookcast import hookimpl
+
+    @hookimpl
+    async def before_server_stop():
+        await asyncio.sleep(60)
+    """)
+    serve = serving(plugin_hook_timeout="120")
+    serve.wait_ready()
+    serve.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert serve.process.poll() is None, "the first signal waits for the graceful stop"
+    serve.process.send_signal(signal.SIGTERM)
+    _, stderr = serve.process.communicate(timeout=10)
+    assert serve.process.returncode == 130
+    assert "second SIGTERM: exiting now" in stderr
+
+
+def test_port_taken_exits_non_zero_naming_the_property(home: Home) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        configure(home, **{"ws.port": str(port)})
+        result = hookcast("serve", home=home)
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port} (ws.port): address already in use" in result.stderr
+
+
+def test_bad_configuration_stops_start_naming_file_and_property(home: Home) -> None:
+    home.properties_file.write_text("record_rotation=abc\nws.port=http\n")
+    result = hookcast("serve", home=home)
+    assert result.returncode == 2
+    assert (
+        f"{home.properties_file}: record_rotation=abc: expected seconds (20) or megabytes (20M)"
+        in result.stderr
+    )
+    assert f"{home.properties_file}: ws.port=http: expected a whole number" in result.stderr
+
+
+def test_bad_apps_json_stops_start(home: Home) -> None:
+    home.apps_file.write_text('{"apps": [{"name": "a", "appKey": "k", "url": "ftp://x"}]}')
+    result = hookcast("config", "--check", home=home)
+    assert result.returncode == 2
+    assert "apps[0].url: expected an http:// or https:// URL" in result.stderr
+
+
+def test_home_from_environment(home: Home) -> None:
+    home.properties_file.write_text("ws.port=nope\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "hookcast", "config", "--check"],
+        capture_output=True, text=True, env={**os.environ, "HOOKCAST_HOME": str(home.root)},
+        cwd=Path(__file__).parent,
+    )
+    assert result.returncode == 2 and str(home.properties_file) in result.stderr
+
+
+def test_config_list_prints_every_property() -> None:
+    result = hookcast("config", "--list")
+    assert result.returncode == 0
+    for info in known_properties():
+        assert f"\n{info.name}=" in "\n" + result.stdout
+        assert info.description in result.stdout
+
+
+def test_config_check_accepts_the_checkout() -> None:
+    result = hookcast("config", "--check", home=Home(REPO))
+    assert result.returncode == 0, result.stderr
+
+
+def test_plugins_without_a_server_loads_them_here_and_says_so(home: Home) -> None:
+    write_plugin(home, "namer", """
+    from hookcast import hookimpl
+
+    @hookimpl
+    def record_file_name(stream):
+        return "x"
+    """)
+    write_plugin(home, "broken", "raise SystemError('bad')\n")
+    result = hookcast("plugins", home=home)
+    assert "cannot reach hookcast at http://127.0.0.1:8081" in result.stderr
+    assert "loading the plugins here instead" in result.stderr
+    assert "echo_app  [built-in]\n    hooks: register_rest_routes" in result.stdout
+    assert f"namer  [file {home.plugins / 'namer.py'}]\n    hooks: record_file_name" in result.stdout
+    assert f"failed: {home.plugins / 'broken.py'}:1: SystemError: bad" in result.stdout
+    assert result.returncode == 1
+
+
+def test_plugins_asks_the_running_server(home: Home, serving: Callable[..., Served]) -> None:
+    """The server's own view: a drop-in whose edit broke stays loaded (previous version) and
+    its failure is listed once, the latest one; a dry load could show neither."""
+    namer = write_plugin(home, "namer", """
+    from hookcast import hookimpl
+
+    @hookimpl
+    def record_file_name(stream):
+        return "x"
+    """)
+    serve = serving()
+    serve.wait_ready()
+    namer.write_text("raise SystemError('first')\n")
+    wait_until(lambda: "first" in hookcast("plugins", home=home).stdout)
+    namer.write_text("raise SystemError('second')\n")
+    wait_until(lambda: "second" in hookcast("plugins", home=home).stdout)
+    result = hookcast("plugins", home=home)
+    assert result.stderr == ""
+    assert f"namer  [file {namer}]\n    hooks: record_file_name" in result.stdout
+    assert result.stdout.count("failed:") == 1
+    assert f"failed: {namer}:1: SystemError: second" in result.stdout
+    assert result.stdout.count("echo_app  [built-in]") == 1
+    assert result.returncode == 1
+
+
+def wait_until(condition: Callable[[], bool], limit: float = 20) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+def test_tls_listeners_start_with_a_certificate(home: Home, serving: Callable[..., Served]) -> None:
+    import ssl
+
+    import trustme
+
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    certificate.private_key_and_cert_chain_pem.write_to_path(str(home.conf / "server.pem"))
+    https_port, wss_port = free_port(), free_port()
+    serve = serving(**{
+        "tls_certificate": "conf/server.pem", "tls_private_key": "conf/server.pem",
+        "https.port": str(https_port), "wss.port": str(wss_port),
+    })
+    serve.wait_ready()
+    context = ssl.create_default_context()
+    authority.configure_trust(context)
+    url = f"https://127.0.0.1:{https_port}/rest-api/health"
+    with urllib.request.urlopen(url, timeout=5, context=context) as response:
+        assert json.loads(response.read())["status"] == "ok"
+    with socket.create_connection(("127.0.0.1", wss_port)) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            assert tls.version() is not None
+
+
+def test_unreadable_certificate_names_the_properties(home: Home) -> None:
+    configure(home, tls_certificate="conf/missing.pem", tls_private_key="conf/missing.pem")
+    result = hookcast("serve", home=home)
+    assert result.returncode == 1
+    assert "tls_certificate=conf/missing.pem, tls_private_key=conf/missing.pem: cannot load" in result.stderr

@@ -1,0 +1,84 @@
+"""Running ``hookcast`` as a user does: the command in a subprocess, on free ports."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from hookcast.config.home import Home
+
+#: the checkout (a working server home)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def hookcast(*args: str, home: Home | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "hookcast", *args]
+    if home is not None:
+        command += ["--home", str(home.root)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def configure(home: Home, **extra: str) -> dict[str, int]:
+    ports = {"ws.port": free_port(), "http.port": free_port()}
+    lines = {"bind_address": "127.0.0.1", **{k: str(v) for k, v in ports.items()}, **extra}
+    home.properties_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+    return ports
+
+
+class Served:
+    """A ``hookcast serve`` process."""
+
+    def __init__(self, process: subprocess.Popen[str], http_port: int, ws_port: int = 0) -> None:
+        self.process = process
+        self.http_port = http_port
+        self.ws_port = ws_port
+
+    @classmethod
+    def start(cls, home: Home, command: tuple[str, ...] = (sys.executable, "-m", "hookcast"),
+              cwd: Path | None = None) -> Served:
+        """Serve ``home`` (ports from its server.properties, as ``configure`` wrote them)."""
+        properties = dict(line.split("=", 1) for line in home.properties_file.read_text()
+                          .splitlines() if "=" in line and not line.startswith("#"))
+        process = subprocess.Popen(
+            [*command, "serve", "--home", str(home.root)], cwd=cwd,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        return cls(process, int(properties["http.port"]), int(properties["ws.port"]))
+
+    def stop(self, timeout: float = 20) -> str:
+        """SIGTERM, then wait; returns what the server wrote to stderr."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            _, stderr = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, stderr = self.process.communicate()
+            raise AssertionError(f"hookcast serve did not stop within {timeout} s") from None
+        return stderr
+
+    def health(self) -> dict[str, object]:
+        url = f"http://127.0.0.1:{self.http_port}/rest-api/health"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.loads(response.read())  # type: ignore[no-any-return]
+
+    def wait_ready(self, timeout: float = 30) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process.poll() is None, self.process.communicate()[1]
+            try:
+                return self.health()
+            except OSError:
+                assert time.monotonic() < deadline, "server did not answer health in time"
+                time.sleep(0.1)
