@@ -52,7 +52,7 @@ class HookcastCollector(Collector):
             labels=["kind", "result"],
         )
         counts = {(k, r): 0 for k in ("audio", "video") for r in ("dropped", "forwarded")}
-        for (kind, result), count in sorted({**counts, **engine.relay_counts()}.items()):
+        for (kind, result), count in sorted({**counts, **engine.meters.relay_counts()}.items()):
             relay.add_metric([kind, result], count)
         yield relay
         hooks = CounterMetricFamily(

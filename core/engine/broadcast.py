@@ -8,12 +8,11 @@ to them. The engine owns broadcasts; plugins never see them.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from hookcast.engine.streams import Stream
 from hookcast.rtc.packets import FrameMeta
-from hookcast.rtc.peer import PlayerLeg, PublisherLeg
+from hookcast.rtc.peer import PublisherLeg
 
 
 @dataclass
@@ -37,9 +36,3 @@ class Broadcast:
             return meta.width, meta.height
         return None
 
-
-def add_player_counts(counts: Counter[tuple[str, str]], leg: PlayerLeg) -> None:
-    """Add a player's forwarded and dropped packets, by kind, to ``counts``."""
-    for subscriber in leg.subscribers:
-        counts[(subscriber.kind, "forwarded")] += subscriber.counters.forwarded
-        counts[(subscriber.kind, "dropped")] += subscriber.counters.dropped

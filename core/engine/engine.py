@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,9 +18,9 @@ from aiortc import RTCPeerConnection
 from hookcast.bus import HookBus
 from hookcast.config.settings import Settings
 from hookcast.engine.admission import Client, amend, describe, setup_failure
-from hookcast.engine.broadcast import Broadcast, add_player_counts
+from hookcast.engine.broadcast import Broadcast
 from hookcast.engine.keepalive import KeepAlive
-from hookcast.engine.metrics import RateMeter, stream_metrics
+from hookcast.engine.metrics import Meters, stream_metrics
 from hookcast.engine.streams import IdInUse, Info, NameInUse, Status, Stream, StreamRegistry
 from hookcast.engine.tasks import Tasks
 from hookcast.events import SessionInfo, thaw
@@ -58,10 +57,7 @@ class Engine:
         self._ending: dict[str, tuple[Client, asyncio.Event]] = {}
         #: signalling sessions by sessionId (they add and remove themselves)
         self.sessions: dict[str, Any] = {}
-        self.meter = RateMeter()
-        #: (kind, forwarded|dropped) -> packets, summed over players that have ended
-        self.relay_totals: Counter[tuple[str, str]] = Counter()
-        self._sampler: asyncio.Task[None] | None = None
+        self.meters = Meters(self._legs)
         self._closing = False
         self.keep_alive: KeepAlive | None = None
         if settings.keep_alive_streaming_sessions_enabled:
@@ -70,20 +66,12 @@ class Engine:
 
     def start(self) -> None:
         """Start the metrics sampler and, when enabled, the stream keep-alive."""
-        if self._sampler is None:
-            self._sampler = asyncio.create_task(self._sample_rates(), name="rate sampler")
+        self.meters.start()
         if self.keep_alive is not None:
             self.keep_alive.start()
 
-    async def _sample_rates(self) -> None:
-        while True:
-            self._sample_once()  # a function of its own: no leg stays referenced while asleep
-            await asyncio.sleep(1.0)
-
-    def _sample_once(self) -> None:
-        for media_session_id, live in list(self._live.items()):
-            if live.leg is not None:
-                self.meter.sample_leg(media_session_id, live.leg)
+    def _legs(self) -> Iterator[tuple[str, PublisherLeg | PlayerLeg]]:
+        return ((i, live.leg) for i, live in self._live.items() if live.leg is not None)
 
     def streams_of(self, client: Client) -> list[Stream]:
         return [s for s in self.registry if (live := self._live.get(s.media_session_id))
@@ -98,15 +86,7 @@ class Engine:
 
     def metrics(self, stream: Stream) -> dict[str, int | float | str]:
         """The WCS metrics map of a live stream (see hookcast.engine.metrics)."""
-        return stream_metrics(self.refresh(stream), self.leg_of(stream), self.meter)
-
-    def relay_counts(self) -> Counter[tuple[str, str]]:
-        """Packets forwarded to and dropped for players so far, by kind (never decreases)."""
-        counts = Counter(self.relay_totals)
-        for live in self._live.values():
-            if isinstance(live.leg, PlayerLeg):
-                add_player_counts(counts, live.leg)
-        return counts
+        return stream_metrics(self.refresh(stream), self.leg_of(stream), self.meters.rates)
 
     async def terminate(self, streams: list[Stream], info: str = Info.REST_TERMINATE) -> None:
         """Stop every given stream the normal way, each with ``info``; all at once."""
@@ -260,9 +240,8 @@ class Engine:
             ended.set()
 
     async def _stop(self, stream: Stream, status: Status, info: str, live: _Live | None) -> None:
-        if live is not None and isinstance(live.leg, PlayerLeg):
-            # counted here, as it leaves _live, so relay_counts() never goes down
-            add_player_counts(self.relay_totals, live.leg)
+        # counted as it leaves _live, so the relay totals never go down
+        self.meters.ended(stream.media_session_id, live.leg if live is not None else None)
         self.registry.remove(stream)
         players: list[Stream] = []
         if stream.published:
@@ -275,7 +254,6 @@ class Engine:
             if broadcast is not None:
                 broadcast.players.pop(stream.media_session_id, None)
         previous = await self._tell(stream, status, info, live)
-        self.meter.forget(stream.media_session_id)
         if live is not None:  # media ends before plugins hear of it: a hook never holds it
             self._cancel_watchdog(live)
             if live.leg is not None:
@@ -359,9 +337,7 @@ class Engine:
 
     async def stop_background(self) -> None:
         """Stop the sampler and the keep-alive (shutdown begins). Idempotent."""
-        if self._sampler is not None:
-            self._sampler.cancel()
-            await asyncio.gather(self._sampler, return_exceptions=True)
+        await self.meters.stop()
         if self.keep_alive is not None:
             await self.keep_alive.close()
 

@@ -7,13 +7,17 @@ once a second, so nothing on the per-packet path does any extra work.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from hookcast.engine.streams import Stream
 from hookcast.rtc.peer import PlayerLeg, PublisherLeg
 
 KINDS = ("video", "audio")
+Leg = PublisherLeg | PlayerLeg
 
 
 @dataclass
@@ -48,6 +52,55 @@ class RateMeter:
         now = time.monotonic()
         for kind, (frames, size) in _totals(leg).items():
             self.sample((media_session_id, kind), frames, size, now)
+
+
+class Meters:
+    """Every stream's rates, sampled once a second from the live legs, and the relay's
+    packet totals (players that ended are kept in the totals, which never go down)."""
+
+    def __init__(self, legs: Callable[[], Iterable[tuple[str, Leg]]]) -> None:
+        self.rates = RateMeter()
+        self._legs = legs
+        self._ended: Counter[tuple[str, str]] = Counter()
+        self._sampler: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._sampler is None:
+            self._sampler = asyncio.create_task(self._sample(), name="rate sampler")
+
+    async def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            await asyncio.gather(self._sampler, return_exceptions=True)
+
+    async def _sample(self) -> None:
+        while True:
+            self._sample_once()  # a function of its own: no leg stays referenced while asleep
+            await asyncio.sleep(1.0)
+
+    def _sample_once(self) -> None:
+        for media_session_id, leg in list(self._legs()):
+            self.rates.sample_leg(media_session_id, leg)
+
+    def ended(self, media_session_id: str, leg: Leg | None) -> None:
+        """A stream ended: forget its rates, keep its player's packets in the totals."""
+        self.rates.forget(media_session_id)
+        if isinstance(leg, PlayerLeg):
+            _add_player_counts(self._ended, leg)
+
+    def relay_counts(self) -> Counter[tuple[str, str]]:
+        """Packets forwarded to and dropped for players so far, by (kind, result)."""
+        counts = Counter(self._ended)
+        for _, leg in self._legs():
+            if isinstance(leg, PlayerLeg):
+                _add_player_counts(counts, leg)
+        return counts
+
+
+def _add_player_counts(counts: Counter[tuple[str, str]], leg: PlayerLeg) -> None:
+    for subscriber in leg.subscribers:
+        counts[(subscriber.kind, "forwarded")] += subscriber.counters.forwarded
+        counts[(subscriber.kind, "dropped")] += subscriber.counters.dropped
 
 
 def _totals(leg: PublisherLeg | PlayerLeg) -> dict[str, tuple[int, int]]:
