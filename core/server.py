@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,7 +25,7 @@ from hookcast.api.rest import rest_middleware, rest_routes
 from hookcast.bus import HookBus
 from hookcast.config.apps import load_applications
 from hookcast.config.home import Home
-from hookcast.config.settings import Settings
+from hookcast.config.settings import Settings, media_address_problem
 from hookcast.config.watch import FolderWatcher
 from hookcast.engine.engine import Engine
 from hookcast.events import ServerInfo
@@ -140,7 +139,9 @@ class Server:
         self.home = home
         self.settings = settings
         self.tls = _tls_context(home, settings)
-        _check_media_address(settings.ip)
+        problem = media_address_problem(settings.ip)
+        if problem is not None:
+            raise StartupError(problem)
         self.http_app = create_http_app(home, settings)
         self.ws_app = create_ws_app(self.http_app)
         self._http_runner = web.AppRunner(self.http_app, handle_signals=False)
@@ -226,18 +227,6 @@ class Server:
             await self.bus.after_server_stop(self.info)
         await self._http_runner.cleanup()
         log.info("stopped")
-
-
-def _check_media_address(ip: str) -> None:
-    """``ip`` must be an address of this machine: candidates are gathered on it."""
-    if not ip:
-        return
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
-            probe.bind((ip, 0))
-    except OSError as error:
-        raise StartupError(f"ip={ip}: not an address of this machine ({error.strerror})") from error
 
 
 def _tls_context(home: Home, settings: Settings) -> ssl.SSLContext | None:

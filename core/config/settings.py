@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -181,6 +182,20 @@ def server_url(settings: Settings, port: int | None = None) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{settings.http_port if port is None else port}"
+
+
+def media_address_problem(ip: str) -> str | None:
+    """Why ``ip`` cannot be the media address (it must be an address of this machine:
+    candidates are gathered on it), or None. Empty means every host address."""
+    if not ip:
+        return None
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((ip, 0))
+    except OSError as error:
+        return f"ip={ip}: not an address of this machine ({error.strerror})"
+    return None
 
 
 @dataclass(frozen=True)
