@@ -1,18 +1,18 @@
 # hookcast: `make run` serves from this checkout, `make test` runs the whole suite.
-# Both create .venv on first use. The venv's Python is the newest of 3.12 / 3.13 /
-# 3.11 that works (PyAV 19, needed to mux encoded packets, requires 3.12+).
+# Both create .venv on first use. The venv's Python is 3.12 or 3.13, whichever is
+# found first (hookcast needs 3.12+: PyAV 19, which muxes recordings, requires it).
 
 VENV   := .venv
 BIN    := $(VENV)/bin
 PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) \
-            python3.13 python3.11 python3; do \
-            $$p -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null && { echo $$p; break; }; \
+            python3.13 python3; do \
+            $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo $$p; break; }; \
           done)
 
 .PHONY: run test lint bench bench-fanout bench-rest bench-hooks clean
 
 $(BIN)/python:
-	@test -n "$(PYTHON)" || { echo "make: no Python >= 3.11 found; install python3.12" >&2; exit 1; }
+	@test -n "$(PYTHON)" || { echo "make: no Python >= 3.12 found; install python3.12" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 

@@ -125,7 +125,13 @@ class StreamInfo:
 
 @dataclass(frozen=True)
 class RecordingInfo:
-    """One recording file (a part, when rotation is on)."""
+    """One recording file (a part, when rotation is on).
+
+    ``started_at``/``finished_at`` are Unix times; ``duration`` is seconds of media in
+    the file; ``size`` its bytes once finished. ``recovered`` is True for a file the
+    server found cut short at start (a crash) and made final; ``error`` says why a
+    recording ended early (disk full, records/ not writable), else it is empty.
+    """
 
     stream: StreamInfo
     path: Path
@@ -133,6 +139,11 @@ class RecordingInfo:
     started_at: float
     finished_at: float | None = None
     size: int = 0
+    duration: float = 0.0
+    video_codec: str = ""
+    audio_codec: str = ""
+    recovered: bool = False
+    error: str = ""
 
     @property
     def file_name(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import ssl
 import time
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from hookcast.api.health import core_routes
 from hookcast.api.prometheus import make_registry, prometheus_routes
+from hookcast.api.records import record_routes
 from hookcast.api.rest import rest_middleware, rest_routes
 from hookcast.bus import HookBus
 from hookcast.config.apps import load_applications
@@ -36,6 +38,9 @@ from hookcast.signalling.session import signalling_routes
 from hookcast.version import __version__
 
 log = logging.getLogger(__name__)
+
+#: seconds the HTTP and WebSocket runners wait for their handlers at shutdown
+SHUTDOWN_BACKSTOP = 30.0
 
 
 class StartupError(Exception):
@@ -57,11 +62,12 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
     app[LOADER] = loader
     compat.install()
     compat.use_host_addresses(settings.ip or None)
-    app[ENGINE] = Engine(settings, bus)
+    app[ENGINE] = Engine(settings, bus, home.records)
     app[PROMETHEUS] = make_registry(app[ENGINE], bus)
     app.middlewares.append(rest_middleware)
     app.add_routes(core_routes())
     app.add_routes(rest_routes())
+    app.add_routes(record_routes())
     app.add_routes(prometheus_routes())
     _add_plugin_routes(app, bus, settings, home)
     app.cleanup_ctx.append(_plugin_reload_ctx)
@@ -144,8 +150,12 @@ class Server:
             raise StartupError(problem)
         self.http_app = create_http_app(home, settings)
         self.ws_app = create_ws_app(self.http_app)
-        self._http_runner = web.AppRunner(self.http_app, handle_signals=False)
-        self._ws_runner = web.AppRunner(self.ws_app, handle_signals=False)
+        # a backstop: sessions close within ws_send_timeout and plugins within their
+        # timeouts; a handler still running after this is cancelled
+        self._http_runner = web.AppRunner(self.http_app, handle_signals=False,
+                                          shutdown_timeout=SHUTDOWN_BACKSTOP)
+        self._ws_runner = web.AppRunner(self.ws_app, handle_signals=False,
+                                        shutdown_timeout=SHUTDOWN_BACKSTOP)
         self.http_port = 0
         self.ws_port = 0
         self.https_port = 0
@@ -165,7 +175,7 @@ class Server:
         s = self.settings
         self.http_port = await self._listen(
             self._http_runner,
-            Listener("HTTP", "http.port", "http", s.http_port, "REST API, records, pages"),
+            Listener("HTTP", "http.port", "http", s.http_port, "REST API, /metrics"),
         )
         self.ws_port = await self._listen(
             self._ws_runner,
@@ -174,7 +184,7 @@ class Server:
         if self.tls is not None:
             self.https_port = await self._listen(
                 self._http_runner,
-                Listener("HTTPS", "https.port", "https", s.https_port, "REST API over TLS"),
+                Listener("HTTPS", "https.port", "https", s.https_port, "the same over TLS"),
             )
             self.wss_port = await self._listen(
                 self._ws_runner,
@@ -189,8 +199,12 @@ class Server:
             started_at=self.http_app[STARTED_AT],
         )
         self.info = info
-        self.http_app[ENGINE].start()
+        _warn_if_open(s)
+        engine = self.http_app[ENGINE]
+        engine.start()
         await self.bus.after_server_start(info)
+        # recordings a crash cut short: made final and announced, in the background
+        engine.spawn(engine.recordings.recover())
 
     async def _listen(self, runner: web.AppRunner, listener: Listener) -> int:
         host = self.settings.bind_address
@@ -227,6 +241,23 @@ class Server:
             await self.bus.after_server_stop(self.info)
         await self._http_runner.cleanup()
         log.info("stopped")
+
+
+def _warn_if_open(settings: Settings) -> None:
+    """The REST API can stop every stream: say so when anyone on the network may."""
+    if settings.rest_api_token or settings.rest_api_user:
+        return
+    try:
+        loopback = ipaddress.ip_address(settings.bind_address).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        log.warning(
+            "the REST API on %s:%d has no authentication: anyone who can reach it can stop "
+            "every stream; set rest_api_token (or rest_api_user/rest_api_password), "
+            "rest_api_allowed_networks, or bind_address=127.0.0.1",
+            settings.bind_address, settings.http_port,
+        )
 
 
 def _tls_context(home: Home, settings: Settings) -> ssl.SSLContext | None:

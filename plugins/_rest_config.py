@@ -1,4 +1,5 @@
-"""restClientConfig, payload shaping and request signing for the rest_hooks plugin.
+"""restClientConfig, payload shaping, request signing and reading replies for the
+rest_hooks plugin.
 
 (A module whose name starts with ``_`` is a helper, never loaded as a plugin.)
 """
@@ -11,9 +12,13 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import aiohttp
 
 SIGNATURE_HEADER = "X-Hookcast-Signature"
+MAX_REPLY = 1 << 20  # bytes of a backend's reply read at most; a longer one is an error
 
 
 def _names(value: Any) -> frozenset[str]:
@@ -110,3 +115,61 @@ def verify_signature(
         return False
     expected = hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, digest)
+
+
+# --- replies ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A backend's answer: HTTP status (0 when none came) and JSON body. ``error`` says
+    why a reply cannot be used although it came (too large) or why none came (timeout,
+    unreachable); ``result`` is the label the request is counted under."""
+
+    status: int
+    body: Any = None
+    error: str = ""
+    result: str = "ok"
+    location: str = ""  # a redirect's Location (never followed)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200 and not self.error
+
+    @property
+    def answer(self) -> str:
+        """What came back, in a few words: the status, or why there is nothing to use."""
+        return str(self.status) if self.status not in (0, 200) else self.error
+
+    def describe(self) -> str:
+        """The log's account of a reply that is not ok."""
+        if self.location:
+            return f"{self.status}, redirect to {self.location} not followed"
+        if self.result == "too_large":
+            cap = f"{MAX_REPLY >> 20} MiB"
+            return f"{self.error} (the cap, {cap}), not read: an error, restOnError applies"
+        return self.answer
+
+
+class ReplyTooLarge(Exception):
+    """A reply body longer than MAX_REPLY bytes."""
+
+
+async def read_reply(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body, however it is chunked; ReplyTooLarge past MAX_REPLY bytes."""
+    if (response.content_length or 0) > MAX_REPLY:
+        raise ReplyTooLarge()
+    raw = bytearray()
+    async for chunk in response.content.iter_any():
+        raw += chunk
+        if len(raw) > MAX_REPLY:
+            raise ReplyTooLarge()
+    return bytes(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    """A reply body as JSON, or None when it is not (ValueError covers bad UTF-8 too)."""
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None

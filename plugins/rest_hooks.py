@@ -12,18 +12,27 @@ restOverwrite), kept for that session.
   ``restOverwrite`` fields (e.g. ``name``) from the reply.
 - ``ConnectionStatusEvent``, ``StreamStatusEvent``, ``unPublishStream``, ``stopStream``:
   notifications; errors are logged.
-- ``StreamKeepAliveEvent`` (to the apps of ``streaming_sessions_keep_alive_app_keys``):
-  403 terminates that stream (``Terminated by keep-alive``); other errors terminate it
-  only with restOnError FAIL.
+- ``RecordingStatusEvent`` (hookcast's): a recording file ``STARTED`` or ``FINISHED``,
+  with the stream object, ``fileName``, ``part``, ``duration``, ``size``, ``recovered``
+  (a file a crash cut short, made final at the next start) and ``error``.
+- ``StreamKeepAliveEvent``: sent for a stream to its own application (the stream's
+  appKey), only when that application is listed in
+  ``streaming_sessions_keep_alive_app_keys`` and enables the method. 403 terminates
+  that stream (``Terminated by keep-alive``); other errors terminate it only with
+  restOnError FAIL.
+
+A reply is read whole (chunked or not) up to ``MAX_REPLY`` bytes; a longer one is an
+error, as is any answer but 200: redirects are not followed (a 3xx is logged with its
+Location), so a hook's body never goes anywhere but its application's URL.
 
 One pooled HTTP client (at most ``MAX_CONNECTIONS`` requests at once, the rest wait in
 its queue), each request bounded by ``rest_request_timeout``; every request is counted
-by method and result in ``hookcast_rest_hook_requests_total`` on ``/metrics``.
+by method and result in ``hookcast_rest_hook_requests_total`` on ``/metrics`` (ok,
+http_3xx, http_4xx, http_5xx, too_large, timeout, unreachable).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -37,6 +46,7 @@ from hookcast import (
     Application,
     Applications,
     FolderWatcher,
+    RecordingInfo,
     Refuse,
     ServerInfo,
     SessionInfo,
@@ -49,10 +59,15 @@ from hookcast import (
 )
 from hookcast.plugins._rest_config import (
     DEFAULT,
+    MAX_REPLY,
     MethodConfig,
+    Reply,
+    ReplyTooLarge,
     encode,
     overwritten,
     parse_client_config,
+    parse_json,
+    read_reply,
     shape,
     signature_headers,
 )
@@ -61,19 +76,8 @@ log = logging.getLogger("hookcast.rest_hooks")
 
 REFUSED = "Restricted access"
 MAX_CONNECTIONS = 100
-MAX_REPLY = 1 << 20  # bytes of a backend's reply read at most
 NO_TIMEOUT = 3600.0  # rest_request_timeout=0: no request timeout (bounded all the same)
-
-
-class Reply:
-    """A backend's answer: HTTP status (0 when it could not be reached) and JSON body."""
-
-    def __init__(self, status: int, body: Any = None, error: str = "") -> None:
-        self.status, self.body, self.error = status, body, error
-
-    @property
-    def ok(self) -> bool:
-        return self.status == 200
+KEEP_ALIVE = "StreamKeepAliveEvent"
 
 
 class RestHooks:
@@ -136,7 +140,7 @@ class RestHooks:
                    "sessionId": session.session_id, "status": "PENDING"}
         reply = await self._post(app, "connect", payload, DEFAULT)
         if not reply.ok:
-            return Refuse(f"{REFUSED}: connect answered {reply.status or reply.error}")
+            return Refuse(f"{REFUSED}: connect answered {reply.answer}")
         configs = self.configs[session.session_id] = parse_client_config(reply.body)
         client_exclude = {
             m: sorted(c.client_exclude) for m, c in configs.items() if c.client_exclude
@@ -148,14 +152,14 @@ class RestHooks:
 
     @hookimpl
     async def after_session_connect(self, session: SessionInfo) -> None:
-        await self._event(session, "ConnectionStatusEvent", _connection(session, "ESTABLISHED"))
+        await self._notify(session.app_key, session.session_id, "ConnectionStatusEvent",
+                           _connection(session, "ESTABLISHED"))
 
     @hookimpl
     async def after_session_disconnect(self, session: SessionInfo) -> None:
         if session.status == "DISCONNECTED":  # not for a session refused at connect
-            await self._event(
-                session, "ConnectionStatusEvent", _connection(session, "DISCONNECTED")
-            )
+            await self._notify(session.app_key, session.session_id, "ConnectionStatusEvent",
+                               _connection(session, "DISCONNECTED"))
         self.configs.pop(session.session_id, None)
 
     # --- streams --------------------------------------------------------------------
@@ -175,10 +179,10 @@ class RestHooks:
     async def _invoke(
         self, session: SessionInfo, stream: StreamInfo, method: str
     ) -> Refuse | Amend | None:
-        app = self.apps.by_key(session.app_key) if self.enabled else None
-        config = self._config(session.session_id, method)
-        if app is None or method not in app.methods or config.policy == "DISABLE":
+        target = self._target(session.app_key, session.session_id, method)
+        if target is None:
             return None
+        app, config = target
         reply = await self._post(app, method, stream.to_wcs(with_sdp=True), config)
         if not reply.ok:
             return Refuse(REFUSED) if config.on_error == "FAIL" else None
@@ -190,25 +194,48 @@ class RestHooks:
     async def after_stream_status(self, stream: StreamInfo) -> None:
         if stream.status in ("NEW", "PENDING"):
             return
+        methods = ["StreamStatusEvent"]
         if stream.info == "Stopped by user":
-            method = "unPublishStream" if stream.published else "stopStream"
-            await self._event_for_stream(stream, method)
-        await self._event_for_stream(stream, "StreamStatusEvent")
+            methods.insert(0, "unPublishStream" if stream.published else "stopStream")
+        for method in methods:
+            await self._notify(stream.app_key, stream.session_id, method, stream.to_wcs())
 
     @hookimpl
     async def on_stream_keep_alive(self, stream: StreamInfo) -> Terminate | None:
-        if not self.enabled:
+        """To the stream's own application only, and only when it is listed in
+        ``streaming_sessions_keep_alive_app_keys``: another application's backend never
+        hears of (or ends) this stream."""
+        target = self._target(stream.app_key, stream.session_id, KEEP_ALIVE)
+        if target is None or not self._keeps_alive(stream.app_key):
             return None
-        assert self.server is not None
-        config = self._config(stream.session_id, "StreamKeepAliveEvent")
-        for key in self.server.settings.streaming_sessions_keep_alive_app_keys:
-            app = self.apps.by_key(key)
-            if app is None or "StreamKeepAliveEvent" not in app.methods:
-                continue
-            reply = await self._post(app, "StreamKeepAliveEvent", stream.to_wcs(), config)
-            if reply.status == 403 or (not reply.ok and config.on_error == "FAIL"):
-                return Terminate()
+        app, config = target
+        reply = await self._post(app, KEEP_ALIVE, stream.to_wcs(), config)
+        if reply.status == 403 or (not reply.ok and config.on_error == "FAIL"):
+            return Terminate()
         return None
+
+    @hookimpl
+    async def on_record_started(self, recording: RecordingInfo) -> None:
+        await self._recording_event(recording, "STARTED")
+
+    @hookimpl
+    async def on_record_finished(self, recording: RecordingInfo) -> None:
+        await self._recording_event(recording, "FINISHED")
+
+    async def _recording_event(self, recording: RecordingInfo, status: str) -> None:
+        """``RecordingStatusEvent`` (hookcast's): the stream object, the file and how it
+        went, so a backend learns of finished files without a shell script."""
+        stream = recording.stream
+        payload = {
+            **stream.to_wcs(), "status": status, "fileName": recording.file_name,
+            "part": recording.part, "duration": recording.duration, "size": recording.size,
+            "recovered": recording.recovered, "error": recording.error,
+        }
+        await self._notify(stream.app_key, stream.session_id, "RecordingStatusEvent", payload)
+
+    def _keeps_alive(self, app_key: str) -> bool:
+        assert self.server is not None
+        return app_key in self.server.settings.streaming_sessions_keep_alive_app_keys
 
     @hookimpl
     def prometheus_metrics(self) -> list[CounterMetricFamily]:
@@ -225,17 +252,24 @@ class RestHooks:
     def _config(self, session_id: str, method: str) -> MethodConfig:
         return self.configs.get(session_id, {}).get(method, DEFAULT)
 
-    async def _event_for_stream(self, stream: StreamInfo, method: str) -> None:
-        app = self.apps.by_key(stream.app_key) if self.enabled else None
-        config = self._config(stream.session_id, method)
-        if app is not None and method in app.methods and config.policy != "DISABLE":
-            await self._post(app, method, stream.to_wcs(), config)
+    def _target(
+        self, app_key: str, session_id: str, method: str
+    ) -> tuple[Application, MethodConfig] | None:
+        """The application ``method`` goes to for this session and its restClientConfig
+        entry; None when hooks are off, the app is unknown, does not enable ``method``,
+        or the session's config DISABLEs it."""
+        app = self.apps.by_key(app_key) if self.enabled else None
+        config = self._config(session_id, method)
+        if app is None or method not in app.methods or config.policy == "DISABLE":
+            return None
+        return app, config
 
-    async def _event(self, session: SessionInfo, method: str, payload: dict[str, Any]) -> None:
-        app = self.apps.by_key(session.app_key) if self.enabled else None
-        config = self._config(session.session_id, method)
-        if app is not None and method in app.methods and config.policy != "DISABLE":
-            await self._post(app, method, payload, config)
+    async def _notify(
+        self, app_key: str, session_id: str, method: str, payload: dict[str, Any]
+    ) -> None:
+        target = self._target(app_key, session_id, method)
+        if target is not None:
+            await self._post(target[0], method, payload, target[1])
 
     async def _post(self, app: Application, method: str, payload: Mapping[str, Any],
                     config: MethodConfig) -> Reply:
@@ -248,19 +282,32 @@ class RestHooks:
         }
         url = app.method_url(method, self._local)
         try:
-            async with self._client().post(url, data=body, headers=headers) as response:
-                raw = await response.content.read(MAX_REPLY)
-                reply = Reply(response.status, _json(raw))
-            result = "ok" if reply.ok else f"http_{str(reply.status)[0]}xx"
+            reply = await self._send(url, body, headers)
         except TimeoutError:
-            reply, result = Reply(0, error="timeout"), "timeout"
+            reply = Reply(0, error="timeout", result="timeout")
         except (aiohttp.ClientError, OSError) as error:
-            reply = Reply(0, error=f"{type(error).__name__}: {error}".rstrip(": "))
-            result = "unreachable"
-        self.counts[(method, result)] += 1
+            reason = f"{type(error).__name__}: {error}".rstrip(": ")
+            reply = Reply(0, error=reason, result="unreachable")
+        self.counts[(method, reply.result)] += 1
         if not reply.ok:
-            log.warning("%s %s: %s", method, url, reply.status or reply.error)
+            log.warning("%s %s: %s", method, url, reply.describe())
         return reply
+
+    async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> Reply:
+        """One POST, never redirected: only a 200 reply's body is read (whole, up to
+        MAX_REPLY bytes)."""
+        client = self._client()
+        async with client.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            status = response.status
+            if status != 200:
+                moved = 300 <= status < 400
+                return Reply(status, result=f"http_{str(status)[0]}xx",
+                             location=response.headers.get("Location", "") if moved else "")
+            try:
+                raw = await read_reply(response)
+            except ReplyTooLarge:
+                return Reply(status, error=f"a reply over {MAX_REPLY} bytes", result="too_large")
+        return Reply(status, parse_json(raw))
 
     def _client(self) -> aiohttp.ClientSession:
         if self._http is None:
@@ -281,14 +328,6 @@ _ATTRIBUTES = {"name": "name", "custom": "custom", "record": "record",
 def _connection(session: SessionInfo, status: str) -> dict[str, Any]:
     return {**thaw(session.client), "appKey": session.app_key,
             "sessionId": session.session_id, "status": status}
-
-
-def _json(raw: bytes) -> Any:
-    """A reply body as JSON, or None when it is not (ValueError covers bad UTF-8 too)."""
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return None
 
 
 def hookcast_plugin() -> RestHooks:

@@ -14,7 +14,19 @@ from hookcast.config.home import Home
 from hookcast.config.settings import Settings, parse_properties
 from hookcast.rtc import compat
 from hookcast.server import Server
+from tests import hook_coverage
 from tests.backend import backend  # noqa: F401  (the fixture, for every test)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hooks_called_by_core() -> Iterator[None]:
+    """Record which hooks the core calls in this run (tests/hook_coverage.py)."""
+    yield from hook_coverage.observe()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``after_all`` run last (they read what the whole run observed)."""
+    items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)
 
 
 @pytest.fixture

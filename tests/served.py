@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -37,12 +40,15 @@ def configure(home: Home, **extra: str) -> dict[str, int]:
 
 
 class Served:
-    """A ``hookcast serve`` process."""
+    """A ``hookcast serve`` process. Its stderr goes to a file (appended, never a pipe
+    that nobody reads, which would block the server's logging once full)."""
 
-    def __init__(self, process: subprocess.Popen[str], http_port: int, ws_port: int = 0) -> None:
+    def __init__(self, process: subprocess.Popen[str], http_port: int, ws_port: int = 0,
+                 log: Path | None = None) -> None:
         self.process = process
         self.http_port = http_port
         self.ws_port = ws_port
+        self._log = log
 
     @classmethod
     def start(cls, home: Home, command: tuple[str, ...] = (sys.executable, "-m", "hookcast"),
@@ -50,23 +56,35 @@ class Served:
         """Serve ``home`` (ports from its server.properties, as ``configure`` wrote them)."""
         properties = dict(line.split("=", 1) for line in home.properties_file.read_text()
                           .splitlines() if "=" in line and not line.startswith("#"))
-        process = subprocess.Popen(
-            [*command, "serve", "--home", str(home.root)], cwd=cwd,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        return cls(process, int(properties["http.port"]), int(properties["ws.port"]))
+        handle, name = tempfile.mkstemp(prefix="hookcast-serve-", suffix=".log")
+        os.close(handle)
+        with open(name, "a") as log:  # O_APPEND: the server's writes always land at the end
+            process = subprocess.Popen(
+                [*command, "serve", "--home", str(home.root)], cwd=cwd,
+                stdout=subprocess.DEVNULL, stderr=log, text=True,
+            )
+        return cls(process, int(properties["http.port"]), int(properties["ws.port"]), Path(name))
 
-    def stop(self, timeout: float = 20) -> str:
-        """SIGTERM, then wait; returns what the server wrote to stderr."""
-        if self.process.poll() is None:
-            self.process.terminate()
+    def log(self) -> str:
+        """What the server has written to stderr so far."""
+        return self._log.read_text(errors="replace") if self._log is not None else ""
+
+    def wait(self, timeout: float = 20) -> str:
+        """Wait for the process to exit (killing it past ``timeout``); returns its stderr."""
         try:
-            _, stderr = self.process.communicate(timeout=timeout)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            _, stderr = self.process.communicate()
-            raise AssertionError(f"hookcast serve did not stop within {timeout} s") from None
-        return stderr
+            self.process.wait()
+            raise AssertionError(f"hookcast serve did not stop within {timeout} s\n"
+                                 f"{self.log()[-3000:]}") from None
+        return self.log()
+
+    def stop(self, timeout: float = 20, signum: int = signal.SIGTERM) -> str:
+        """Send ``signum`` (SIGTERM), then wait; returns what the server wrote to stderr."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        return self.wait(timeout)
 
     def health(self) -> dict[str, object]:
         url = f"http://127.0.0.1:{self.http_port}/rest-api/health"
@@ -76,7 +94,7 @@ class Served:
     def wait_ready(self, timeout: float = 30) -> dict[str, object]:
         deadline = time.monotonic() + timeout
         while True:
-            assert self.process.poll() is None, self.process.communicate()[1]
+            assert self.process.poll() is None, self.log()
             try:
                 return self.health()
             except OSError:

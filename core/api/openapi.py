@@ -73,9 +73,33 @@ PLUGINS = {
             "properties": {"name": {"type": "string"}, "problem": {"type": "string"}}}},
     },
 }
+RECORDING = {
+    "type": "object", "required": ["mediaSessionId", "streamName", "fileName", "startTime"],
+    "properties": {
+        "mediaSessionId": {"type": "string"}, "streamName": {"type": "string"},
+        "fileName": {"type": "string", "description": "the file being written (a part)"},
+        "part": {"type": "integer"},
+        "startTime": {"type": "integer", "description": "epoch milliseconds"},
+        "bytes": {"type": "integer", "description": "media bytes written so far"},
+    },
+}
+RECORD_FILE = {
+    "type": "object", "required": ["fileName", "size", "duration", "createDate"],
+    "properties": {
+        "fileName": {"type": "string"}, "size": {"type": "integer"},
+        "duration": {"type": "number", "description": "seconds"},
+        "videoCodec": {"type": "string"}, "audioCodec": {"type": "string"},
+        "width": {"type": "integer"}, "height": {"type": "integer"},
+        "createDate": {"type": "integer", "description": "epoch milliseconds"},
+        "url": {"type": "string", "description": "where it downloads: /client/records/<file>"},
+    },
+}
+DELETED = {"type": "object", "required": ["deleted"],
+           "properties": {"deleted": {"type": "string"}}}
 #: every schema a method may answer with (``Method.response`` names one)
 SCHEMAS = {"Error": ERROR, "Stream": STREAM, "Connection": CONNECTION, "Metrics": METRICS,
-           "Terminated": TERMINATED, "Plugins": PLUGINS}
+           "Terminated": TERMINATED, "Plugins": PLUGINS, "Recording": RECORDING,
+           "RecordFile": RECORD_FILE, "Deleted": DELETED}
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -99,12 +123,18 @@ def _operation(method: Method, with_body: bool) -> dict[str, Any]:
             "200": _ok(method),
             "400": _error("a field is unknown, of the wrong type, or missing"),
             "401": _error("authorization required (when REST API auth is on)"),
+            "403": _error("a cross-site origin or client network that is not allowed"),
             "404": _error(method.not_found or "not found"),
         },
     }
+    if method.changes_state:
+        operation["responses"]["409"] = _error("the state does not allow it (e.g. a file "
+                                               "being recorded, a stream without media yet)")
+        operation["responses"]["500"] = _error("records/ cannot be written")
     if with_body:
+        operation["responses"]["415"] = _error("a body that is not application/json")
         operation["requestBody"] = {
-            "required": bool(method.required),
+            "required": bool(method.required) or method.changes_state,
             "content": {"application/json": {"schema": {
                 "type": "object",
                 "additionalProperties": False,

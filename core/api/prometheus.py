@@ -31,6 +31,22 @@ class HookcastCollector(Collector):
         sessions = GaugeMetricFamily("hookcast_sessions", "Signalling sessions open")
         sessions.add_metric([], len(engine.sessions))
         yield sessions
+        settings = engine.settings
+        yield GaugeMetricFamily("hookcast_sessions_max", "Sessions allowed at once (max_sessions)",
+                                value=settings.max_sessions)
+        yield GaugeMetricFamily(
+            "hookcast_custom_size_max_bytes",
+            "Largest custom object a client may send, as JSON (max_custom_size)",
+            value=settings.max_custom_size,
+        )
+        refused = CounterMetricFamily(
+            "hookcast_sessions_refused", "Sessions refused, by reason: max_sessions, invalid "
+            "(a bad connection message, custom over max_custom_size), plugin",
+            labels=["reason"],
+        )
+        for reason in ("max_sessions", "invalid", "plugin"):
+            refused.add_metric([reason], engine.sessions_refused[reason])
+        yield refused
         streams = GaugeMetricFamily(
             "hookcast_streams", "Streams by status and role", labels=["status", "role"]
         )
@@ -62,6 +78,17 @@ class HookcastCollector(Collector):
         for (hook, plugin, outcome), count in sorted(self.bus.outcomes.items()):
             hooks.add_metric([hook, plugin, outcome], count)
         yield hooks
+        recordings = engine.recordings
+        yield GaugeMetricFamily("hookcast_recordings_active", "Recordings being written",
+                                value=len(recordings.active))
+        yield CounterMetricFamily("hookcast_recording_bytes", "Media bytes written to records/",
+                                  value=recordings.bytes)
+        yield CounterMetricFamily(
+            "hookcast_recordings_failed", "Recordings ended by an error (disk full, records/ "
+            "not writable)", value=recordings.failed)
+        yield CounterMetricFamily(
+            "hookcast_recording_gaps", "Times a recording dropped to the next keyframe because "
+            "the disk did not keep up", value=recordings.gaps)
         yield from self.bus.prometheus_metrics()
 
 

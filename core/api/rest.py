@@ -7,28 +7,22 @@ and what was expected; an unknown method is a 404 listing the known ones.
 
 from __future__ import annotations
 
-import base64
-import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from hookcast.api import guard, records
 from hookcast.api.openapi import openapi_document
 from hookcast.api.schema import METHODS, Method, RestError
-from hookcast.config.settings import Settings
 from hookcast.engine.streams import Info
 from hookcast.keys import BUS, ENGINE, LOADER, SETTINGS
+from hookcast.untrusted import MAX_DEPTH, json_depth
 
 App = web.Application
 Args = dict[str, Any]
 Handler = Callable[[App, Method, Args], Awaitable[web.Response]]
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Content-Type, Authorization",
-}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -111,25 +105,39 @@ HANDLERS: dict[str, Handler] = {
     "/rest-api/connection/find_all": connection_find_all,
     "/rest-api/connection/terminate": connection_terminate,
     "/rest-api/plugins/find_all": plugins_find_all,
+    **records.HANDLERS,
 }
 
 
-async def _body(request: web.Request) -> Any:
-    if request.method == "GET" or not request.can_read_body:
-        return None
-    raw = await request.read()
+async def _body(request: web.Request, method: Method) -> Any:
+    """The decoded JSON body: None for GET; required (``{}`` at least) by methods that
+    change state; declared ``application/json`` whenever there is one."""
+    raw = b"" if request.method == "GET" else await request.read()
     if not raw.strip():
+        if method.changes_state:
+            raise RestError(400, f"request body: required ({method.path} takes a JSON object; "
+                                 "{} means no filter)", "body", "JSON object")
         return None
+    guard.require_json(request)
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         message = f"request body: invalid JSON ({error})"
         raise RestError(400, message, "body", "JSON object") from None
+    except RecursionError:
+        body = None
+        depth = MAX_DEPTH + 1
+    else:
+        depth = json_depth(body)
+    if depth > MAX_DEPTH:
+        raise RestError(400, f"request body: nested deeper than {MAX_DEPTH} levels",
+                        "body", "JSON object")
+    return body
 
 
 async def dispatch(request: web.Request) -> web.Response:
     method = METHODS[request.path]
-    args = method.parse(await _body(request))
+    args = method.parse(await _body(request, method))
     return await HANDLERS[request.path](request.app, method, args)
 
 
@@ -137,54 +145,22 @@ async def openapi(request: web.Request) -> web.Response:
     return _json(openapi_document())
 
 
-def _authorized(settings: Settings, header: str) -> bool:
-    """Bearer ``rest_api_token`` or Basic ``rest_api_user:rest_api_password``."""
-    scheme, _, credentials = header.partition(" ")
-    if settings.rest_api_token and scheme.lower() == "bearer":
-        return hmac.compare_digest(_wire(credentials.strip()), settings.rest_api_token.encode())
-    if settings.rest_api_user and scheme.lower() == "basic":
-        try:
-            user, _, password = base64.b64decode(credentials).decode().partition(":")
-        except ValueError:  # not base64 (binascii.Error), not UTF-8, not ASCII input
-            return False
-        user_ok = _same(user, settings.rest_api_user)
-        return _same(password, settings.rest_api_password) and user_ok
-    return False
-
-
-def _wire(header_text: str) -> bytes:
-    """The bytes a header value had on the wire (HTTP header text is read as latin-1),
-    so a UTF-8 token compares as the UTF-8 bytes it was sent as."""
-    try:
-        return header_text.encode("latin-1")
-    except UnicodeEncodeError:
-        return header_text.encode("utf-8", "surrogateescape")
-
-
-def _same(given: str, expected: str) -> bool:
-    """Constant-time comparison of two texts, whatever characters they hold."""
-    return hmac.compare_digest(given.encode(), expected.encode())
-
-
-OPEN_PATHS = frozenset({"/rest-api/health", "/rest-api/openapi.json"})
-
-
 @web.middleware
 async def rest_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """CORS as WCS sends it, optional auth, and JSON errors for everything under /rest-api."""
-    if not request.path.startswith(("/rest-api", "/metrics")):
+    """The guard (networks, origins, auth: hookcast.api.guard) and JSON errors for
+    everything under /rest-api and /metrics."""
+    if not guard.privileged(request.path):
         return await handler(request)
-    if request.method == "OPTIONS":
-        return web.Response(status=204, headers=CORS)
-    settings = request.app[SETTINGS]
+    origin = None
     try:
-        needs_auth = bool(settings.rest_api_token or settings.rest_api_user)
-        if needs_auth and request.path not in OPEN_PATHS:
-            if not _authorized(settings, request.headers.get("Authorization", "")):
-                raise RestError(401, "authorization required: Bearer token or Basic credentials")
-        response = await handler(request)
+        origin = guard.check(request, request.app[SETTINGS])
+        if request.method == "OPTIONS":
+            response: web.StreamResponse = web.Response(status=204,
+                                                        headers={"Allow": guard.ALLOW_METHODS})
+        else:
+            response = await handler(request)
     except RestError as error:
         response = _json(error.body(), status=error.status)
         if error.status == 401:
@@ -195,7 +171,8 @@ async def rest_middleware(
         response = _json({"status": 404, "message": message}, status=404)
     except web.HTTPException as error:
         response = _json({"status": error.status, "message": error.reason}, status=error.status)
-    response.headers.update(CORS)
+    if origin is not None:
+        response.headers.update(guard.cors_headers(origin))
     return response
 
 

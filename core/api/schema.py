@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hookcast.config.properties import RotationType
 from hookcast.engine.streams import Status
 
 JSON_TYPES = {bool: "boolean", str: "string", int: "number", float: "number", list: "array",
@@ -48,6 +49,7 @@ class Field:
             "string": "string", "boolean": "boolean", "strings": "array of strings",
             "status": "one of " + ", ".join(s.value for s in Status),
             "display": 'array of "metrics"',
+            "record_config": 'object {"fileTemplate": string, "rotation": "20" or "20M"}',
         }[self.kind]
 
     def schema(self) -> dict[str, Any]:
@@ -57,10 +59,15 @@ class Field:
             "strings": {"type": "array", "items": {"type": "string"}},
             "status": {"type": "string", "enum": [s.value for s in Status]},
             "display": {"type": "array", "items": {"type": "string", "enum": ["metrics"]}},
+            "record_config": {"type": "object", "additionalProperties": False, "properties": {
+                "fileTemplate": {"type": "string", "minLength": 1},
+                "rotation": {"type": "string", "pattern": "^[0-9]*[1-9][0-9]*[mM]?$"}}},
         }
         return {**schemas[self.kind], "description": self.description}
 
     def parse(self, value: Any) -> Any:
+        if self.kind == "record_config":
+            return _record_config(value)
         ok = {
             "string": isinstance(value, str),
             "boolean": isinstance(value, bool),
@@ -74,6 +81,28 @@ class Field:
             raise RestError(400, f"{self.wire}: expected {self.expected}, got {got}{shown}",
                             self.wire, self.expected)
         return Status(value) if self.kind == "status" else value
+
+
+def _record_config(value: Any) -> dict[str, Any]:
+    """``config`` of startRecording: {"template": str | None, "rotation": Rotation | None}."""
+    if not isinstance(value, Mapping):
+        got = JSON_TYPES.get(type(value), type(value).__name__)
+        raise RestError(400, f"config: expected an object, got {got}", "config", "object")
+    for key in value:
+        if key not in ("fileTemplate", "rotation"):
+            raise RestError(400, f"unknown field 'config.{key}'; config takes: fileTemplate, "
+                                 "rotation", f"config.{key}")
+    template = value.get("fileTemplate")
+    if template is not None and (not isinstance(template, str) or not template.strip()):
+        raise RestError(400, "config.fileTemplate: expected a non-empty string",
+                        "config.fileTemplate", "string")
+    rotation = value.get("rotation")
+    try:
+        parsed = RotationType().parse(str(rotation)) if rotation is not None else None
+    except ValueError as error:
+        raise RestError(400, f"config.rotation: {error}, got {rotation!r}", "config.rotation",
+                        "seconds (20) or megabytes (20M)") from None
+    return {"template": template, "rotation": parsed}
 
 
 STREAM_FILTERS = (
@@ -90,6 +119,9 @@ STREAM_FILTERS = (
 DISPLAY = Field("display", "display", "display", 'add "metrics" to include each stream\'s metrics')
 MEDIA_SESSION = Field("mediaSessionId", "media_session_id", "string", "the stream's media session")
 SESSION = Field("sessionId", "session_id", "string", "the signalling session")
+RECORD_CONFIG = Field("config", "config", "record_config",
+                      "overrides of stream_record_policy_template and record_rotation")
+FILE_NAME = Field("fileName", "file_name", "string", "a file in records/")
 
 
 @dataclass(frozen=True)
@@ -106,6 +138,8 @@ class Method:
     not_found: str | None = None
     #: also answer GET without a body (the SDK's REST helper does for find_all)
     get: bool = False
+    #: the method changes state: its POST needs a JSON body (``{}`` at least)
+    changes_state: bool = False
 
     @property
     def path(self) -> str:
@@ -139,14 +173,31 @@ METHODS = {
                (*STREAM_FILTERS, DISPLAY), not_found="Stream not found"),
         Method("stream", "terminate",
                "Stop every stream matching every given filter ({} stops all)",
-               STREAM_FILTERS, response="Terminated", not_found="Stream not found"),
+               STREAM_FILTERS, response="Terminated", not_found="Stream not found",
+               changes_state=True),
         Method("stream", "metrics", "Media counters of one stream", (MEDIA_SESSION,),
                ("mediaSessionId",), response="Metrics", not_found="Stream not found"),
         Method("connection", "find_all", "Every signalling session", response="Connection[]",
                not_found="Connection not found", get=True),
         Method("connection", "terminate", "Close one signalling session; its streams stop",
                (SESSION,), ("sessionId",), response="Terminated",
-               not_found="Connection not found"),
+               not_found="Connection not found", changes_state=True),
+        *(Method(group, name, "Record a published stream from its next keyframe (a "
+                 "recording already running for it is stopped and a new one started)",
+                 (MEDIA_SESSION, RECORD_CONFIG), ("mediaSessionId",), response="Recording",
+                 not_found="Stream not found", changes_state=True)
+          for group, name in (("stream", "startRecording"), ("recorder", "startup"))),
+        *(Method(group, name, "Stop recording a stream; its file is made final",
+                 (MEDIA_SESSION,), ("mediaSessionId",), response="Recording",
+                 not_found="Recording not found", changes_state=True)
+          for group, name in (("stream", "stopRecording"), ("recorder", "terminate"))),
+        Method("recorder", "find_all", "Recordings in progress", response="Recording[]",
+               not_found="Recording not found", get=True),
+        Method("records", "find_all", "Finished files in records/, newest first (an empty "
+               "list when there are none)", response="RecordFile[]", get=True),
+        Method("records", "delete", "Delete a finished file from records/", (FILE_NAME,),
+               ("fileName",), response="Deleted", not_found="File not found",
+               changes_state=True),
         Method("plugins", "find_all",
                "Loaded plugins with their hooks and source, disabled ones, load failures",
                response="Plugins", get=True),

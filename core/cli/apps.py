@@ -31,8 +31,8 @@ def add_parsers(commands: argparse._SubParsersAction, home: argparse.ArgumentPar
     add.add_argument("key")
     add.add_argument("url")
     update = verbs.add_parser("update", parents=[home], help="change an application")
-    update.add_argument("-l", "--url")
-    update.add_argument("-k", "--key")
+    update.add_argument("-l", "--url", help="new hook URL (http(s)://... or /path on this server)")
+    update.add_argument("-k", "--key", help="new appKey")
     update.add_argument("name")
     remove = verbs.add_parser("remove", parents=[home], help="remove an application")
     remove.add_argument("name")
@@ -81,6 +81,9 @@ def _edit_apps(apps: Applications, args: argparse.Namespace) -> Applications:
         if apps.by_name(args.name) or apps.by_key(args.key):
             raise AppsError(f"an application named {args.name} or with key {args.key} exists")
         return Applications((*apps.apps, Application(args.name, args.key, args.url, frozenset())))
+    if args.verb == "update" and args.url is None and args.key is None:
+        raise AppsError(f"apps update {args.name}: nothing to change; "
+                        "give --url URL and/or --key KEY")
     app = apps.by_name(args.name)
     if app is None:
         raise AppsError(f"no application named {args.name}")
@@ -88,7 +91,8 @@ def _edit_apps(apps: Applications, args: argparse.Namespace) -> Applications:
         return Applications(tuple(a for a in apps.apps if a is not app))
     if args.key and args.key != app.app_key and apps.by_key(args.key):
         raise AppsError(f"appKey {args.key} is used by another application")
-    changed = replace(app, url=args.url or app.url, app_key=args.key or app.app_key)
+    changed = replace(app, url=app.url if args.url is None else args.url,
+                      app_key=app.app_key if args.key is None else args.key)
     return _replace(apps, app, changed)
 
 

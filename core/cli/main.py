@@ -14,7 +14,17 @@ from typing import Any
 
 from hookcast.bus import HookBus
 from hookcast.cli import apps as apps_cli
-from hookcast.cli.rest_client import RestCallError, call, format_streams, parse_bool
+from hookcast.cli.rest_client import (
+    STREAM_NOT_FOUND,
+    RestCallError,
+    Unreachable,
+    call,
+    format_streams,
+    http_url,
+    is_stream_list,
+    not_the_rest_api,
+    parse_bool,
+)
 from hookcast.config.apps import load_applications
 from hookcast.config.home import Home
 from hookcast.config.settings import (
@@ -22,15 +32,20 @@ from hookcast.config.settings import (
     Settings,
     known_properties,
     load_settings,
+    media_address_problem,
+    read_settings,
     render_default_properties,
     server_url,
 )
 from hookcast.config.skeleton import HomeExists, init_home
 from hookcast.loader import PluginLoader
 from hookcast.server import StartupError, serve
+from hookcast.untrusted import SafeFormatter
 from hookcast.version import __version__
 
 log = logging.getLogger("hookcast")
+
+URL_HELP = "the server's HTTP URL, http://host:port (default: from the home's conf/)"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,9 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser(
         "plugins", parents=[home], help="the running server's plugins, hooks and load failures"
     )
-    plugins.add_argument("--url", help="the server's HTTP URL (default: from the home's conf/)")
+    plugins.add_argument("--url", type=http_url, help=URL_HELP)
     server = argparse.ArgumentParser(add_help=False, parents=[home])
-    server.add_argument("--url", help="the server's HTTP URL (default: from the home's conf/)")
+    server.add_argument("--url", type=http_url, help=URL_HELP)
     streams = commands.add_parser(
         "streams", parents=[server], help="list a running server's streams"
     )
@@ -79,37 +94,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit status. When the reader of the output goes
+    away (``hookcast config --list | head``) the command ends quietly with status 1,
+    the recipe of the Python documentation (signal module, "Note on SIGPIPE")."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # What is still buffered would fail again when Python flushes it at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+        return 1
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     level = getattr(args, "log_level", "WARNING")
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    # client strings reach log messages: escaped and cut, they cannot forge or bloat a line
+    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     home = Home.locate(getattr(args, "dir", None) or args.home)
     try:
-        if args.command == "init":
-            return _init(home)
-        if args.command == "config" and args.list:
-            return _config_list()
-        if args.command == "config" and args.defaults:
-            print(render_default_properties(), end="")
-            return 0
-        if not home.root.is_dir():
-            print(f"hookcast: the server home {home.root} does not exist; "
-                  f"create one with: hookcast init {home.root}", file=sys.stderr)
-            return 2
-        if args.command in ("apps", "app-rest-method"):
-            print(apps_cli.run(args, home))
-            return 0
-        settings = load_settings(home.properties_file)
-        load_applications(home.apps_file)
-        if args.command == "config":
-            print(f"{home.conf}: configuration is valid")
-            return 0
-        if args.command == "plugins":
-            return _plugins(args, home, settings)
-        if args.command in ("streams", "terminate"):
-            return _rest(args, settings)
-        return _serve(home, settings)
+        return _command(args, home)
     except ConfigError as error:
         for problem in error.problems:
             print(f"hookcast: {problem}", file=sys.stderr)
@@ -122,12 +133,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _command(args: argparse.Namespace, home: Home) -> int:
+    if args.command == "init":
+        return _init(home)
+    if args.command == "config" and args.list:
+        return _config_list()
+    if args.command == "config" and args.defaults:
+        print(render_default_properties(), end="")
+        return 0
+    if not home.root.is_dir():
+        print(f"hookcast: the server home {home.root} does not exist; "
+              f"create one with: hookcast init {home.root}", file=sys.stderr)
+        return 2
+    if args.command in ("apps", "app-rest-method"):
+        print(apps_cli.run(args, home))
+        return 0
+    if args.command == "config":
+        return _config_check(home)
+    settings = load_settings(home.properties_file)
+    load_applications(home.apps_file)
+    if args.command == "plugins":
+        return _plugins(args, home, settings)
+    if args.command == "streams":
+        return _streams(args, settings)
+    if args.command == "terminate":
+        return _terminate(args, settings)
+    return _serve(home, settings)
+
+
 def _config_list() -> int:
     for info in known_properties():
-        default = info.default_text or '""'
-        print(f"{info.name}={default}")
+        print(f"{info.name}={info.default_text}")
         print(f"    {info.type.name}: {info.description}")
     return 0
+
+
+def _config_check(home: Home) -> int:
+    """What ``serve`` checks before it listens, every problem at once: the properties,
+    apps.json, the media address (status 2). Unknown properties are warnings, as
+    ``serve`` starts with them: listed, status 0."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    try:
+        settings, warnings = read_settings(home.properties_file)
+        problems += _media_address_problems(home, settings)
+    except ConfigError as error:
+        problems += error.problems
+    try:
+        load_applications(home.apps_file)
+    except ConfigError as error:
+        problems += error.problems
+    for warning in warnings:
+        print(f"hookcast: warning: {warning}", file=sys.stderr)
+    if problems:
+        raise ConfigError(problems)
+    count = len(warnings)
+    note = f" ({count} warning{'' if count == 1 else 's'})" if count else ""
+    print(f"{home.conf}: configuration is valid{note}")
+    return 0
+
+
+def _media_address_problems(home: Home, settings: Settings) -> list[str]:
+    problem = media_address_problem(settings.ip)
+    return [] if problem is None else [f"{home.properties_file}: {problem}"]
 
 
 def _init(home: Home) -> int:
@@ -145,23 +213,20 @@ def _init(home: Home) -> int:
 def _plugins(args: argparse.Namespace, home: Home, settings: Settings) -> int:
     """What the running server has loaded; a dry load here when no server answers."""
     base = args.url or server_url(settings)
+    path = "/rest-api/plugins/find_all"
     try:
-        status, report = call(base, "/rest-api/plugins/find_all", {}, settings)
-    except RestCallError as error:
+        status, report = call(base, path, {}, settings)
+    except Unreachable as error:
         print(f"{error}; loading the plugins here instead, to check them "
               "(a running server may have loaded others)", file=sys.stderr)
-        loader = PluginLoader(HookBus(), home.plugins, settings.disabled_plugins)
-        dry = loader.load_all()
-        report = {
-            "plugins": [{"name": r.name, "source": r.source, "hooks": r.hooks}
-                        for r in dry.loaded],
-            "disabled": dry.disabled,
-            "failures": [{"problem": p} for p in dry.problems],
-        }
+        report = _dry_load(home, settings)
     else:
         if status != 200:
             print(f"hookcast: {_message(report)}", file=sys.stderr)
             return 1
+        if not (isinstance(report, dict) and all(
+                isinstance(report.get(key), list) for key in ("plugins", "disabled", "failures"))):
+            raise not_the_rest_api(base, path, f"{status} JSON of another shape")
     for plugin in report["plugins"]:
         print(f"{plugin['name']}  [{plugin['source']}]")
         print(f"    hooks: {', '.join(plugin['hooks']) or '(none)'}")
@@ -172,21 +237,41 @@ def _plugins(args: argparse.Namespace, home: Home, settings: Settings) -> int:
     return 1 if report["failures"] else 0
 
 
+def _dry_load(home: Home, settings: Settings) -> dict[str, Any]:
+    loader = PluginLoader(HookBus(), home.plugins, settings.disabled_plugins)
+    dry = loader.load_all()
+    return {
+        "plugins": [{"name": r.name, "source": r.source, "hooks": r.hooks} for r in dry.loaded],
+        "disabled": dry.disabled,
+        "failures": [{"problem": p} for p in dry.problems],
+    }
+
+
 def _message(body: Any) -> str:
     return str(body.get("message", body)) if isinstance(body, dict) else str(body)
 
 
-def _rest(args: argparse.Namespace, settings: Settings) -> int:
+def _none_found(status: int, body: Any) -> bool:
+    """The REST API's 404 for "no stream matches" (not an unknown method's 404)."""
+    return status == 404 and _message(body) == STREAM_NOT_FOUND
+
+
+def _streams(args: argparse.Namespace, settings: Settings) -> int:
     base = args.url or server_url(settings)
-    if args.command == "streams":
-        status, body = call(base, "/rest-api/stream/find_all", None, settings)
-        if status == 404:
-            body = []
-        elif status != 200:
-            print(f"hookcast: {_message(body)}", file=sys.stderr)
-            return 1
-        print(json.dumps(body, indent=2) if args.json else format_streams(body))
-        return 0
+    path = "/rest-api/stream/find_all"
+    status, body = call(base, path, None, settings)
+    if _none_found(status, body):
+        body = []
+    elif status != 200:
+        print(f"hookcast: {_message(body)}", file=sys.stderr)
+        return 1
+    if not is_stream_list(body):
+        raise not_the_rest_api(base, path, f"{status} JSON that is not a list of streams")
+    print(json.dumps(body, indent=2) if args.json else format_streams(body))
+    return 0
+
+
+def _terminate(args: argparse.Namespace, settings: Settings) -> int:
     filters: dict[str, object] = {
         key: value for key, value in (
             ("name", args.name), ("published", args.published), ("status", args.status),
@@ -196,15 +281,26 @@ def _rest(args: argparse.Namespace, settings: Settings) -> int:
     if not filters and not args.all:
         print("hookcast: no filter given; add --all to stop every stream", file=sys.stderr)
         return 2
-    status, body = call(base, "/rest-api/stream/terminate", filters, settings)
+    base = args.url or server_url(settings)
+    path = "/rest-api/stream/terminate"
+    status, body = call(base, path, filters, settings)
+    if _none_found(status, body) and not filters:
+        print("no streams")
+        return 0
     if status != 200:
-        print(f"hookcast: {body.get('message', body)}", file=sys.stderr)
+        print(f"hookcast: {_message(body)}", file=sys.stderr)
         return 1
-    print(f"terminated {len(body['terminated'])} stream(s)")
+    terminated = body.get("terminated") if isinstance(body, dict) else None
+    if not isinstance(terminated, list):
+        raise not_the_rest_api(base, path, f"{status} JSON without a terminated list")
+    print(f"terminated {len(terminated)} stream(s)")
     return 0
 
 
 def _serve(home: Home, settings: Settings) -> int:
+    problems = _media_address_problems(home, settings)
+    if problems:
+        raise ConfigError(problems)
     log.info("hookcast %s, home %s", __version__, home.root)
     asyncio.run(serve(home, settings, _signal_trigger))
     return 0

@@ -1,25 +1,56 @@
-"""``hookcast streams`` and ``hookcast terminate``: the REST API from the command line."""
+"""``hookcast streams``, ``terminate`` and ``plugins``: the REST API from the command line."""
 
 from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import json
+import unicodedata
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 from hookcast.config.settings import Settings
 
+#: The REST API's answer (404) when no stream matches, as WCS words it.
+STREAM_NOT_FOUND = "Stream not found"
+
 
 class RestCallError(Exception):
-    """The server could not be reached or refused the call; the message says which."""
+    """The call did not get an answer from hookcast's REST API; the message says why."""
+
+
+class Unreachable(RestCallError):
+    """Nothing answered at the URL (refused, timed out, no route)."""
+
+
+class NotTheRestApi(RestCallError):
+    """Something answered, but not hookcast's REST API (another port, another service)."""
+
+
+def http_url(text: str) -> str:
+    """argparse type for ``--url``: ``http(s)://host[:port]``, nothing else."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+    if parts.scheme in ("http", "https") and parts.hostname:
+        return text
+    hint = f" (try http://{text})" if "://" not in text else ""
+    raise argparse.ArgumentTypeError(f"expected http://host:port, got {text!r}{hint}")
 
 
 def call(base: str, path: str, body: dict[str, Any] | None, settings: Settings) -> tuple[int, Any]:
-    """POST ``body`` to ``base + path`` with the home's REST credentials; (status, JSON)."""
+    """POST ``body`` to ``base + path`` with the home's REST credentials; (status, JSON).
+
+    Raises Unreachable when nothing answers and NotTheRestApi when the answer is not
+    JSON (the WebSocket port, or another service, answered)."""
+    url = base.rstrip("/") + path
     request = urllib.request.Request(
-        base.rstrip("/") + path, data=json.dumps(body or {}).encode(), method="POST",
+        url, data=json.dumps(body or {}).encode(), method="POST",
         headers={"Content-Type": "application/json"},
     )
     if settings.rest_api_token:
@@ -29,25 +60,96 @@ def call(base: str, path: str, body: dict[str, Any] | None, settings: Settings) 
         request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
+            status, raw = response.status, response.read()
+            kind = response.headers.get_content_type()
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+        status, kind, raw = error.code, error.headers.get_content_type(), error.read()
     except (urllib.error.URLError, OSError) as error:
-        raise RestCallError(f"cannot reach hookcast at {base}: {error}") from error
+        raise Unreachable(f"cannot reach hookcast at {base}: {error}") from error
+    except (http.client.InvalidURL, ValueError) as error:
+        raise RestCallError(f"cannot call {url}: {error}") from error
+    except http.client.HTTPException as error:
+        raise not_the_rest_api(base, path, f"something that is not HTTP ({error!r})") from error
+    try:
+        return status, json.loads(raw or b"null")
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise not_the_rest_api(base, path, f"{status} with {kind}") from error
+
+
+def not_the_rest_api(base: str, path: str, answer: str) -> NotTheRestApi:
+    """The error for an answer that did not come from the REST API, with the likely cause."""
+    return NotTheRestApi(
+        f"{base.rstrip('/')}{path} answered {answer}, which is not the REST API's JSON; "
+        f"is {base} hookcast's HTTP port (http.port)?"
+    )
+
+
+def is_stream_list(body: Any) -> bool:
+    return isinstance(body, list) and all(
+        isinstance(s, dict) and isinstance(s.get("mediaSessionId"), str)
+        and isinstance(s.get("name"), str) for s in body
+    )
+
+
+#: Table columns: title, widest a cell may be (longer text is cut and ends with …).
+_COLUMNS = (("MEDIA SESSION", 40), ("NAME", 40), ("ROLE", 9), ("STATUS", 12), ("CODECS", 11))
 
 
 def format_streams(streams: list[dict[str, Any]]) -> str:
-    """One line a stream: id, name, role, status, codecs, size."""
-    header = f"{'MEDIA SESSION':38} {'NAME':20} {'ROLE':9} {'STATUS':11} {'CODECS':11} SIZE"
-    lines = [header]
-    for s in sorted(streams, key=lambda s: (s["name"], not s["published"])):
-        role = "publisher" if s["published"] else "player"
-        codecs = "/".join(c for c in (s.get("videoCodec"), s.get("audioCodec")) if c) or "-"
-        size = f"{s.get('width', 0)}x{s.get('height', 0)}" if s.get("width") else "-"
-        lines.append(
-            f"{s['mediaSessionId']:38} {s['name']:20} {role:9} {s['status']:11} {codecs:11} {size}"
-        )
-    return "\n".join(lines)
+    """One line a stream: id, name, role, status, codecs, size. Columns are as wide as
+    their widest cell up to a limit (wider text is cut, ending with …), measured in
+    terminal columns (a CJK character takes two); control characters are escaped."""
+    rows = [[title for title, _ in _COLUMNS] + ["SIZE"]]
+    for s in sorted(streams, key=lambda s: (s["name"], not s.get("published"))):
+        codecs = "/".join(str(c) for c in (s.get("videoCodec"), s.get("audioCodec")) if c)
+        rows.append([_printable(str(cell)) for cell in (
+            s["mediaSessionId"], s["name"], "publisher" if s.get("published") else "player",
+            s.get("status", "-"), codecs or "-",
+            f"{s.get('width', 0)}x{s.get('height', 0)}" if s.get("width") else "-",
+        )])
+    widths = [
+        min(limit, max(_width(row[index]) for row in rows))
+        for index, (_, limit) in enumerate(_COLUMNS)
+    ]
+    return "\n".join(
+        " ".join([*(_fit(cell, width) for cell, width in zip(row[:-1], widths, strict=True)),
+                  row[-1]])
+        for row in rows
+    )
+
+
+def _printable(text: str) -> str:
+    """``text`` with what would break a line or the terminal escaped (\\n, \\x1b, ...)."""
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") or 0x202A <= ord(ch) <= 0x202E
+        or 0x2066 <= ord(ch) <= 0x2069 else ch
+        for ch in text
+    )
+
+
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def _width(text: str) -> int:
+    return sum(_char_width(ch) for ch in text)
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` padded to ``width`` columns, or cut to ``width - 1`` and ended with …."""
+    if _width(text) > width:
+        kept: list[str] = []
+        used = 0
+        for ch in text:
+            if used + _char_width(ch) > width - 1:
+                break
+            kept.append(ch)
+            used += _char_width(ch)
+        text = "".join(kept) + "…"
+    return text + " " * (width - _width(text))
 
 
 def parse_bool(text: str) -> bool:

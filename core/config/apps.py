@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ REST_METHODS: tuple[str, ...] = (
     "stopStream",
     "StreamStatusEvent",
     "StreamKeepAliveEvent",
+    "RecordingStatusEvent",  # hookcast's: a recording file started or finished
 )
 
 DEFAULT_APP_KEY = "defaultApp"
@@ -83,7 +85,8 @@ def default_applications() -> Applications:
             name="defaultApp",
             app_key=DEFAULT_APP_KEY,
             url=ECHO_APP_URL,
-            methods=frozenset(m for m in REST_METHODS if m != "StreamKeepAliveEvent"),
+            methods=frozenset(m for m in REST_METHODS
+                              if m not in ("StreamKeepAliveEvent", "RecordingStatusEvent")),
         ),
     ))
 
@@ -171,17 +174,50 @@ def load_applications(path: Path) -> Applications:
 
 def save_applications(path: Path, apps: Applications) -> None:
     """Write apps.json atomically: a reader (the running server) sees the old file or
-    the new one, never half of one."""
+    the new one, never half of one. The file keeps its mode, and its owner and group
+    where this process may set them (a server running as another user still reads
+    it); a new file is 0644 less the umask."""
     parse_applications(apps.to_json(), str(path))  # never write what would not load
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".apps.", suffix=".json")
+    try:
+        original: os.stat_result | None = path.stat()
+    except FileNotFoundError:
+        original = None
+    temporary, fd = _create_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            if original is not None:
+                _keep_owner_and_mode(handle.fileno(), original)
             json.dump(apps.to_json(), handle, indent=2)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+
+
+def _create_beside(path: Path) -> tuple[Path, int]:
+    """A new file next to ``path`` (``.apps.<random>.json``), open for writing, created
+    0644 less the umask as any new file (mkstemp would make it 0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(10):
+        candidate = path.with_name(f".apps.{secrets.token_hex(8)}.json")
+        try:
+            return candidate, os.open(candidate, flags, 0o644)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file beside {path}")
+
+
+def _keep_owner_and_mode(fd: int, original: os.stat_result) -> None:
+    """Give the new file ``original``'s owner and group, or its group alone, or neither,
+    as far as this process may; then its mode (set last: chown may clear set-id bits)."""
+    for uid in (original.st_uid, -1):
+        try:
+            os.fchown(fd, uid, original.st_gid)
+            break
+        except PermissionError:
+            continue
+    os.fchmod(fd, stat.S_IMODE(original.st_mode))

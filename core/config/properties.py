@@ -139,6 +139,28 @@ class CommaList(PropertyType[tuple[str, ...]]):
         return ",".join(value)
 
 
+class Networks(PropertyType[tuple[str, ...]]):
+    """Comma-separated networks in CIDR notation (a bare address is a /32 or /128)."""
+
+    name = "comma-separated CIDR networks"
+
+    def parse(self, raw: str) -> tuple[str, ...]:
+        networks = []
+        for item in (part.strip() for part in raw.split(",")):
+            if not item:
+                continue
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not a network; expected CIDRs such as 10.0.0.0/8, ::1/128"
+                ) from None
+        return tuple(networks)
+
+    def format(self, value: tuple[str, ...]) -> str:
+        return ",".join(value)
+
+
 @dataclass(frozen=True)
 class Choices(PropertyType[tuple[str, ...]]):
     """Comma-separated words, each from a fixed set."""

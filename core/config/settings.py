@@ -24,6 +24,7 @@ from hookcast.config.properties import (
     Choices,
     CommaList,
     Integer,
+    Networks,
     Port,
     PropertyType,
     Rotation,
@@ -90,6 +91,23 @@ class Settings:
         "max_streams_per_session", 32, Integer(minimum=1),
         "Streams one signalling session may publish and play at once (hookcast)",
     )
+    max_sessions: int = prop(
+        "max_sessions", 1000, Integer(minimum=1),
+        "Signalling sessions open at once; more are refused (hookcast)",
+    )
+    max_custom_size: int = prop(
+        "max_custom_size", 16384, Integer(minimum=0, unit="bytes"),
+        "Largest 'custom' object a client may attach to a session or stream, as JSON (hookcast)",
+    )
+    max_stream_name_length: int = prop(
+        "max_stream_name_length", 256, Integer(minimum=1, unit="characters"),
+        "Longest stream name a client may publish or play (hookcast)",
+    )
+    ws_send_timeout: float = prop(
+        "ws_send_timeout", 5.0, Seconds(minimum=0.1),
+        "Time a message to a client may wait to be written (a client that stops reading "
+        "is dropped after it) (hookcast)",
+    )
     # --- plugins -----------------------------------------------------------------
     disabled_plugins: tuple[str, ...] = prop(
         "disabled_plugins", (), CommaList(),
@@ -114,6 +132,16 @@ class Settings:
     )
     rest_api_password: str = prop(
         "rest_api_password", "", Text(), "Password for rest_api_user (hookcast)"
+    )
+    rest_api_cors_origins: tuple[str, ...] = prop(
+        "rest_api_cors_origins", (), CommaList(),
+        "Browser origins allowed to call the REST API cross-site (https://app.example); "
+        "empty = none, * = any (hookcast)",
+    )
+    rest_api_allowed_networks: tuple[str, ...] = prop(
+        "rest_api_allowed_networks", (), Networks(),
+        "Client networks allowed to use the REST API and /metrics (CIDRs); empty = any "
+        "(hookcast)",
     )
     # --- REST hooks --------------------------------------------------------------
     disable_rest_requests: bool = prop(
@@ -140,7 +168,8 @@ class Settings:
     )
     streaming_sessions_keep_alive_app_keys: tuple[str, ...] = prop(
         "streaming_sessions_keep_alive_app_keys", ("defaultApp",), CommaList(),
-        "Applications (appKey) that receive StreamKeepAliveEvent",
+        "Applications (appKey) whose streams get StreamKeepAliveEvent, each stream's sent "
+        "to its own application",
     )
     # --- recording and media -----------------------------------------------------
     record_streams: bool = prop(
@@ -148,8 +177,9 @@ class Settings:
         "Allow recording of published streams that ask for it (record: true)",
     )
     record_formats: tuple[str, ...] = prop(
-        "record_formats", ("h264-mp4", "vp8-webm"), Choices(("h264-mp4", "vp8-webm")),
-        "Container per video codec",
+        "record_formats", ("h264-mp4", "vp8-webm"),
+        Choices(("h264-mp4", "h264-mkv", "vp8-webm", "vp8-mkv")),
+        "Container per video codec (audio-only streams: MP4 with AAC)",
     )
     stream_record_policy_template: str = prop(
         "stream_record_policy_template", "{streamName}-{mediaSessionId}", Text(),
@@ -303,17 +333,24 @@ def render_default_properties() -> str:
     return "\n".join(lines)
 
 
-def load_settings(path: Path) -> Settings:
-    """Read ``path`` (a missing file means all defaults) and log unknown properties."""
+def read_settings(path: Path) -> tuple[Settings, list[str]]:
+    """Read ``path`` (a missing file means all defaults): the settings and the warnings
+    (unknown properties, with the nearest known name). Raises ConfigError."""
     if not path.exists():
-        log.info("%s not found, using default settings", path)
-        return Settings()
+        return Settings(), []
     try:
         with path.open(encoding="utf-8") as handle:
             raw = javaproperties.load(handle)
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError([f"{path}: cannot be read: {error}"]) from error
-    settings, warnings = parse_properties(raw, str(path))
+    return parse_properties(raw, str(path))
+
+
+def load_settings(path: Path) -> Settings:
+    """Read ``path`` (a missing file means all defaults) and log unknown properties."""
+    if not path.exists():
+        log.info("%s not found, using default settings", path)
+    settings, warnings = read_settings(path)
     for warning in warnings:
         log.warning("%s", warning)
     return settings

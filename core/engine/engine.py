@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from aiortc import RTCPeerConnection
@@ -23,7 +25,9 @@ from hookcast.engine.keepalive import KeepAlive
 from hookcast.engine.metrics import Meters, stream_metrics
 from hookcast.engine.streams import IdInUse, Info, NameInUse, Status, Stream, StreamRegistry
 from hookcast.engine.tasks import Tasks
-from hookcast.events import SessionInfo, thaw
+from hookcast.events import SessionInfo, StreamInfo, thaw
+from hookcast.recording.formats import NotRecordable
+from hookcast.recording.manager import Recordings
 from hookcast.rtc.peer import (
     PlayerLeg,
     PublisherLeg,
@@ -44,8 +48,18 @@ class _Live:
     watchdog: asyncio.TimerHandle | None = None
 
 
+@dataclass
+class _Ending:
+    """A stream being stopped: its client, then when its media stopped and when plugins
+    were told."""
+
+    client: Client | None
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    announced: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class Engine:
-    def __init__(self, settings: Settings, bus: HookBus) -> None:
+    def __init__(self, settings: Settings, bus: HookBus, records: Path) -> None:
         self.settings = settings
         self.bus = bus
         self.registry = StreamRegistry()
@@ -53,11 +67,14 @@ class Engine:
         self._live: dict[str, _Live] = {}
         self._config = rtc_configuration(settings.stun_server)
         self._tasks = Tasks("engine operation")
-        #: streams being stopped: mediaSessionId -> (their client, set once fully stopped)
-        self._ending: dict[str, tuple[Client, asyncio.Event]] = {}
+        #: streams ending, until plugins have heard of it: mediaSessionId -> _Ending
+        self._ending: dict[str, _Ending] = {}
         #: signalling sessions by sessionId (they add and remove themselves)
         self.sessions: dict[str, Any] = {}
+        #: sessions refused, by reason: max_sessions, invalid (a bad connection), plugin
+        self.sessions_refused: Counter[str] = Counter()
         self.meters = Meters(self._legs)
+        self.recordings = Recordings(settings, bus, records)
         self._closing = False
         self.keep_alive: KeepAlive | None = None
         if settings.keep_alive_streaming_sessions_enabled:
@@ -112,8 +129,18 @@ class Engine:
         video = leg.tracks.get("video")
         if video is not None:
             video.on_keyframe = lambda _: self._resized(broadcast)
+        if stream.record and self.settings.record_streams:
+            await self._record(stream, leg)
         self._watch(stream, leg.pc, Status.PUBLISHING)
         await self._answer(client, stream, answer)
+
+    async def _record(self, stream: Stream, leg: PublisherLeg) -> None:
+        """Record a publisher that asked for it (``record: true``); a recording that cannot
+        start is logged, and the stream goes on without one."""
+        try:
+            await self.recordings.start(stream, leg.tracks)
+        except (NotRecordable, OSError) as error:
+            log.error("stream %s asked to be recorded, but cannot be: %s", stream.name, error)
 
     async def play(self, client: Client, stream: Stream, offer_sdp: str) -> None:
         """Admit and answer a player of a published name (FAILED `Stream not found` if none)."""
@@ -222,37 +249,44 @@ class Engine:
     # --- stopping -------------------------------------------------------------------
 
     async def stop(self, stream: Stream, status: Status, info: str = "") -> None:
-        """End a stream with a final status; a publisher's players stop too. Idempotent:
-        a second call returns once the first one has finished."""
+        """End a stream with a final status; a publisher's players stop too. Returns once
+        the media has stopped and the clients were told; plugins hear of the end in the
+        background (a slow hook never holds a REST caller or a client). Idempotent: a
+        second call returns once the first one's media has stopped."""
         if stream.final:
             ending = self._ending.get(stream.media_session_id)
             if ending is not None:
-                await ending[1].wait()
+                await ending.stopped.wait()
             return
         live = self._live.pop(stream.media_session_id, None)
-        ended = asyncio.Event()
-        if live is not None:
-            self._ending[stream.media_session_id] = (live.client, ended)
+        ending = self._ending[stream.media_session_id] = _Ending(live.client if live else None)
         try:
-            await self._stop(stream, status, info, live)
-        finally:
+            previous, players = await self._stop_media(stream, status, info, live)
+        except BaseException:
             self._ending.pop(stream.media_session_id, None)
-            ended.set()
+            raise
+        finally:
+            ending.stopped.set()
+        self.spawn(self._announce_end(stream.snapshot(), previous, ending))
+        await asyncio.gather(*(self.stop(p, Status.STOPPED, Info.PUBLISHER_STOP) for p in players))
 
-    async def _stop(self, stream: Stream, status: Status, info: str, live: _Live | None) -> None:
+    async def _stop_media(
+        self, stream: Stream, status: Status, info: str, live: _Live | None
+    ) -> tuple[str | None, list[Stream]]:
+        """Unregister, tell the client, close the media; (previous status, its players)."""
         # counted as it leaves _live, so the relay totals never go down
         self.meters.ended(stream.media_session_id, live.leg if live is not None else None)
         self.registry.remove(stream)
         players: list[Stream] = []
+        broadcast = self.broadcasts.get(stream.name)
         if stream.published:
-            broadcast = self.broadcasts.get(stream.name)
             if broadcast is not None and broadcast.publisher is stream:
                 del self.broadcasts[stream.name]
                 players = list(broadcast.players.values())
-        else:
-            broadcast = self.broadcasts.get(stream.name)
-            if broadcast is not None:
-                broadcast.players.pop(stream.media_session_id, None)
+        elif broadcast is not None:
+            broadcast.players.pop(stream.media_session_id, None)
+        if stream.published:
+            await self.recordings.stop(stream.media_session_id)  # its file closes meanwhile
         previous = await self._tell(stream, status, info, live)
         if live is not None:  # media ends before plugins hear of it: a hook never holds it
             self._cancel_watchdog(live)
@@ -261,10 +295,16 @@ class Engine:
                     await live.leg.close()
                 except Exception:  # its players and plugins must hear of the end all the same
                     log.exception("closing the media of %s failed", stream.name)
-        await asyncio.gather(
-            self.bus.after_stream_status(stream.snapshot(), previous),
-            *(self.stop(p, Status.STOPPED, Info.PUBLISHER_STOP) for p in players),
-        )
+        return previous, players
+
+    async def _announce_end(
+        self, snapshot: StreamInfo, previous: str | None, ending: _Ending
+    ) -> None:
+        try:
+            await self.bus.after_stream_status(snapshot, previous)
+        finally:
+            self._ending.pop(snapshot.media_session_id, None)
+            ending.announced.set()
 
     def request_stop(self, client: Client, media_session_id: str, published: bool) -> bool:
         """unPublishStream / stopStream from the stream's own client: the stop runs in
@@ -281,9 +321,10 @@ class Engine:
     async def client_gone(self, client: Client) -> None:
         """A session closed: every stream it owned stops (`Stopped by session disconnect`)."""
         await self.terminate(self.streams_of(client), Info.SESSION_DISCONNECT)
-        # streams of this client already stopping elsewhere finish first, so plugins hear
-        # of every stream's end before they hear the session ended
-        await asyncio.gather(*(e.wait() for c, e in list(self._ending.values()) if c is client))
+        # plugins hear of the end of every stream of this client (those stopped here and
+        # those already stopping elsewhere) before they hear the session ended
+        await asyncio.gather(*(e.announced.wait() for e in list(self._ending.values())
+                               if e.client is client))
 
     async def end(self, stream: Stream, info: str) -> None:
         """Stop a stream the normal way: a publisher UNPUBLISHED, a player STOPPED."""
@@ -335,6 +376,10 @@ class Engine:
         """Run an engine operation in the background, owned by the engine."""
         return self._tasks.spawn(coroutine)
 
+    async def settle(self) -> None:
+        """Return once every background operation (stops, plugin notifications) is done."""
+        await self._tasks.wait()
+
     async def stop_background(self) -> None:
         """Stop the sampler and the keep-alive (shutdown begins). Idempotent."""
         await self.meters.stop()
@@ -346,5 +391,6 @@ class Engine:
         self._closing = True
         await self.stop_background()
         await asyncio.gather(*(self.end(s, Info.SHUTDOWN) for s in self.registry))
-        await self._tasks.wait()
+        await self.settle()
+        await self.recordings.close()  # every file final and announced
 

@@ -1,13 +1,17 @@
 """What clients send over the WCS WebSocket, checked at the door.
 
 Each check names the field that is wrong, so the client's ``fail`` or FAILED status
-says what to fix.
+says what to fix. What a client sends is bounded before anything keeps or echoes it:
+nesting depth (every frame), the size of ``custom`` and the length of a stream name.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
+
+from hookcast.config.settings import Settings
 
 #: The ``Amend`` field by which a before_connect plugin hides fields from the client:
 #: ``Amend(clientExclude={"StreamStatusEvent": ["custom"], ...})``.
@@ -21,6 +25,39 @@ def exclusions(value: Any) -> dict[str, frozenset[str]]:
             if isinstance(fields, list | tuple | frozenset | set)}
 
 
+def custom_problem(value: Any, settings: Settings) -> str | None:
+    """What is wrong with a ``custom`` field (absent is fine), naming the property."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return "custom: expected an object"
+    size = len(json.dumps(value, separators=(",", ":")).encode())
+    if size > settings.max_custom_size:
+        return (f"custom: {size} bytes as JSON exceeds the limit of "
+                f"{settings.max_custom_size} (max_custom_size)")
+    return None
+
+
+def connection_problem(fields: Mapping[str, Any], settings: Settings) -> str | None:
+    """What is wrong with a ``connection`` payload, naming the field."""
+    app_key = fields.get("appKey")
+    if app_key is not None and not isinstance(app_key, str):
+        return "appKey: expected a string"
+    for key in ("clientVersion", "authToken"):
+        if key in fields and not isinstance(fields[key], str):
+            return f"{key}: expected a string"
+    return custom_problem(fields.get("custom"), settings)
+
+
+def stream_limit_problem(payload: Mapping[str, Any], settings: Settings) -> str | None:
+    """A publish/play that is too large to keep or echo back: answered with a ``fail``."""
+    name = payload.get("name")
+    if isinstance(name, str) and len(name) > settings.max_stream_name_length:
+        return (f"name: {len(name)} characters exceeds the limit of "
+                f"{settings.max_stream_name_length} (max_stream_name_length)")
+    return custom_problem(payload.get("custom"), settings)
+
+
 def stream_problem(payload: Mapping[str, Any]) -> str | None:
     """What is wrong with a publishStream/playStream payload, naming the field."""
     for key in ("name", "sdp"):
@@ -32,6 +69,4 @@ def stream_problem(payload: Mapping[str, Any]) -> str | None:
     for key in ("hasAudio", "hasVideo", "record"):
         if key in payload and not isinstance(payload[key], bool):
             return f"{key}: expected true or false"
-    if payload.get("custom") is not None and not isinstance(payload["custom"], dict):
-        return "custom: expected an object"
     return None

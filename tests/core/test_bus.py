@@ -177,6 +177,10 @@ async def test_unregister_stops_calls() -> None:
     bus = HookBus()
     seen: list[str] = []
     bus.register(plugin(after_stream_status=lambda: seen.append("x")), "p", "test")
-    assert bus.unregister("p") is not None
     await bus.after_stream_status(STREAM, None)
-    assert seen == []
+    assert seen == ["x"]
+    record = bus.unregister("p")
+    assert record is not None and (record.name, record.source) == ("p", "test")
+    await bus.after_stream_status(STREAM, None)
+    assert seen == ["x"]
+    assert bus.unregister("p") is None

@@ -17,8 +17,9 @@ import pytest
 
 from hookcast import RecordingInfo, Rotation, SessionInfo, StreamInfo, Terminate
 from hookcast.config.home import Home
+from hookcast.keys import ENGINE
 from hookcast.server import Server, StartupError
-from hookcast.signalling.client import WcsClient
+from hookcast.signalling.client import WcsClient, WcsError
 from tests.conftest import make_settings, write_plugin
 from tests.core.rtc.relay_harness import PatternVideoTrack
 
@@ -220,17 +221,32 @@ async def test_hook_before_publish(bus_of: Callable[..., Any]) -> None:
     assert admitted.admitted and admitted.fields["name"] == "cam"
 
 
-async def test_hook_before_play(bus_of: Callable[..., Any]) -> None:
-    bus = await bus_of("""
+async def test_hook_before_play(
+    home: Home, start_server: Start, connect_client: Callable[..., Any]
+) -> None:
+    """A refusal reaches a real player as FAILED with the plugin's reason; the publisher
+    and other players are untouched."""
+    write_plugin(home, "gate", """
     from hookcast import hookimpl, Refuse
 
     @hookimpl
     async def before_play(session, stream):
-        return None if session.app_key == "viewers" else Refuse("Stream not found")
+        if session.client.get("custom", {}).get("ticket") != "valid":
+            return Refuse("No ticket for " + stream.name)
     """)
-    assert (await bus.before_play(SESSION, STREAM)).reason == "Stream not found"
-    viewer = SessionInfo("s3", "viewers", "ESTABLISHED", "127.0.0.1")
-    assert (await bus.before_play(viewer, STREAM)).admitted
+    server = await start_server(home)
+    publisher: WcsClient = await connect_client(server)
+    published = await publisher.publish("show", [PatternVideoTrack()])
+    await published.wait_status("PUBLISHING")
+    gatecrasher: WcsClient = await connect_client(server)
+    refused = await gatecrasher.play("show")
+    with pytest.raises(WcsError, match="FAILED 'No ticket for show'"):
+        await refused.wait_status("PLAYING")
+    guest: WcsClient = await connect_client(server, custom={"ticket": "valid"})
+    admitted = await guest.play("show")
+    await admitted.wait_status("PLAYING")
+    engine = server.http_app[ENGINE]
+    assert sorted(s.status for s in engine.registry) == ["PLAYING", "PUBLISHING"]
 
 
 async def test_hook_after_stream_status(home: Home, bus_of: Callable[..., Any]) -> None:

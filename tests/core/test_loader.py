@@ -258,3 +258,68 @@ async def test_stopping_the_server_stops_the_watcher(home: Home) -> None:
     leftover = set(threading.enumerate()) - before
     # the loop's own executor threads (asyncio_N) belong to the loop, not to the server
     assert {t for t in leftover if t.is_alive() and not t.name.startswith("asyncio_")} == set()
+
+
+async def test_a_dropin_that_exits_at_import_never_stops_the_server(
+    home: Home, start_server: Callable[..., Any]
+) -> None:
+    """A module-level argparse (SystemExit) at start and on reload: reported with file and
+    line, the server goes on, the previous version stays in service."""
+    write_plugin(home, "cli_tool", """
+        import argparse
+        argparse.ArgumentParser().parse_args(["--no-such-option"])
+    """)
+    path = write_plugin(home, "reserve", REFUSE_WITH.format(reason="kept"))
+    server = await start_server(home)
+    loader = server.http_app[LOADER]
+    assert loader.failures["cli_tool"].startswith(f"{home.plugins / 'cli_tool.py'}:3: SystemExit: 2")
+    assert (await server.bus.before_publish(SESSION, STREAM)).reason == "kept"
+    path.write_text("import sys\nsys.exit('bye')\n")
+    await wait_for(lambda: "SystemExit: bye" in loader.failures.get("reserve", ""))
+    assert loader.failures["reserve"].startswith(f"{path}:2: SystemExit")
+    assert (await server.bus.before_publish(SESSION, STREAM)).reason == "kept"
+    path.write_text("raise GeneratorExit('odd')\n")
+    await wait_for(lambda: "GeneratorExit" in loader.failures.get("reserve", ""))
+    assert (await server.bus.before_publish(SESSION, STREAM)).reason == "kept"
+
+
+SLOW_VERSION = """
+    import time
+    from pathlib import Path
+    from hookcast import hookimpl, Refuse
+
+    MARKS = Path(__file__).parent.parent / "marks"
+    (MARKS / "{version}-start").touch()
+    time.sleep({seconds})
+    (MARKS / "{version}-end").touch()
+
+    @hookimpl
+    def before_publish(stream):
+        return Refuse("{version}")
+"""
+
+
+async def test_two_quick_edits_of_a_slow_dropin_leave_the_last_in_service(
+    home: Home, start_server: Callable[..., Any]
+) -> None:
+    """Reloads of one file are applied one at a time, each reading the file as it is
+    then: the last write wins, whatever the imports' speeds."""
+    marks = home.root / "marks"
+    marks.mkdir()
+    path = write_plugin(home, "slow", SLOW_VERSION.format(version="v0", seconds=0))
+    server = await start_server(home)
+    path.write_text(textwrap.dedent(SLOW_VERSION.format(version="v1", seconds=1.5)))
+    await wait_for(lambda: (marks / "v1-start").exists())
+    path.write_text(textwrap.dedent(SLOW_VERSION.format(version="v2", seconds=0.1)))
+    await wait_for(lambda: (marks / "v1-end").exists() and (marks / "v2-end").exists())
+
+    async def in_service() -> str:
+        return (await server.bus.before_publish(SESSION, STREAM)).reason
+
+    await wait_for(lambda: _is(in_service, "v2"))
+    await asyncio.sleep(0.5)  # nothing older comes back after the last write is in service
+    assert await in_service() == "v2"
+
+
+async def _is(value: Callable[[], Any], expected: str) -> bool:
+    return bool(await value() == expected)

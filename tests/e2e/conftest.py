@@ -3,11 +3,14 @@ official WCS Web SDK from npm against a real hookcast server on 127.0.0.1.
 
 Chromium is never downloaded: the tests use /usr/bin/chromium (Debian package
 ``chromium``); without it they skip, saying how to install it. The SDK is installed
-from npm into .cache/websdk (ignored by git) on first use.
+from npm into .cache/websdk (ignored by git) on first use. With ``CI`` set in the
+environment, a missing Chromium or SDK fails instead: CI must run these tests.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,12 +45,20 @@ FLAGS = [
 ]
 
 
+def missing(reason: str) -> None:
+    """Skip for want of Chromium or the SDK; with ``CI`` set, fail instead (CI that
+    silently skipped the browser tests would pass with the SDK support broken)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} [CI is set: the browser tests must run]", pytrace=False)
+    pytest.skip(reason)
+
+
 def sdk_folder() -> Path:
     """The installed @flashphoner/websdk package (tests/e2e/install-websdk.sh)."""
     if not (SDK_DIR / "flashphoner-webrtc-only.js").exists():
         subprocess.run(["sh", str(Path(__file__).parent / "install-websdk.sh")], timeout=300)
     if not (SDK_DIR / "flashphoner-webrtc-only.js").exists():
-        pytest.skip(
+        missing(
             "the WCS Web SDK is not installed and npm could not fetch it: "
             "run sh tests/e2e/install-websdk.sh with network access (make test does)"
         )
@@ -57,7 +68,7 @@ def sdk_folder() -> Path:
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed: apt-get install chromium (CI's .ci/run does)")
+        missing(f"Chromium is not installed at {CHROMIUM}: apt-get install chromium (CI's .ci/run does)")
     return CHROMIUM
 
 
@@ -90,6 +101,23 @@ async def site() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+#: The browser's own video frame counter of the page's live SDK stream that publishes
+#: (framesEncoded) or plays (framesDecoded), from the SDK's native getStats; 0 before
+#: the first report. Works on any page using the SDK, the unmodified examples included.
+VIDEO_FRAMES = """published => {
+  const stream = Flashphoner.getSessions().flatMap((session) => session.getStreams())
+    .find((s) => s.published() === published && ["PUBLISHING", "PLAYING"].includes(s.status()));
+  if (!stream) return 0;
+  const [type, field] = published ? ["outbound-rtp", "framesEncoded"] : ["inbound-rtp", "framesDecoded"];
+  return new Promise((resolve) => stream.getStats((stats) => {
+    const video = (stats[type] || []).find((report) => report.kind === "video");
+    resolve(video ? video[field] || 0 : 0);
+  }, true));
+}"""
+#: the share of the publisher's encoded frames every player must decode in the same window
+KEPT_UP = 0.9
+
+
 class Page:
     """One browser page running our SDK driver; keeps what the SDK logged."""
 
@@ -106,6 +134,10 @@ class Page:
     async def events(self) -> list[dict[str, Any]]:
         return await self.page.evaluate("hc.events")  # type: ignore[no-any-return]
 
+    async def video_frames(self, published: bool) -> int:
+        """Frames this page's publisher encoded (``published``) or its player decoded."""
+        return int(await self.page.evaluate(VIDEO_FRAMES, published))
+
     async def wait_status(self, role: str, status: str, timeout: float = 20) -> dict[str, Any]:
         """Wait until the SDK reported ``status`` for ``role``; fail with the SDK log."""
         try:
@@ -120,6 +152,30 @@ class Page:
             ) from error
         events = await self.events()
         return next(e for e in events if e["role"] == role and e["status"] == status)
+
+
+async def frames_over(seconds: float, publisher: Page, *players: Page) -> tuple[int, list[int]]:
+    """(frames the publisher encoded, frames each player decoded) over the same window:
+    every page is read at once at both ends, so a slow machine slows both sides alike."""
+    async def read() -> list[int]:
+        return list(await asyncio.gather(
+            publisher.video_frames(True), *(p.video_frames(False) for p in players)))
+
+    before = await read()
+    await asyncio.sleep(seconds)
+    after = await read()
+    encoded, *decoded = (a - b for a, b in zip(after, before, strict=True))
+    return encoded, decoded
+
+
+def assert_kept_up(encoded: int, decoded: list[int], players: list[Page]) -> None:
+    """Every player decoded at least KEPT_UP of what the publisher encoded in the window."""
+    logs = "\n".join(f"{p.name}: " + "\n".join(p.console[-20:]) for p in players)
+    assert encoded > 0, f"the publisher encoded no video in the window; log:\n{logs}"
+    assert all(count >= KEPT_UP * encoded for count in decoded), (
+        f"the publisher encoded {encoded} frames in the window, the players decoded "
+        f"{decoded} (each must decode at least {KEPT_UP:.0%}); log:\n{logs}"
+    )
 
 
 @pytest.fixture

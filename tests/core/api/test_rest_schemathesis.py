@@ -1,18 +1,23 @@
 """schemathesis drives every operation of /rest-api/openapi.json against a real
-``hookcast serve`` process: no 5xx, and every response conforms to the document."""
+``hookcast serve`` process with live streams and sessions: every operation answers 200
+to a valid request on that state, no request gets a 5xx, and every response (the
+successes included) conforms to the document."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
+from aiortc.mediastreams import AudioStreamTrack
 from hypothesis import HealthCheck, given, settings
 
 from hookcast.config.home import Home
+from hookcast.signalling.client import WcsClient
+from tests.core.rtc.relay_harness import PatternVideoTrack
 from tests.served import Served, configure
 
 
@@ -22,31 +27,80 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     for folder in ("conf", "plugins"):
         (root / folder).mkdir()
     home = Home(Path(root))
-    ports = configure(home)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hookcast", "serve", "--home", str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    served = Served(process, ports["http.port"])
+    configure(home, ip="127.0.0.1")
+    served = Served.start(home)
     served.wait_ready()
     yield served
-    process.terminate()
-    process.communicate(timeout=20)
+    served.stop()
 
 
-def test_rest_api_conforms_to_its_openapi_document(served: Served) -> None:
-    """Every operation, 40 generated requests each, all of schemathesis's checks."""
+async def live_state(ws_port: int) -> tuple[list[WcsClient], dict[str, str]]:
+    """Publishers, a player and sessions with custom fields; returns their ids."""
+    url = f"ws://127.0.0.1:{ws_port}/"
+    clients = [WcsClient(url) for _ in range(4)]
+    publisher, player, victim, idle = clients
+    await publisher.connect(custom={"room": "a", "tags": ["x"]})
+    cam = await publisher.publish("cam", [PatternVideoTrack(), AudioStreamTrack()])
+    await cam.wait_status("PUBLISHING")
+    await player.connect()
+    played = await player.play("cam")
+    await played.wait_status("PLAYING")
+    await victim.connect()
+    doomed = await victim.publish("victim", [PatternVideoTrack()])
+    await doomed.wait_status("PUBLISHING")
+    await idle.connect(clientVersion="9.9")
+    return clients, {"cam": cam.media_session_id, "idle": idle.session_id}
+
+
+#: a valid request for each operation (method, path) -> body; terminates come last
+def valid_requests(ids: dict[str, str]) -> list[tuple[str, str, Any]]:
+    return [
+        ("GET", "/rest-api/health", None),
+        ("GET", "/rest-api/stream/find_all", None),
+        ("POST", "/rest-api/stream/find_all", {}),
+        ("POST", "/rest-api/stream/find", {"name": "cam", "display": ["metrics"]}),
+        ("POST", "/rest-api/stream/metrics", {"mediaSessionId": ids["cam"]}),
+        ("GET", "/rest-api/connection/find_all", None),
+        ("POST", "/rest-api/connection/find_all", {}),
+        ("GET", "/rest-api/plugins/find_all", None),
+        ("POST", "/rest-api/plugins/find_all", {}),
+        ("POST", "/rest-api/stream/terminate", {"name": "victim"}),
+        ("POST", "/rest-api/connection/terminate", {"sessionId": ids["idle"]}),
+    ]
+
+
+@pytest.mark.usefixtures("loopback", "relay_installed")
+async def test_rest_api_conforms_to_its_openapi_document(served: Served) -> None:
     schema = schemathesis.openapi.from_url(
         f"http://127.0.0.1:{served.http_port}/rest-api/openapi.json"
     )
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 9
+    operations = {(o.method.upper(), o.path): o
+                  for o in (r.ok() for r in schema.get_all_operations())}
+    clients, ids = await live_state(served.ws_port)
+    try:
+        requests = valid_requests(ids)
+        assert {(m, p) for m, p, _ in requests} == set(operations), "a valid request for each"
+        for method, path, body in requests:
+            operation = operations[(method, path)]
+            case = operation.Case() if body is None else operation.Case(
+                body=body, media_type="application/json")
+            response = await asyncio.to_thread(case.call_and_validate)
+            assert response.status_code == 200, (method, path, response.text)
+        for operation in operations.values():
+            await asyncio.to_thread(_generated, operation)
+    finally:
+        for client in clients:
+            await client.close()
 
-    for operation in operations:
 
-        @given(case=operation.as_strategy())
-        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-        def check(case: schemathesis.Case) -> None:
-            case.call_and_validate()
+def _generated(operation: Any) -> None:
+    """40 generated requests, every schemathesis check on each response."""
 
-        check()
+    @given(case=operation.as_strategy())
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    def check(case: schemathesis.Case) -> None:
+        case.call_and_validate()
+
+    check()
+
+

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import stat
+import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from hookcast.config.apps import REST_METHODS
+import pytest
+
+from hookcast.config.apps import REST_METHODS, default_applications
 from hookcast.config.home import Home
 from hookcast.signalling.client import WcsClient
 from tests.backend import Backend
+from tests.served import hookcast
 
 
 async def cli(home: Home, *args: str) -> tuple[int, str, str]:
@@ -77,3 +83,62 @@ async def test_running_server_picks_up_edits(
             break
         await asyncio.sleep(0.1)
     assert backend.bodies("connect"), "the running server did not reload apps.json"
+
+
+def write_default_apps(home: Home, mode: int) -> None:
+    home.apps_file.write_text(json.dumps(default_applications().to_json(), indent=2) + "\n")
+    home.apps_file.chmod(mode)
+
+
+def mode_of(home: Home) -> int:
+    return stat.S_IMODE(home.apps_file.stat().st_mode)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o664])
+def test_an_edit_keeps_the_mode_of_apps_json(home: Home, mode: int) -> None:
+    """A server running as a service user must still read the file after an edit."""
+    write_default_apps(home, mode)
+    result = hookcast("apps", "add", "MyApp", "myKey", "http://127.0.0.1:9/api", home=home)
+    assert result.returncode == 0, result.stderr
+    assert "MyApp" in apps(home)
+    assert oct(mode_of(home)) == oct(mode)
+    result = hookcast("app-rest-method", "add", "-a", "myKey", home=home)
+    assert result.returncode == 0, result.stderr
+    assert oct(mode_of(home)) == oct(mode)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may give a file to another user")
+def test_an_edit_keeps_the_owner_and_group_of_apps_json(home: Home) -> None:
+    write_default_apps(home, 0o640)
+    os.chown(home.apps_file, 4321, 4322)
+    result = hookcast("apps", "add", "MyApp", "myKey", "http://127.0.0.1:9/api", home=home)
+    assert result.returncode == 0, result.stderr
+    info = home.apps_file.stat()
+    assert (info.st_uid, info.st_gid, oct(stat.S_IMODE(info.st_mode))) == (4321, 4322, oct(0o640))
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_a_new_apps_json_is_0644_less_the_umask(home: Home, umask: int, mode: int) -> None:
+    assert not home.apps_file.exists()
+    result = subprocess.run(
+        ["sh", "-c", f'umask {umask:03o} && exec "$@"', "sh", sys.executable, "-m", "hookcast",
+         "apps", "add", "MyApp", "myKey", "http://127.0.0.1:9/api", "--home", str(home.root)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert list(apps(home)) == ["defaultApp", "MyApp"]
+    assert oct(mode_of(home)) == oct(mode)
+
+
+def test_apps_update_without_an_option_names_the_options(home: Home) -> None:
+    assert hookcast("apps", "add", "MyApp", "myKey", "http://127.0.0.1:9/api", home=home).returncode == 0
+    before = home.apps_file.read_bytes()
+    result = hookcast("apps", "update", "MyApp", home=home)
+    assert result.returncode == 2
+    assert "nothing to change" in result.stderr
+    assert "--url" in result.stderr and "--key" in result.stderr
+    assert "updated" not in result.stdout
+    assert home.apps_file.read_bytes() == before
+    result = hookcast("apps", "update", "--url", "", "MyApp", home=home)
+    assert result.returncode == 2 and "url: expected a non-empty string" in result.stderr
+    assert home.apps_file.read_bytes() == before

@@ -2,44 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from hookcast.config.home import Home
 from hookcast.config.settings import known_properties
 from tests.conftest import write_plugin
 from tests.served import REPO, Served, configure, free_port, hookcast
-
-
-@pytest.fixture
-def serving(home: Home) -> Iterator[Callable[..., Served]]:
-    """Start ``hookcast serve`` on free ports (extra properties allowed); killed at the end."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(**properties: str) -> Served:
-        ports = configure(home, **properties)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hookcast", "serve", "--home", str(home.root)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        started.append(process)
-        return Served(process, ports["http.port"])
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
@@ -51,8 +33,7 @@ def test_serve_answers_health_and_stops_cleanly(
     assert health["status"] == "ok"
     assert health["version"] == "0.1.0"
     assert isinstance(health["uptime"], float)
-    serve.process.send_signal(signum)
-    _, stderr = serve.process.communicate(timeout=20)
+    stderr = serve.stop(signum=signum)
     assert serve.process.returncode == 0, stderr
     assert "HTTP listening on http://127.0.0.1:" in stderr
     assert "WebSocket listening on ws://127.0.0.1:" in stderr
@@ -74,7 +55,7 @@ def test_second_signal_forces_exit(home: Home, serving: Callable[..., Served]) -
     time.sleep(0.5)
     assert serve.process.poll() is None, "the first signal waits for the graceful stop"
     serve.process.send_signal(signal.SIGTERM)
-    _, stderr = serve.process.communicate(timeout=10)
+    stderr = serve.wait(timeout=10)
     assert serve.process.returncode == 130
     assert "second SIGTERM: exiting now" in stderr
 
@@ -131,6 +112,50 @@ def test_config_check_accepts_the_checkout() -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_config_list_prints_defaults_as_the_shipped_file_does() -> None:
+    """``ip=`` (empty), never ``ip=""``: the same assignment as conf/server.properties."""
+    result = hookcast("config", "--list")
+    assert result.returncode == 0, result.stderr
+    listed = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
+    shipped = [line for line in (REPO / "conf" / "server.properties").read_text().splitlines()
+               if line and not line.startswith("#")]
+    assert "ip=" in listed
+    assert listed == shipped
+
+
+def test_config_check_reports_unknown_properties_as_warnings(home: Home) -> None:
+    """As serve: a warning with the nearest known name, and the check still passes."""
+    home.properties_file.write_text("ws.prot=9000\nhttp.port=9001\nrecord_rotatoin=20\n")
+    result = hookcast("config", "--check", home=home)
+    assert result.returncode == 0, result.stderr
+    source = home.properties_file
+    assert result.stderr.splitlines() == [
+        f"hookcast: warning: {source}: unknown property ws.prot; did you mean ws.port? (ignored)",
+        f"hookcast: warning: {source}: unknown property record_rotatoin; "
+        "did you mean record_rotation? (ignored)",
+    ]
+    assert result.stdout == f"{home.conf}: configuration is valid (2 warnings)\n"
+
+
+def test_config_check_and_serve_refuse_an_ip_not_of_this_machine(home: Home) -> None:
+    """192.0.2.1 (TEST-NET-1) is never an address of this machine: an error, status 2,
+    reported with every other problem; serve refuses it the same way."""
+    configure(home, ip="192.0.2.1", **{"ws.prot": "1"})
+    home.apps_file.write_text('{"apps": [{"name": "a", "appKey": "k", "url": "ftp://x"}]}')
+    checked = hookcast("config", "--check", home=home)
+    assert checked.returncode == 2
+    refused = f"hookcast: {home.properties_file}: ip=192.0.2.1: not an address of this machine"
+    assert refused in checked.stderr
+    assert "apps[0].url: expected an http:// or https:// URL" in checked.stderr
+    assert "unknown property ws.prot; did you mean ws.port?" in checked.stderr
+    assert "configuration is valid" not in checked.stdout
+    home.apps_file.unlink()
+    served = hookcast("serve", home=home)
+    assert served.returncode == 2 and refused in served.stderr
+    configure(home, ip="127.0.0.1")
+    assert hookcast("config", "--check", home=home).returncode == 0
+
+
 def test_plugins_without_a_server_loads_them_here_and_says_so(home: Home) -> None:
     write_plugin(home, "namer", """
     from hookcast import hookimpl
@@ -182,8 +207,6 @@ def wait_until(condition: Callable[[], bool], limit: float = 20) -> None:
 
 
 def test_tls_listeners_start_with_a_certificate(home: Home, serving: Callable[..., Served]) -> None:
-    import ssl
-
     import trustme
 
     authority = trustme.CA()
@@ -200,9 +223,17 @@ def test_tls_listeners_start_with_a_certificate(home: Home, serving: Callable[..
     url = f"https://127.0.0.1:{https_port}/rest-api/health"
     with urllib.request.urlopen(url, timeout=5, context=context) as response:
         assert json.loads(response.read())["status"] == "ok"
-    with socket.create_connection(("127.0.0.1", wss_port)) as raw:
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            assert tls.version() is not None
+    asyncio.run(_signalling_over_tls(wss_port, context))
+
+
+async def _signalling_over_tls(port: int, context: ssl.SSLContext) -> None:
+    """A WCS session over wss://: connection answered by getUserData."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+        f"wss://127.0.0.1:{port}/", ssl=context
+    ) as ws:
+        await ws.send_json({"message": "connection", "data": [{"appKey": "defaultApp"}]})
+        answer = await ws.receive_json(timeout=10)
+        assert answer["message"] == "getUserData" and answer["data"][0]["sessionId"]
 
 
 def test_unreadable_certificate_names_the_properties(home: Home) -> None:

@@ -11,6 +11,7 @@ from hookcast.config.settings import (
     known_properties,
     load_settings,
     parse_properties,
+    read_settings,
     render_default_properties,
 )
 from tests.served import REPO
@@ -32,6 +33,21 @@ def test_defaults_match_wcs() -> None:
 
 def test_missing_file_means_defaults(tmp_path: Path) -> None:
     assert load_settings(tmp_path / "absent.properties") == Settings()
+
+
+def test_read_settings_returns_the_warnings_without_logging_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``hookcast config --check`` prints them itself; ``load_settings`` logs them."""
+    path = tmp_path / "server.properties"
+    path.write_text("ws.prot=9000\nhttp.port=9001\n")
+    settings, warnings = read_settings(path)
+    assert settings.http_port == 9001
+    assert warnings == [f"{path}: unknown property ws.prot; did you mean ws.port? (ignored)"]
+    assert caplog.records == []
+    assert read_settings(tmp_path / "absent.properties") == (Settings(), [])
+    assert load_settings(path) == settings
+    assert [r.getMessage() for r in caplog.records] == warnings
 
 
 def test_shipped_file_lists_every_property_with_its_default() -> None:

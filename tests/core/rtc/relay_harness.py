@@ -30,6 +30,8 @@ from hookcast.rtc.relay import PublishedTrack, SubscriberTrack
 
 WIDTH, HEIGHT = 320, 240
 DECODERS = {"video/vp8": "vp8", "video/h264": "h264", "audio/opus": "opus"}
+#: the share of the publisher's frames every receiver must get over the same window
+KEPT_UP = 0.9
 
 
 def new_peer() -> RTCPeerConnection:
@@ -38,7 +40,9 @@ def new_peer() -> RTCPeerConnection:
 
 
 class PatternVideoTrack(VideoStreamTrack):
-    """Moving diagonal stripes and a sliding block, 320x240 at aiortc's 30 fps."""
+    """Moving diagonal stripes and a sliding block, 320x240 at aiortc's 30 fps.
+
+    ``count`` is the number of frames handed to the encoder so far: what was sent."""
 
     _ramp = bytes((i * 7) & 0xFF for i in range(WIDTH + 512))
 
@@ -65,6 +69,45 @@ class PatternVideoTrack(VideoStreamTrack):
         frame.pts, frame.time_base = pts, time_base
         self.count += 1
         return frame
+
+
+class CountingAudioTrack(AudioStreamTrack):
+    """aiortc's silence (20 ms frames); ``count`` is the number of frames sent so far."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    async def recv(self) -> av.frame.Frame:
+        frame = await super().recv()
+        self.count += 1
+        return frame
+
+
+async def counted_over(seconds: float, *counters: Callable[[], int]) -> list[int]:
+    """How far each counter moved over the same ``seconds``.
+
+    Every counter is read at the same instant (no await between the reads) at both
+    ends of the window, so a slow machine slows the sender and the receivers alike
+    and only their ratio matters."""
+    before = [count() for count in counters]
+    await asyncio.sleep(seconds)
+    return [count() - start for count, start in zip(counters, before, strict=True)]
+
+
+def reading(counted: Any, attribute: str) -> Callable[[], int]:
+    """A counter for counted_over: ``source.count`` (sent) or ``sink.frames`` (decoded)."""
+    return lambda: int(getattr(counted, attribute))
+
+
+def assert_kept_up(sent: int, received: list[int], what: str = "frames") -> None:
+    """Every receiver got at least KEPT_UP of what the sender sent over the window."""
+    assert sent > 0, f"the publisher sent no {what} during the window"
+    short = [count for count in received if count < KEPT_UP * sent]
+    assert not short, (
+        f"{what}: the publisher sent {sent} in the window, receivers got {received} "
+        f"(each must get at least {KEPT_UP:.0%})"
+    )
 
 
 class DecodingSink:
@@ -159,6 +202,9 @@ class Room:
     ingest: RTCPeerConnection
     published: dict[str, PublishedTrack]
     publisher_keyframe_requests: list[float]
+    #: the publisher's own tracks: their ``count`` is what it has sent
+    video_source: PatternVideoTrack
+    audio_source: CountingAudioTrack
     viewers: list[Viewer] = field(default_factory=list)
 
     async def add_viewer(self, *, sender_hook: bool = True) -> Viewer:
@@ -213,8 +259,9 @@ def pli_sender(receiver: RTCRtpReceiver) -> SendPli:
 async def open_room(mime: str) -> Room:
     """Publisher (synthetic video in `mime` + Opus silence) connected to the SFU."""
     publisher, ingest = new_peer(), new_peer()
-    pub_video = add_forced(publisher, PatternVideoTrack(), "sendonly", mime)
-    add_forced(publisher, AudioStreamTrack(), "sendonly", "audio/opus")
+    video, audio = PatternVideoTrack(), CountingAudioTrack()
+    pub_video = add_forced(publisher, video, "sendonly", mime)
+    add_forced(publisher, audio, "sendonly", "audio/opus")
     requests: list[float] = []
     compat.on_keyframe_request(pub_video.sender, lambda: requests.append(time.monotonic()))
     receivers = {
@@ -228,7 +275,7 @@ async def open_room(mime: str) -> Room:
         track.start()
         published[kind] = track
     await wait_connected(ingest)
-    return Room(mime, publisher, ingest, published, requests)
+    return Room(mime, publisher, ingest, published, requests, video, audio)
 
 
 async def wait_for(predicate: Callable[[], bool], within: float, step: float = 0.05) -> bool:

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import pytest
-from relay_harness import Room, open_room, wait_for
+from relay_harness import Room, assert_kept_up, counted_over, open_room, reading, wait_for
 
 from hookcast.rtc import compat
 from hookcast.rtc.packets import meta_of
@@ -34,32 +34,39 @@ async def run_room(mime: str, viewers: int) -> Room:
     return room
 
 
-async def frames_decoded_during(room: Room, seconds: float) -> list[int]:
-    """Frames each viewer decodes over the same `seconds`, once all of them decode."""
-    sinks = [v.sinks["video"] for v in room.viewers]
-    assert await wait_for(lambda: all(s.frames > 0 for s in sinks), within=5)
-    before = [s.frames for s in sinks]
-    await asyncio.sleep(seconds)
-    return [s.frames - b for s, b in zip(sinks, before, strict=True)]
+async def decoded_during(room: Room, seconds: float, kind: str = "video") -> tuple[int, list[int]]:
+    """(frames of `kind` the publisher sent, frames each viewer decoded) over the same
+    `seconds`, once every viewer decodes video."""
+    video = [v.sinks["video"] for v in room.viewers]
+    assert await wait_for(lambda: all(s.frames > 0 for s in video), within=5)
+    source = room.video_source if kind == "video" else room.audio_source
+    sinks = [v.sinks[kind] for v in room.viewers]
+    sent, *decoded = await counted_over(
+        seconds, reading(source, "count"), *(reading(s, "frames") for s in sinks)
+    )
+    return sent, decoded
 
 
 @pytest.mark.parametrize("mime", CODECS)
 async def test_three_subscribers_decode_the_publishers_codec(mime: str) -> None:
     room = await run_room(mime, viewers=3)
     try:
-        counts = await frames_decoded_during(room, 3.0)
+        sent, counts = await decoded_during(room, 3.0)
         video_sinks = [v.sinks["video"] for v in room.viewers]
         for sink in video_sinks:
             assert sink.codecs == {mime.lower()}  # negotiated on the subscriber leg
             assert sink.errors == 0
             assert sink.sizes == {(320, 240)}
-        # 90 frames at 30 fps; at least a third even when the VM's CPU is being stolen
-        # (speed is the benchmarks' business; agreement between subscribers is the point)
-        assert min(counts) >= 30, counts
+        # every subscriber decodes (nearly) every frame the publisher sent in the same
+        # window: a starved VM slows the publisher too, so the ratio holds where an
+        # absolute floor would not
+        assert_kept_up(sent, counts, "video frames")
         assert max(counts) - min(counts) <= 3, counts
+        sent_audio, audio_counts = await decoded_during(room, 2.0, "audio")
+        assert_kept_up(sent_audio, audio_counts, "audio frames")
         for viewer in room.viewers:
             audio = viewer.sinks["audio"]
-            assert audio.codecs == {"audio/opus"} and audio.errors == 0 and audio.frames >= 150
+            assert audio.codecs == {"audio/opus"} and audio.errors == 0
         keyframe = room.published["video"].last_keyframe
         assert keyframe is not None
         meta = meta_of(keyframe)
@@ -71,7 +78,10 @@ async def test_three_subscribers_decode_the_publishers_codec(mime: str) -> None:
         )
         stats = room.published["video"].stats()
         assert stats["packets"] >= max(counts) and stats["bytes"] > 0
-        assert all(s["forwarded"] > 0 for s in stats["subscribers"].values())
+        # every frame a viewer decoded was forwarded to it by the relay
+        for viewer in room.viewers:
+            forwarded = stats["subscribers"][viewer.tracks["video"].id]["forwarded"]
+            assert forwarded >= viewer.sinks["video"].frames > 0
     finally:
         await room.close()
 
@@ -92,8 +102,10 @@ async def test_late_subscriber_decodes_within_one_second(mime: str) -> None:
         # the PLI the relay sent on subscribe can produce a keyframe this soon
         assert from_connected < 1.0, (from_connected, from_join)
         assert len(room.publisher_keyframe_requests) > before
-        await asyncio.sleep(1)
-        assert sink.errors == 0 and sink.frames >= 10
+        # from its first frame on it keeps up with the publisher
+        sent, decoded = await counted_over(2.0, reading(room.video_source, "count"), reading(sink, "frames"))
+        assert_kept_up(sent, [decoded], "video frames")
+        assert sink.errors == 0
     finally:
         await room.close()
 
@@ -134,7 +146,7 @@ async def test_stalled_subscriber_stays_bounded_and_others_are_unaffected() -> N
                 peak_source = max(peak_source, source._queue.qsize())  # aiortc's unbounded
 
         watcher = asyncio.create_task(watch())
-        counts = await frames_decoded_during(room, 4.0)
+        sent, counts = await decoded_during(room, 4.0)
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
         assert peak_stalled <= VIDEO_QUEUE_SIZE
@@ -143,7 +155,8 @@ async def test_stalled_subscriber_stays_bounded_and_others_are_unaffected() -> N
         # the relay keeps reading whatever a subscriber does: aiortc's queue stays within
         # a second of frames (unread, it would hold all ~120 of the window)
         assert peak_source <= 30
-        assert min(counts) >= 40 and max(counts) - min(counts) <= 3, counts
+        assert_kept_up(sent, counts, "video frames")  # the stalled one costs the others nothing
+        assert max(counts) - min(counts) <= 3, counts
         assert all(v.sinks["video"].errors == 0 for v in room.viewers)
         assert all(v.tracks["video"].counters.overflows == 0 for v in room.viewers)
     finally:
@@ -208,14 +221,16 @@ async def test_unrecovered_loss_is_skipped_and_viewers_resume_at_a_keyframe() ->
     try:
         assert await wait_for(lambda: sink.frames > 10, within=5)
         dropped = drop_unrecoverably(receiver, rtx, every=40)
-        frames, keyframes = sink.frames, sink.keyframes
-        await asyncio.sleep(4)
+        keyframes = sink.keyframes
+        sent, decoded = await counted_over(4.0, reading(room.video_source, "count"), reading(sink, "frames"))
         published = room.published["video"]
         buffer = receiver._RTCRtpReceiver__jitter_buffer  # the RelayJitterBuffer in use
         assert len(dropped) >= 3 and buffer.stats.skips >= 1
         assert published.counters.discontinuities >= 1
         assert sink.keyframes > keyframes  # the relay asked for and forwarded new keyframes
-        assert sink.frames - frames >= 30  # and the viewer kept decoding between losses
+        # and the viewer kept decoding between losses: each loss costs the frames up to
+        # the next keyframe (about half of what was sent is decoded here), never the rest
+        assert decoded >= sent / 3, (sent, decoded)
         assert sink.errors == 0  # never fed a frame that depends on a lost one
     finally:
         await room.close()

@@ -13,12 +13,13 @@ import aiohttp
 import pytest
 
 from hookcast.config.home import Home
+from hookcast.engine.streams import Status
 from hookcast.keys import ENGINE
 from hookcast.server import Server
 from hookcast.signalling.client import WcsClient
 from hookcast.signalling.session import MAX_MESSAGE
 from tests.conftest import write_plugin
-from tests.core.rtc.relay_harness import PatternVideoTrack
+from tests.core.rtc.relay_harness import PatternVideoTrack, assert_kept_up, counted_over, reading
 
 Start = Callable[..., Any]
 
@@ -127,9 +128,11 @@ async def test_messages_before_connection_are_refused(raw: Callable[..., Any]) -
 
 
 async def test_garbage_never_harms_another_session(raw: Callable[..., Any], server: Server) -> None:
+    engine = server.http_app[ENGINE]
     good = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
     await good.connect()
-    stream = await good.publish("cam", [PatternVideoTrack()])
+    video = PatternVideoTrack()
+    stream = await good.publish("cam", [video])
     await stream.wait_status("PUBLISHING")
     for text in ["{", "[]", '{"message": 1}', "z" * (1024 * 1024), json.dumps({"message": "publishStream", "data": [{}]})]:
         ws = await raw()
@@ -141,7 +144,21 @@ async def test_garbage_never_harms_another_session(raw: Callable[..., Any], serv
         await bad.send_str("q" * (5 * 1024 * 1024))
     closing = await asyncio.wait_for(bad.receive(), 10)
     assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
+    # the server, not the client's cached status, says the stream is still live ...
     assert stream.status == "PUBLISHING"
+    served = engine.registry.get(stream.media_session_id)
+    assert served is not None and served.status is Status.PUBLISHING
+    assert engine.registry.publisher("cam") is served and "cam" in engine.broadcasts
+    assert good.session_id in engine.sessions
+    # ... and its media still arrives: the server receives what the publisher sends
+    def received_by_server() -> int:
+        live = engine.registry.get(stream.media_session_id)
+        assert live is not None, "the good session's publisher was stopped on the server"
+        return int(engine.metrics(live)["VIDEO_FRAMES"])
+
+    sent, received = await counted_over(2.0, reading(video, "count"), received_by_server)
+    assert_kept_up(sent, [received], "video frames received by the server")
+    assert served.status is Status.PUBLISHING and stream.status == "PUBLISHING"
     async with aiohttp.ClientSession() as http:
         async with http.get(f"http://127.0.0.1:{server.http_port}/rest-api/health") as response:
             assert response.status == 200
@@ -297,19 +314,21 @@ async def test_a_slow_stop_never_stalls_the_session(home: Home, start_server: St
             await asyncio.sleep(3)
     """)
     server = await start_server(home)
-    async with aiohttp.ClientSession() as http:
-        client = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
-        await client.connect()
-        stream = await client.publish("cam", [PatternVideoTrack()])
-        await stream.wait_status("PUBLISHING")
-        await client.send("unPublishStream", {"mediaSessionId": stream.media_session_id})
-        await stream.wait_status("UNPUBLISHED")
-        started = asyncio.get_running_loop().time()
-        second = await client.publish("cam2", [PatternVideoTrack()])
-        await second.wait_status("PUBLISHING")
-        assert asyncio.get_running_loop().time() - started < 2.5, "the session kept reading"
-        await client.close()
-        assert http is not None
+    client = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
+    await client.connect()
+    stream = await client.publish("cam", [PatternVideoTrack()])
+    await stream.wait_status("PUBLISHING")
+    await client.send("unPublishStream", {"mediaSessionId": stream.media_session_id})
+    await stream.wait_status("UNPUBLISHED")
+    started = asyncio.get_running_loop().time()
+    second = await client.publish("cam2", [PatternVideoTrack()])
+    await second.wait_status("PUBLISHING")
+    assert asyncio.get_running_loop().time() - started < 2.5, "the session kept reading"
+    registry = server.http_app[ENGINE].registry
+    assert registry.get(stream.media_session_id) is None
+    served = registry.get(second.media_session_id)
+    assert served is not None and served.status is Status.PUBLISHING
+    await client.close()
 
 
 async def test_streams_per_session_are_capped(home: Home, start_server: Start) -> None:
@@ -321,4 +340,10 @@ async def test_streams_per_session_are_capped(home: Home, start_server: Start) -
     refused = await client.publish("c", [PatternVideoTrack()])
     event = await refused.wait_status("FAILED")
     assert event["info"] == "too many streams: this session has 2 (max_streams_per_session)"
+    # the server never takes it up (a publish runs in the background: watch for a while)
+    registry = server.http_app[ENGINE].registry
+    for _ in range(20):
+        assert {s.name for s in registry.find(session_id=client.session_id)} == {"a", "b"}
+        assert registry.get(refused.media_session_id) is None
+        await asyncio.sleep(0.05)
     await client.close()

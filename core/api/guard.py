@@ -1,0 +1,135 @@
+"""Who may use the privileged HTTP surface: the REST API and ``/metrics``.
+
+The REST API can stop every stream, so a browser page from another site must not be
+able to use it, and anything privileged honours the configured auth:
+
+- ``rest_api_allowed_networks`` (CIDRs): other client addresses get 403;
+- cross-site browser requests (an ``Origin`` that is not this server's own) get 403
+  unless ``rest_api_cors_origins`` lists the origin (or ``*``); only listed origins get
+  CORS headers, so no other site can read an answer either;
+- ``rest_api_token`` (Bearer) or ``rest_api_user``/``rest_api_password`` (Basic): 401
+  without them (``/rest-api/health`` and ``/rest-api/openapi.json`` stay open);
+- a POST with a body must say ``Content-Type: application/json`` (415 otherwise), which
+  a plain HTML form or a "simple" cross-site request cannot send without a preflight.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import ipaddress
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from hookcast.api.schema import RestError
+from hookcast.config.settings import Settings
+
+PRIVILEGED = ("/rest-api", "/metrics")
+OPEN_PATHS = frozenset({"/rest-api/health", "/rest-api/openapi.json"})
+ALLOW_METHODS = "GET, POST, OPTIONS"
+ALLOW_HEADERS = "Content-Type, Authorization"
+
+
+def privileged(path: str) -> bool:
+    return path.startswith(PRIVILEGED)
+
+
+def check(request: web.Request, settings: Settings) -> str | None:
+    """Refuse (RestError) what the request may not do; return the cross-site origin to
+    answer with CORS headers, if it is one that is allowed."""
+    _check_network(request, settings)
+    origin = _cross_site_origin(request)
+    if origin is not None and not _listed(settings, origin):
+        raise RestError(403, f"cross-site requests from {origin} are not allowed "
+                             "(rest_api_cors_origins)")
+    if request.method != "OPTIONS" and request.path not in OPEN_PATHS:
+        _check_auth(request, settings)
+    return origin
+
+
+def check_reader(request: web.Request, settings: Settings) -> None:
+    """For downloads (read-only, linked from pages anywhere): networks and auth only."""
+    _check_network(request, settings)
+    _check_auth(request, settings)
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin",
+            "Access-Control-Allow-Methods": ALLOW_METHODS,
+            "Access-Control-Allow-Headers": ALLOW_HEADERS}
+
+
+def require_json(request: web.Request) -> None:
+    """A body must be declared JSON: 415 otherwise."""
+    if request.content_type != "application/json":
+        raise RestError(415, f"Content-Type: expected application/json, got "
+                             f"{request.content_type or 'none'}", "Content-Type",
+                        "application/json")
+
+
+def _check_network(request: web.Request, settings: Settings) -> None:
+    if not settings.rest_api_allowed_networks:
+        return
+    try:
+        address = ipaddress.ip_address((request.remote or "").split("%")[0])
+    except ValueError:
+        address = None
+    if address is None or not any(
+        address in ipaddress.ip_network(network) for network in settings.rest_api_allowed_networks
+    ):
+        raise RestError(403, f"client address {request.remote} is not in "
+                             "rest_api_allowed_networks")
+
+
+def _cross_site_origin(request: web.Request) -> str | None:
+    """The request's Origin when it is not this server's own (None: same site or no
+    browser involved)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return None
+    parts = urlsplit(origin)
+    if parts.scheme == request.scheme and parts.netloc.lower() == request.host.lower():
+        return None
+    return origin
+
+
+def _listed(settings: Settings, origin: str) -> bool:
+    listed = settings.rest_api_cors_origins
+    return "*" in listed or origin.rstrip("/") in (o.rstrip("/") for o in listed)
+
+
+def _check_auth(request: web.Request, settings: Settings) -> None:
+    if not (settings.rest_api_token or settings.rest_api_user):
+        return
+    if not authorized(settings, request.headers.get("Authorization", "")):
+        raise RestError(401, "authorization required: Bearer token or Basic credentials")
+
+
+def authorized(settings: Settings, header: str) -> bool:
+    """Bearer ``rest_api_token`` or Basic ``rest_api_user:rest_api_password``."""
+    scheme, _, credentials = header.partition(" ")
+    if settings.rest_api_token and scheme.lower() == "bearer":
+        return hmac.compare_digest(_wire(credentials.strip()), settings.rest_api_token.encode())
+    if settings.rest_api_user and scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(credentials).decode().partition(":")
+        except ValueError:  # not base64 (binascii.Error), not UTF-8, not ASCII input
+            return False
+        user_ok = _same(user, settings.rest_api_user)
+        return _same(password, settings.rest_api_password) and user_ok
+    return False
+
+
+def _wire(header_text: str) -> bytes:
+    """The bytes a header value had on the wire (HTTP header text is read as latin-1),
+    so a UTF-8 token compares as the UTF-8 bytes it was sent as."""
+    try:
+        return header_text.encode("latin-1")
+    except UnicodeEncodeError:
+        return header_text.encode("utf-8", "surrogateescape")
+
+
+def _same(given: str, expected: str) -> bool:
+    """Constant-time comparison of two texts, whatever characters they hold."""
+    return hmac.compare_digest(given.encode(), expected.encode())

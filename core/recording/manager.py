@@ -1,0 +1,221 @@
+"""The engine's recordings: start and stop them, tell plugins of each file, recover.
+
+Every file gets a marker beside it while it is written (``.<file>.recording``, the
+stream it records, as JSON). A normal end makes the file final (an MP4 gets its index
+at the front), announces it (``on_record_finished``) and removes the marker. A marker
+found at start belongs to a file a crash cut short: the file is made final and
+announced with ``recovered=True``. Files are named by the ``record_file_name`` hook
+(the template ``stream_record_policy_template`` when no plugin decides) and made safe
+by the core (recording.naming). All disk work runs off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from hookcast.bus import HookBus
+from hookcast.config.properties import Rotation
+from hookcast.config.settings import Settings
+from hookcast.engine.streams import Stream
+from hookcast.engine.tasks import Tasks
+from hookcast.events import RecordingInfo, StreamInfo
+from hookcast.recording.files import Probe, finalize, probe
+from hookcast.recording.formats import Format, choose
+from hookcast.recording.naming import expand, safe_path, start_variables
+from hookcast.recording.recorder import Recorder
+from hookcast.recording.writer import FileDone
+from hookcast.rtc.relay import PublishedTrack
+
+log = logging.getLogger(__name__)
+
+MARKER = ".{}.recording"
+
+
+def marker_of(path: Path) -> Path:
+    return path.with_name(MARKER.format(path.name))
+
+
+class Recordings:
+    """Active recordings by the mediaSessionId of the stream they record."""
+
+    def __init__(self, settings: Settings, bus: HookBus, folder: Path) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.folder = folder
+        self.active: dict[str, Recorder] = {}
+        self._streams: dict[Recorder, StreamInfo] = {}
+        self._tasks = Tasks("recording")
+        #: counters for Prometheus (the active recordings' own are added on reading)
+        self.failed = 0
+        self.finished = 0
+        self._bytes_done = 0
+        self._gaps_done = 0
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes_done + sum(r.bytes for r in self.active.values())
+
+    @property
+    def gaps(self) -> int:
+        return self._gaps_done + sum(r.gaps for r in self.active.values())
+
+    async def start(self, stream: Stream, tracks: dict[str, PublishedTrack],
+                    template: str | None = None, rotation: Rotation | None = None) -> Path:
+        """Record ``stream`` (a publisher) from its next keyframe; a recording already
+        running for it is stopped first. Returns the first file's path. Raises
+        NotRecordable (codecs) or OSError (records/ cannot be written)."""
+        fmt = choose(stream.video_codec, stream.audio_codec, self.settings.record_formats)
+        await self.stop(stream.media_session_id)
+        snapshot = stream.snapshot()
+        started = time.time()
+        name = self._name(snapshot, template or self.settings.stream_record_policy_template,
+                          started)
+        if rotation is None:
+            rotation = self.bus.record_rotation_policy(snapshot, self.settings.record_rotation)
+        part = 1 if rotation is not None else None
+        first = await asyncio.to_thread(self._new_file, name, fmt, part, snapshot, started)
+
+        async def next_path(number: int) -> Path:
+            return await asyncio.to_thread(self._new_file, name, fmt, number, snapshot,
+                                           time.time())
+
+        recorder = Recorder(
+            stream.name, tracks, fmt, first, rotation, next_path,
+            opened=lambda path, number: self._opened(recorder, path, number),
+            closed=lambda done, number: self._closed(recorder, done, number),
+        )
+        self._streams[recorder] = replace(snapshot, record=True, record_name=first.name)
+        self.active[stream.media_session_id] = recorder
+        stream.record, stream.record_name = True, first.name
+        recorder.start()
+        log.info("recording %s (%s) to %s", stream.name, stream.media_session_id, first.name)
+        return first
+
+    def _name(self, stream: StreamInfo, template: str, started: float) -> str:
+        variables = start_variables(stream, started)
+        decided = self.bus.record_file_name(stream, template, variables)
+        return decided if decided is not None else expand(template, variables)
+
+    def _new_file(self, name: str, fmt: Format, part: int | None, stream: StreamInfo,
+                  started: float) -> Path:
+        """Off the loop: a free, safe path in records/, with its marker written."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = safe_path(self.folder, name, fmt.extension, part)
+        marker_of(path).write_text(json.dumps({
+            "stream": stream.to_wcs(), "part": part or 1, "startedAt": started,
+        }))
+        return path
+
+    async def stop(self, media_session_id: str) -> Recorder | None:
+        """Stop recording that stream; its last file is made final in the background."""
+        recorder = self.active.pop(media_session_id, None)
+        if recorder is not None:
+            await recorder.stop()
+            self._tasks.spawn(self._ended(recorder))
+        return recorder
+
+    async def _ended(self, recorder: Recorder) -> None:
+        await recorder.wait()
+        self._bytes_done += recorder.bytes
+        self._gaps_done += recorder.gaps
+        self._streams.pop(recorder, None)
+
+    # --- each file ----------------------------------------------------------------------
+
+    def _opened(self, recorder: Recorder, path: Path, part: int) -> None:
+        stream = self._streams.get(recorder)
+        if stream is None:
+            return
+        stream = self._streams[recorder] = replace(stream, record_name=path.name)
+        info = RecordingInfo(stream=stream, path=path, part=part, started_at=time.time(),
+                             video_codec=stream.video_codec, audio_codec=stream.audio_codec)
+        self._tasks.spawn(self.bus.on_record_started(info))
+
+    def _closed(self, recorder: Recorder, done: FileDone, part: int) -> None:
+        stream = self._streams.get(recorder)
+        if stream is None:
+            return
+        if done.error:
+            self.failed += 1
+            log.error("recording of %s ended: %s (%s)", stream.name, done.error, done.path)
+            for media_session_id, active in list(self.active.items()):
+                if active is recorder:
+                    self._tasks.spawn(self.stop(media_session_id))
+        info = RecordingInfo(stream=replace(stream, record_name=done.path.name), path=done.path,
+                             part=part, started_at=recorder.started_at, error=done.error)
+        self._tasks.spawn(self._announce(info, recovered=False))
+
+    async def _announce(self, info: RecordingInfo, recovered: bool) -> None:
+        finished = await asyncio.to_thread(self._finish_file, info.path, recovered, info.error)
+        size, found, problem = finished
+        self.finished += 1
+        await self.bus.on_record_finished(replace(
+            info, finished_at=time.time(), size=size, recovered=recovered,
+            error=info.error or problem,
+            duration=found.duration if found else 0.0,
+            video_codec=found.video_codec if found else info.video_codec,
+            audio_codec=found.audio_codec if found else info.audio_codec,
+        ))
+
+    @staticmethod
+    def _finish_file(path: Path, recovered: bool, error: str) -> tuple[int, Probe | None, str]:
+        """Off the loop: make the file final, read what it holds, drop its marker."""
+        problem = ""
+        try:
+            if not path.exists() or path.stat().st_size == 0:
+                path.unlink(missing_ok=True)
+                return 0, None, error or "no media was written"
+            if recovered or path.suffix == ".mp4":
+                finalize(path)
+            return path.stat().st_size, probe(path), ""
+        except Exception as failure:  # a file a crash or a full disk left unreadable
+            problem = f"cannot make {path.name} final: {type(failure).__name__}: {failure}"
+            log.error("%s", problem)
+            return (path.stat().st_size if path.exists() else 0), None, problem
+        finally:
+            marker_of(path).unlink(missing_ok=True)
+
+    # --- start and shutdown -------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Make final and announce every recording a crash cut short; how many."""
+        markers = await asyncio.to_thread(lambda: sorted(self.folder.glob(".*.recording")))
+        for marker in markers:
+            await self._recover(marker)
+        return len(markers)
+
+    async def _recover(self, marker: Path) -> None:
+        path = marker.with_name(marker.name[1:-len(".recording")])
+        try:
+            saved: dict[str, Any] = json.loads(await asyncio.to_thread(marker.read_text))
+            stream = _stream_of(saved["stream"])
+            part, started = int(saved.get("part", 1)), float(saved.get("startedAt", 0))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            log.error("%s: unreadable recording marker (%s); removed", marker, error)
+            await asyncio.to_thread(marker.unlink, True)
+            return
+        log.info("recovering %s, cut short when the server stopped", path.name)
+        info = RecordingInfo(stream=stream, path=path, part=part, started_at=started)
+        await self._announce(info, recovered=True)
+
+    async def close(self) -> None:
+        """Stop every recording; return once every file is final and announced."""
+        for media_session_id in list(self.active):
+            await self.stop(media_session_id)
+        await self._tasks.wait()
+
+
+def _stream_of(wcs: dict[str, Any]) -> StreamInfo:
+    return StreamInfo(
+        media_session_id=str(wcs.get("mediaSessionId", "")), name=str(wcs.get("name", "")),
+        published=True, status=str(wcs.get("status", "")),
+        session_id=str(wcs.get("sessionId", "")), app_key=str(wcs.get("appKey", "")),
+        record=True, record_name=str(wcs.get("recordName", "")),
+        audio_codec=str(wcs.get("audioCodec", "")), video_codec=str(wcs.get("videoCodec", "")),
+    )

@@ -1,0 +1,158 @@
+"""The recorder: a sink on a broadcast, like a player.
+
+It subscribes to the source's tracks (video waits for a keyframe and asks for one, as
+a player's does), reads the shared encoded packets as they come, puts them on the
+recording clock (timeline) and hands them to its writer thread, which muxes them into
+the file; nothing here decodes, and nothing here touches the disk. Rotation: once a
+part is ``rotation`` long (seconds or megabytes), the writer is told to go on in a new
+file from the next keyframe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiortc.mediastreams import MediaStreamError
+
+from hookcast.config.properties import Rotation
+from hookcast.recording.formats import Format
+from hookcast.recording.timeline import Arrived, Timed, Timeline
+from hookcast.recording.writer import FileDone, FileOpened, Writer, WriterEnded, WriterEvent
+from hookcast.rtc.packets import FrameMeta
+from hookcast.rtc.relay import PublishedTrack, SubscriberTrack
+
+log = logging.getLogger(__name__)
+
+#: a recorder's subscriber queue: 4 s of video before it drops to the next keyframe
+VIDEO_QUEUE = 120
+AUDIO_QUEUE = 200
+
+
+class Recorder:
+    """One recording of one broadcast: every part, from ``start()`` to ``stop()``.
+
+    ``next_path(part)`` (a coroutine, off the loop) names the file of a part;
+    ``opened(path, part)`` and ``closed(done, part)`` report each file, on the loop.
+    """
+
+    def __init__(
+        self, name: str, tracks: dict[str, PublishedTrack], fmt: Format, first: Path,
+        rotation: Rotation | None, next_path: Callable[[int], Awaitable[Path]],
+        opened: Callable[[Path, int], None], closed: Callable[[FileDone, int], None],
+    ) -> None:
+        self.name = name
+        self.format = fmt
+        self.rotation = rotation
+        self.path = first
+        self.part = 1
+        self.started_at = time.time()
+        self._tracks = {kind: track for kind, track in tracks.items()
+                        if (kind == "video" and fmt.video) or (kind == "audio" and fmt.audio_in)}
+        self._next_path = next_path
+        self._opened, self._closed = opened, closed
+        self._timeline = Timeline(frozenset(self._tracks))
+        self._subscribers: list[SubscriberTrack] = []
+        self._pumps: list[asyncio.Task[None]] = []
+        self._writer: Writer | None = None
+        self._loop = asyncio.get_running_loop()
+        self._size: tuple[int, int] | None = None
+        self._part_started = 0.0  # recording seconds at which the current part began
+        self._cutting: asyncio.Task[None] | None = None
+        self._finished = asyncio.Event()
+        self._parts: dict[Path, int] = {}
+
+    @property
+    def bytes(self) -> int:
+        return self._writer.progress.bytes if self._writer is not None else 0
+
+    @property
+    def gaps(self) -> int:
+        return self._writer.progress.gaps if self._writer is not None else 0
+
+    def start(self) -> None:
+        for kind, track in self._tracks.items():
+            queue = VIDEO_QUEUE if kind == "video" else AUDIO_QUEUE
+            subscriber = track.subscribe(queue)
+            self._subscribers.append(subscriber)
+            self._pumps.append(asyncio.create_task(
+                self._pump(kind, subscriber), name=f"recorder {self.name} {kind}"))
+
+    async def stop(self) -> None:
+        """Stop reading; the writer closes the current file. Returns at once; ``wait()``
+        returns once every file of this recording is closed."""
+        for pump in self._pumps:
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        if self._cutting is not None:
+            self._cutting.cancel()
+            await asyncio.gather(self._cutting, return_exceptions=True)
+        for subscriber in self._subscribers:
+            subscriber.stop()
+        if self._writer is not None:
+            self._writer.finish()
+        else:
+            self._finished.set()
+
+    async def wait(self) -> None:
+        await self._finished.wait()
+
+    async def _pump(self, kind: str, subscriber: SubscriberTrack) -> None:
+        rate = 90000 if kind == "video" else (48000 if self.format.audio_in == "opus" else 8000)
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                packet = await subscriber.recv()
+                meta = packet.opaque
+                if isinstance(meta, FrameMeta) and meta.width and meta.height:
+                    self._size = (meta.width, meta.height)
+                arrival = meta.arrival if isinstance(meta, FrameMeta) else time.monotonic()
+                arrived = Arrived(kind, bytes(packet), int(packet.pts or 0), rate,
+                                  bool(packet.is_keyframe), arrival)
+                for timed in self._timeline.feed(arrived):
+                    self._deliver(timed)
+
+    def _deliver(self, packet: Timed) -> None:
+        if self._writer is None:
+            self._writer = Writer(self.path, self.format, self._size, self._from_writer,
+                                  self.name)
+            self._writer.start()
+        elif self._due(packet):
+            self._cutting = asyncio.create_task(self._cut(), name=f"recorder {self.name} cut")
+        self._writer.put(packet)
+
+    def _due(self, packet: Timed) -> bool:
+        """A new part is due (it starts at the next keyframe)."""
+        rotation = self.rotation
+        if rotation is None or self._cutting is not None or self._writer is None:
+            return False
+        if rotation.seconds is not None:
+            return packet.seconds - self._part_started >= rotation.seconds
+        limit = (rotation.megabytes or 0) * 1_000_000
+        return self._writer.progress.file_bytes >= limit
+
+    async def _cut(self) -> None:
+        path = await self._next_path(self.part + 1)
+        assert self._writer is not None
+        self._writer.cut(path)
+
+    def _from_writer(self, event: WriterEvent) -> None:
+        """On the writer's thread: hand each event to the loop, in order."""
+        self._loop.call_soon_threadsafe(self._on_writer_event, event)
+
+    def _on_writer_event(self, event: WriterEvent) -> None:
+        if isinstance(event, FileOpened):
+            if event.path != self.path:  # the next part
+                self.part += 1
+                self.path = event.path
+                self._cutting = None
+            self._part_started = event.seconds
+            self._parts[event.path] = self.part
+            self._opened(event.path, self.part)
+        elif isinstance(event, FileDone):
+            self._closed(event, self._parts.pop(event.path, self.part))
+        elif isinstance(event, WriterEnded):
+            self._finished.set()

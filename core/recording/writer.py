@@ -1,0 +1,188 @@
+"""The thread that writes one recording: a bounded queue in, files out.
+
+The event loop only ever calls ``put`` (never blocks) and ``finish``. Overflow policy:
+when the disk cannot keep up and the queue is full, packets are dropped from there on
+until the next video keyframe (audio included), so the file has a gap, never a broken
+picture; each gap is logged once and counted. An error writing (disk full, records/ not
+writable) ends the recording: the thread reports it and discards what still comes.
+
+Parts: ``cut(path)`` (from the loop) makes the thread close the current file at the
+next video keyframe (or the next packet, audio only) and go on in ``path``; each file's
+times start at 0. The thread reports, in order, each file opened and closed and its
+own end (``events``, called on the thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hookcast.recording.formats import Format
+from hookcast.recording.muxer import Muxer
+from hookcast.recording.timeline import Timed
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE = 500  # packets: about 6 s of 30 fps video with 20 ms audio
+
+
+@dataclass(frozen=True)
+class FileOpened:
+    """The thread opened a file; ``seconds``: where it starts on the recording clock."""
+
+    path: Path
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FileDone:
+    """A file the thread has closed: its path, media seconds, and what went wrong."""
+
+    path: Path
+    duration: float
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class WriterEnded:
+    """The thread has ended: every file it opened is closed."""
+
+
+WriterEvent = FileOpened | FileDone | WriterEnded
+
+
+@dataclass
+class Progress:
+    """Counters the loop reads (plain ints: written by the thread, read anywhere)."""
+
+    packets: int = 0
+    bytes: int = 0
+    gaps: int = 0
+    dropped: int = 0
+    file_bytes: int = 0  # bytes of media muxed into the current file
+
+
+_CUT = object()
+_END = object()
+
+
+class Writer:
+    """Owns one recording's thread, its queue and its current Muxer."""
+
+    def __init__(self, path: Path, fmt: Format, size: tuple[int, int] | None,
+                 events: Callable[[WriterEvent], None], name: str) -> None:
+        self.format = fmt
+        self.progress = Progress()
+        self._path = path
+        self._size = size
+        self._events = events
+        self._queue: queue.Queue[object] = queue.Queue(QUEUE_SIZE)
+        self._gap = False
+        self._has_video = fmt.video is not None
+        self._next_path: Path | None = None
+        self._failed = False
+        self._thread = threading.Thread(target=self._run, name=f"recorder {name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # --- the loop's side ------------------------------------------------------------
+
+    def put(self, packet: Timed) -> None:
+        """Queue one packet; never blocks (the overflow policy drops to a keyframe)."""
+        if self._gap:
+            if not (packet.kind == "video" and packet.keyframe) and self._has_video:
+                self.progress.dropped += 1
+                return
+            self._gap = False
+        try:
+            self._queue.put_nowait(packet)
+        except queue.Full:
+            self._gap = self._has_video
+            self.progress.gaps += 1
+            self.progress.dropped += 1
+            log.warning("recording %s: the disk is not keeping up; dropping to the next "
+                        "keyframe (gap %d)", self._path.name, self.progress.gaps)
+
+    def cut(self, path: Path) -> None:
+        """Go on in ``path`` from the next video keyframe (the next packet, audio only)."""
+        self._put_control((_CUT, path))
+
+    def finish(self) -> None:
+        """No more packets: the thread closes the file and ends."""
+        self._put_control(_END)
+
+    def _put_control(self, item: object) -> None:
+        while True:  # control items are never dropped: make room by dropping media
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.progress.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    # --- the thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._write_all()
+        finally:
+            self._events(WriterEnded())
+
+    def _write_all(self) -> None:
+        muxer: Muxer | None = None
+        start = 0.0  # recording seconds at which the current file starts
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                break
+            if isinstance(item, tuple) and item[0] is _CUT:
+                self._next_path = item[1]
+                continue
+            if self._failed or not isinstance(item, Timed):
+                continue
+            try:
+                if muxer is not None and self._next_path is not None and self._starts_part(item):
+                    self._close(muxer)
+                    muxer, self._path, self._next_path = None, self._next_path, None
+                if muxer is None:
+                    muxer = Muxer(self._path, self.format, self._size)
+                    start = item.seconds
+                    self.progress.file_bytes = 0
+                    self._events(FileOpened(self._path, start))
+                muxer.write(item.kind, item.data, round((item.seconds - start) * item.rate),
+                            item.keyframe)
+                self.progress.packets += 1
+                self.progress.bytes += len(item.data)
+                self.progress.file_bytes += len(item.data)
+            except Exception as error:  # disk full, not writable, a muxer refusing
+                self._failed = True
+                reason = f"{type(error).__name__}: {error}"
+                log.error("recording %s failed: %s", self._path, reason)
+                if muxer is not None:
+                    self._close(muxer, reason)
+                    muxer = None
+                else:
+                    self._events(FileDone(self._path, 0.0, reason))
+        if muxer is not None:
+            self._close(muxer)
+
+    def _starts_part(self, item: Timed) -> bool:
+        return not self._has_video or (item.kind == "video" and item.keyframe)
+
+    def _close(self, muxer: Muxer, error: str = "") -> None:
+        try:
+            muxer.close()
+        except Exception as close_error:
+            error = error or f"{type(close_error).__name__}: {close_error}"
+        self._events(FileDone(muxer.path, muxer.duration, error))

@@ -1,0 +1,55 @@
+"""Input from clients, kept harmless: JSON nesting bounded, text made safe for logs.
+
+Clients choose stream names, message names and ``custom`` objects. Nothing they send
+may forge a log line (a newline), make a log binary (a NUL) or amplify it (a 200 KB
+name written on every status change); nothing may be nested deep enough to exhaust
+the interpreter's recursion when it is copied, frozen or serialised.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+#: deepest nesting of arrays and objects accepted in a client's JSON
+MAX_DEPTH = 32
+#: longest log message written; the rest is cut and counted
+MAX_LOG_MESSAGE = 2000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def json_depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of decoded JSON (a scalar is 0), counted without recursion; stops
+    counting at ``limit + 1``."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            level += 1
+            deepest = max(deepest, level)
+            if level > limit:
+                return level
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level) for child in children)
+    return deepest
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x00``) and cut at ``limit``
+    characters, saying how much was cut: for client strings in logs and messages."""
+    escaped = _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+    if len(escaped) > limit:
+        return f"{escaped[:limit]}...({len(escaped) - limit} more)"
+    return escaped
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines that no message can forge or bloat: the message's control characters
+    are escaped and it is cut at MAX_LOG_MESSAGE characters. A traceback, which the
+    server writes itself, keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message, MAX_LOG_MESSAGE)
+        return super().formatMessage(record)

@@ -1,0 +1,169 @@
+"""A browser page from another site cannot act on the server; the REST API's guard
+(networks, origins, content type, auth) holds on a real server with a live stream."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiortc.mediastreams import AudioStreamTrack
+
+from hookcast.config.home import Home
+from hookcast.keys import ENGINE
+from hookcast.server import Server
+from hookcast.signalling.client import WcsClient
+from tests.core.rtc.relay_harness import PatternVideoTrack
+
+EVIL = "https://evil.example"
+
+
+@pytest.fixture
+async def live(home: Home, start_server: Callable[..., Any],
+               connect_client: Callable[..., Any]) -> Callable[..., Any]:
+    """``await live(**properties)``: a server with one publisher ``cam``, PUBLISHING."""
+    async def start(**properties: str) -> Server:
+        server: Server = await start_server(home, **properties)
+        client: WcsClient = await connect_client(server)
+        stream = await client.publish("cam", [PatternVideoTrack(), AudioStreamTrack()])
+        await stream.wait_status("PUBLISHING")
+        return server
+    return start
+
+
+async def request(server: Server, method: str, path: str, *, data: bytes | None = None,
+                  headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    url = f"http://127.0.0.1:{server.http_port}{path}"
+    async with aiohttp.ClientSession() as http, http.request(
+        method, url, data=data, headers=headers or {}
+    ) as response:
+        body = await response.read()
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = body
+        return response.status, dict(response.headers), parsed
+
+
+def still_publishing(server: Server) -> bool:
+    publisher = server.http_app[ENGINE].registry.publisher("cam")
+    return publisher is not None and publisher.status == "PUBLISHING"
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_a_text_plain_terminate_is_refused(live: Callable[..., Any]) -> None:
+    """What a cross-site form or fetch without preflight can send: 415, nothing stops."""
+    server = await live()
+    status, _, body = await request(server, "POST", "/rest-api/stream/terminate",
+                                    data=b"{}", headers={"Content-Type": "text/plain"})
+    assert status == 415 and body["field"] == "Content-Type"
+    assert "expected application/json, got text/plain" in body["message"]
+    assert still_publishing(server)
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_a_terminate_without_a_body_stops_nothing(live: Callable[..., Any]) -> None:
+    server = await live()
+    status, _, body = await request(server, "POST", "/rest-api/stream/terminate")
+    assert status == 400 and body["field"] == "body"
+    assert "{} means no filter" in body["message"]
+    assert still_publishing(server)
+    status, _, body = await request(server, "POST", "/rest-api/stream/terminate", data=b"{}",
+                                    headers={"Content-Type": "application/json"})
+    assert status == 200 and len(body["terminated"]) == 1
+    assert not still_publishing(server)
+
+
+@pytest.mark.usefixtures("loopback")
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/rest-api/stream/terminate"), ("GET", "/rest-api/connection/find_all"),
+    ("GET", "/metrics"), ("OPTIONS", "/rest-api/stream/terminate"),
+])
+async def test_cross_site_requests_are_refused_by_default(
+    live: Callable[..., Any], method: str, path: str
+) -> None:
+    server = await live()
+    status, headers, body = await request(
+        server, method, path, data=b"{}" if method == "POST" else None,
+        headers={"Origin": EVIL, "Content-Type": "application/json"},
+    )
+    assert status == 403
+    assert f"cross-site requests from {EVIL} are not allowed (rest_api_cors_origins)" \
+        in body["message"]
+    assert "Access-Control-Allow-Origin" not in headers
+    assert still_publishing(server)
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_listed_origins_get_cors_and_same_origin_needs_none(
+    live: Callable[..., Any]
+) -> None:
+    app = "https://app.example"
+    server = await live(rest_api_cors_origins=app)
+    status, headers, _ = await request(server, "OPTIONS", "/rest-api/stream/find_all", headers={
+        "Origin": app, "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type"})
+    assert status == 204
+    assert headers["Access-Control-Allow-Origin"] == app
+    assert "Content-Type" in headers["Access-Control-Allow-Headers"]
+    status, headers, body = await request(server, "GET", "/rest-api/stream/find_all",
+                                          headers={"Origin": app})
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == app
+    assert [s["name"] for s in body] == ["cam"]
+    status, _, _ = await request(server, "GET", "/rest-api/stream/find_all",
+                                 headers={"Origin": EVIL})
+    assert status == 403
+    own = f"http://127.0.0.1:{server.http_port}"  # a page served by this server itself
+    status, headers, _ = await request(server, "GET", "/rest-api/stream/find_all",
+                                       headers={"Origin": own})
+    assert status == 200 and "Access-Control-Allow-Origin" not in headers
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_allowed_networks(live: Callable[..., Any]) -> None:
+    server = await live(rest_api_allowed_networks="10.0.0.0/8, 192.168.0.0/16")
+    for path in ("/rest-api/stream/find_all", "/metrics", "/rest-api/health"):
+        status, _, body = await request(server, "GET", path)
+        assert status == 403, path
+        assert body["message"] == "client address 127.0.0.1 is not in rest_api_allowed_networks"
+    status, _, _ = await request(server, "POST", "/rest-api/stream/terminate", data=b"{}",
+                                 headers={"Content-Type": "application/json"})
+    assert status == 403 and still_publishing(server)
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_loopback_in_allowed_networks_passes(live: Callable[..., Any]) -> None:
+    server = await live(rest_api_allowed_networks="127.0.0.0/8")
+    status, _, body = await request(server, "GET", "/rest-api/stream/find_all")
+    assert status == 200 and [s["name"] for s in body] == ["cam"]
+
+
+@pytest.mark.parametrize(("properties", "warned"), [
+    ({"bind_address": "0.0.0.0"}, True),
+    ({"bind_address": "0.0.0.0", "rest_api_token": "secret"}, False),
+    ({"bind_address": "127.0.0.1"}, False),
+])
+async def test_startup_warns_when_the_api_is_open_to_the_network(
+    home: Home, start_server: Callable[..., Any], caplog: pytest.LogCaptureFixture,
+    properties: dict[str, str], warned: bool,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hookcast.server")
+    await start_server(home, **properties)
+    warning = "has no authentication: anyone who can reach it can stop every stream"
+    assert (warning in caplog.text) is warned
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"name":' + b"[" * 40 + b"]" * 40 + b"}"])
+async def test_deep_json_is_a_400_naming_the_problem(
+    home: Home, start_server: Callable[..., Any], body: bytes
+) -> None:
+    server = await start_server(home)
+    status, _, answer = await request(server, "POST", "/rest-api/stream/find", data=body,
+                                      headers={"Content-Type": "application/json"})
+    assert status == 400
+    assert answer["message"] == "request body: nested deeper than 32 levels"
+    status, _, _ = await request(server, "GET", "/rest-api/health")
+    assert status == 200
