@@ -44,8 +44,9 @@ class Served:
     that nobody reads, which would block the server's logging once full)."""
 
     def __init__(self, process: subprocess.Popen[str], http_port: int, ws_port: int = 0,
-                 log: Path | None = None) -> None:
+                 log: Path | None = None, home: Home | None = None) -> None:
         self.process = process
+        self.home = home
         self.http_port = http_port
         self.ws_port = ws_port
         self._log = log
@@ -63,7 +64,8 @@ class Served:
                 [*command, "serve", "--home", str(home.root)], cwd=cwd,
                 stdout=subprocess.DEVNULL, stderr=log, text=True,
             )
-        return cls(process, int(properties["http.port"]), int(properties["ws.port"]), Path(name))
+        return cls(process, int(properties["http.port"]), int(properties["ws.port"]), Path(name),
+                   home)
 
     def log(self) -> str:
         """What the server has written to stderr so far."""
@@ -85,6 +87,12 @@ class Served:
         if self.process.poll() is None:
             self.process.send_signal(signum)
         return self.wait(timeout)
+
+    def get(self, path: str) -> str:
+        """The text a GET of ``path`` on the HTTP port answers."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}",
+                                    timeout=5) as response:
+            return str(response.read().decode())
 
     def health(self) -> dict[str, object]:
         url = f"http://127.0.0.1:{self.http_port}/rest-api/health"

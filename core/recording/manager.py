@@ -79,7 +79,16 @@ class Recordings:
         if rotation is None:
             rotation = self.bus.record_rotation_policy(snapshot, self.settings.record_rotation)
         part = 1 if rotation is not None else None
-        first = await asyncio.to_thread(self._new_file, name, fmt, part, snapshot, started)
+        try:
+            first = await asyncio.to_thread(self._new_file, name, fmt, part, snapshot, started)
+        except OSError as error:  # records/ not writable, the disk full
+            self.failed += 1
+            reason = f"{type(error).__name__}: {error.strerror or error}"
+            log.error("recording of %s cannot start: %s (%s)", stream.name, reason, self.folder)
+            await self.bus.on_record_finished(RecordingInfo(
+                stream=snapshot, path=self.folder / f"{name}.{fmt.extension}", part=1,
+                started_at=started, finished_at=time.time(), error=reason))
+            raise
 
         async def next_path(number: int) -> Path:
             return await asyncio.to_thread(self._new_file, name, fmt, number, snapshot,
@@ -125,6 +134,8 @@ class Recordings:
         self._bytes_done += recorder.bytes
         self._gaps_done += recorder.gaps
         self._streams.pop(recorder, None)
+        # no file was opened at these: their markers must not look like a crash
+        await asyncio.to_thread(_unlink_markers, recorder.unused_paths)
 
     # --- each file ----------------------------------------------------------------------
 
@@ -209,6 +220,11 @@ class Recordings:
         for media_session_id in list(self.active):
             await self.stop(media_session_id)
         await self._tasks.wait()
+
+
+def _unlink_markers(paths: list[Path]) -> None:
+    for path in paths:
+        marker_of(path).unlink(missing_ok=True)
 
 
 def _stream_of(wcs: dict[str, Any]) -> StreamInfo:

@@ -65,6 +65,8 @@ class Recorder:
         self._cutting: asyncio.Task[None] | None = None
         self._finished = asyncio.Event()
         self._parts: dict[Path, int] = {}
+        self._named: list[Path] = [first]
+        self._opened_paths: set[Path] = set()
 
     @property
     def bytes(self) -> int:
@@ -93,6 +95,8 @@ class Recorder:
             await asyncio.gather(self._cutting, return_exceptions=True)
         for subscriber in self._subscribers:
             subscriber.stop()
+        for timed in self._timeline.drain():
+            self._deliver(timed)
         if self._writer is not None:
             self._writer.finish()
         else:
@@ -134,10 +138,20 @@ class Recorder:
         limit = (rotation.megabytes or 0) * 1_000_000
         return self._writer.progress.file_bytes >= limit
 
+    @property
+    def unused_paths(self) -> list[Path]:
+        """Paths named for this recording that no file was ever opened at (it stopped
+        before its first packet, or before the keyframe of a new part)."""
+        return [p for p in self._named if p not in self._opened_paths]
+
     async def _cut(self) -> None:
         path = await self._next_path(self.part + 1)
+        self._named.append(path)
         assert self._writer is not None
         self._writer.cut(path)
+        for subscriber in self._subscribers:  # the next part starts at the next keyframe:
+            if subscriber.kind == "video":   # ask for one now rather than wait for it
+                subscriber.request_keyframe()
 
     def _from_writer(self, event: WriterEvent) -> None:
         """On the writer's thread: hand each event to the loop, in order."""
@@ -151,6 +165,7 @@ class Recorder:
                 self._cutting = None
             self._part_started = event.seconds
             self._parts[event.path] = self.part
+            self._opened_paths.add(event.path)
             self._opened(event.path, self.part)
         elif isinstance(event, FileDone):
             self._closed(event, self._parts.pop(event.path, self.part))

@@ -67,6 +67,15 @@ class Timeline:
             self._offsets[packet.kind] = anchor = offset  # a new track, or a restart
         yield from self._timed(packet, anchor)
 
+    def drain(self) -> Iterator[Timed]:
+        """The packets still held back (the recording stops within its first
+        ``SYNC_WINDOW``), timed with what is known."""
+        if not self.synced:
+            self.synced = True
+            held, self._held = self._held, []
+            for earlier in held:
+                yield from self._timed(earlier, self._offsets[earlier.kind])
+
     def _hold(self, packet: Arrived, offset: float) -> Iterator[Timed]:
         self._offsets[packet.kind] = min(offset, self._offsets.get(packet.kind, offset))
         self._held.append(packet)

@@ -7,6 +7,7 @@ signalling, recording and VOD tests drive the same hooks through real clients.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from hookcast import RecordingInfo, Rotation, SessionInfo, StreamInfo, Terminate
+from hookcast import RecordingInfo, SessionInfo, StreamInfo, Terminate
 from hookcast.config.home import Home
 from hookcast.keys import ENGINE
 from hookcast.server import Server, StartupError
@@ -273,49 +274,84 @@ async def test_hook_on_stream_keep_alive(bus_of: Callable[..., Any]) -> None:
     assert await bus.on_stream_keep_alive(player) == Terminate("Terminated by keep-alive")
 
 
-async def test_hook_record_file_name(bus_of: Callable[..., Any]) -> None:
-    bus = await bus_of("""
+async def _record(server: Server, connect_client: Callable[..., Any], name: str,
+                  seconds: float) -> dict[str, Any]:
+    """Publish ``name`` with record: true for ``seconds``; its last status event."""
+    client: WcsClient = await connect_client(server)
+    stream = await client.publish(name, [PatternVideoTrack()], video_codec="H264", record=True)
+    await stream.wait_status("PUBLISHING")
+    await asyncio.sleep(seconds)
+    await client.stop(stream)
+    await asyncio.wait_for(server.http_app[ENGINE].recordings._tasks.wait(), 20)
+    return stream.last
+
+
+async def test_hook_record_file_name(
+    home: Home, start_server: Start, connect_client: Callable[..., Any]
+) -> None:
+    write_plugin(home, "namer", """
     from hookcast import hookimpl
 
     @hookimpl
     def record_file_name(stream, template, variables):
-        return template.format(**variables) + "-custom"
+        return "show-" + variables["streamName"] + "-by-plugin"
     """)
-    assert bus.record_file_name(STREAM, "{streamName}", {"streamName": "cam"}) == "cam-custom"
+    server = await start_server(home)
+    last = await _record(server, connect_client, "cam", 1.5)
+    assert last["recordName"] == "show-cam-by-plugin.mp4"
+    assert (home.records / "show-cam-by-plugin.mp4").stat().st_size > 0
 
 
-async def test_hook_record_rotation_policy(bus_of: Callable[..., Any]) -> None:
-    bus = await bus_of("""
+async def test_hook_record_rotation_policy(
+    home: Home, start_server: Start, connect_client: Callable[..., Any]
+) -> None:
+    write_plugin(home, "rotator", """
     from hookcast import hookimpl, Rotation
 
     @hookimpl
     def record_rotation_policy(stream, configured):
         if stream.name == "long":
-            return Rotation(seconds=3600)
+            return Rotation(seconds=1)
     """)
-    assert bus.record_rotation_policy(STREAM, Rotation(megabytes=5)) == Rotation(megabytes=5)
-    long = STREAM.__class__(**{**STREAM.__dict__, "name": "long"})
-    assert bus.record_rotation_policy(long, None) == Rotation(seconds=3600)
+    server = await start_server(home, record_rotation="")
+    await _record(server, connect_client, "long", 3.5)
+    await _record(server, connect_client, "short", 2.0)
+    parts = sorted(p.name for p in home.records.iterdir() if p.name.startswith("long"))
+    assert len(parts) >= 3 and all(p.endswith(".mp4") for p in parts), parts
+    assert len([p for p in home.records.iterdir() if p.name.startswith("short")]) == 1
 
 
-async def test_hook_on_record_started(home: Home, bus_of: Callable[..., Any]) -> None:
-    bus = await bus_of(RECORDER + """
+async def test_hook_on_record_started(
+    home: Home, start_server: Start, connect_client: Callable[..., Any]
+) -> None:
+    write_plugin(home, "recorder", RECORDER + """
     @hookimpl
     def on_record_started(recording):
-        record("started", file=recording.file_name, part=recording.part)
+        record("started", file=recording.file_name, part=recording.part,
+               name=recording.stream.record_name, codec=recording.video_codec)
     """)
-    await bus.on_record_started(RECORDING)
-    assert calls(home) == [{"hook": "started", "file": "cam.mp4", "part": 1}]
+    server = await start_server(home)
+    last = await _record(server, connect_client, "cam", 1.5)
+    assert calls(home) == [{"hook": "started", "file": last["recordName"], "part": 1,
+                            "name": last["recordName"], "codec": "H264"}]
 
 
-async def test_hook_on_record_finished(home: Home, bus_of: Callable[..., Any]) -> None:
-    bus = await bus_of(RECORDER + """
+async def test_hook_on_record_finished(
+    home: Home, start_server: Start, connect_client: Callable[..., Any]
+) -> None:
+    write_plugin(home, "recorder", RECORDER + """
     @hookimpl
     async def on_record_finished(recording):
-        record("finished", path=str(recording.path), stream=recording.stream.name)
+        record("finished", path=str(recording.path), stream=recording.stream.name,
+               size=recording.size, duration=recording.duration, recovered=recording.recovered)
     """)
-    await bus.on_record_finished(RECORDING)
-    assert calls(home) == [{"hook": "finished", "path": "/records/cam.mp4", "stream": "cam"}]
+    server = await start_server(home)
+    last = await _record(server, connect_client, "cam", 2.0)
+    path = home.records / last["recordName"]
+    (call,) = calls(home)
+    assert call["path"] == str(path) and call["stream"] == "cam"
+    assert call["size"] == path.stat().st_size and 1.4 < call["duration"] < 2.8
+    assert call["recovered"] is False
 
 
 async def test_hook_media_source_for_uri(home: Home, bus_of: Callable[..., Any]) -> None:

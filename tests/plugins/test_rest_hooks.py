@@ -461,3 +461,25 @@ async def test_terminate_never_waits_for_webhooks(hooked: Start, backend: Backen
     assert stream.info == "Stopped by rest /terminate"
     final = lambda: [b for b in backend.bodies("StreamStatusEvent") if b["status"] == "UNPUBLISHED"]  # noqa: E731
     await backend.wait_until(lambda: bool(final()), "the UNPUBLISHED StreamStatusEvent", 15)
+
+
+async def test_recording_status_events_reach_the_backend(
+    home: Home, backend: Backend, start_server: Start, clients: Start
+) -> None:
+    """hookcast's RecordingStatusEvent, enabled per application like the other methods:
+    STARTED when the file opens, FINISHED once it is final, with its size and duration."""
+    use_backend(home, backend, ("RecordingStatusEvent",))
+    server = await start_server(home)
+    client = await clients(server)
+    stream = await publish(client, "cam", record=True)
+    await asyncio.sleep(2)
+    await client.stop(stream)
+    events = await backend.wait_for("RecordingStatusEvent", 2, timeout=20)
+    started, finished = events
+    name = stream.last["recordName"]
+    assert (started["status"], started["fileName"], started["name"]) == ("STARTED", name, "cam")
+    assert (finished["status"], finished["fileName"], finished["error"]) == ("FINISHED", name, "")
+    assert finished["size"] == (home.records / name).stat().st_size > 0
+    assert 1.5 < finished["duration"] < 3.0 and finished["recovered"] is False
+    assert finished["mediaSessionId"] == stream.media_session_id and finished["record"] is True
+    assert set(backend.methods()) == {"RecordingStatusEvent"}

@@ -24,7 +24,7 @@ from tests.served import Served, configure
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("home")
-    for folder in ("conf", "plugins"):
+    for folder in ("conf", "plugins", "records"):
         (root / folder).mkdir()
     home = Home(Path(root))
     configure(home, ip="127.0.0.1")
@@ -52,20 +52,37 @@ async def live_state(ws_port: int) -> tuple[list[WcsClient], dict[str, str]]:
     return clients, {"cam": cam.media_session_id, "idle": idle.session_id}
 
 
-#: a valid request for each operation (method, path) -> body; terminates come last
-def valid_requests(ids: dict[str, str]) -> list[tuple[str, str, Any]]:
+#: a valid request for each operation, in an order where each can succeed: (method,
+#: path, body or None, what to wait for first: None, seconds, or a condition);
+#: terminates come last
+def valid_requests(ids: dict[str, str], records: Path) -> list[tuple[str, str, Any, Any]]:
+    def finished_file() -> bool:
+        names = [p.name for p in records.iterdir()]
+        return "second-cam-1.webm" in names and not any(n.startswith(".") for n in names)
+
+    cam = {"mediaSessionId": ids["cam"]}
     return [
-        ("GET", "/rest-api/health", None),
-        ("GET", "/rest-api/stream/find_all", None),
-        ("POST", "/rest-api/stream/find_all", {}),
-        ("POST", "/rest-api/stream/find", {"name": "cam", "display": ["metrics"]}),
-        ("POST", "/rest-api/stream/metrics", {"mediaSessionId": ids["cam"]}),
-        ("GET", "/rest-api/connection/find_all", None),
-        ("POST", "/rest-api/connection/find_all", {}),
-        ("GET", "/rest-api/plugins/find_all", None),
-        ("POST", "/rest-api/plugins/find_all", {}),
-        ("POST", "/rest-api/stream/terminate", {"name": "victim"}),
-        ("POST", "/rest-api/connection/terminate", {"sessionId": ids["idle"]}),
+        ("GET", "/rest-api/health", None, None),
+        ("GET", "/rest-api/stream/find_all", None, None),
+        ("POST", "/rest-api/stream/find_all", {}, None),
+        ("POST", "/rest-api/stream/find", {"name": "cam", "display": ["metrics"]}, None),
+        ("POST", "/rest-api/stream/metrics", cam, None),
+        ("GET", "/rest-api/connection/find_all", None, None),
+        ("POST", "/rest-api/connection/find_all", {}, None),
+        ("GET", "/rest-api/plugins/find_all", None, None),
+        ("POST", "/rest-api/plugins/find_all", {}, None),
+        ("POST", "/rest-api/stream/startRecording", cam, None),
+        ("GET", "/rest-api/recorder/find_all", None, 1.0),
+        ("POST", "/rest-api/recorder/find_all", {}, None),
+        ("POST", "/rest-api/stream/stopRecording", cam, None),
+        ("POST", "/rest-api/recorder/startup",
+         {**cam, "config": {"fileTemplate": "second-{streamName}", "rotation": "20"}}, None),
+        ("POST", "/rest-api/recorder/terminate", cam, 1.5),
+        ("GET", "/rest-api/records/find_all", None, finished_file),
+        ("POST", "/rest-api/records/find_all", {}, None),
+        ("POST", "/rest-api/records/delete", {"fileName": "second-cam-1.webm"}, finished_file),
+        ("POST", "/rest-api/stream/terminate", {"name": "victim"}, None),
+        ("POST", "/rest-api/connection/terminate", {"sessionId": ids["idle"]}, None),
     ]
 
 
@@ -78,14 +95,22 @@ async def test_rest_api_conforms_to_its_openapi_document(served: Served) -> None
                   for o in (r.ok() for r in schema.get_all_operations())}
     clients, ids = await live_state(served.ws_port)
     try:
-        requests = valid_requests(ids)
-        assert {(m, p) for m, p, _ in requests} == set(operations), "a valid request for each"
-        for method, path, body in requests:
+        assert served.home is not None
+        requests = valid_requests(ids, served.home.records)
+        assert {(m, p) for m, p, _, _ in requests} == set(operations), "a valid request each"
+        for method, path, body, ready in requests:
+            if isinstance(ready, float):  # media flows meanwhile
+                await asyncio.sleep(ready)
+            for _ in range(200):
+                if ready is None or isinstance(ready, float) or ready():
+                    break
+                await asyncio.sleep(0.05)
             operation = operations[(method, path)]
             case = operation.Case() if body is None else operation.Case(
                 body=body, media_type="application/json")
             response = await asyncio.to_thread(case.call_and_validate)
-            assert response.status_code == 200, (method, path, response.text)
+            assert response.status_code == 200, (method, path, response.text, sorted(
+                p.name for p in served.home.records.iterdir()))
         for operation in operations.values():
             await asyncio.to_thread(_generated, operation)
     finally:

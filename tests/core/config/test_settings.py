@@ -102,7 +102,7 @@ def test_real_properties_syntax(tmp_path: Path) -> None:
             "streaming_sessions_keep_alive_interval", "50",
             "streaming_sessions_keep_alive_interval=50: expected a whole number of at least 100 (ms)",
         ),
-        ("record_formats", "h264-avi", "record_formats=h264-avi: 'h264-avi' is not one of h264-mp4, vp8-webm"),
+        ("record_formats", "h264-avi", "record_formats=h264-avi: 'h264-avi' is not one of h264-mp4, h264-mkv, vp8-webm, vp8-mkv"),
         ("keep_alive.probes", "0", "keep_alive.probes=0: expected a whole number of at least 1"),
     ],
 )

@@ -1,0 +1,175 @@
+"""Recording as an operator's server lives it: ``hookcast serve`` killed with SIGKILL in
+the middle of a recording, stopped with SIGTERM, and a records/ that fills up or cannot
+be written (a real tmpfs in a private mount namespace)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiortc.mediastreams import AudioStreamTrack
+
+from hookcast.config.home import Home
+from hookcast.signalling.client import WcsClient
+from tests.conftest import write_plugin
+from tests.core.recording.test_recording import EVENTS, decode, events
+from tests.core.rtc.relay_harness import DecodingSink, PatternVideoTrack
+from tests.served import Served, configure
+
+pytestmark = pytest.mark.usefixtures("loopback", "relay_installed")
+
+
+def can_mount() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs none /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+def needs_mount() -> None:
+    if not can_mount():
+        reason = "needs a private mount namespace (unshare -m as root) for a small tmpfs"
+        if __import__("os").environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def serve_with_records_on(home: Home, options: str) -> Served:
+    """``hookcast serve`` whose records/ is a tmpfs mounted with ``options``, seen by the
+    server alone (a mount namespace of its own)."""
+    mount = f"mount -t tmpfs -o {options} tmpfs {home.records}"
+    command = ("unshare", "-m", "sh", "-c", f'{mount} && exec "$0" "$@"', sys.executable,
+               "-m", "hookcast")
+    return Served.start(home, command=command)
+
+
+async def publish(ws_port: int, name: str, **fields: Any) -> tuple[WcsClient, Any]:
+    client = WcsClient(f"ws://127.0.0.1:{ws_port}/")
+    await client.connect()
+    stream = await client.publish(name, [PatternVideoTrack(), AudioStreamTrack()],
+                                  video_codec="H264", **fields)
+    await stream.wait_status("PUBLISHING")
+    return client, stream
+
+
+async def wait_until(condition: Callable[[], bool], what: str, limit: float = 30) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"not in time: {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_kill_9_leaves_a_playable_file_made_final_at_the_next_start(home: Home) -> None:
+    write_plugin(home, "events", EVENTS)
+    configure(home, ip="127.0.0.1")
+    served = Served.start(home)
+    await asyncio.to_thread(served.wait_ready)
+    client, stream = await publish(served.ws_port, "cam", record=True)
+    try:
+        name = stream.last["recordName"]
+        await asyncio.sleep(5)
+        served.process.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(served.process.wait, 10)
+    finally:
+        await client.close()
+    path = home.records / name
+    assert (home.records / f".{name}.recording").exists(), "the marker of a cut file is left"
+    cut = decode(path)
+    assert cut["codecs"] == {"video": "h264", "audio": "aac"}
+    assert cut["video"] >= 2.5 * 30, f"only {cut['video']} frames survived the kill"
+    configure(home, ip="127.0.0.1")
+    again = Served.start(home)
+    try:
+        await asyncio.to_thread(again.wait_ready)
+        await wait_until(lambda: any(e["event"] == "finished" for e in events(home)),
+                         "the recovered recording announced")
+    finally:
+        again.stop()
+    (finished,) = [e for e in events(home) if e["event"] == "finished"]
+    assert finished["recovered"] is True and finished["file"] == name and finished["stream"] == "cam"
+    assert finished["size"] == path.stat().st_size and finished["duration"] >= 2.5
+    assert not (home.records / f".{name}.recording").exists()
+    final = decode(path)
+    assert final["video"] >= cut["video"] - 2 and path.read_bytes()[4:8] == b"ftyp"
+    assert b"moov" in path.read_bytes()[:4096], "made final: the index is at the front"
+
+
+async def test_sigterm_finishes_every_open_file(home: Home) -> None:
+    configure(home, ip="127.0.0.1")
+    served = Served.start(home)
+    await asyncio.to_thread(served.wait_ready)
+    clients = [await publish(served.ws_port, f"cam{i}", record=True) for i in range(3)]
+    names = [stream.last["recordName"] for _, stream in clients]  # told at PUBLISHING
+    try:
+        await asyncio.sleep(3)
+        stderr = await asyncio.to_thread(served.stop, 30)
+    finally:
+        for client, _ in clients:
+            await client.close()
+    assert served.process.returncode == 0, stderr
+    assert not list(home.records.glob(".*")), "every file final: no marker left"
+    for name in names:
+        media = decode(home.records / name)
+        assert media["video"] > 60 and media["codecs"] == {"video": "h264", "audio": "aac"}
+
+
+async def test_a_full_disk_ends_the_recording_and_never_the_stream(home: Home) -> None:
+    needs_mount()
+    write_plugin(home, "events", EVENTS)
+    configure(home, ip="127.0.0.1")
+    served = serve_with_records_on(home, "size=400k")
+    await asyncio.to_thread(served.wait_ready)
+    client, stream = await publish(served.ws_port, "cam", record=True)
+    viewer = WcsClient(f"ws://127.0.0.1:{served.ws_port}/")
+    try:
+        await viewer.connect()
+        played = await viewer.play("cam")
+        await played.wait_status("PLAYING")
+        video = next(t for t in played.tracks if t.kind == "video")
+        sink = DecodingSink(video, "video/h264")
+        await wait_until(lambda: any(e["event"] == "finished" for e in events(home)),
+                         "the recording ended by the full disk", limit=40)
+        (finished,) = [e for e in events(home) if e["event"] == "finished"]
+        assert "No space left on device" in finished["error"], finished
+        before = sink.frames
+        await asyncio.sleep(2)
+        assert sink.frames - before >= 45, "the player goes on after the recording failed"
+        assert sink.errors == 0 and stream.status == "PUBLISHING" and played.status == "PLAYING"
+        await sink.close()
+        metrics = await asyncio.to_thread(served.get, "/metrics")
+        assert "hookcast_recordings_failed_total 1.0" in metrics
+        assert "hookcast_recordings_active 0.0" in metrics
+    finally:
+        await viewer.close()
+        await client.close()
+        stderr = served.stop()
+    assert "recording of cam ended: " in stderr and "No space left on device" in stderr
+
+
+async def test_an_unwritable_records_folder_is_said_and_the_stream_goes_on(home: Home) -> None:
+    needs_mount()
+    write_plugin(home, "events", EVENTS)
+    configure(home, ip="127.0.0.1")
+    served = serve_with_records_on(home, "ro")
+    await asyncio.to_thread(served.wait_ready)
+    client, stream = await publish(served.ws_port, "cam", record=True)
+    try:
+        await wait_until(lambda: any(e["event"] == "finished" for e in events(home)),
+                         "the failed recording announced")
+        (finished,) = [e for e in events(home) if e["event"] == "finished"]
+        assert "Read-only file system" in finished["error"] and finished["size"] == 0
+        assert stream.status == "PUBLISHING"
+        metrics = await asyncio.to_thread(served.get, "/metrics")
+        assert "hookcast_recordings_failed_total 1.0" in metrics
+    finally:
+        await client.close()
+        stderr = served.stop()
+    assert "recording of cam cannot start: OSError: Read-only file system" in stderr
