@@ -3,7 +3,7 @@
 The HTTP application (port ``http.port``) owns every shared resource (settings, the
 hook bus, plugins, applications) and opens and closes them in its cleanup context.
 The WebSocket application (port ``ws.port``) serves signalling on ``/`` and
-``/websocket`` and shares those resources. Shutdown closes the WebSocket side first
+``/websocket`` (any path) and shares those resources. Shutdown closes the WebSocket side first
 (sessions, then their streams), then the HTTP side, then the shared resources.
 """
 
@@ -179,7 +179,7 @@ class Server:
         )
         self.ws_port = await self._listen(
             self._ws_runner,
-            Listener("WebSocket", "ws.port", "ws", s.ws_port, "signalling on / and /websocket"),
+            Listener("WebSocket", "ws.port", "ws", s.ws_port, "signalling, any path"),
         )
         if self.tls is not None:
             self.https_port = await self._listen(

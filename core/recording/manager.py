@@ -35,6 +35,8 @@ from hookcast.rtc.relay import PublishedTrack
 log = logging.getLogger(__name__)
 
 MARKER = ".{}.recording"
+#: seconds a writer may take to write what it still holds and close its file
+WRITER_END_TIMEOUT = 60
 
 
 def marker_of(path: Path) -> Path:
@@ -130,7 +132,11 @@ class Recordings:
         return recorder
 
     async def _ended(self, recorder: Recorder) -> None:
-        await recorder.wait()
+        try:
+            await asyncio.wait_for(recorder.wait(), WRITER_END_TIMEOUT)
+        except TimeoutError:  # a disk that hangs: shutdown goes on, the file stays as it is
+            log.error("recording of %s: its writer did not finish within %d s", recorder.name,
+                      WRITER_END_TIMEOUT)
         self._bytes_done += recorder.bytes
         self._gaps_done += recorder.gaps
         self._streams.pop(recorder, None)

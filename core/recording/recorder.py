@@ -155,7 +155,10 @@ class Recorder:
 
     def _from_writer(self, event: WriterEvent) -> None:
         """On the writer's thread: hand each event to the loop, in order."""
-        self._loop.call_soon_threadsafe(self._on_writer_event, event)
+        try:
+            self._loop.call_soon_threadsafe(self._on_writer_event, event)
+        except RuntimeError:  # the loop is closed: nobody is left to tell
+            log.warning("recording %s: %s after the event loop closed", self.name, event)
 
     def _on_writer_event(self, event: WriterEvent) -> None:
         if isinstance(event, FileOpened):

@@ -246,7 +246,7 @@ class SignallingSession:
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    """``/`` and ``/websocket`` on the WebSocket port."""
+    """Any path of the WebSocket port (``/``, ``/websocket``, ...)."""
     ws = web.WebSocketResponse(max_msg_size=MAX_FRAME)
     await ws.prepare(request)
     app = request.app
@@ -267,4 +267,6 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
 
 
 def signalling_routes() -> list[web.RouteDef]:
-    return [web.get("/", websocket_handler), web.get("/websocket", websocket_handler)]
+    """Every path of the WebSocket port: WCS takes any (the SDK's Stream Recording example
+    connects to ``ws://host:8080/<stream name>``)."""
+    return [web.get("/{path:.*}", websocket_handler)]
