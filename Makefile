@@ -9,7 +9,7 @@ PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/b
             $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo $$p; break; }; \
           done)
 
-.PHONY: run test lint bench bench-fanout bench-rest bench-hooks clean
+.PHONY: run test lint bench bench-fanout bench-rest bench-hooks bench-recording clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no Python >= 3.12 found; install python3.12" >&2; exit 1; }
@@ -39,7 +39,7 @@ test: $(VENV)/.test-installed
 # Benchmarks (bench/README.md), loopback only (the tests' namespace); they print
 # figures and ratios measured side by side, they assert nothing. `make bench` runs all
 # three (about 5 minutes); BENCH_ARGS go to fanout ("--players 1,10 --seconds 5").
-bench: bench-fanout bench-rest bench-hooks
+bench: bench-fanout bench-rest bench-hooks bench-recording
 
 bench-fanout: $(VENV)/.run-installed
 	sh tests/isolated.sh $(BIN)/python bench/fanout.py $(BENCH_ARGS)
@@ -49,6 +49,9 @@ bench-rest: $(VENV)/.run-installed
 
 bench-hooks: $(VENV)/.run-installed
 	sh tests/isolated.sh $(BIN)/python bench/hooks.py
+
+bench-recording: $(VENV)/.run-installed
+	sh tests/isolated.sh $(BIN)/python bench/recording.py $(BENCH_ARGS)
 
 # mypy cannot follow the core/ -> hookcast mapping of the editable install, so it checks
 # a tree of links laid out as the wheel installs it.

@@ -96,6 +96,12 @@ class TextureVideoTrack(VideoStreamTrack):
 
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
+        frame = self.picture()
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+    def picture(self) -> av.VideoFrame:
+        """The next picture (no timing): what recv() sends, for pre-encoded clips too."""
         frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
         luma, cb, cr = frame.planes
         stride = luma.line_size
@@ -113,7 +119,6 @@ class TextureVideoTrack(VideoStreamTrack):
         luma.update(b"".join(rows))
         cb.update(bytes([96 + self.count % 64]) * (cb.line_size * cb.height))
         cr.update(bytes([160 - self.count % 64]) * (cr.line_size * cr.height))
-        frame.pts, frame.time_base = pts, time_base
         self.count += 1
         return frame
 

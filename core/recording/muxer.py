@@ -27,6 +27,8 @@ CRASH_SAFE: dict[str, dict[str, str]] = {
                  "max_interleave_delta": "500000"},
 }
 VIDEO_RATE = 90000
+#: the time bases packets carry, made once (a Fraction per packet costs)
+TIME_BASES = {rate: Fraction(1, rate) for rate in (VIDEO_RATE, RATE, 8000)}
 
 
 class Muxer:
@@ -85,7 +87,7 @@ class Muxer:
              duration: int) -> None:
         packet = av.Packet(data)
         packet.pts = packet.dts = pts
-        packet.time_base = Fraction(1, rate)
+        packet.time_base = TIME_BASES.get(rate) or Fraction(1, rate)
         packet.is_keyframe = keyframe
         packet.duration = duration
         packet.stream = stream

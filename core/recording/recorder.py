@@ -1,37 +1,31 @@
-"""The recorder: a sink on a broadcast, like a player.
+"""The recorder: a sink on a broadcast, beside the players.
 
-It subscribes to the source's tracks (video waits for a keyframe and asks for one, as
-a player's does), reads the shared encoded packets as they come, puts them on the
-recording clock (timeline) and hands them to its writer thread, which muxes them into
-the file; nothing here decodes, and nothing here touches the disk. Rotation: once a
-part is ``rotation`` long (seconds or megabytes), the writer is told to go on in a new
-file from the next keyframe.
+It attaches to the source's tracks (asking for a keyframe, as a joining player does)
+and is handed every shared encoded packet synchronously as the relay reads it: no queue,
+task or wake-up of its own on the loop. It puts each packet on the recording clock
+(timeline) and hands it to its writer thread, which muxes it into the file; nothing here
+decodes, and nothing here touches the disk. Rotation: once a part is ``rotation`` long
+(seconds or megabytes), the writer is told to go on in a new file from the next
+keyframe, which is asked for at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
-
-from aiortc.mediastreams import MediaStreamError
 
 from hookcast.config.properties import Rotation
 from hookcast.recording.formats import Format
 from hookcast.recording.timeline import Arrived, Timed, Timeline
 from hookcast.recording.writer import FileDone, FileOpened, Writer, WriterEnded, WriterEvent
-from hookcast.rtc.packets import FrameMeta
-from hookcast.rtc.relay import PublishedTrack, SubscriberTrack
+from hookcast.rtc.packets import EncodedPacket, FrameMeta
+from hookcast.rtc.relay import PublishedTrack
 
 log = logging.getLogger(__name__)
-
-#: a recorder's subscriber queue: 4 s of video before it drops to the next keyframe
-VIDEO_QUEUE = 120
-AUDIO_QUEUE = 200
-
 
 class Recorder:
     """One recording of one broadcast: every part, from ``start()`` to ``stop()``.
@@ -56,8 +50,7 @@ class Recorder:
         self._next_path = next_path
         self._opened, self._closed = opened, closed
         self._timeline = Timeline(frozenset(self._tracks))
-        self._subscribers: list[SubscriberTrack] = []
-        self._pumps: list[asyncio.Task[None]] = []
+        self._sinks: list[tuple[PublishedTrack, Callable[[EncodedPacket], None]]] = []
         self._writer: Writer | None = None
         self._loop = asyncio.get_running_loop()
         self._size: tuple[int, int] | None = None
@@ -78,23 +71,19 @@ class Recorder:
 
     def start(self) -> None:
         for kind, track in self._tracks.items():
-            queue = VIDEO_QUEUE if kind == "video" else AUDIO_QUEUE
-            subscriber = track.subscribe(queue)
-            self._subscribers.append(subscriber)
-            self._pumps.append(asyncio.create_task(
-                self._pump(kind, subscriber), name=f"recorder {self.name} {kind}"))
+            rate = 90000 if kind == "video" else (48000 if self.format.audio_in == "opus" else 8000)
+            sink = partial(self._on_packet, kind, rate)
+            self._sinks.append((track, sink))
+            track.attach(sink)
 
     async def stop(self) -> None:
-        """Stop reading; the writer closes the current file. Returns at once; ``wait()``
-        returns once every file of this recording is closed."""
-        for pump in self._pumps:
-            pump.cancel()
-        await asyncio.gather(*self._pumps, return_exceptions=True)
+        """Stop taking packets; the writer closes the current file. Returns at once;
+        ``wait()`` returns once every file of this recording is closed."""
+        for track, sink in self._sinks:
+            track.detach(sink)
         if self._cutting is not None:
             self._cutting.cancel()
             await asyncio.gather(self._cutting, return_exceptions=True)
-        for subscriber in self._subscribers:
-            subscriber.stop()
         for timed in self._timeline.drain():
             self._deliver(timed)
         if self._writer is not None:
@@ -105,19 +94,19 @@ class Recorder:
     async def wait(self) -> None:
         await self._finished.wait()
 
-    async def _pump(self, kind: str, subscriber: SubscriberTrack) -> None:
-        rate = 90000 if kind == "video" else (48000 if self.format.audio_in == "opus" else 8000)
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                packet = await subscriber.recv()
-                meta = packet.opaque
-                if isinstance(meta, FrameMeta) and meta.width and meta.height:
-                    self._size = (meta.width, meta.height)
-                arrival = meta.arrival if isinstance(meta, FrameMeta) else time.monotonic()
-                arrived = Arrived(kind, bytes(packet), int(packet.pts or 0), rate,
-                                  bool(packet.is_keyframe), arrival)
-                for timed in self._timeline.feed(arrived):
-                    self._deliver(timed)
+    def _on_packet(self, kind: str, rate: int, packet: EncodedPacket) -> None:
+        """Called by the relay with every packet (the shared one: never mutated)."""
+        meta = packet.opaque
+        if isinstance(meta, FrameMeta):
+            if meta.width and meta.height:
+                self._size = (meta.width, meta.height)
+            arrival = meta.arrival
+        else:
+            arrival = time.monotonic()
+        arrived = Arrived(kind, bytes(packet), int(packet.pts or 0), rate,
+                          bool(packet.is_keyframe), arrival)
+        for timed in self._timeline.feed(arrived):
+            self._deliver(timed)
 
     def _deliver(self, packet: Timed) -> None:
         if self._writer is None:
@@ -149,9 +138,9 @@ class Recorder:
         self._named.append(path)
         assert self._writer is not None
         self._writer.cut(path)
-        for subscriber in self._subscribers:  # the next part starts at the next keyframe:
-            if subscriber.kind == "video":   # ask for one now rather than wait for it
-                subscriber.request_keyframe()
+        video = self._tracks.get("video")  # the next part starts at the next keyframe:
+        if video is not None:               # ask for one now rather than wait for it
+            video.request_keyframe()
 
     def _from_writer(self, event: WriterEvent) -> None:
         """On the writer's thread: hand each event to the loop, in order."""

@@ -1,6 +1,8 @@
 """The thread that writes one recording: a bounded queue in, files out.
 
-The event loop only ever calls ``put`` (never blocks) and ``finish``. Overflow policy:
+The event loop only ever calls ``put`` (never blocks) and ``finish``. Packets go to the
+thread in batches (every BATCH_DELAY seconds, or BATCH_MAX packets), so the thread
+wakes ten times a second, not at every packet. Overflow policy:
 when the disk cannot keep up and the queue is full, packets are dropped from there on
 until the next video keyframe (audio included), so the file has a gap, never a broken
 picture; each gap is logged once and counted. An error writing (disk full, records/ not
@@ -14,6 +16,7 @@ own end (``events``, called on the thread).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -27,7 +30,9 @@ from hookcast.recording.timeline import Timed
 
 log = logging.getLogger(__name__)
 
-QUEUE_SIZE = 500  # packets: about 6 s of 30 fps video with 20 ms audio
+BATCH_DELAY = 0.25  # seconds a packet may wait on the loop side before going to the thread
+BATCH_MAX = 128  # packets: a batch goes at once when it has this many
+QUEUE_SIZE = 24  # batches: about 6 s of media
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,9 @@ class Writer:
         self._size = size
         self._events = events
         self._queue: queue.Queue[object] = queue.Queue(QUEUE_SIZE)
+        self._batch: list[Timed] = []
+        self._loop = asyncio.get_running_loop()
+        self._flush_at: asyncio.TimerHandle | None = None
         self._gap = False
         self._has_video = fmt.video is not None
         self._next_path: Path | None = None
@@ -99,12 +107,25 @@ class Writer:
                 self.progress.dropped += 1
                 return
             self._gap = False
+        self._batch.append(packet)
+        if len(self._batch) >= BATCH_MAX:
+            self._flush()
+        elif self._flush_at is None:
+            self._flush_at = self._loop.call_later(BATCH_DELAY, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
         try:
-            self._queue.put_nowait(packet)
+            self._queue.put_nowait(batch)
         except queue.Full:
             self._gap = self._has_video
             self.progress.gaps += 1
-            self.progress.dropped += 1
+            self.progress.dropped += len(batch)
             log.warning("recording %s: the disk is not keeping up; dropping to the next "
                         "keyframe (gap %d)", self._path.name, self.progress.gaps)
 
@@ -117,14 +138,15 @@ class Writer:
         self._put_control(_END)
 
     def _put_control(self, item: object) -> None:
+        self._flush()  # what came before goes first
         while True:  # control items are never dropped: make room by dropping media
             try:
                 self._queue.put_nowait(item)
                 return
             except queue.Full:
                 try:
-                    self._queue.get_nowait()
-                    self.progress.dropped += 1
+                    dropped = self._queue.get_nowait()
+                    self.progress.dropped += len(dropped) if isinstance(dropped, list) else 0
                 except queue.Empty:
                     pass
 
@@ -149,33 +171,43 @@ class Writer:
             if isinstance(item, tuple) and item[0] is _CUT:
                 self._next_path = item[1]
                 continue
-            if self._failed or not isinstance(item, Timed):
+            if self._failed or not isinstance(item, list):
                 continue
-            try:
-                if muxer is not None and self._next_path is not None and self._starts_part(item):
-                    self._close(muxer)
-                    muxer, self._path, self._next_path = None, self._next_path, None
-                if muxer is None:
-                    muxer = Muxer(self._path, self.format, self._size)
-                    start = item.seconds
-                    self.progress.file_bytes = 0
-                    self._events(FileOpened(self._path, start))
-                muxer.write(item.kind, item.data, round((item.seconds - start) * item.rate),
-                            item.keyframe)
-                self.progress.packets += 1
-                self.progress.bytes += len(item.data)
-                self.progress.file_bytes += len(item.data)
-            except Exception as error:  # disk full, not writable, a muxer refusing
-                self._failed = True
-                reason = f"{type(error).__name__}: {error}"
-                log.error("recording %s failed: %s", self._path, reason)
-                if muxer is not None:
-                    self._close(muxer, reason)
-                    muxer = None
-                else:
-                    self._events(FileDone(self._path, 0.0, reason))
+            for packet in item:
+                muxer, start = self._write(muxer, start, packet)
+                if self._failed:
+                    break
         if muxer is not None:
             self._close(muxer)
+
+    def _write(self, muxer: Muxer | None, start: float,
+               item: Timed) -> tuple[Muxer | None, float]:
+        """Write one packet, opening or cutting the file as needed; after an error (disk
+        full, not writable, a muxer refusing) the file is closed and the writer failed."""
+        try:
+            if muxer is not None and self._next_path is not None and self._starts_part(item):
+                self._close(muxer)
+                muxer, self._path, self._next_path = None, self._next_path, None
+            if muxer is None:
+                muxer = Muxer(self._path, self.format, self._size)
+                start = item.seconds
+                self.progress.file_bytes = 0
+                self._events(FileOpened(self._path, start))
+            muxer.write(item.kind, item.data, round((item.seconds - start) * item.rate),
+                        item.keyframe)
+        except Exception as error:
+            self._failed = True
+            reason = f"{type(error).__name__}: {error}"
+            log.error("recording %s failed: %s", self._path, reason)
+            if muxer is not None:
+                self._close(muxer, reason)
+            else:
+                self._events(FileDone(self._path, 0.0, reason))
+            return None, start
+        self.progress.packets += 1
+        self.progress.bytes += len(item.data)
+        self.progress.file_bytes += len(item.data)
+        return muxer, start
 
     def _starts_part(self, item: Timed) -> bool:
         return not self._has_video or (item.kind == "video" and item.keyframe)

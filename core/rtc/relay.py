@@ -1,7 +1,8 @@
-"""Fan-out of encoded frames (av.Packet) from one source track to many subscribers.
+r"""Fan-out of encoded frames (av.Packet) from one source track to many subscribers.
 
     source track --recv()--> PublishedTrack --same av.Packet--> SubscriberTrack x N
-                                  |                                  |
+                                  |      \                           |
+                                  |       +--sink(packet)--> a recorder (synchronous)
                           KeyframeController <--request_keyframe()---+ (gating, PLI)
 
 Nothing here decodes or copies media. The packets are shared: no one may mutate them
@@ -195,6 +196,8 @@ class PublishedTrack:
         self.last_keyframe: EncodedPacket | None = None
         self.last_keyframe_at: float | None = None
         self._subscribers: dict[SubscriberTrack, None] = {}
+        #: synchronous sinks (a recorder): called with every packet, on the loop
+        self._sinks: list[Callable[[EncodedPacket], None]] = []
         self._keyframes = (
             KeyframeController(send_pli, interval=pli_interval, name=self.name)
             if send_pli is not None and self.kind == "video"
@@ -237,6 +240,18 @@ class PublishedTrack:
             self.request_keyframe()
         return subscriber
 
+    def attach(self, sink: Callable[[EncodedPacket], None]) -> None:
+        """Call ``sink(packet)`` with every packet from now on, synchronously, in the
+        reading task (no queue, no task, no wake-up: the sink must not block, and owns
+        what it keeps). Video: a keyframe is requested, so the sink can start at once."""
+        self._sinks.append(sink)
+        if self.kind == "video":
+            self.request_keyframe()
+
+    def detach(self, sink: Callable[[EncodedPacket], None]) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
     def request_keyframe(self) -> None:
         """Ask the source for a keyframe (coalesced and rate-limited)."""
         self.counters.keyframe_requests += 1
@@ -267,6 +282,7 @@ class PublishedTrack:
 
     def _finish(self) -> None:
         self._ended = True
+        self._sinks.clear()
         for subscriber in tuple(self._subscribers):
             subscriber._end_of_source()
         self._subscribers.clear()
@@ -293,6 +309,13 @@ class PublishedTrack:
             self._track_video(packet)
         for subscriber in tuple(self._subscribers):
             subscriber._offer(packet)
+        for sink in self._sinks:
+            try:
+                sink(packet)
+            except Exception:  # a sink's bug never stops the relay
+                logger.exception("%s: a sink failed; detached", self.name)
+                self._sinks.remove(sink)
+                break
 
     def _track_video(self, packet: EncodedPacket) -> None:
         if packet.is_keyframe:

@@ -1,0 +1,272 @@
+"""Recording benchmark: server CPU per recorded stream, hookcast vs aiortc's MediaRecorder.
+
+    python bench/recording.py                   # about 3 minutes
+    python bench/recording.py --seconds 8 --many 10      # a quick look
+
+The same publisher in every measurement: a 640x480@30 clip (bench/clips.py, encoded
+once at --bitrate, a keyframe every 2 s) with Opus audio, replayed without an encoder,
+so publishers cost little and twenty fit on the machine. For each format, one after the
+other in one run:
+
+  * hookcast (`hookcast serve`): the server's CPU (utime+stime, /proc, % of one core)
+    with --streams streams published but not recorded, then with them recorded (REST
+    startRecording), then without again (stopRecording): the difference from the mean of
+    the two unrecorded windows, over --streams, is what one recording costs. WebM: VP8 + Opus muxed as
+    they arrive; MP4: H.264 muxed as it arrives, Opus transcoded to AAC;
+  * MediaRecorder (bench/mediarecorder_server.py, aiortc as it comes): aiortc decodes the
+    stream and MediaRecorder re-encodes it into the file; its cost is the server's CPU
+    with MediaRecorder minus with a MediaBlackhole (same receive and decode).
+
+Then --many simultaneous hookcast recordings (VP8 + Opus) for --many-seconds: their gaps
+(hookcast_recording_gaps_total: the writer had to drop to a keyframe) and frames decoded
+from every file. Benchmarks assert nothing: this prints what it measured, the ratios and
+whether each goal of the issue was met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import av
+from clips import SECONDS, load
+from fanout import (
+    HOST,
+    ROOT,
+    Child,
+    Children,
+    free_port,
+    hookcast_command,
+    process_cpu,
+    wait_listening,
+)
+
+HERE = Path(__file__).resolve().parent
+GOALS = {"webm": 0.5, "mp4": 2.5}  # % of one core per recorded stream
+GOAL_RATIO = 20.0
+FORMATS = (("webm", "VP8"), ("mp4", "H264"))
+
+
+async def start_hookcast(children: Children, workdir: Path, name: str) -> tuple[Child, int, int]:
+    home = workdir / name
+    for folder in ("conf", "plugins", "media", "records", "hooks"):
+        (home / folder).mkdir(parents=True, exist_ok=True)
+    ws_port, http_port = free_port(), free_port()
+    (home / "conf" / "server.properties").write_text(
+        f"ip={HOST}\nbind_address={HOST}\nws.port={ws_port}\nhttp.port={http_port}\n")
+    argv = [*hookcast_command(), "serve", "--home", str(home), "--log-level", "WARNING"]
+    server = await children.start(name, argv, talk=False)
+    await wait_listening(server, ws_port)
+    return server, ws_port, http_port
+
+
+async def start_mediarecorder(children: Children, workdir: Path, fmt: str,
+                              blackhole: bool) -> tuple[Child, int]:
+    folder = workdir / f"mediarecorder-{fmt}"
+    folder.mkdir(exist_ok=True)
+    argv = [sys.executable, str(HERE / "mediarecorder_server.py"), "--format", fmt,
+            "--folder", str(folder), *(["--blackhole"] if blackhole else [])]
+    server = await children.start(f"mediarecorder-{fmt}-{'blackhole' if blackhole else 'rec'}",
+                                  argv, talk=True)
+    assert server.proc.stdout is not None
+    line = await asyncio.wait_for(server.proc.stdout.readline(), 30)
+    if not line.startswith(b"READY "):
+        raise RuntimeError(f"{server.name} did not start (log: {server.log})")
+    return server, int(line.split()[1])
+
+
+async def publishers(children: Children, port: int, codec: str, clip: Path, count: int,
+                     record: bool, name: str) -> tuple[Child, list[str]]:
+    argv = [sys.executable, str(HERE / "recording_load.py"), "--url", f"ws://{HOST}:{port}/",
+            "--codec", codec, "--count", str(count), "--clip", str(clip), "--name", name,
+            *(["--record"] if record else [])]
+    load_child = await children.start(f"load-{name}", argv, talk=True)
+    ready = await load_child.read(120)
+    return load_child, ready["ids"]
+
+
+def thread_cpu(pid: int, tid: int) -> float:
+    with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+async def cpu_over(pid: int, seconds: float) -> float:
+    """% of one core the process used over the next ``seconds``; also remembers how
+    much of it was its main thread (the event loop) in LOOP_SHARE[pid]."""
+    cpu, loop, started = process_cpu(pid), thread_cpu(pid, pid), time.monotonic()
+    await asyncio.sleep(seconds)
+    elapsed = time.monotonic() - started
+    LOOP_SHARE[pid] = 100 * (thread_cpu(pid, pid) - loop) / elapsed
+    return 100 * (process_cpu(pid) - cpu) / elapsed
+
+
+LOOP_SHARE: dict[int, float] = {}
+#: format -> % of a core the event loop spent per recording (the rest: writer threads)
+SPLIT: dict[str, float] = {}
+
+
+def rest(port: int, path: str, body: dict[str, object]) -> dict[str, object]:
+    request = urllib.request.Request(f"http://{HOST}:{port}/rest-api{path}",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise KeyError(name)
+
+
+async def hookcast_cost(children: Children, workdir: Path, fmt: str, codec: str, clip: Path,
+                        args: argparse.Namespace) -> tuple[float, float]:
+    """(server CPU without recording, with recording), each for --streams streams."""
+    server, ws_port, http_port = await start_hookcast(children, workdir, f"hookcast-{fmt}")
+    load_child, ids = await publishers(children, ws_port, codec, clip, args.streams, False, fmt)
+    await asyncio.sleep(args.settle)
+    plain = await cpu_over(server.pid, args.seconds)
+    plain_loop = LOOP_SHARE[server.pid]
+    for media_session_id in ids:
+        await asyncio.to_thread(rest, http_port, "/stream/startRecording",
+                                {"mediaSessionId": media_session_id})
+    await asyncio.sleep(args.settle)
+    recorded = await cpu_over(server.pid, args.seconds)
+    SPLIT[fmt] = (LOOP_SHARE[server.pid] - plain_loop) / args.streams
+    for media_session_id in ids:
+        await asyncio.to_thread(rest, http_port, "/stream/stopRecording",
+                                {"mediaSessionId": media_session_id})
+    await asyncio.sleep(args.settle)
+    again = await cpu_over(server.pid, args.seconds)  # without: before and after, averaged
+    await children.stop(load_child)
+    await children.stop(server)
+    return (plain + again) / 2, recorded
+
+
+async def mediarecorder_cost(children: Children, workdir: Path, fmt: str, codec: str,
+                             clip: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """(server CPU with a MediaBlackhole, with MediaRecorder) for one stream."""
+    measured = []
+    for blackhole in (True, False):
+        server, port = await start_mediarecorder(children, workdir, fmt, blackhole)
+        load_child, _ = await publishers(children, port, codec, clip, 1, False, f"mr-{fmt}")
+        await asyncio.sleep(args.settle)
+        measured.append(await cpu_over(server.pid, args.seconds))
+        await children.stop(load_child)
+        await children.stop(server)
+    return measured[0], measured[1]
+
+
+async def many(children: Children, workdir: Path, clip: Path,
+               args: argparse.Namespace) -> dict[str, object]:
+    server, ws_port, http_port = await start_hookcast(children, workdir, "hookcast-many")
+    half = args.many // 2
+    loads = [await publishers(children, ws_port, "VP8", clip, n, True, f"many{i}")
+             for i, n in enumerate((half, args.many - half)) if n]
+    await asyncio.sleep(args.settle)
+    active = await asyncio.to_thread(metric, http_port, "hookcast_recordings_active")
+    cpu = await cpu_over(server.pid, args.many_seconds)
+    gaps = await asyncio.to_thread(metric, http_port, "hookcast_recording_gaps_total")
+    for load_child, _ in loads:
+        await children.stop(load_child)
+    await asyncio.sleep(3)
+    await children.stop(server)
+    files = sorted((workdir / "hookcast-many" / "records").glob("*.webm"))
+    kept = [_kept(f) for f in files]
+    return {"active": active, "cpu": cpu, "gaps": gaps, "files": len(files), "kept": kept}
+
+
+def _kept(path: Path) -> float:
+    """Video frames in the file as a share of 30 per second of its duration."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for packet in container.demux(stream) if packet.size)
+        duration = container.duration / av.time_base if container.duration else 0.0
+    return frames / (duration * 30) if duration else 0.0
+
+
+def bitrate(clip_path: Path) -> float:
+    import pickle
+
+    clip = pickle.loads(clip_path.read_bytes())
+    return sum(len(d) for d, _, _ in clip["video"]) * 8 / SECONDS / 1e6
+
+
+async def run(args: argparse.Namespace) -> int:
+    cache = ROOT / ".cache" / "bench"
+    cache.mkdir(parents=True, exist_ok=True)
+    clips = {codec: cache / f"clip-{codec}-{args.bitrate}.pickle" for _, codec in FORMATS}
+    for codec in clips:
+        load(codec, args.bitrate, cache)
+    workdir = Path(tempfile.mkdtemp(prefix="hookcast-bench-recording-"))
+    children = Children(workdir)
+    lines = [f"clip: 640x480@30, video {', '.join(f'{c} {bitrate(p):.2f} Mb/s' for c, p in clips.items())}"
+             f" + Opus 64 kb/s; window {args.seconds:g} s", ""]
+    ok = True
+    try:
+        lines.append(f"| format | hookcast: server CPU, {args.streams} streams, without / with "
+                     "recording | hookcast per recording | MediaRecorder: server CPU, 1 stream, "
+                     "blackhole / recording | MediaRecorder per recording | ratio | goal |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for fmt, codec in FORMATS:
+            plain, recorded = await hookcast_cost(children, workdir, fmt, codec, clips[codec], args)
+            hole, record = await mediarecorder_cost(children, workdir, fmt, codec, clips[codec],
+                                                    args)
+            ours, theirs = max((recorded - plain) / args.streams, 0.01), record - hole
+            met = ours <= GOALS[fmt] and theirs / ours >= GOAL_RATIO
+            ok &= met
+            lines.append(f"| {fmt} ({codec}) | {plain:.1f} / {recorded:.1f} % | **{ours:.2f} %** "
+                         f"(event loop {SPLIT[fmt]:.2f} %) "
+                         f"| {hole:.1f} / {record:.1f} % | {theirs:.1f} % | "
+                         f"**{theirs / ours:.0f}x** | <= {GOALS[fmt]} % and >= {GOAL_RATIO:.0f}x: "
+                         f"{'met' if met else 'NOT met'} |")
+            print(lines[-1], flush=True)
+        many_clip = cache / f"clip-VP8-{args.many_bitrate}.pickle"
+        load("VP8", args.many_bitrate, cache)
+        result = await many(children, workdir, many_clip, args)
+        kept = result["kept"]
+        assert isinstance(kept, list)
+        worst = min(kept) if kept else 0.0
+        zero = result["gaps"] == 0 and result["files"] == args.many and worst >= 0.95
+        ok &= zero
+        lines += ["", f"{args.many} simultaneous recordings (VP8 {args.many_bitrate / 1e6:.1f} "
+                  f"Mb/s + Opus, WebM), {args.many_seconds:g} s measured: active "
+                  f"{result['active']:.0f}, server CPU {result['cpu']:.1f} %, writer gaps "
+                  f"{result['gaps']:.0f}, files {result['files']}, worst file holds "
+                  f"{100 * worst:.1f} % of 30 frames a second of its duration: "
+                  f"{'met' if zero else 'NOT met'} (goal: zero gaps, every file whole)"]
+    finally:
+        await children.stop_all()
+    print("\n".join(lines))
+    print(f"\nlogs and files: {workdir}")
+    return 0 if ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="measurement window")
+    parser.add_argument("--settle", type=float, default=3.0)
+    parser.add_argument("--bitrate", type=int, default=1_400_000, help="clip's video bitrate")
+    parser.add_argument("--streams", type=int, default=8,
+                        help="streams hookcast records at once for the per-stream figure")
+    parser.add_argument("--many", type=int, default=20)
+    parser.add_argument("--many-seconds", type=float, default=20.0)
+    parser.add_argument("--many-bitrate", type=int, default=500_000,
+                        help="clip bitrate of the --many streams (20 x 1.5 Mb/s publishers "
+                             "and their server do not fit together on 2 cores)")
+    args = parser.parse_args(argv)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
