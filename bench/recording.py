@@ -38,6 +38,7 @@ from pathlib import Path
 import av
 from clips import SECONDS, load
 from fanout import (
+    CLK_TCK,
     HOST,
     ROOT,
     Child,
