@@ -134,7 +134,10 @@ async def download(request: web.Request) -> web.StreamResponse:
     try:
         guard.check_reader(request, request.app[SETTINGS])
     except RestError as error:
-        return web.json_response(error.body(), status=error.status)
+        response = web.json_response(error.body(), status=error.status)
+        if error.status == 401:  # a browser asks for Basic credentials itself
+            response.headers["WWW-Authenticate"] = 'Bearer, Basic realm="hookcast"'
+        return response
     path = _record_path(request.app[HOME].records, request.match_info["name"])
     if path is None or path.suffix.lower() not in CONTENT_TYPES \
             or not await asyncio.to_thread(path.is_file):

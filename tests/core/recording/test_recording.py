@@ -379,3 +379,25 @@ async def test_a_file_being_recorded_cannot_be_deleted(
                                    {"fileName": stream.last["recordName"]})
     assert status == 409 and "is being recorded" in answer["message"]
     assert (home.records / stream.last["recordName"]).exists()
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_downloads_honour_rest_auth_and_recordings_show_in_prometheus(
+    home: Home, start_server: Start, connect_client: Callable[..., Any]
+) -> None:
+    server = await start_server(home, rest_api_token="s3cret")
+    bearer = {"Authorization": "Bearer s3cret"}
+    stream, _ = await publish(await connect_client(server), "cam", record=True)
+    await asyncio.sleep(2)
+    _, metrics, _ = await http(server, "GET", "/metrics", headers=bearer)
+    text = metrics.decode()
+    assert "hookcast_recordings_active 1.0" in text
+    written = float(text.split("hookcast_recording_bytes_total ")[1].split()[0])
+    assert written > 10_000
+    await server.http_app[ENGINE].terminate([server.http_app[ENGINE].registry.publisher("cam")])
+    await settled(server)
+    path = f"/client/records/{stream.last['recordName']}"
+    status, _, headers = await http(server, "GET", path)
+    assert status == 401 and "Bearer" in headers["WWW-Authenticate"]
+    status, body, _ = await http(server, "GET", path, headers=bearer)
+    assert status == 200 and body == (home.records / stream.last["recordName"]).read_bytes()
