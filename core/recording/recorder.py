@@ -84,12 +84,14 @@ class Recorder:
         if self._cutting is not None:
             self._cutting.cancel()
             await asyncio.gather(self._cutting, return_exceptions=True)
-        for timed in self._timeline.drain():
-            self._deliver(timed)
-        if self._writer is not None:
-            self._writer.finish()
-        else:
-            self._finished.set()
+        try:
+            for timed in self._timeline.drain():
+                self._deliver(timed)
+        finally:  # whatever happened, the writer is told to end (and so ends)
+            if self._writer is not None:
+                self._writer.finish()
+            else:
+                self._finished.set()
 
     async def wait(self) -> None:
         await self._finished.wait()

@@ -48,7 +48,9 @@ class Arrived:
 
 class Timeline:
     """Feeds arriving packets, yields them timed; the first video keyframe (or, with no
-    video, the first audio packet) starts the recording."""
+    video, the first audio packet) starts the recording. Packets are held (at most
+    MAX_HELD) until the tracks are tied together and the start is known, so audio
+    captured after the first keyframe but arriving before it is kept."""
 
     def __init__(self, kinds: frozenset[str]) -> None:
         self.kinds = kinds
@@ -59,41 +61,46 @@ class Timeline:
 
     def feed(self, packet: Arrived) -> Iterator[Timed]:
         offset = packet.arrival - packet.rtp / packet.rate
-        if not self.synced:
-            yield from self._hold(packet, offset)
+        if self.synced and self._start is not None:
+            anchor = self._offsets.get(packet.kind)
+            if anchor is None or abs(offset - anchor) > DISCONTINUITY:
+                self._offsets[packet.kind] = anchor = offset  # a new track, or a restart
+            yield from self._timed(packet, anchor)
             return
-        anchor = self._offsets.get(packet.kind)
-        if anchor is None or abs(offset - anchor) > DISCONTINUITY:
-            self._offsets[packet.kind] = anchor = offset  # a new track, or a restart
-        yield from self._timed(packet, anchor)
+        if not self.synced or packet.kind not in self._offsets:
+            self._offsets[packet.kind] = min(offset, self._offsets.get(packet.kind, offset))
+        self._held.append(packet)
+        if not self.synced:
+            self.synced = packet.arrival - self._held[0].arrival >= SYNC_WINDOW
+        if len(self._held) >= MAX_HELD:  # bounded whatever arrives: keep the newest
+            self.synced = True
+            del self._held[:len(self._held) - MAX_HELD // 2]
+        if self.synced:
+            yield from self._release()
 
     def drain(self) -> Iterator[Timed]:
-        """The packets still held back (the recording stops within its first
-        ``SYNC_WINDOW``), timed with what is known."""
-        if not self.synced:
-            self.synced = True
-            held, self._held = self._held, []
-            for earlier in held:
-                yield from self._timed(earlier, self._offsets[earlier.kind])
-
-    def _hold(self, packet: Arrived, offset: float) -> Iterator[Timed]:
-        self._offsets[packet.kind] = min(offset, self._offsets.get(packet.kind, offset))
-        self._held.append(packet)
-        first = self._held[0].arrival
-        if packet.arrival - first < SYNC_WINDOW and len(self._held) < MAX_HELD:
-            return
+        """The packets still held back (the recording stops before it is tied together
+        or started), timed with what is known."""
         self.synced = True
+        yield from self._release()
+
+    def _release(self) -> Iterator[Timed]:
+        """Once synced: find the start among the held packets, then time them all."""
+        if self._start is None:
+            starts = [self._capture(p) for p in self._held if self._starts(p)]
+            if not starts:
+                return
+            self._start = min(starts)
         held, self._held = self._held, []
-        for earlier in held:
-            yield from self._timed(earlier, self._offsets[earlier.kind])
+        for packet in held:
+            yield from self._timed(packet, self._offsets[packet.kind])
+
+    def _capture(self, packet: Arrived) -> float:
+        return packet.rtp / packet.rate + self._offsets[packet.kind]
 
     def _timed(self, packet: Arrived, offset: float) -> Iterator[Timed]:
-        capture = packet.rtp / packet.rate + offset
-        if self._start is None:
-            if not self._starts(packet):
-                return
-            self._start = capture
-        seconds = capture - self._start
+        assert self._start is not None
+        seconds = packet.rtp / packet.rate + offset - self._start
         if seconds < 0:
             return  # captured before the recording's first picture
         yield Timed(packet.kind, packet.data, packet.rate, packet.keyframe, seconds)

@@ -92,6 +92,7 @@ class Writer:
         self._gap = False
         self._has_video = fmt.video is not None
         self._next_path: Path | None = None
+        self._parts_opened = 0
         self._failed = False
         self._thread = threading.Thread(target=self._run, name=f"recorder {name}", daemon=True)
 
@@ -189,10 +190,15 @@ class Writer:
                 self._close(muxer)
                 muxer, self._path, self._next_path = None, self._next_path, None
             if muxer is None:
+                # the first file starts where the recording clock does (its first keyframe,
+                # though audio captured just after it may arrive first); a part at its cut
                 muxer = Muxer(self._path, self.format, self._size)
-                start = item.seconds
+                start = item.seconds if self._parts_opened else 0.0
+                self._parts_opened += 1
                 self.progress.file_bytes = 0
                 self._events(FileOpened(self._path, start))
+            if item.seconds < start:
+                return muxer, start  # captured before this part's first picture
             muxer.write(item.kind, item.data, round((item.seconds - start) * item.rate),
                         item.keyframe)
         except Exception as error:

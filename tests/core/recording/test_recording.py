@@ -392,7 +392,8 @@ async def test_downloads_honour_rest_auth_and_recordings_show_in_prometheus(
     _, metrics, _ = await http(server, "GET", "/metrics", headers=bearer)
     text = metrics.decode()
     assert "hookcast_recordings_active 1.0" in text
-    written = float(text.split("hookcast_recording_bytes_total ")[1].split()[0])
+    (written,) = [float(line.split()[1]) for line in text.splitlines()
+                  if line.startswith("hookcast_recording_bytes_total ")]
     assert written > 10_000
     await server.http_app[ENGINE].terminate([server.http_app[ENGINE].registry.publisher("cam")])
     await settled(server)

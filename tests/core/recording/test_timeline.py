@@ -52,9 +52,12 @@ def test_tracks_are_tied_by_their_least_delayed_packets() -> None:
     capture = 50.0
     video_rtp, audio_rtp = 1_000_000, 333  # independent random origins
     packets = []
+    keyframe_arrives = capture + 0.2  # its last packet, behind the rest of a big frame
     for i in range(30):
-        delay = 0.2 if i == 0 else 0.005
-        packets.append(video(video_rtp + i * 3000, capture + i / 30 + delay, keyframe=i == 0))
+        # frames after it queue behind it, then arrive 5 ms after capture again
+        arrival = keyframe_arrives if i == 0 else max(capture + i / 30 + 0.005,
+                                                      keyframe_arrives + i * 0.001)
+        packets.append(video(video_rtp + i * 3000, arrival, keyframe=i == 0))
     for i in range(50):
         packets.append(audio(audio_rtp + i * 960, capture + i * 0.02 + 0.005))
     packets.sort(key=lambda p: p.arrival)
