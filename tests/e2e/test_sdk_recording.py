@@ -18,6 +18,7 @@ import av
 from hookcast.config.home import Home
 from tests.conftest import write_plugin
 from tests.e2e.conftest import Page, sdk_folder
+from tests.e2e.test_sdk_examples import wait_text
 
 EXAMPLE = "/client/examples/demo/streaming/stream_recording/recording.html"
 
@@ -78,15 +79,3 @@ async def _final(home: Home, name: str) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{name} was not made final")
-
-
-async def wait_text(page: Page, selector: str, text: str, timeout: float = 20) -> None:
-    try:
-        await page.page.wait_for_function(
-            "([selector, text]) => document.querySelector(selector).textContent.trim() === text",
-            arg=[selector, text], timeout=timeout * 1000,
-        )
-    except Exception as error:
-        shown = await page.page.text_content(selector)
-        raise AssertionError(f"{selector} shows {shown!r}, not {text!r}; page log:\n"
-                             + "\n".join(page.console[-40:])) from error
