@@ -52,6 +52,8 @@ class Recordings:
         self.folder = folder
         self.active: dict[str, Recorder] = {}
         self._streams: dict[Recorder, StreamInfo] = {}
+        #: when each open file started (Unix time), for its RecordingInfo
+        self._part_started: dict[Path, float] = {}
         self._tasks = Tasks("recording")
         #: counters for Prometheus (the active recordings' own are added on reading)
         self.failed = 0
@@ -150,7 +152,8 @@ class Recordings:
         if stream is None:
             return
         stream = self._streams[recorder] = replace(stream, record_name=path.name)
-        info = RecordingInfo(stream=stream, path=path, part=part, started_at=time.time(),
+        self._part_started[path] = started = time.time()
+        info = RecordingInfo(stream=stream, path=path, part=part, started_at=started,
                              video_codec=stream.video_codec, audio_codec=stream.audio_codec)
         self._tasks.spawn(self.bus.on_record_started(info))
 
@@ -164,8 +167,9 @@ class Recordings:
             for media_session_id, active in list(self.active.items()):
                 if active is recorder:
                     self._tasks.spawn(self.stop(media_session_id))
+        started = self._part_started.pop(done.path, recorder.started_at)
         info = RecordingInfo(stream=replace(stream, record_name=done.path.name), path=done.path,
-                             part=part, started_at=recorder.started_at, error=done.error)
+                             part=part, started_at=started, error=done.error)
         self._tasks.spawn(self._announce(info, recovered=False))
 
     async def _announce(self, info: RecordingInfo, recovered: bool) -> None:

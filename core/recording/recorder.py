@@ -27,6 +27,7 @@ from hookcast.rtc.relay import PublishedTrack
 
 log = logging.getLogger(__name__)
 
+
 class Recorder:
     """One recording of one broadcast: every part, from ``start()`` to ``stop()``.
 
