@@ -22,6 +22,9 @@ from hookcast.events import (
     thaw,
 )
 from hookcast.hookspecs import hookimpl
+from hookcast.recording.naming import expand as expand_template
+from hookcast.scripts import ScriptRunner
+from hookcast.untrusted import printable
 from hookcast.version import __version__
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "RecordingInfo",
     "Refuse",
     "Rotation",
+    "ScriptRunner",
     "ServerInfo",
     "SessionInfo",
     "Settings",
@@ -43,9 +47,11 @@ __all__ = [
     "UnsafePath",
     "Verdict",
     "__version__",
+    "expand_template",
     "hookimpl",
     "inside",
     "load_applications",
+    "printable",
     "server_url",
     "thaw",
 ]

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from hookcast import hookspecs
+from hookcast.config.properties import Rotation
 from hookcast.events import Amend, Refuse, Terminate, Verdict
 from hookcast.hookspecs import KINDS
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from hookcast.config.home import Home
-    from hookcast.config.properties import Rotation
     from hookcast.config.settings import Settings
     from hookcast.engine.media import MediaSource
     from hookcast.events import RecordingInfo, ServerInfo, SessionInfo, StreamInfo
@@ -256,15 +256,20 @@ class HookBus:
         self, stream: StreamInfo, template: str, variables: dict[str, str]
     ) -> str | None:
         result = self._decide(
-            "record_file_name", stream=stream, template=template, variables=variables
+            "record_file_name", stream=stream, template=template, variables=dict(variables)
         )
         return result if isinstance(result, str) and result else None
 
     def record_rotation_policy(
-        self, stream: StreamInfo, configured: Rotation | None
+        self, stream: StreamInfo, configured: Rotation | None, requested: Rotation | None
     ) -> Rotation | None:
-        result = self._decide("record_rotation_policy", stream=stream, configured=configured)
-        return configured if result is None else result
+        """The rotation a plugin chose; None (never cut) when none chose or it chose
+        ``Rotation()``."""
+        result = self._decide("record_rotation_policy", stream=stream, configured=configured,
+                              requested=requested)
+        if isinstance(result, Rotation) and (result.seconds or result.megabytes):
+            return result
+        return None
 
     async def on_record_started(self, recording: RecordingInfo) -> None:
         await self._notify("on_record_started", recording=recording)

@@ -227,24 +227,36 @@ def on_stream_keep_alive(stream: StreamInfo) -> Terminate | None:
 
 @decide
 def record_file_name(stream: StreamInfo, template: str, variables: dict[str, str]) -> str | None:
-    """Chooses the file name (without extension) of a new recording.
+    """Chooses the name (without extension) of a new recording file, and of each part.
 
     :param stream: the stream being recorded.
-    :param template: the configured ``stream_record_policy_template``.
-    :param variables: template variables (``streamName``, ``mediaSessionId``, ...).
-    Kind: decide; return a name, or ``None`` to let the next plugin decide. The core
-    keeps the result inside records/ whatever it is.
+    :param template: the template in force: REST ``config.fileTemplate``, else the
+        ``stream_record_policy_template`` property.
+    :param variables: the template variables (``streamName``, ``mediaSessionId``,
+        ``sessionId``, ``login``, ``audioCodec``, ``videoCodec``, ``startTime``,
+        ``startTimeMillis``), the file's own start time for each part. When the name
+        given at the start or the template holds ``{endTime}``, ``{endTimeMillis}`` or
+        ``{duration}``, the hook is asked again once the file is finished, with those
+        added, and the file is renamed to that answer.
+    Kind: decide; return a name, or ``None`` to let the next plugin decide (the core
+    expands the template itself when no plugin answers). Whatever is returned, the core
+    keeps the file inside records/ (no separators, no control characters, no leading
+    dot, at most 244 bytes, never over an existing file).
     """
 
 
 @decide
-def record_rotation_policy(stream: StreamInfo, configured: Rotation | None) -> Rotation | None:
-    """Chooses when a recording is cut into a new part.
+def record_rotation_policy(
+    stream: StreamInfo, configured: Rotation | None, requested: Rotation | None
+) -> Rotation | None:
+    """Chooses when a recording is cut into parts.
 
     :param stream: the stream being recorded.
     :param configured: the ``record_rotation`` property (``None`` when not set).
+    :param requested: REST ``config.rotation`` of this recording (``None`` when not given).
     Kind: decide; return a ``Rotation`` (``Rotation()`` means never), or ``None`` to
-    let the next plugin decide; with no answer, ``configured`` applies.
+    let the next plugin decide; with no answer the recording is never cut. Each part
+    starts at the first keyframe at or after the threshold.
     """
 
 

@@ -50,7 +50,7 @@ async def start_recording(app: App, method: Method, args: Args) -> web.Response:
     config = args.get("config") or {}
     try:
         await engine.recordings.start(stream, broadcast.leg.tracks, config.get("template"),
-                                      config.get("rotation"))
+                                      config.get("rotation"), engine.login_of(stream))
     except NotRecordable as error:
         raise RestError(409, f"stream {stream.name} cannot be recorded: {error}") from None
     except OSError as error:

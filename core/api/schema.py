@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hookcast.config.properties import RotationType
+from hookcast.config.properties import RotationType, template_problem
 from hookcast.engine.streams import Status
 
 JSON_TYPES = {bool: "boolean", str: "string", int: "number", float: "number", list: "array",
@@ -96,6 +96,10 @@ def _record_config(value: Any) -> dict[str, Any]:
     if template is not None and (not isinstance(template, str) or not template.strip()):
         raise RestError(400, "config.fileTemplate: expected a non-empty string",
                         "config.fileTemplate", "string")
+    problem = template_problem(template) if template is not None else None
+    if problem:
+        raise RestError(400, f"config.fileTemplate: {problem}", "config.fileTemplate",
+                        "a template of known variables")
     rotation = value.get("rotation")
     try:
         parsed = RotationType().parse(str(rotation)) if rotation is not None else None

@@ -217,3 +217,72 @@ class RotationType(PropertyType[Rotation | None]):
 
     def format(self, value: Rotation | None) -> str:
         return "" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class OneOf(PropertyType[str]):
+    """One word from a fixed set."""
+
+    allowed: tuple[str, ...]
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "|".join(self.allowed)
+
+    def parse(self, raw: str) -> str:
+        value = raw.strip()
+        if value not in self.allowed:
+            raise ValueError(f"expected one of {', '.join(self.allowed)}")
+        return value
+
+
+#: variables of a record file name template known when a file opens ...
+RECORD_START_VARIABLES = ("streamName", "mediaSessionId", "sessionId", "login", "audioCodec",
+                          "videoCodec", "startTime", "startTimeMillis")
+#: ... and those known only when it is finished (the file is renamed then)
+RECORD_END_VARIABLES = ("endTime", "endTimeMillis", "duration")
+RECORD_VARIABLES = RECORD_START_VARIABLES + RECORD_END_VARIABLES
+TEMPLATE_VARIABLE = re.compile(r"\{(\w*)\}")
+
+
+def template_problem(template: str) -> str | None:
+    """What is wrong with a record file name template (an unknown variable), or None."""
+    unknown = [name for name in TEMPLATE_VARIABLE.findall(template)
+               if name not in RECORD_VARIABLES]
+    if not unknown:
+        return None
+    known = ", ".join(f"{{{name}}}" for name in RECORD_VARIABLES)
+    listed = ", ".join(f"{{{name}}}" for name in dict.fromkeys(unknown))
+    return f"unknown variable {listed}; known: {known}"
+
+
+class RecordTemplate(PropertyType[str]):
+    """A record file name template: text and ``{variables}``, every one known."""
+
+    name = "template of {variables}"
+
+    def parse(self, raw: str) -> str:
+        template = raw.strip()
+        if not template:
+            raise ValueError("expected a template such as {streamName}-{startTime}")
+        problem = template_problem(template)
+        if problem:
+            raise ValueError(problem)
+        return template
+
+
+class RecordNameEncoding(PropertyType[str]):
+    """``false`` (the default), ``true,HEX`` or ``true,BASE64``: "", "HEX" or "BASE64"."""
+
+    name = "false|true,HEX|true,BASE64"
+
+    def parse(self, raw: str) -> str:
+        words = [word.strip() for word in raw.split(",")]
+        if words in (["false"], [""]):
+            return ""
+        if len(words) == 2 and words[0] == "true" and words[1].upper() in ("HEX", "BASE64"):
+            return words[1].upper()
+        raise ValueError("expected false, true,HEX or true,BASE64")
+
+    def format(self, value: str) -> str:
+        return f"true,{value}" if value else "false"

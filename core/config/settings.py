@@ -25,8 +25,11 @@ from hookcast.config.properties import (
     CommaList,
     Integer,
     Networks,
+    OneOf,
     Port,
     PropertyType,
+    RecordNameEncoding,
+    RecordTemplate,
     Rotation,
     RotationType,
     Seconds,
@@ -181,17 +184,67 @@ class Settings:
         Choices(("h264-mp4", "h264-mkv", "vp8-webm", "vp8-mkv")),
         "Container per video codec (audio-only streams: MP4 with AAC)",
     )
+    stream_record_policy: str = prop(
+        "stream_record_policy", "template", OneOf(("template", "streamName")),
+        "Record file names: from stream_record_policy_template, or the stream name "
+        "(plugin record_naming)",
+    )
     stream_record_policy_template: str = prop(
-        "stream_record_policy_template", "{streamName}-{mediaSessionId}", Text(),
-        "Record file name template (without extension)",
+        "stream_record_policy_template", "stream-{sessionId}-{mediaSessionId}",
+        RecordTemplate(),
+        "Record file name template (without extension); {endTime}, {endTimeMillis} and "
+        "{duration} are filled in when the file is finished",
+    )
+    encode_record_name: str = prop(
+        "encode_record_name", "", RecordNameEncoding(),
+        "Encode record file names in hexadecimal or file-name-safe BASE64",
+    )
+    exclude_record_name_characters: str = prop(
+        "exclude_record_name_characters", "/", Text(),
+        "Characters removed from record file names (not applied when they are encoded)",
     )
     record_rotation: Rotation | None = prop(
         "record_rotation", None, RotationType(),
-        "Cut recordings into parts of N seconds (20) or N megabytes (20M); empty = never",
+        "Cut recordings into parts of N seconds (20) or N megabytes (20M); empty = never "
+        "(plugin record_rotation)",
     )
     on_record_hook_script: str = prop(
         "on_record_hook_script", "hooks/on_record_hook.sh", Text(),
-        "Script run with (stream name, file path) when a recording part is finished",
+        "Script run with (stream name, file path) when a recording part is finished; "
+        "relative to the home; empty = none (plugin record_script)",
+    )
+    record_hook_concurrency: int = prop(
+        "record_hook_concurrency", 4, Integer(minimum=1, unit="scripts"),
+        "Record scripts running at once; the others wait in a queue",
+    )
+    record_hook_timeout: float = prop(
+        "record_hook_timeout", 60.0, Seconds(minimum=0.1),
+        "A record script still running after this is killed (its process group)",
+    )
+    on_publish_hook_script: str = prop(
+        "on_publish_hook_script", "", Text(),
+        "Script run with (stream name, mediaSessionId) when a stream starts publishing "
+        "(hookcast; plugin stream_scripts)",
+    )
+    on_unpublish_hook_script: str = prop(
+        "on_unpublish_hook_script", "", Text(),
+        "Script run with (stream name, mediaSessionId) when a published stream ends (hookcast)",
+    )
+    on_play_hook_script: str = prop(
+        "on_play_hook_script", "", Text(),
+        "Script run with (stream name, mediaSessionId) when a player starts playing (hookcast)",
+    )
+    on_stop_hook_script: str = prop(
+        "on_stop_hook_script", "", Text(),
+        "Script run with (stream name, mediaSessionId) when a player stops (hookcast)",
+    )
+    stream_hook_concurrency: int = prop(
+        "stream_hook_concurrency", 4, Integer(minimum=1, unit="scripts"),
+        "Publish/unpublish/play/stop scripts running at once; the others wait (hookcast)",
+    )
+    stream_hook_timeout: float = prop(
+        "stream_hook_timeout", 60.0, Seconds(minimum=0.1),
+        "A publish/unpublish/play/stop script still running after this is killed (hookcast)",
     )
     vod_live_loop: bool = prop(
         "vod_live_loop", False, Boolean(), "Loop vod-live:// files when they end"

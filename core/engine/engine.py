@@ -28,6 +28,7 @@ from hookcast.engine.tasks import Tasks
 from hookcast.events import SessionInfo, StreamInfo, thaw
 from hookcast.recording.formats import NotRecordable
 from hookcast.recording.manager import Recordings
+from hookcast.recording.naming import login_of
 from hookcast.rtc.peer import (
     PlayerLeg,
     PublisherLeg,
@@ -138,9 +139,14 @@ class Engine:
         """Record a publisher that asked for it (``record: true``); a recording that cannot
         start is logged, and the stream goes on without one."""
         try:
-            await self.recordings.start(stream, leg.tracks)
+            await self.recordings.start(stream, leg.tracks, login=self.login_of(stream))
         except (NotRecordable, OSError) as error:
             log.error("stream %s asked to be recorded, but cannot be: %s", stream.name, error)
+
+    def login_of(self, stream: Stream) -> str:
+        """The ``{login}`` of a stream's signalling session (empty when none)."""
+        session = self.sessions.get(stream.session_id)
+        return login_of(getattr(session, "client_fields", None) or {})
 
     async def play(self, client: Client, stream: Stream, offer_sdp: str) -> None:
         """Admit and answer a player of a published name (FAILED `Stream not found` if none)."""

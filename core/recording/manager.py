@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,15 @@ from hookcast.engine.tasks import Tasks
 from hookcast.events import RecordingInfo, StreamInfo
 from hookcast.recording.files import Probe, finalize, probe
 from hookcast.recording.formats import Format, choose
-from hookcast.recording.naming import expand, safe_path, start_variables
+from hookcast.recording.naming import (
+    end_variables,
+    expand,
+    has_end_variable,
+    has_time_variable,
+    rename_safely,
+    safe_path,
+    start_variables,
+)
 from hookcast.recording.recorder import Recorder
 from hookcast.recording.writer import FileDone
 from hookcast.rtc.relay import PublishedTrack
@@ -43,6 +51,31 @@ def marker_of(path: Path) -> Path:
     return path.with_name(MARKER.format(path.name))
 
 
+@dataclass(frozen=True)
+class Naming:
+    """How one file was named: kept (and saved in its marker) to rename it when its name
+    holds variables known only at its end."""
+
+    template: str
+    variables: dict[str, str]
+    #: the name the naming hook gave when the file opened
+    answer: str
+    #: the part number in the file name; None when parts are not numbered
+    part: int | None
+
+    @property
+    def renamed_at_end(self) -> bool:
+        return has_end_variable(self.answer) or has_end_variable(self.template)
+
+    @classmethod
+    def from_json(cls, saved: Any) -> Naming | None:
+        if not isinstance(saved, dict):
+            return None
+        part = saved.get("part")
+        return cls(str(saved["template"]), {str(k): str(v) for k, v in saved["variables"].items()},
+                   str(saved["answer"]), int(part) if part is not None else None)
+
+
 class Recordings:
     """Active recordings by the mediaSessionId of the stream they record."""
 
@@ -54,6 +87,8 @@ class Recordings:
         self._streams: dict[Recorder, StreamInfo] = {}
         #: when each open file started (Unix time), for its RecordingInfo
         self._part_started: dict[Path, float] = {}
+        #: how each file not yet announced was named (to rename it at its end)
+        self._namings: dict[Path, Naming] = {}
         self._tasks = Tasks("recording")
         #: counters for Prometheus (the active recordings' own are added on reading)
         self.failed = 0
@@ -70,36 +105,42 @@ class Recordings:
         return self._gaps_done + sum(r.gaps for r in self.active.values())
 
     async def start(self, stream: Stream, tracks: dict[str, PublishedTrack],
-                    template: str | None = None, rotation: Rotation | None = None) -> Path:
+                    template: str | None = None, rotation: Rotation | None = None,
+                    login: str = "") -> Path:
         """Record ``stream`` (a publisher) from its next keyframe; a recording already
-        running for it is stopped first. Returns the first file's path. Raises
-        NotRecordable (codecs) or OSError (records/ cannot be written)."""
+        running for it is stopped first. ``template`` and ``rotation`` are a REST
+        request's; ``login`` is the publisher's (``{login}``). Returns the first file's
+        path. Raises NotRecordable (codecs) or OSError (records/ cannot be written)."""
         fmt = choose(stream.video_codec, stream.audio_codec, self.settings.record_formats)
         await self.stop(stream.media_session_id)
         snapshot = stream.snapshot()
-        started = time.time()
-        name = self._name(snapshot, template or self.settings.stream_record_policy_template,
-                          started)
-        if rotation is None:
-            rotation = self.bus.record_rotation_policy(snapshot, self.settings.record_rotation)
-        part = 1 if rotation is not None else None
+        template = template or self.settings.stream_record_policy_template
+        rotation = self.bus.record_rotation_policy(snapshot, self.settings.record_rotation,
+                                                   rotation)
+        numbered = rotation is not None and not has_time_variable(template)
+
+        async def new_file(part: int) -> Path:
+            started = time.time()
+            variables = start_variables(snapshot, started, login)
+            naming = Naming(template, variables, self._name(snapshot, template, variables),
+                            part if numbered else None)
+            path = await asyncio.to_thread(self._new_file, naming, fmt, snapshot, started, part)
+            self._namings[path] = naming
+            return path
+
         try:
-            first = await asyncio.to_thread(self._new_file, name, fmt, part, snapshot, started)
+            first = await new_file(1)
         except OSError as error:  # records/ not writable, the disk full
             self.failed += 1
             reason = f"{type(error).__name__}: {error.strerror or error}"
             log.error("recording of %s cannot start: %s (%s)", stream.name, reason, self.folder)
             await self.bus.on_record_finished(RecordingInfo(
-                stream=snapshot, path=self.folder / f"{name}.{fmt.extension}", part=1,
-                started_at=started, finished_at=time.time(), error=reason))
+                stream=snapshot, path=self.folder / f"{stream.name}.{fmt.extension}", part=1,
+                started_at=time.time(), finished_at=time.time(), error=reason))
             raise
 
-        async def next_path(number: int) -> Path:
-            return await asyncio.to_thread(self._new_file, name, fmt, number, snapshot,
-                                           time.time())
-
         recorder = Recorder(
-            stream.name, tracks, fmt, first, rotation, next_path,
+            stream.name, tracks, fmt, first, rotation, new_file,
             opened=lambda path, number: self._opened(recorder, path, number),
             closed=lambda done, number: self._closed(recorder, done, number),
         )
@@ -110,18 +151,18 @@ class Recordings:
         log.info("recording %s (%s) to %s", stream.name, stream.media_session_id, first.name)
         return first
 
-    def _name(self, stream: StreamInfo, template: str, started: float) -> str:
-        variables = start_variables(stream, started)
+    def _name(self, stream: StreamInfo, template: str, variables: dict[str, str]) -> str:
         decided = self.bus.record_file_name(stream, template, variables)
         return decided if decided is not None else expand(template, variables)
 
-    def _new_file(self, name: str, fmt: Format, part: int | None, stream: StreamInfo,
-                  started: float) -> Path:
+    def _new_file(self, naming: Naming, fmt: Format, stream: StreamInfo, started: float,
+                  part: int) -> Path:
         """Off the loop: a free, safe path in records/, with its marker written."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = safe_path(self.folder, name, fmt.extension, part)
+        path = safe_path(self.folder, naming.answer, fmt.extension, naming.part)
         marker_of(path).write_text(json.dumps({
-            "stream": stream.to_wcs(), "part": part or 1, "startedAt": started,
+            "stream": stream.to_wcs(), "part": part, "startedAt": started,
+            "naming": asdict(naming),
         }))
         return path
 
@@ -143,6 +184,8 @@ class Recordings:
         self._gaps_done += recorder.gaps
         self._streams.pop(recorder, None)
         # no file was opened at these: their markers must not look like a crash
+        for path in recorder.unused_paths:
+            self._namings.pop(path, None)
         await asyncio.to_thread(_unlink_markers, recorder.unused_paths)
 
     # --- each file ----------------------------------------------------------------------
@@ -173,34 +216,61 @@ class Recordings:
         self._tasks.spawn(self._announce(info, recovered=False))
 
     async def _announce(self, info: RecordingInfo, recovered: bool) -> None:
-        finished = await asyncio.to_thread(self._finish_file, info.path, recovered, info.error)
-        size, found, problem = finished
+        naming = self._namings.pop(info.path, None)
+        path = info.path
+        try:
+            size, found, problem, finished_at = await asyncio.to_thread(
+                self._finish_file, path, recovered, info.error)
+            if naming is not None and size and naming.renamed_at_end:
+                path, problem = await self._rename(path, naming, finished_at, found, problem)
+        finally:
+            await asyncio.to_thread(marker_of(info.path).unlink, True)
         self.finished += 1
         await self.bus.on_record_finished(replace(
-            info, finished_at=time.time(), size=size, recovered=recovered,
+            info, stream=replace(info.stream, record_name=path.name), path=path,
+            finished_at=finished_at, size=size, recovered=recovered,
             error=info.error or problem,
             duration=found.duration if found else 0.0,
             video_codec=found.video_codec if found else info.video_codec,
             audio_codec=found.audio_codec if found else info.audio_codec,
         ))
 
+    async def _rename(self, path: Path, naming: Naming, finished_at: float,
+                      found: Probe | None, problem: str) -> tuple[Path, str]:
+        """The finished file renamed with the variables known at its end."""
+        variables = {**naming.variables,
+                     **end_variables(finished_at, found.duration if found else 0.0)}
+        stream = _stream_of({"name": variables.get("streamName", ""),
+                             "mediaSessionId": variables.get("mediaSessionId", ""),
+                             "sessionId": variables.get("sessionId", ""),
+                             "audioCodec": variables.get("audioCodec", ""),
+                             "videoCodec": variables.get("videoCodec", ""),
+                             "recordName": path.name})
+        name = self._name(stream, naming.template, variables)
+        try:
+            return await asyncio.to_thread(rename_safely, path, name, naming.part), problem
+        except OSError as error:
+            failure = f"cannot rename {path.name}: {type(error).__name__}: {error}"
+            log.error("%s", failure)
+            return path, problem or failure
+
     @staticmethod
-    def _finish_file(path: Path, recovered: bool, error: str) -> tuple[int, Probe | None, str]:
-        """Off the loop: make the file final, read what it holds, drop its marker."""
-        problem = ""
+    def _finish_file(path: Path, recovered: bool,
+                     error: str) -> tuple[int, Probe | None, str, float]:
+        """Off the loop: make the file final and read what it holds (size, probe,
+        problem, when it was last written)."""
         try:
             if not path.exists() or path.stat().st_size == 0:
                 path.unlink(missing_ok=True)
-                return 0, None, error or "no media was written"
+                return 0, None, error or "no media was written", time.time()
             if recovered or path.suffix == ".mp4":
                 finalize(path)
-            return path.stat().st_size, probe(path), ""
+            written = path.stat().st_mtime if recovered else time.time()
+            return path.stat().st_size, probe(path), "", written
         except Exception as failure:  # a file a crash or a full disk left unreadable
             problem = f"cannot make {path.name} final: {type(failure).__name__}: {failure}"
             log.error("%s", problem)
-            return (path.stat().st_size if path.exists() else 0), None, problem
-        finally:
-            marker_of(path).unlink(missing_ok=True)
+            return (path.stat().st_size if path.exists() else 0), None, problem, time.time()
 
     # --- start and shutdown -------------------------------------------------------------
 
@@ -217,12 +287,15 @@ class Recordings:
             saved: dict[str, Any] = json.loads(await asyncio.to_thread(marker.read_text))
             stream = _stream_of(saved["stream"])
             part, started = int(saved.get("part", 1)), float(saved.get("startedAt", 0))
-        except (OSError, ValueError, KeyError, TypeError) as error:
+            naming = Naming.from_json(saved.get("naming"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             log.error("%s: unreadable recording marker (%s); removed", marker, error)
             await asyncio.to_thread(marker.unlink, True)
             return
         log.info("recovering %s, cut short when the server stopped", path.name)
         info = RecordingInfo(stream=stream, path=path, part=part, started_at=started)
+        if naming is not None:
+            self._namings[path] = naming
         await self._announce(info, recovered=True)
 
     async def close(self) -> None:

@@ -1,30 +1,34 @@
 """Record file names: the variables a template can use, and the core's safe-name rule.
 
 Whatever a naming plugin returns, ``safe_path`` makes it a file name that stays inside
-records/: no path separators, no NUL or control characters, no leading dot, at most 255
-bytes with the part number and extension, and never the name of an existing file (a
-number is added). The rule lives here, in the core, so no plugin can break it.
+records/: no path separators, no NUL or control characters, no leading dot, at most
+MAX_BYTES of UTF-8 with the part number and extension, and never the name of an
+existing file (a number is added). The rule lives here, in the core, so no plugin can
+break it.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from hookcast.config.home import inside
+from hookcast.config.properties import RECORD_END_VARIABLES, TEMPLATE_VARIABLE
 from hookcast.events import StreamInfo
 
-MAX_BYTES = 255
-#: variables known when a recording starts
-START_VARIABLES = ("streamName", "mediaSessionId", "sessionId", "login", "audioCodec",
-                   "videoCodec", "startTime", "startTimeMillis")
-_VARIABLE = re.compile(r"\{(\w+)\}")
+#: longest file name: 255 bytes less the 11 of the marker written beside it while it is
+#: recorded (``.<name>.recording``), so that the marker's own name fits too
+MAX_BYTES = 244
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
+_TIME_VARIABLES = ("startTime", "startTimeMillis", "endTime", "endTimeMillis")
 
 
 def start_variables(stream: StreamInfo, started_at: float, login: str = "") -> dict[str, str]:
-    """The template variables known at the start of a recording."""
+    """The template variables known when a file opens (``started_at``: Unix time)."""
     return {
         "streamName": stream.name, "mediaSessionId": stream.media_session_id,
         "sessionId": stream.session_id, "login": login,
@@ -33,13 +37,26 @@ def start_variables(stream: StreamInfo, started_at: float, login: str = "") -> d
     }
 
 
+def end_variables(finished_at: float, duration: float) -> dict[str, str]:
+    """The variables known once a file is finished (``duration`` in seconds)."""
+    return {"endTime": str(int(finished_at)), "endTimeMillis": str(int(finished_at * 1000)),
+            "duration": str(round(duration * 1000))}
+
+
 def expand(template: str, variables: dict[str, str]) -> str:
-    """``template`` with each ``{variable}`` it knows replaced; others left as they are."""
-    return _VARIABLE.sub(lambda m: variables.get(m.group(1), m.group(0)), template)
+    """``template`` with each ``{variable}`` it knows replaced, in one pass (a value is
+    never expanded again); the others are left as they are."""
+    return TEMPLATE_VARIABLE.sub(lambda m: variables.get(m.group(1), m.group(0)), template)
 
 
-def unknown_variables(template: str, known: tuple[str, ...]) -> list[str]:
-    return [name for name in _VARIABLE.findall(template) if name not in known]
+def has_time_variable(template: str) -> bool:
+    """Names from this template differ by time: rotated parts are not numbered."""
+    return any(f"{{{name}}}" in template for name in _TIME_VARIABLES)
+
+
+def has_end_variable(text: str) -> bool:
+    """A name (or template) holding a variable known only when the file is finished."""
+    return any(f"{{{name}}}" in text for name in RECORD_END_VARIABLES)
 
 
 def clean(name: str) -> str:
@@ -66,3 +83,37 @@ def safe_path(folder: Path, name: str, extension: str, part: int | None = None) 
         if not candidate.exists() and not marker.exists():
             return candidate
     raise FileExistsError(f"no free file name for {name!r} in {folder}")
+
+
+def login_of(client: Mapping[str, Any]) -> str:
+    """``{login}``: what the connection says of its user: ``login``, else ``sipLogin``,
+    else ``custom.login``; empty when none is a string."""
+    custom = client.get("custom")
+    for value in (client.get("login"), client.get("sipLogin"),
+                  custom.get("login") if isinstance(custom, Mapping) else None):
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def rename_safely(path: Path, name: str, part: int | None = None) -> Path:
+    """Give the finished file ``path`` the safe name for ``name`` (same extension),
+    never replacing another file; returns the path it now has."""
+    extension = path.suffix.lstrip(".")
+    numbered = "" if part is None else f"-{part}"
+    if _fit(clean(name), f"{numbered}.{extension}") == path.name:
+        return path
+    for _ in range(100):
+        target = safe_path(path.parent, name, extension, part)
+        try:
+            os.link(path, target)  # fails if the name was taken meanwhile: never replaces
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links
+            if target.exists():
+                continue
+            path.rename(target)
+            return target
+        path.unlink()
+        return target
+    raise FileExistsError(f"no free file name for {name!r} in {path.parent}")

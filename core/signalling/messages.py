@@ -66,6 +66,8 @@ def stream_problem(payload: Mapping[str, Any]) -> str | None:
             return f"{key} is missing"
         if not isinstance(value, str) or not value.strip():
             return f"{key}: expected a non-empty string"
+    if "\x00" in payload["name"]:  # no file, argument or variable can hold one
+        return "name: must not contain a NUL character"
     for key in ("hasAudio", "hasVideo", "record"):
         if key in payload and not isinstance(payload[key], bool):
             return f"{key}: expected true or false"

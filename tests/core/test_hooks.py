@@ -313,7 +313,7 @@ async def test_hook_record_rotation_policy(
         if stream.name == "long":
             return Rotation(seconds=1)
     """)
-    server = await start_server(home, record_rotation="")
+    server = await start_server(home, record_rotation="", stream_record_policy_template="{streamName}")
     await _record(server, connect_client, "long", 3.5)
     await _record(server, connect_client, "short", 2.0)
     parts = sorted(p.name for p in home.records.iterdir() if p.name.startswith("long"))

@@ -34,6 +34,10 @@ REFUSE_WITH = """
         return Refuse("{reason}")
 """
 
+#: the built-in plugins, in the order they load
+BUILT_INS = ["echo_app", "record_naming", "record_rotation", "record_script", "rest_hooks",
+             "stream_scripts"]
+
 
 def load(home: Home, disabled: tuple[str, ...] = ()) -> tuple[HookBus, Any]:
     bus = HookBus()
@@ -52,7 +56,7 @@ async def test_good_dropin_is_loaded_and_called(home: Home) -> None:
 
 def test_builtins_load_first(home: Home) -> None:
     _, report = load(home)
-    assert [r.name for r in report.loaded if r.source == "built-in"] == ["echo_app", "rest_hooks"]
+    assert [r.name for r in report.loaded if r.source == "built-in"] == BUILT_INS
     assert report.problems == []
 
 
@@ -78,7 +82,7 @@ async def test_broken_dropin_is_skipped_with_file_and_line(
     write_plugin(home, "broken", source)
     write_plugin(home, "good", REFUSE_WITH.format(reason="good ran"))
     bus, report = load(home)
-    assert [r.name for r in report.loaded] == ["echo_app", "rest_hooks", "good"]
+    assert [r.name for r in report.loaded] == [*BUILT_INS, "good"]
     assert len(report.problems) == 1 and expected in report.problems[0]
     assert str(home.plugins / "broken.py") in report.problems[0]
     assert expected in caplog.text
@@ -88,9 +92,9 @@ async def test_broken_dropin_is_skipped_with_file_and_line(
 
 def test_disabled_plugins_blocks_builtin_and_dropin(home: Home) -> None:
     write_plugin(home, "reserve", REFUSE_WITH.format(reason="x"))
-    bus, report = load(home, disabled=("echo_app", "rest_hooks", "reserve"))
+    bus, report = load(home, disabled=(*BUILT_INS, "reserve"))
     assert bus.plugins() == []
-    assert sorted(report.disabled) == ["echo_app", "reserve", "rest_hooks"]
+    assert sorted(report.disabled) == sorted([*BUILT_INS, "reserve"])
 
 
 def test_dropin_cannot_shadow_a_builtin(home: Home) -> None:
@@ -98,8 +102,7 @@ def test_dropin_cannot_shadow_a_builtin(home: Home) -> None:
     (and never imported) with a sentence saying why."""
     write_plugin(home, "echo_app", "raise SystemExit('the copy must not even be imported')\n")
     _, report = load(home)
-    assert [(r.name, r.source) for r in report.loaded] == [
-        ("echo_app", "built-in"), ("rest_hooks", "built-in")]
+    assert [(r.name, r.source) for r in report.loaded] == [(n, "built-in") for n in BUILT_INS]
     assert report.problems == [
         f"{home.plugins / 'echo_app.py'}: not loaded: a plugin named echo_app is already "
         "loaded (built-in); rename the file to load it beside that one"]
@@ -111,8 +114,7 @@ def test_builtins_are_the_declared_entry_points() -> None:
 
     declared = {e.name: e.value for e in entry_points(group="hookcast") if e.dist
                 and e.dist.name == "hookcast"}
-    assert declared == {"echo_app": "hookcast.plugins.echo_app",
-                        "rest_hooks": "hookcast.plugins.rest_hooks"}
+    assert declared == {name: f"hookcast.plugins.{name}" for name in BUILT_INS}
 
 
 def test_checkout_plugins_folder_is_not_loaded_twice() -> None:
@@ -123,8 +125,7 @@ def test_checkout_plugins_folder_is_not_loaded_twice() -> None:
     assert (folder / "echo_app.py").exists(), "the tests run from the checkout"
     _, report = load(Home(folder.parent))
     assert report.problems == []
-    assert [(r.name, r.source) for r in report.loaded] == [
-        ("echo_app", "built-in"), ("rest_hooks", "built-in")]
+    assert [(r.name, r.source) for r in report.loaded] == [(n, "built-in") for n in BUILT_INS]
 
 
 async def test_dropin_in_the_checkout_home_is_a_dropin_and_reloads(
@@ -150,8 +151,7 @@ async def test_dropin_in_the_checkout_home_is_a_dropin_and_reloads(
                 return {p["name"]: p for p in report["plugins"]}
 
         plugins = await listed()
-        assert [(n, p["source"]) for n, p in plugins.items() if p["source"] == "built-in"] == [
-            ("echo_app", "built-in"), ("rest_hooks", "built-in")]
+        assert [n for n, p in plugins.items() if p["source"] == "built-in"] == BUILT_INS
         assert plugins[guard.stem]["source"] == f"file {guard}"
         assert plugins[guard.stem]["hooks"] == ["before_publish"]
         guard.write_text(textwrap.dedent("""

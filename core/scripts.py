@@ -1,0 +1,269 @@
+"""Operator scripts run on events: argv (never a shell), a clean environment, bounded.
+
+One ``ScriptRunner`` runs every script of one plugin (the record script; the publish,
+unpublish, play and stop scripts). At most ``concurrency`` run at once; the others wait
+in a queue of QUEUE_LIMIT, and a run that finds it full is dropped, logged and counted.
+A script still running after ``timeout`` seconds gets SIGTERM, then SIGKILL
+KILL_GRACE seconds later, sent to its whole process group (it runs in a session of its
+own, so what it started goes too). Exit status, duration and the tail of stderr are
+logged; outcomes are counted for Prometheus. A missing or non-executable script is
+warned about once (again only after it was found in between) and counted.
+
+The environment holds nothing of the server's but PATH, HOME, LANG, LC_ALL, TZ, USER,
+LOGNAME and any variable named ``HOOKCAST_SCRIPT_*`` (the operator's settings for
+scripts), plus the event's own ``HOOKCAST_*`` variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from hookcast.untrusted import printable
+
+log = logging.getLogger(__name__)
+
+#: runs waiting for a free slot; beyond it a run is dropped (logged and counted)
+QUEUE_LIMIT = 1000
+#: seconds between SIGTERM and SIGKILL for a script past its timeout
+KILL_GRACE = 2.0
+#: bytes of stderr (and stdout) kept for the log
+TAIL_BYTES = 2000
+#: seconds to wait for the pipes once the script has exited (a daemon it left may hold them)
+PIPE_GRACE = 1.0
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
+OPERATOR_PREFIX = "HOOKCAST_SCRIPT_"
+OUTCOMES = ("ok", "failed", "timeout", "error", "missing", "dropped")
+
+
+def script_environment(variables: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a script: the few safe variables of the server's, the
+    operator's ``HOOKCAST_SCRIPT_*``, and ``variables``."""
+    env = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env.update({k: v for k, v in os.environ.items() if k.startswith(OPERATOR_PREFIX)})
+    env.update({k: _no_nul(v) for k, v in variables.items()})
+    return env
+
+
+def _no_nul(text: str) -> str:
+    """Arguments and variables cannot hold NUL (the door refuses names with one)."""
+    return text.replace("\x00", "\ufffd")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One script to run: ``prop`` names the property that configured it."""
+
+    prop: str
+    script: Path
+    args: tuple[str, ...]
+    variables: Mapping[str, str]
+    about: str  # for log lines: what the run is for ("stream 'cam'")
+
+
+class ScriptRunner:
+    """Runs scripts for one plugin; ``kind`` names its Prometheus metrics
+    (``hookcast_<kind>_scripts_total``, ...)."""
+
+    def __init__(self, kind: str, home: Path, concurrency: int, timeout: float) -> None:
+        self.kind = kind
+        self.home = home
+        self.concurrency = concurrency
+        self.timeout = timeout
+        #: (property, outcome) -> runs
+        self.outcomes: Counter[tuple[str, str]] = Counter()
+        self.seconds: dict[str, float] = {}
+        self.running = 0
+        self._queue: asyncio.Queue[Run] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._processes: set[asyncio.subprocess.Process] = set()
+        self._warned: set[Path] = set()
+        self._closed = False
+
+    def resolve(self, script: str) -> Path:
+        """A script's path: as given when absolute, else inside the home."""
+        path = Path(script).expanduser()
+        return path if path.is_absolute() else self.home / path
+
+    def check(self, prop: str, script: str) -> bool:
+        """At start: warn (once) when the script cannot be run; True when it can."""
+        problem = _unrunnable(self.resolve(script))
+        if problem:
+            self._warned.add(self.resolve(script))
+            log.warning("%s=%s: %s; it is not run until it is there", prop, script, problem)
+        return problem is None
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    def submit(self, prop: str, script: str, args: Sequence[str],
+               variables: Mapping[str, str], about: str) -> bool:
+        """Queue one run (returns at once); False when it was dropped."""
+        if self._closed:
+            return False
+        if self._queue is None:
+            self._queue = asyncio.Queue(QUEUE_LIMIT)
+            self._workers = [asyncio.create_task(self._work(), name=f"{self.kind} script {n}")
+                             for n in range(self.concurrency)]
+        run = Run(prop, self.resolve(script), tuple(_no_nul(a) for a in args),
+                  dict(variables), about)
+        try:
+            self._queue.put_nowait(run)
+        except asyncio.QueueFull:
+            self.outcomes[prop, "dropped"] += 1
+            log.error("%s=%s not run for %s: %d runs already wait (dropped)", prop, script,
+                      about, QUEUE_LIMIT)
+            return False
+        return True
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        while True:
+            run = await self._queue.get()
+            self.running += 1
+            try:
+                await self._run(run)
+            except Exception:  # a bug here must not stop the other runs
+                log.exception("%s=%s for %s failed", run.prop, run.script, run.about)
+                self.outcomes[run.prop, "error"] += 1
+            finally:
+                self.running -= 1
+                self._queue.task_done()
+
+    async def _run(self, run: Run) -> None:
+        problem = _unrunnable(run.script)
+        if problem:
+            self.outcomes[run.prop, "missing"] += 1
+            if run.script not in self._warned:
+                self._warned.add(run.script)
+                log.warning("%s=%s: %s; not run for %s", run.prop, run.script, problem,
+                            run.about)
+            return
+        self._warned.discard(run.script)
+        started = time.monotonic()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                str(run.script), *run.args, env=script_environment(run.variables),
+                cwd=self.home, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own process group, killed as one
+            )
+        except OSError as error:  # e.g. a bad #! line
+            self.outcomes[run.prop, "error"] += 1
+            log.warning("%s=%s cannot start for %s: %s", run.prop, run.script, run.about, error)
+            return
+        self._processes.add(process)
+        assert process.stdout is not None and process.stderr is not None
+        pipes = asyncio.gather(_tail(process.stdout), _tail(process.stderr))
+        timed_out = False
+        try:
+            await asyncio.wait_for(process.wait(), self.timeout)
+        except TimeoutError:
+            timed_out = True
+            await _kill_group(process)
+        finally:
+            self._processes.discard(process)
+        try:
+            _, stderr = await asyncio.wait_for(pipes, PIPE_GRACE)
+        except TimeoutError:  # something it started still holds the pipes
+            stderr = b""
+        seconds = time.monotonic() - started
+        self.seconds[run.prop] = self.seconds.get(run.prop, 0.0) + seconds
+        self._report(run, process.returncode, timed_out, seconds, stderr)
+
+    def _report(self, run: Run, code: int | None, timed_out: bool, seconds: float,
+                stderr: bytes) -> None:
+        tail = printable(stderr.decode("utf-8", "replace").strip(), 500)
+        said = f"; stderr: {tail}" if tail else ""
+        if timed_out:
+            self.outcomes[run.prop, "timeout"] += 1
+            log.warning("%s=%s for %s: killed after %g s (record_hook_timeout or "
+                        "stream_hook_timeout)%s", run.prop, run.script, run.about,
+                        self.timeout, said)
+        elif code == 0:
+            self.outcomes[run.prop, "ok"] += 1
+            log.info("%s=%s for %s: exit 0 in %.2f s%s", run.prop, run.script, run.about,
+                     seconds, said)
+        else:
+            self.outcomes[run.prop, "failed"] += 1
+            log.warning("%s=%s for %s: exit %s in %.2f s%s", run.prop, run.script, run.about,
+                        code, seconds, said)
+
+    async def close(self, grace: float) -> None:
+        """Take no more runs; let those queued and running finish for up to ``grace``
+        seconds, then kill what still runs and drop what still waits (logged)."""
+        self._closed = True
+        if self._queue is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), grace)
+        left = self._queue.qsize()
+        if left:
+            log.warning("%d %s script runs not started: the server is stopping", left,
+                        self.kind)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        await asyncio.gather(*(_kill_group(p) for p in list(self._processes)))
+
+    def metrics(self) -> list[Metric]:
+        runs = CounterMetricFamily(
+            f"hookcast_{self.kind}_scripts", f"{self.kind} script runs by outcome",
+            labels=["property", "outcome"])
+        for (prop, outcome), count in sorted(self.outcomes.items()):
+            runs.add_metric([prop, outcome], count)
+        seconds = CounterMetricFamily(
+            f"hookcast_{self.kind}_script_seconds", f"time {self.kind} scripts ran",
+            labels=["property"])
+        for prop, total in sorted(self.seconds.items()):
+            seconds.add_metric([prop], total)
+        waiting = GaugeMetricFamily(f"hookcast_{self.kind}_scripts_waiting",
+                                    f"{self.kind} script runs waiting for a free slot",
+                                    value=self.waiting)
+        active = GaugeMetricFamily(f"hookcast_{self.kind}_scripts_running",
+                                   f"{self.kind} scripts running", value=self.running)
+        return [runs, seconds, waiting, active]
+
+
+def _unrunnable(path: Path) -> str | None:
+    if not path.is_file():
+        return "no such file"
+    if not os.access(path, os.X_OK):
+        return "not executable (chmod +x)"
+    return None
+
+
+async def _tail(stream: asyncio.StreamReader) -> bytes:
+    """Read a pipe to its end, keeping its last TAIL_BYTES."""
+    kept = b""
+    while chunk := await stream.read(65536):
+        kept = (kept + chunk)[-TAIL_BYTES:]
+    return kept
+
+
+async def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM to the script's process group, SIGKILL if it is still there after
+    KILL_GRACE; returns once the script itself has exited."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        try:
+            await asyncio.wait_for(process.wait(), KILL_GRACE)
+            if sig == signal.SIGKILL or process.returncode is not None:
+                break
+        except TimeoutError:
+            continue
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # whatever it started, still in its group

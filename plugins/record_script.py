@@ -1,0 +1,82 @@
+"""The record script: ``on_record_hook_script`` runs once for every finished file.
+
+As WCS runs ``on_record_hook.sh``: argv ``[script, stream name, absolute file path]``,
+never through a shell, so any character a stream name holds arrives intact as one
+argument. The script runs off the event loop (``hookcast.scripts``): at most
+``record_hook_concurrency`` at once, killed after ``record_hook_timeout``, with a clean
+environment and these variables:
+
+``HOOKCAST_EVENT`` (``record``), ``HOOKCAST_STREAM_NAME``, ``HOOKCAST_MEDIA_SESSION_ID``,
+``HOOKCAST_SESSION_ID``, ``HOOKCAST_APP_KEY``, ``HOOKCAST_FILE`` (the absolute path),
+``HOOKCAST_FILE_NAME``, ``HOOKCAST_PART`` (1, 2, ...), ``HOOKCAST_DURATION`` (seconds),
+``HOOKCAST_SIZE`` (bytes), ``HOOKCAST_RECOVERED`` (``true`` for a file a crash cut
+short, finished at the next start), ``HOOKCAST_ERROR`` (empty, or why the recording
+ended early), ``HOOKCAST_HOME``, ``HOOKCAST_RECORDS``.
+
+An empty ``on_record_hook_script`` turns it off; so does
+``disabled_plugins=record_script``, to put another plugin in its place.
+"""
+
+from __future__ import annotations
+
+from prometheus_client.core import Metric
+
+from hookcast import RecordingInfo, ScriptRunner, ServerInfo, hookimpl, printable
+
+PROPERTY = "on_record_hook_script"
+#: seconds given at shutdown to the scripts of the last files (then they are killed)
+SHUTDOWN_GRACE = 10.0
+
+
+class RecordScript:
+    def __init__(self) -> None:
+        self.server: ServerInfo | None = None
+        self.runner: ScriptRunner | None = None
+        self.script = ""
+        self.hookcast_timeout = SHUTDOWN_GRACE + 5  # after_server_stop waits for scripts
+
+    @hookimpl
+    def after_server_start(self, server: ServerInfo) -> None:
+        settings = server.settings
+        self.server, self.script = server, settings.on_record_hook_script.strip()
+        if not self.script:
+            return
+        self.runner = ScriptRunner("record", server.home, settings.record_hook_concurrency,
+                                   settings.record_hook_timeout)
+        self.runner.check(PROPERTY, self.script)
+
+    @hookimpl
+    def on_record_finished(self, recording: RecordingInfo) -> None:
+        if self.runner is None or self.server is None or not recording.size:
+            return  # off, or no file was written
+        stream = recording.stream
+        path = str(recording.path.resolve())
+        self.runner.submit(PROPERTY, self.script, [stream.name, path], {
+            "HOOKCAST_EVENT": "record",
+            "HOOKCAST_STREAM_NAME": stream.name,
+            "HOOKCAST_MEDIA_SESSION_ID": stream.media_session_id,
+            "HOOKCAST_SESSION_ID": stream.session_id,
+            "HOOKCAST_APP_KEY": stream.app_key,
+            "HOOKCAST_FILE": path,
+            "HOOKCAST_FILE_NAME": recording.path.name,
+            "HOOKCAST_PART": str(recording.part),
+            "HOOKCAST_DURATION": f"{recording.duration:.3f}",
+            "HOOKCAST_SIZE": str(recording.size),
+            "HOOKCAST_RECOVERED": "true" if recording.recovered else "false",
+            "HOOKCAST_ERROR": recording.error,
+            "HOOKCAST_HOME": str(self.server.home),
+            "HOOKCAST_RECORDS": str(recording.path.parent.resolve()),
+        }, f"stream {printable(stream.name, 100)!r}, file {printable(recording.path.name, 100)!r}")
+
+    @hookimpl
+    async def after_server_stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.close(SHUTDOWN_GRACE)
+
+    @hookimpl
+    def prometheus_metrics(self) -> list[Metric]:
+        return self.runner.metrics() if self.runner is not None else []
+
+
+def hookcast_plugin() -> RecordScript:
+    return RecordScript()
