@@ -145,7 +145,11 @@ async def test_hostile_names_stay_in_records_and_reach_the_script_as_one_argumen
     while not log.exists() or len(log.read_text().splitlines()) < len(HOSTILE):
         assert time.monotonic() < deadline, "the record script did not run for every file"
         await asyncio.sleep(0.2)
-    runs = [json.loads(line) for line in log.read_text().splitlines()]
+    check_hostile_runs(home, tmp_path, [json.loads(line) for line in log.read_text().splitlines()])
+
+
+def check_hostile_runs(home: Home, tmp_path: Path, runs: list[list[str]]) -> None:
+    """The script got each exact name and a file inside records/; nothing was executed."""
     assert sorted(argv[0] for argv in runs) == sorted(HOSTILE)
     for name, path in runs:
         file = Path(path)
