@@ -6,7 +6,8 @@ subset of a hook's arguments, by name. There are four kinds of hook; the kind is
 enforced when the plugin is registered:
 
 decide
-    Synchronous. Implementations are tried in turn; the first that returns
+    Synchronous. Implementations are tried in turn, the last loaded first (drop-ins
+    before installed packages before the built-ins); the first that returns
     something other than ``None`` decides and the rest are not called. An
     implementation that raises is logged, counted and skipped.
 admit

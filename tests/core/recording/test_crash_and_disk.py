@@ -68,13 +68,17 @@ async def wait_until(condition: Callable[[], bool], what: str, limit: float = 30
 
 
 async def test_kill_9_leaves_a_playable_file_made_final_at_the_next_start(home: Home) -> None:
+    """The file is named with ``{duration}``, known only at its end: it is written as
+    ``cam-{duration}.mp4`` and renamed once recovered, from what it holds."""
     write_plugin(home, "events", EVENTS)
-    configure(home, ip="127.0.0.1")
+    template = "{streamName}-{duration}"
+    configure(home, ip="127.0.0.1", stream_record_policy_template=template)
     served = Served.start(home)
     await asyncio.to_thread(served.wait_ready)
     client, stream = await publish(served.ws_port, "cam", record=True)
     try:
         name = stream.last["recordName"]
+        assert name == "cam-{duration}.mp4"
         await asyncio.sleep(5)
         served.process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(served.process.wait, 10)
@@ -85,7 +89,7 @@ async def test_kill_9_leaves_a_playable_file_made_final_at_the_next_start(home: 
     cut = decode(path)
     assert cut["codecs"] == {"video": "h264", "audio": "aac"}
     assert cut["video"] >= 2.5 * 30, f"only {cut['video']} frames survived the kill"
-    configure(home, ip="127.0.0.1")
+    configure(home, ip="127.0.0.1", stream_record_policy_template=template)
     again = Served.start(home)
     try:
         await asyncio.to_thread(again.wait_ready)
@@ -94,7 +98,10 @@ async def test_kill_9_leaves_a_playable_file_made_final_at_the_next_start(home: 
     finally:
         again.stop()
     (finished,) = [e for e in events(home) if e["event"] == "finished"]
-    assert finished["recovered"] is True and finished["file"] == name and finished["stream"] == "cam"
+    assert finished["recovered"] is True and finished["stream"] == "cam"
+    assert finished["file"] == f"cam-{round(finished['duration'] * 1000)}.mp4"
+    assert not path.exists(), "renamed, not copied"
+    path = home.records / finished["file"]
     assert finished["size"] == path.stat().st_size and finished["duration"] >= 2.5
     assert not (home.records / f".{name}.recording").exists()
     final = decode(path)
