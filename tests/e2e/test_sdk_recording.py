@@ -48,7 +48,7 @@ async def test_stream_recording_example_records_and_plays_back(
         await page.page.wait_for_selector("#downloadDiv", state="visible", timeout=10000)
         link = await page.page.get_attribute("#link", "href")
         assert link is not None and link.startswith(
-            f"http://127.0.0.1:{server.http_port}/client/records/recorded-")
+            f"http://127.0.0.1:{server.http_port}/client/records/stream-")
         name = link.rsplit("/", 1)[1]
         assert name.endswith(".webm"), "Chromium publishes VP8 by default: WebM"
         download = await page.page.request.get(link)

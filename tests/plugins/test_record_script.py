@@ -32,9 +32,11 @@ started = time.time()
 time.sleep(float(os.environ.get("HOOKCAST_SCRIPT_SLEEP", "0")))
 folder = os.path.join(os.environ["HOOKCAST_HOME"], "runs")
 os.makedirs(folder, exist_ok=True)
-with open(os.path.join(folder, f"{{os.getpid()}}.json"), "w") as out:
+path = os.path.join(folder, f"{{os.getpid()}}.json")
+with open(path + ".part", "w") as out:
     json.dump({{"argv": sys.argv, "env": dict(os.environ), "cwd": os.getcwd(),
                "started": started, "ended": time.time()}}, out)
+os.rename(path + ".part", path)  # whole, or not there
 """
 
 

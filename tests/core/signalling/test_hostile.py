@@ -132,18 +132,18 @@ async def test_max_sessions_refuses_with_a_reason_and_counts(
 
 
 def test_client_strings_cannot_forge_or_bloat_log_lines(home: Home) -> None:
-    """Through ``hookcast serve``'s own log: a name with a newline and a NUL, and a
+    """Through ``hookcast serve``'s own log: a name with a newline and an escape, and a
     200 KB message name, are written escaped and cut."""
     configure(home, ip="127.0.0.1")
     served = Served.start(home)
     served.wait_ready()
-    forged = "cam\n2026-01-01 00:00:00,000 INFO hookcast: FORGED\x00"
+    forged = "cam\n2026-01-01 00:00:00,000 INFO hookcast: FORGED\x1b[2J"
     asyncio.run(_hostile_session(served.ws_port, forged))
     stderr = served.stop()
     lines = stderr.splitlines()
     assert not any(line.startswith("2026-01-01") or "FORGED" == line[-6:] for line in lines)
-    assert "\x00" not in stderr
-    assert "cam\\n2026-01-01 00:00:00,000 INFO hookcast: FORGED\\x00" in stderr
+    assert "\x1b" not in stderr
+    assert "cam\\n2026-01-01 00:00:00,000 INFO hookcast: FORGED\\x1b[2J" in stderr
     assert max(len(line) for line in lines) < 2200, "a client string bloated a log line"
 
 
