@@ -5,11 +5,11 @@ the contract) and the event and result types below.
 """
 
 from hookcast.config.apps import REST_METHODS, Application, Applications, load_applications
-from hookcast.config.home import Home, UnsafePath, inside
+from hookcast.config.home import Home, UnsafePath, inside, media_folder
 from hookcast.config.properties import Rotation
 from hookcast.config.settings import Settings, server_url
 from hookcast.config.watch import FolderWatcher
-from hookcast.engine.media import MediaSource
+from hookcast.engine.media import FileSource, MediaSource, SourceUnavailable, Unavailable
 from hookcast.events import (
     Amend,
     RecordingInfo,
@@ -32,6 +32,7 @@ __all__ = [
     "Amend",
     "Application",
     "Applications",
+    "FileSource",
     "FolderWatcher",
     "Home",
     "MediaSource",
@@ -42,8 +43,10 @@ __all__ = [
     "ServerInfo",
     "SessionInfo",
     "Settings",
+    "SourceUnavailable",
     "StreamInfo",
     "Terminate",
+    "Unavailable",
     "UnsafePath",
     "Verdict",
     "__version__",
@@ -51,6 +54,7 @@ __all__ = [
     "hookimpl",
     "inside",
     "load_applications",
+    "media_folder",
     "printable",
     "server_url",
     "thaw",

@@ -22,6 +22,7 @@ import pluggy
 
 from hookcast import hookspecs
 from hookcast.config.properties import Rotation
+from hookcast.engine.media import MediaSource
 from hookcast.events import Amend, Refuse, Terminate, Verdict
 from hookcast.hookspecs import KINDS
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
     from hookcast.config.home import Home
     from hookcast.config.settings import Settings
-    from hookcast.engine.media import MediaSource
     from hookcast.events import RecordingInfo, ServerInfo, SessionInfo, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -277,6 +277,7 @@ class HookBus:
     async def on_record_finished(self, recording: RecordingInfo) -> None:
         await self._notify("on_record_finished", recording=recording)
 
-    def media_source_for_uri(self, uri: str, home: Home) -> MediaSource | None:
-        result: MediaSource | None = self._decide("media_source_for_uri", uri=uri, home=home)
-        return result
+    def media_source_for_uri(self, uri: str, home: Home,
+                             loop: bool | None = None) -> MediaSource | None:
+        result = self._decide("media_source_for_uri", uri=uri, home=home, loop=loop)
+        return result if isinstance(result, MediaSource) else None

@@ -283,11 +283,16 @@ def on_record_finished(recording: RecordingInfo) -> None:
 
 
 @decide
-def media_source_for_uri(uri: str, home: Home) -> MediaSource | None:
+def media_source_for_uri(uri: str, home: Home, loop: bool | None) -> MediaSource | None:
     """Resolves a stream name that is a URI (``vod://file.mp4``) to a media source.
 
-    :param uri: the name a client asked to play.
-    :param home: the server home (files must stay inside ``home.media``).
-    Kind: decide; return a ``hookcast.engine.media.MediaSource`` or ``None`` if the scheme is
-    not yours.
+    Asked when a player asks for a name that holds ``://`` and no stream publishes it,
+    and by REST ``/vod/startup``.
+
+    :param uri: the name a client asked to play (or the REST ``uri``).
+    :param home: the server home (files must stay inside its media folder).
+    :param loop: REST ``/vod/startup``'s ``loop``; ``None`` when not given.
+    Kind: decide; return a ``hookcast.MediaSource`` (``hookcast.FileSource`` reads a
+    file; ``hookcast.Unavailable(uri, info)`` makes the player FAILED with ``info``), or
+    ``None`` if the scheme is not yours (the player gets ``Stream not found``).
     """

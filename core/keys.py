@@ -11,6 +11,7 @@ from hookcast.config.home import Home
 from hookcast.config.settings import Settings
 from hookcast.engine.engine import Engine
 from hookcast.loader import PluginLoader
+from hookcast.media.catalogue import Catalogue
 
 SETTINGS = web.AppKey("settings", Settings)
 HOME = web.AppKey("home", Home)
@@ -20,3 +21,4 @@ APPLICATIONS = web.AppKey("applications", Applications)
 STARTED_AT = web.AppKey("started_at", float)
 ENGINE = web.AppKey("engine", Engine)
 PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
+MEDIA = web.AppKey("media", Catalogue)

@@ -26,13 +26,24 @@ from hookcast.api.records import record_routes
 from hookcast.api.rest import rest_middleware, rest_routes
 from hookcast.bus import HookBus
 from hookcast.config.apps import load_applications
-from hookcast.config.home import Home
+from hookcast.config.home import Home, media_folder
 from hookcast.config.settings import Settings, media_address_problem
 from hookcast.config.watch import FolderWatcher
 from hookcast.engine.engine import Engine
 from hookcast.events import ServerInfo
-from hookcast.keys import APPLICATIONS, BUS, ENGINE, HOME, LOADER, PROMETHEUS, SETTINGS, STARTED_AT
+from hookcast.keys import (
+    APPLICATIONS,
+    BUS,
+    ENGINE,
+    HOME,
+    LOADER,
+    MEDIA,
+    PROMETHEUS,
+    SETTINGS,
+    STARTED_AT,
+)
 from hookcast.loader import PluginLoader
+from hookcast.media.catalogue import Catalogue
 from hookcast.rtc import compat
 from hookcast.signalling.session import signalling_routes
 from hookcast.version import __version__
@@ -62,7 +73,8 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
     app[LOADER] = loader
     compat.install()
     compat.use_host_addresses(settings.ip or None)
-    app[ENGINE] = Engine(settings, bus, home.records)
+    app[ENGINE] = Engine(settings, bus, home.records,
+                         lambda uri, loop: bus.media_source_for_uri(uri, home, loop))
     app[PROMETHEUS] = make_registry(app[ENGINE], bus)
     app.middlewares.append(rest_middleware)
     app.add_routes(core_routes())
@@ -70,8 +82,17 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
     app.add_routes(record_routes())
     app.add_routes(prometheus_routes())
     _add_plugin_routes(app, bus, settings, home)
+    app[MEDIA] = Catalogue(media_folder(home.root, settings.media_dir))
     app.cleanup_ctx.append(_plugin_reload_ctx)
+    app.cleanup_ctx.append(_media_ctx)
     return app
+
+
+async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The media catalogue: read at start, watched while the server runs."""
+    await app[MEDIA].start()
+    yield
+    await app[MEDIA].close()
 
 
 def _add_plugin_routes(app: web.Application, bus: HookBus, settings: Settings, home: Home) -> None:

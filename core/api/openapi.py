@@ -96,10 +96,32 @@ RECORD_FILE = {
 }
 DELETED = {"type": "object", "required": ["deleted"],
            "properties": {"deleted": {"type": "string"}}}
+VOD = {
+    "type": "object",
+    "required": ["localMediaSessionId", "localStreamName", "uri", "status", "loop"],
+    "properties": {
+        "localMediaSessionId": {"type": "string"}, "localStreamName": {"type": "string"},
+        "uri": {"type": "string"}, "status": {"type": "string", "enum": ["PROCESSED_LOCAL"]},
+        "hasAudio": {"type": "boolean"}, "hasVideo": {"type": "boolean"},
+        "record": {"type": "boolean"}, "loop": {"type": "boolean"},
+    },
+}
+MEDIA_FILE = {
+    "type": "object", "required": ["fileName", "size", "duration", "uri"],
+    "properties": {
+        "fileName": {"type": "string"}, "size": {"type": "integer"},
+        "duration": {"type": "number", "description": "seconds"},
+        "videoCodec": {"type": "string"}, "audioCodec": {"type": "string"},
+        "width": {"type": "integer"}, "height": {"type": "integer"},
+        "modified": {"type": "integer", "description": "epoch milliseconds"},
+        "problem": {"type": "string", "description": "why it cannot be read, if it cannot"},
+        "uri": {"type": "string", "description": "vod://<file>"},
+    },
+}
 #: every schema a method may answer with (``Method.response`` names one)
 SCHEMAS = {"Error": ERROR, "Stream": STREAM, "Connection": CONNECTION, "Metrics": METRICS,
            "Terminated": TERMINATED, "Plugins": PLUGINS, "Recording": RECORDING,
-           "RecordFile": RECORD_FILE, "Deleted": DELETED}
+           "RecordFile": RECORD_FILE, "Deleted": DELETED, "Vod": VOD, "MediaFile": MEDIA_FILE}
 
 
 def _ref(name: str) -> dict[str, Any]:

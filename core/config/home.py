@@ -77,3 +77,9 @@ def inside(folder: Path, name: str) -> Path:
     if target != base and base not in target.parents:
         raise UnsafePath(f"{name!r} leads outside {folder.name}/")
     return target
+
+
+def media_folder(home: Path, media_dir: str) -> Path:
+    """The folder ``media_dir`` names: as given when absolute, else inside the home."""
+    folder = Path(media_dir).expanduser()
+    return folder if folder.is_absolute() else home / folder

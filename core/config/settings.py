@@ -246,8 +246,18 @@ class Settings:
         "stream_hook_timeout", 60.0, Seconds(minimum=0.1),
         "A publish/unpublish/play/stop script still running after this is killed (hookcast)",
     )
+    media_dir: str = prop(
+        "media_dir", "media", Text(),
+        "Folder of the files vod:// and vod-live:// play (relative to the home)",
+    )
     vod_live_loop: bool = prop(
-        "vod_live_loop", False, Boolean(), "Loop vod-live:// files when they end"
+        "vod_live_loop", False, Boolean(),
+        "Loop vod-live:// files when they end (REST /vod/startup loop overrides)",
+    )
+    vod_live_idle_timeout: float = prop(
+        "vod_live_idle_timeout", 60.0, Seconds(minimum=1),
+        "A vod-live:// stream with no player (and no recording) this long is stopped "
+        "(hookcast)",
     )
 
     @classmethod

@@ -22,7 +22,9 @@ from hookcast.config.settings import Settings
 from hookcast.engine.admission import Client, amend, describe, setup_failure
 from hookcast.engine.broadcast import Broadcast
 from hookcast.engine.keepalive import KeepAlive
+from hookcast.engine.media import SourceUnavailable
 from hookcast.engine.metrics import Meters, stream_metrics
+from hookcast.engine.sources import Sources, is_uri, start_leg
 from hookcast.engine.streams import IdInUse, Info, NameInUse, Status, Stream, StreamRegistry
 from hookcast.engine.tasks import Tasks
 from hookcast.events import SessionInfo, StreamInfo, thaw
@@ -60,7 +62,8 @@ class _Ending:
 
 
 class Engine:
-    def __init__(self, settings: Settings, bus: HookBus, records: Path) -> None:
+    def __init__(self, settings: Settings, bus: HookBus, records: Path,
+                 resolve: Callable[[str, bool | None], Any] = lambda uri, loop: None) -> None:
         self.settings = settings
         self.bus = bus
         self.registry = StreamRegistry()
@@ -76,6 +79,7 @@ class Engine:
         self.sessions_refused: Counter[str] = Counter()
         self.meters = Meters(self._legs)
         self.recordings = Recordings(settings, bus, records)
+        self.sources = Sources(self, resolve, settings.vod_live_idle_timeout)
         self._closing = False
         self.keep_alive: KeepAlive | None = None
         if settings.keep_alive_streaming_sessions_enabled:
@@ -85,6 +89,7 @@ class Engine:
     def start(self) -> None:
         """Start the metrics sampler and, when enabled, the stream keep-alive."""
         self.meters.start()
+        self.sources.start()
         if self.keep_alive is not None:
             self.keep_alive.start()
 
@@ -132,6 +137,7 @@ class Engine:
             video.on_keyframe = lambda _: self._resized(broadcast)
         if stream.record and self.settings.record_streams:
             await self._record(stream, leg)
+        assert leg.pc is not None  # a WebRTC publisher's leg
         self._watch(stream, leg.pc, Status.PUBLISHING)
         await self._answer(client, stream, answer)
 
@@ -149,29 +155,54 @@ class Engine:
         return login_of(getattr(session, "client_fields", None) or {})
 
     async def play(self, client: Client, stream: Stream, offer_sdp: str) -> None:
-        """Admit and answer a player of a published name (FAILED `Stream not found` if none)."""
+        """Admit and answer a player of a published name, or of a media source's URI
+        (FAILED `Stream not found` if neither)."""
         live = await self._begin(client, stream, self.bus.before_play)
         if live is None:
             return
         broadcast = self.broadcasts.get(stream.name)
-        if broadcast is None:
+        own: PublisherLeg | None = None
+        if broadcast is None and is_uri(stream.name):
+            try:
+                broadcast, own = await self.sources.for_player(stream)
+            except (SourceUnavailable, NameInUse) as error:
+                info = error.info if isinstance(error, SourceUnavailable) else Info.NOT_FOUND
+                log.info("player of %s: %s", stream.name, error)
+                return await self.stop(stream, Status.FAILED, info)
+        source = own or (broadcast.leg if broadcast is not None else None)
+        if source is None:
             return await self.stop(stream, Status.FAILED, Info.NOT_FOUND)
         try:
-            leg, answer = await open_player(
-                offer_sdp, self._config, broadcast.leg.tracks, broadcast.leg.codecs
-            )
+            leg, answer = await open_player(offer_sdp, self._config, source.tracks,
+                                            source.codecs)
         except Exception as error:
+            if own is not None:
+                await own.close()
             return await self.stop(stream, Status.FAILED, setup_failure(stream, error))
-        if stream.final or self.broadcasts.get(stream.name) is not broadcast:
+        leg.own = own
+        if stream.final or (own is None and self.broadcasts.get(stream.name) is not broadcast):
             await leg.close()
             if not stream.final:
                 await self.stop(stream, Status.STOPPED, Info.PUBLISHER_STOP)
             return
         live.leg = leg
-        broadcast.players[stream.media_session_id] = stream
+        if broadcast is not None:
+            broadcast.players[stream.media_session_id] = stream
         describe(stream, leg.codecs)
-        self._watch(stream, leg.pc, Status.PLAYING)
+        if own is not None:  # its own reading: from the start, once it can receive
+            self._watch(stream, leg.pc, Status.PLAYING, connected=lambda: start_leg(own))
+            self.spawn(self.sources.until_personal_end(stream, own))
+        else:
+            self._watch(stream, leg.pc, Status.PLAYING)
         await self._answer(client, stream, answer)
+
+    async def begin_source(self, client: Client, stream: Stream, leg: PublisherLeg) -> None:
+        """Register a stream the server runs itself (a shared source). Raises NameInUse."""
+        self.registry.add(stream)
+        self._live[stream.media_session_id] = _Live(client, leg=leg)
+
+    async def source_running(self, stream: Stream) -> None:
+        await self._set_status(stream, Status.PUBLISHING)
 
     async def _answer(self, client: Client, stream: Stream, answer: str) -> None:
         """Send the SDP answer; a client gone meanwhile ends the stream here."""
@@ -224,7 +255,8 @@ class Engine:
 
     # --- connection state -----------------------------------------------------------
 
-    def _watch(self, stream: Stream, pc: RTCPeerConnection, connected: Status) -> None:
+    def _watch(self, stream: Stream, pc: RTCPeerConnection, status: Status,
+               connected: Callable[[], None] | None = None) -> None:
         live = self._live[stream.media_session_id]
 
         @pc.on("connectionstatechange")
@@ -234,7 +266,9 @@ class Engine:
                 return
             if state == "connected" and stream.status is Status.PENDING:
                 self._cancel_watchdog(live)
-                await self._set_status(stream, connected)
+                if connected is not None:
+                    connected()
+                await self._set_status(stream, status)
             elif state == "failed":
                 await self.stop(stream, Status.FAILED, Info.ICE_ERROR)
 
@@ -292,6 +326,7 @@ class Engine:
         elif broadcast is not None:
             broadcast.players.pop(stream.media_session_id, None)
         if stream.published:
+            self.sources.ended(stream)
             await self.recordings.stop(stream.media_session_id)  # its file closes meanwhile
         previous = await self._tell(stream, status, info, live)
         if live is not None:  # media ends before plugins hear of it: a hook never holds it
@@ -389,6 +424,7 @@ class Engine:
     async def stop_background(self) -> None:
         """Stop the sampler and the keep-alive (shutdown begins). Idempotent."""
         await self.meters.stop()
+        await self.sources.close()
         if self.keep_alive is not None:
             await self.keep_alive.close()
 

@@ -98,6 +98,25 @@ def inspect_h264(data: bytes) -> PictureInfo:
     return PictureInfo(keyframe, has_sps and has_pps, width, height)
 
 
+#: NAL unit types a keyframe's access unit may begin with: AUD, SEI, SPS
+_H264_KEYFRAME_OPENERS = (9, 6, 7)
+
+
+def begins_keyframe(data: bytes) -> bool:
+    """True when depayloaded bytes are the beginning of a keyframe, whatever its codec:
+    VP8 (a frame tag with the start code) or H.264 in Annex B (a start code, then an
+    AUD, SEI or SPS, or the first slice of an IDR picture). It lets a receiver take the
+    first packet it ever sees as a frame start without a frame before it to prove it."""
+    if data.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01")):
+        begin = 4 if data[2] == 0 else 3
+        if len(data) <= begin + 1:
+            return False
+        nal_type = data[begin] & 0x1F
+        first_slice = nal_type == H264_NAL_IDR and bool(data[begin + 1] & 0x80)
+        return nal_type in _H264_KEYFRAME_OPENERS or first_slice
+    return inspect_vp8(data).keyframe
+
+
 class _BitReader:
     """MSB-first bit reader with Exp-Golomb decoding; raises IndexError past the end."""
 

@@ -15,8 +15,9 @@ and adds guarantees a relay needs. It reads RtpPacket.sequence_number, .timestam
 
 Video guarantees:
   * A frame is emitted only when its packets are contiguous from a proven frame start
-    (the packet after the previous frame's marker packet, or after an RTP timestamp
-    change) up to its marker packet (or the last packet before a timestamp change).
+    (the packet after the previous frame's marker packet, after an RTP timestamp
+    change, or one whose bytes begin a keyframe: the very first packet of a stream is
+    one) up to its marker packet (or the last packet before a timestamp change).
     Until the first proven start is seen, packets are discarded.
   * When a gap blocks output, the buffer waits at most `max_wait` seconds (measured
     from when the gap was first seen, restarted whenever a frame is emitted) or until
@@ -39,6 +40,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from hookcast.rtc.bitstream import begins_keyframe
 
 DEFAULT_MAX_WAIT = 0.25
 MAX_MISORDER = 100  # as aiortc: a packet this far behind means the stream restarted
@@ -191,7 +194,9 @@ class RelayJitterBuffer:
         seq = packet.sequence_number
         before = self._packets.get((seq - 1) & 0xFFFF)
         after = self._packets.get((seq + 1) & 0xFFFF)
-        if before is not None and before.timestamp != packet.timestamp:
+        data = getattr(packet, "_data", b"")
+        if (before is not None and before.timestamp != packet.timestamp) or (
+                before is None and isinstance(data, bytes) and begins_keyframe(data)):
             start = seq  # the earliest start this packet can prove
         elif packet.marker or (after is not None and after.timestamp != packet.timestamp):
             start = (seq + 1) & 0xFFFF

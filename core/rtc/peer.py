@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Protocol
 
 from aiortc import (
     RTCConfiguration,
@@ -37,6 +38,10 @@ RELAYABLE = {
     "video": ("video/VP8", "video/H264"),
     "audio": ("audio/opus", "audio/PCMU", "audio/PCMA"),
 }
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
 
 
 class NoCommonCodecs(Exception):
@@ -102,28 +107,35 @@ def payload_types(answer_sdp: str) -> dict[str, int]:
 
 @dataclass
 class PublisherLeg:
-    """The publisher's peer connection and one PublishedTrack per received kind.
+    """A broadcast's source: one PublishedTrack per kind, with its codecs.
 
-    ``nacks`` counts, per kind, packets the server asked the publisher to resend.
+    For a WebRTC publisher, ``pc`` is its peer connection; for a media source (a file, a
+    stream pulled from another server) ``pc`` is None and ``source`` is closed with the
+    leg. ``nacks`` counts, per kind, packets the server asked the publisher to resend.
     """
 
-    pc: RTCPeerConnection
+    pc: RTCPeerConnection | None
     tracks: dict[str, PublishedTrack] = field(default_factory=dict)
     codecs: dict[str, str] = field(default_factory=dict)
     payload_types: dict[str, int] = field(default_factory=dict)
     nacks: Counter[str] = field(default_factory=Counter)
+    source: Closable | None = None
 
     async def close(self) -> None:
         for track in self.tracks.values():
             await track.close()
-        await self.pc.close()
+        if self.pc is not None:
+            await self.pc.close()
+        if self.source is not None:
+            await self.source.close()
 
 
 @dataclass
 class PlayerLeg:
     """A player's peer connection and the subscriber tracks it sends.
 
-    ``nacks`` counts, per kind, packets the player asked the server to resend.
+    ``nacks`` counts, per kind, packets the player asked the server to resend. ``own``
+    is a source leg of this player alone (a personal ``vod://`` reading), closed with it.
     """
 
     pc: RTCPeerConnection
@@ -131,11 +143,14 @@ class PlayerLeg:
     codecs: dict[str, str] = field(default_factory=dict)
     payload_types: dict[str, int] = field(default_factory=dict)
     nacks: Counter[str] = field(default_factory=Counter)
+    own: PublisherLeg | None = None
 
     async def close(self) -> None:
         for subscriber in self.subscribers:
             subscriber.stop()
         await self.pc.close()
+        if self.own is not None:
+            await self.own.close()
 
 
 def _counting(counter: Counter[str], kind: str) -> Callable[[int], None]:
@@ -160,15 +175,16 @@ async def open_publisher(
     chosen = [(media, choose_codec(media)) for media in offered]
     if all(mime is None for _, mime in chosen):
         raise NoCommonCodecs(", ".join(m for media in offered for m in media.mimes))
-    leg = PublisherLeg(RTCPeerConnection(config))
+    pc = RTCPeerConnection(config)
+    leg = PublisherLeg(pc)
     try:
         transceivers = []
         for media, mime in chosen:
-            transceiver = leg.pc.addTransceiver(media.kind, direction="recvonly")
+            transceiver = pc.addTransceiver(media.kind, direction="recvonly")
             if mime is not None:
                 force_codec(transceiver, mime)
                 transceivers.append((transceiver, mime))
-        answer = await _answer(leg.pc, offer_sdp)
+        answer = await _answer(pc, offer_sdp)
         leg.payload_types = payload_types(answer)
         for transceiver, mime in transceivers:
             kind = mime.split("/")[0]

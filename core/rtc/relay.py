@@ -28,6 +28,8 @@ from hookcast.rtc.packets import EncodedPacket, FrameMeta
 logger = logging.getLogger(__name__)
 
 VIDEO_QUEUE_SIZE = 60  # packets = frames: 2 s at 30 fps
+#: longest group of pictures kept for joiners (keep_gop): 20 s at 30 fps
+GOP_LIMIT = 600
 AUDIO_QUEUE_SIZE = 50  # packets: 1 s of 20 ms Opus
 
 
@@ -188,6 +190,7 @@ class PublishedTrack:
         send_pli: SendPli | None = None,
         pli_interval: float = PLI_INTERVAL,
         name: str = "",
+        keep_gop: bool = False,
     ) -> None:
         self.source = source
         self.kind = source.kind
@@ -204,9 +207,14 @@ class PublishedTrack:
             else None
         )
         self._task: asyncio.Task[None] | None = None
+        #: video packets since the last keyframe, handed to each joiner (a source that
+        #: cannot make keyframes: a joiner's first picture comes at once); None: not kept
+        self._gop: list[EncodedPacket] | None = [] if keep_gop and self.kind == "video" else None
+        self._keep_gop = self._gop is not None
         #: called with every keyframe (rare: the owner reads its picture size); must not block
         self.on_keyframe: Callable[[EncodedPacket], None] | None = None
         self._ended = False
+        self._done = asyncio.Event()
 
     @property
     def ended(self) -> bool:
@@ -231,10 +239,13 @@ class PublishedTrack:
         ended track returns a subscriber whose recv() raises MediaStreamError.
         """
         default = VIDEO_QUEUE_SIZE if self.kind == "video" else AUDIO_QUEUE_SIZE
-        subscriber = SubscriberTrack(self, queue_size or default)
+        cached = self._gop or []
+        subscriber = SubscriberTrack(self, queue_size or (default + len(cached)))
         if self._ended:
             subscriber._end_of_source()
             return subscriber
+        for packet in cached:  # from the last keyframe: the picture comes at once
+            subscriber._offer(packet)
         self._subscribers[subscriber] = None
         if self.kind == "video":
             self.request_keyframe()
@@ -273,7 +284,8 @@ class PublishedTrack:
         self._finish()
 
     async def wait_ended(self) -> None:
-        """Wait until the reading task has finished (source ended, failed or closed)."""
+        """Wait until the source has ended, failed or the track was closed."""
+        await self._done.wait()
         if self._task is not None:
             await asyncio.wait({self._task})
 
@@ -282,6 +294,8 @@ class PublishedTrack:
 
     def _finish(self) -> None:
         self._ended = True
+        self._done.set()
+        self._gop = None
         self._sinks.clear()
         for subscriber in tuple(self._subscribers):
             subscriber._end_of_source()
@@ -318,6 +332,13 @@ class PublishedTrack:
                 break
 
     def _track_video(self, packet: EncodedPacket) -> None:
+        if self._keep_gop:
+            if packet.is_keyframe:
+                self._gop = [packet]
+            elif self._gop is not None:
+                self._gop.append(packet)
+                if len(self._gop) > GOP_LIMIT:  # too long to replay: joiners wait instead
+                    self._gop = None
         if packet.is_keyframe:
             self.counters.keyframes += 1
             self.last_keyframe = packet

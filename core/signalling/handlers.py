@@ -84,7 +84,7 @@ async def _stream_request(
         record=payload.get("record") is True, custom=payload.get("custom") or {},
         sdp=payload["sdp"] if isinstance(payload.get("sdp"), str) else "",
     )
-    problem = stream_problem(payload)
+    problem = stream_problem(payload, published)
     if problem is not None:
         stream.status, stream.info = Status.FAILED, f"{Info.ERROR}: {api}: {problem}"
         await session.send("notifyStreamStatusEvent", stream.to_wcs())

@@ -58,7 +58,7 @@ def stream_limit_problem(payload: Mapping[str, Any], settings: Settings) -> str 
     return custom_problem(payload.get("custom"), settings)
 
 
-def stream_problem(payload: Mapping[str, Any]) -> str | None:
+def stream_problem(payload: Mapping[str, Any], published: bool) -> str | None:
     """What is wrong with a publishStream/playStream payload, naming the field."""
     for key in ("name", "sdp"):
         value = payload.get(key)
@@ -66,7 +66,7 @@ def stream_problem(payload: Mapping[str, Any]) -> str | None:
             return f"{key} is missing"
         if not isinstance(value, str) or not value.strip():
             return f"{key}: expected a non-empty string"
-    if "\x00" in payload["name"]:  # no file, argument or variable can hold one
+    if published and "\x00" in payload["name"]:  # no file, argv or variable can hold one
         return "name: must not contain a NUL character"
     for key in ("hasAudio", "hasVideo", "record"):
         if key in payload and not isinstance(payload[key], bool):

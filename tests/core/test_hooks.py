@@ -354,26 +354,35 @@ async def test_hook_on_record_finished(
     assert call["recovered"] is False
 
 
-async def test_hook_media_source_for_uri(home: Home, bus_of: Callable[..., Any]) -> None:
-    bus = await bus_of("""
-    from hookcast import hookimpl, inside
+async def test_hook_media_source_for_uri(
+    home: Home, start_server: Start, connect_client: Callable[..., Any]
+) -> None:
+    """A drop-in source beside the built-in vod plugin: its own scheme, files of its
+    own folder (read by hookcast.FileSource), and Unavailable for what it refuses."""
+    from tests.plugins.vod_files import Received, make_media, receive
 
-    class FileSource:
-        def __init__(self, uri, path):
-            self.uri, self.path = uri, path
-        async def open(self):
-            return []
-        async def close(self):
-            pass
+    (home.root / "clips").mkdir()
+    make_media(home.root / "clips" / "clip.mp4", seconds=2)
+    write_plugin(home, "clips", """
+    from hookcast import FileSource, Unavailable, hookimpl
 
     @hookimpl
-    def media_source_for_uri(uri, home):
-        if uri.startswith("test://"):
-            return FileSource(uri, inside(home.media, uri[len("test://"):]))
+    def media_source_for_uri(uri, home, loop):
+        if uri.startswith("clips://"):
+            name = uri[len("clips://"):]
+            if name.startswith("secret"):
+                return Unavailable(uri, "Not for you")
+            return FileSource(uri, home.root / "clips", name, shared=False)
     """)
-    source = bus.media_source_for_uri("test://clip.mp4", home)
-    assert source.path == home.media.resolve() / "clip.mp4"
-    assert bus.media_source_for_uri("rtsp://camera", home) is None
-    # The plugin's own use of inside() keeps names in media/; a failure there is
-    # isolated by the bus and means "no source".
-    assert bus.media_source_for_uri("test://../etc/passwd", home) is None
+    server = await start_server(home)
+    client: WcsClient = await connect_client(server)
+    player = await client.play("clips://clip.mp4")
+    await player.wait_status("PLAYING")
+    got = Received()
+    await asyncio.wait_for(receive(list(player.tracks), got), 15)
+    assert len(got.pictures) >= 50 and got.errors == 0
+    assert (await player.wait_status("STOPPED"))["info"] == "End of file"
+    for name, info in (("clips://secret.mp4", "Not for you"), ("rtsp://camera", "Stream not found"),
+                       ("clips://../clips/clip.mp4", "File not found")):
+        refused = await client.play(name)
+        assert (await refused.wait_status("FAILED"))["info"] == info

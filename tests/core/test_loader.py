@@ -36,7 +36,7 @@ REFUSE_WITH = """
 
 #: the built-in plugins, in the order they load
 BUILT_INS = ["echo_app", "record_naming", "record_rotation", "record_script", "rest_hooks",
-             "stream_scripts"]
+             "stream_scripts", "vod"]
 
 
 def load(home: Home, disabled: tuple[str, ...] = ()) -> tuple[HookBus, Any]:

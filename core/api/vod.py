@@ -1,0 +1,103 @@
+"""VOD over REST (WCS's ``/vod/*``) and the media catalogue (``/media/find_all``).
+
+``/vod/startup`` starts a shared (``vod-live://``) reading under ``localStreamName``;
+``/vod/find``, ``/vod/find_all`` list the readings running (shared ones and players'
+personal ``vod://`` ones), ``/vod/terminate`` stops a shared one (its players are
+``STOPPED``, ``Stopped by publisher stop``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from hookcast.api.schema import Method, RestError
+from hookcast.engine.engine import Engine
+from hookcast.engine.media import FILE_NOT_FOUND, SourceUnavailable
+from hookcast.engine.streams import Info, NameInUse, Status, Stream
+from hookcast.keys import ENGINE, MEDIA
+
+App = web.Application
+Args = dict[str, Any]
+
+
+def _entry(stream: Stream, uri: str, loop: bool) -> dict[str, Any]:
+    return {"localMediaSessionId": stream.media_session_id, "localStreamName": stream.name,
+            "uri": uri, "status": "PROCESSED_LOCAL", "hasAudio": stream.has_audio,
+            "hasVideo": stream.has_video, "record": stream.record, "loop": loop}
+
+
+def _entries(engine: Engine) -> list[dict[str, Any]]:
+    found = [_entry(s.stream, s.uri, s.loop) for s in engine.sources.shared.values()]
+    for media_session_id, uri in engine.sources.personal.items():
+        player = engine.registry.get(media_session_id)
+        if player is not None:
+            found.append(_entry(player, uri, False))
+    return found
+
+
+async def vod_startup(app: App, method: Method, args: Args) -> web.Response:
+    engine: Engine = app[ENGINE]
+    uri = args.get("uri")
+    if not uri:
+        raise RestError(400, "uri is required", "uri", "a vod-live:// URI")
+    name = args.get("local_stream_name") or uri
+    source = engine.sources.source(uri, args.get("loop"))
+    if source is None:
+        raise RestError(404, f"uri: no source plugin knows {uri!r}", "uri")
+    if not source.shared:
+        raise RestError(400, f"uri: {uri!r} is personal (one player's own reading); only a "
+                             "shared one (vod-live://) can be started", "uri", "vod-live://...")
+    try:
+        broadcast = await engine.sources.start_shared(uri, name, source, join=False)
+    except NameInUse:
+        raise RestError(409, f"localStreamName: {name!r} is already in use",
+                        "localStreamName") from None
+    except SourceUnavailable as error:
+        status = 404 if error.info == FILE_NOT_FOUND else 400
+        raise RestError(status, f"uri: {error.info} ({uri})", "uri") from None
+    shared = engine.sources.shared[name]
+    return web.json_response(_entry(broadcast.publisher, uri, shared.loop))
+
+
+async def vod_find(app: App, method: Method, args: Args) -> web.Response:
+    found = [e for e in _entries(app[ENGINE])
+             if e["localStreamName"] == args.get("local_stream_name")]
+    if not found:
+        raise RestError(404, method.not_found or "Not found")
+    return web.json_response(found)
+
+
+async def vod_find_all(app: App, method: Method, args: Args) -> web.Response:
+    found = _entries(app[ENGINE])
+    if not found:
+        raise RestError(404, method.not_found or "Not found")
+    return web.json_response(found)
+
+
+async def vod_terminate(app: App, method: Method, args: Args) -> web.Response:
+    engine: Engine = app[ENGINE]
+    name, uri = args.get("local_stream_name"), args.get("uri")
+    if not name and not uri:
+        raise RestError(400, "localStreamName or uri is required", "localStreamName")
+    chosen = [s for s in engine.sources.shared.values()
+              if (not name or s.stream.name == name) and (not uri or s.uri == uri)]
+    if not chosen:
+        raise RestError(404, method.not_found or "Not found")
+    for shared in chosen:
+        await engine.stop(shared.stream, Status.UNPUBLISHED, Info.REST_TERMINATE)
+    return web.json_response({"terminated": [s.stream.media_session_id for s in chosen]})
+
+
+async def media_find_all(app: App, method: Method, args: Args) -> web.Response:
+    return web.json_response(app[MEDIA].listing())
+
+
+HANDLERS = {
+    "/rest-api/vod/startup": vod_startup,
+    "/rest-api/vod/find": vod_find,
+    "/rest-api/vod/find_all": vod_find_all,
+    "/rest-api/vod/terminate": vod_terminate,
+    "/rest-api/media/find_all": media_find_all,
+}

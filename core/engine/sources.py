@@ -1,0 +1,224 @@
+"""Broadcasts whose source is not a WebRTC publisher: media files (``vod://``,
+``vod-live://``) and, next, streams pulled from other servers.
+
+A player asking for a name that is a URI, with no broadcast of that name, makes the
+engine ask the ``media_source_for_uri`` hook for a source:
+
+- a *shared* source (``vod-live://``) becomes a broadcast like a publisher's: a stream
+  of that name, ``published`` and ``PUBLISHING`` while it runs, which every later player
+  joins at the current position (from the last keyframe: the source keeps that group of
+  pictures). It stops once it has had no player and no recording for
+  ``vod_live_idle_timeout`` seconds, or at the end of the file (``UNPUBLISHED``,
+  ``End of file``) unless it loops. REST ``/vod/startup`` starts one under any name.
+- a *personal* source (``vod://``) is the player's own: read from the start once the
+  player is connected, closed with it; at the end of the file the player is
+  ``STOPPED`` with ``End of file``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hookcast.engine.admission import describe
+from hookcast.engine.broadcast import Broadcast
+from hookcast.engine.media import MediaSource, SourceUnavailable
+from hookcast.engine.streams import NameInUse, Status, Stream
+from hookcast.events import SessionInfo
+from hookcast.rtc.peer import PublisherLeg
+from hookcast.rtc.relay import PublishedTrack
+
+if TYPE_CHECKING:
+    from hookcast.engine.engine import Engine
+
+log = logging.getLogger(__name__)
+
+END_OF_FILE = "End of file"
+IDLE = "Stopped by idle timeout"
+SCHEMES = ("vod://", "vod-live://")
+#: seconds between two looks for idle shared sources
+IDLE_CHECK = 1.0
+
+
+def is_uri(name: str) -> bool:
+    return "://" in name
+
+
+class ServerClient:
+    """The client of a stream the server runs itself (a shared source): nobody to tell."""
+
+    def __init__(self, app_key: str = "") -> None:
+        self._info = SessionInfo(session_id="", app_key=app_key, status="ESTABLISHED",
+                                 remote="server")
+
+    @property
+    def info(self) -> SessionInfo:
+        return self._info
+
+    @property
+    def gone(self) -> bool:
+        return False
+
+    async def send(self, message: str, *data: Any) -> None:
+        return None
+
+
+@dataclass
+class Shared:
+    """A running shared source: its stream, URI, loop flag and since when it is idle."""
+
+    stream: Stream
+    uri: str
+    loop: bool
+    idle_since: float | None = field(default_factory=time.monotonic)
+
+
+async def open_leg(source: MediaSource, name: str, keep_gop: bool) -> PublisherLeg:
+    """Open ``source`` as a broadcast's leg (tracks not started). Raises SourceUnavailable."""
+    tracks = await source.open()
+    leg = PublisherLeg(None, source=source)
+    try:
+        for track in tracks:
+            mime = getattr(track, "mime", "")
+            if track.kind not in ("audio", "video") or not mime or track.kind in leg.tracks:
+                raise SourceUnavailable("File has wrong format", f"track {track.kind} {mime}")
+            leg.tracks[track.kind] = PublishedTrack(track, name=f"{name}/{track.kind}",
+                                                    keep_gop=keep_gop)
+            leg.codecs[track.kind] = mime
+    except BaseException:
+        await leg.close()
+        raise
+    if not leg.tracks:
+        await leg.close()
+        raise SourceUnavailable("File has wrong format", "no tracks")
+    return leg
+
+
+def start_leg(leg: PublisherLeg) -> None:
+    """Begin reading a source leg."""
+    if leg.source is not None and hasattr(leg.source, "start"):
+        leg.source.start()
+    for track in leg.tracks.values():
+        track.start()
+
+
+class Sources:
+    """The engine's shared sources by stream name, and the start of personal ones."""
+
+    def __init__(self, engine: Engine, resolve: Callable[[str, bool | None], Any],
+                 idle_timeout: float) -> None:
+        self.engine = engine
+        self.resolve = resolve  # (uri, loop) -> MediaSource | None
+        self.idle_timeout = idle_timeout
+        self.shared: dict[str, Shared] = {}
+        #: personal readings: player's mediaSessionId -> uri
+        self.personal: dict[str, str] = {}
+        self._starting: dict[str, asyncio.Lock] = {}
+        self._idle_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._idle_task = asyncio.create_task(self._watch_idle(), name="vod idle")
+
+    async def close(self) -> None:
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+            await asyncio.gather(self._idle_task, return_exceptions=True)
+
+    def source(self, uri: str, loop: bool | None = None) -> MediaSource | None:
+        found = self.resolve(uri, loop)
+        return found if isinstance(found, MediaSource) else None
+
+    async def for_player(self, player: Stream) -> tuple[Broadcast | None, PublisherLeg | None]:
+        """What a player of a URI plays: a shared broadcast (started if need be) or its
+        own leg; (None, None) when no plugin knows the URI. Raises SourceUnavailable."""
+        source = self.source(player.name)
+        if source is None:
+            return None, None
+        if source.shared:
+            return await self.start_shared(player.name, player.name, source), None
+        leg = await open_leg(source, player.name, keep_gop=False)
+        self.personal[player.media_session_id] = player.name
+        return None, leg
+
+    async def start_shared(self, uri: str, name: str, source: MediaSource | None = None,
+                           loop: bool | None = None, app_key: str = "",
+                           join: bool = True) -> Broadcast:
+        """The broadcast of a shared source named ``name``: the running one (when
+        ``join``), else a new one. Raises SourceUnavailable, or NameInUse when ``name``
+        is in use (by another stream, or by this source when not ``join``)."""
+        lock = self._starting.setdefault(name, asyncio.Lock())
+        async with lock:
+            running = self.engine.broadcasts.get(name)
+            if running is not None:
+                if join and name in self.shared:
+                    return running
+                raise NameInUse(name)
+            if source is None or loop is not None:
+                source = self.source(uri, loop)
+                if source is None or not source.shared:
+                    raise SourceUnavailable("Stream not found", f"{uri} is not a shared source")
+            return await self._open_shared(uri, name, source, app_key)
+
+    async def _open_shared(self, uri: str, name: str, source: MediaSource,
+                           app_key: str) -> Broadcast:
+        stream = Stream(media_session_id=str(uuid.uuid4()), name=name, published=True,
+                        session_id="", app_key=app_key)
+        leg = await open_leg(source, name, keep_gop=True)
+        client = ServerClient(app_key)
+        try:
+            await self.engine.begin_source(client, stream, leg)
+        except BaseException:
+            await leg.close()
+            raise
+        describe(stream, leg.codecs)
+        broadcast = Broadcast(stream, leg)
+        self.engine.broadcasts[name] = broadcast
+        self.shared[name] = Shared(stream, uri, bool(getattr(source, "loop", False)))
+        start_leg(leg)
+        await self.engine.source_running(stream)
+        self.engine.spawn(self._until_end(stream, leg))
+        log.info("%s: reading %s for every player", name, uri)
+        return broadcast
+
+    async def _until_end(self, stream: Stream, leg: PublisherLeg) -> None:
+        await asyncio.gather(*(t.wait_ended() for t in leg.tracks.values()))
+        if not stream.final:
+            await self.engine.stop(stream, Status.UNPUBLISHED, END_OF_FILE)
+
+    async def until_personal_end(self, player: Stream, leg: PublisherLeg) -> None:
+        """Stop a personal player once its file has been sent."""
+        try:
+            await asyncio.gather(*(t.wait_ended() for t in leg.tracks.values()))
+            if not player.final:
+                await self.engine.stop(player, Status.STOPPED, END_OF_FILE)
+        finally:
+            self.personal.pop(player.media_session_id, None)
+
+    def ended(self, stream: Stream) -> None:
+        """A stream ended: forget it if it was a shared source."""
+        shared = self.shared.get(stream.name)
+        if shared is not None and shared.stream is stream:
+            del self.shared[stream.name]
+            self._starting.pop(stream.name, None)
+
+    async def _watch_idle(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_CHECK)
+            now = time.monotonic()
+            for name, shared in list(self.shared.items()):
+                broadcast = self.engine.broadcasts.get(name)
+                busy = broadcast is not None and (
+                    broadcast.players
+                    or shared.stream.media_session_id in self.engine.recordings.active)
+                if busy:
+                    shared.idle_since = None
+                elif shared.idle_since is None:
+                    shared.idle_since = now
+                elif now - shared.idle_since >= self.idle_timeout and not shared.stream.final:
+                    log.info("%s: no player for %g s, stopped", name, self.idle_timeout)
+                    self.engine.spawn(self.engine.stop(shared.stream, Status.UNPUBLISHED, IDLE))

@@ -1,0 +1,322 @@
+"""Reading a media file as a WebRTC source, without re-encoding its video.
+
+A thread per reading demuxes the file and makes the packets the relay carries: H.264
+from AVCC to Annex B with SPS and PPS before every keyframe (``h264_mp4toannexb``), VP8
+as it is, Opus as it is and AAC transcoded to Opus (the only decode). Video times are
+put in 1/90000, audio in 1/48000, as a WebRTC publisher's are. The thread reads at most
+AHEAD seconds past the playhead, so a file is never held in memory; the tracks hand each
+packet out at its time against one clock for the whole reading (no drift, however long
+the file). A looped reading goes on from the file's end with times that keep growing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from hookcast.rtc.packets import EncodedPacket, make_packet
+
+log = logging.getLogger(__name__)
+
+VIDEO_RATE = 90_000
+AUDIO_RATE = 48_000
+OPUS_FRAME = 960  # 20 ms at 48 kHz
+OPUS_BITRATE = 64_000
+#: seconds of media read ahead of the playhead
+AHEAD = 1.0
+VIDEO_CODECS = {"h264": "video/H264", "vp8": "video/VP8"}
+AUDIO_CODECS = {"aac": "audio/opus", "opus": "audio/opus"}
+
+
+class WrongFormat(Exception):
+    """Not a file hookcast can send without re-encoding video; the message says why."""
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """What a media file holds, as far as sending it goes."""
+
+    path: Path
+    size: int
+    duration: float
+    video: str  # the codec name in the file ("h264", "vp8"), "" when none
+    audio: str  # "aac", "opus", "" when none
+    width: int = 0
+    height: int = 0
+
+    @property
+    def codecs(self) -> dict[str, str]:
+        """kind -> the MIME type the relay sends."""
+        found = {}
+        if self.video:
+            found["video"] = VIDEO_CODECS[self.video]
+        if self.audio:
+            found["audio"] = AUDIO_CODECS[self.audio]
+        return found
+
+
+def inspect_file(path: Path) -> FileInfo:
+    """Open ``path`` and check it can be sent (blocking). Raises FileNotFoundError, or
+    WrongFormat saying what is wrong."""
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    try:
+        with av.open(str(path)) as container:
+            video = next(iter(container.streams.video), None)
+            audio = next(iter(container.streams.audio), None)
+            if video is None and audio is None:
+                raise WrongFormat("no audio or video track")
+            video_codec = video.codec_context.name if video is not None else ""
+            audio_codec = audio.codec_context.name if audio is not None else ""
+            if video is not None and video_codec not in VIDEO_CODECS:
+                raise WrongFormat(f"video {video_codec}: only H.264 and VP8 are sent")
+            if audio is not None and audio_codec not in AUDIO_CODECS:
+                raise WrongFormat(f"audio {audio_codec}: only AAC and Opus are sent")
+            if video is not None and _reorders(container, video):
+                raise WrongFormat("H.264 with B-frames: WebRTC players cannot take them")
+            duration = container.duration / av.time_base if container.duration else 0.0
+            width = video.codec_context.width if video is not None else 0
+            height = video.codec_context.height if video is not None else 0
+    except (av.error.FFmpegError, UnicodeDecodeError) as error:
+        raise WrongFormat(f"not a readable media file: {error}") from None
+    return FileInfo(path, path.stat().st_size, duration, video_codec, audio_codec,
+                    width or 0, height or 0)
+
+
+def _reorders(container: Any, video: Any) -> bool:
+    """True when the first pictures are stored out of display order (B-frames); reading
+    them also proves the file has media, not just headers."""
+    seen = 0
+    for packet in container.demux(video):
+        if packet.pts is None or packet.dts is None:
+            continue
+        if packet.pts != packet.dts:
+            return True
+        seen += 1
+        if seen >= 48:
+            break
+    if seen == 0:
+        raise WrongFormat("no video frames")
+    return False
+
+
+class _End:
+    """Put on a track's queue after its last packet."""
+
+
+END = _End()
+
+
+class FileReading:
+    """One reading of a file: a thread makes packets, ``tracks`` hand them out in time.
+
+    Nothing is read until a track is first asked for a packet (``recv``); from then on
+    the reading goes on by the clock. ``close()`` stops the thread.
+    """
+
+    def __init__(self, info: FileInfo, loop_file: bool = False, name: str = "") -> None:
+        self.info = info
+        self.loop_file = loop_file
+        self.name = name or info.path.name
+        self.tracks = {kind: FileTrack(self, kind, mime) for kind, mime in info.codecs.items()}
+        self._loop = asyncio.get_running_loop()
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self._clock_set = threading.Event()
+        #: monotonic time at which the reading's media time is zero (set at the first recv)
+        self._zero: float | None = None
+        self.loops = 0
+
+    # --- on the loop --------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"vod {self.name}",
+                                            daemon=True)
+            self._thread.start()
+
+    def zero(self, first_seconds: float) -> float:
+        """The clock's zero, set by the first packet handed out."""
+        if self._zero is None:
+            self._zero = time.monotonic() - first_seconds
+            self._clock_set.set()
+        return self._zero
+
+    async def close(self) -> None:
+        self._stopped.set()
+        self._clock_set.set()
+        thread = self._thread
+        if thread is not None:
+            await asyncio.to_thread(thread.join, 5)
+        for track in self.tracks.values():
+            track.stop()
+
+    def _deliver(self, kind: str, packet: EncodedPacket | _End) -> None:
+        track = self.tracks.get(kind)
+        if track is not None:
+            track.queue.put_nowait(packet)
+
+    # --- on the reading thread ------------------------------------------------------------
+
+    def _hand(self, kind: str, packet: EncodedPacket | _End) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._deliver, kind, packet)
+        except RuntimeError:  # the loop is closed
+            self._stopped.set()
+
+    def _wait_for(self, seconds: float) -> None:
+        """Hold the thread until media time ``seconds`` is at most AHEAD in the future."""
+        while not self._stopped.is_set():
+            if self._zero is None:
+                if seconds <= AHEAD:
+                    return
+                self._clock_set.wait(0.5)
+                continue
+            early = self._zero + seconds - AHEAD - time.monotonic()
+            if early <= 0:
+                return
+            self._stopped.wait(min(early, 0.5))
+
+    def _run(self) -> None:
+        offset = 0.0
+        try:
+            while not self._stopped.is_set():
+                end = offset
+                for kind, packet in self._packets(offset):
+                    seconds = float((packet.pts or 0) * (packet.time_base or 0))
+                    self._wait_for(seconds)
+                    if self._stopped.is_set():
+                        return
+                    self._hand(kind, packet)
+                    end = max(end, seconds)
+                if not self.loop_file or self._stopped.is_set():
+                    break
+                self.loops += 1
+                offset = max(end + 1 / 30, offset + max(self.info.duration, 0.1))
+        except Exception:  # a file that breaks mid-way ends the reading, not the server
+            log.exception("reading %s failed; its stream ends", self.info.path)
+        finally:
+            for kind in self.tracks:
+                self._hand(kind, END)
+
+    def _packets(self, offset: float) -> Iterator[tuple[str, EncodedPacket]]:
+        """Every packet of one pass over the file, in file order, ``offset`` seconds on."""
+        with av.open(str(self.info.path)) as container:
+            video = next(iter(container.streams.video), None)
+            audio = next(iter(container.streams.audio), None)
+            chosen = [s for s in (video, audio) if s is not None]
+            annexb = (av.BitStreamFilterContext("h264_mp4toannexb", video)
+                      if video is not None and self.info.video == "h264" else None)
+            opus = _OpusOut(audio, self.info.audio, offset) if audio is not None else None
+            for packet in container.demux(*chosen):
+                if self._stopped.is_set():
+                    return
+                if packet.stream is video:
+                    if packet.pts is None or packet.size == 0:
+                        continue
+                    for ready in (annexb.filter(packet) if annexb is not None else [packet]):
+                        yield "video", self._video(ready, offset)
+                elif opus is not None:
+                    for made in opus.feed(packet):
+                        yield "audio", made
+            if opus is not None:
+                for made in opus.feed(None):
+                    yield "audio", made
+
+    def _video(self, packet: Any, offset: float) -> EncodedPacket:
+        seconds = float(packet.pts * packet.time_base) + offset
+        return make_packet(VIDEO_CODECS[self.info.video], VIDEO_RATE, bytes(packet),
+                           round(seconds * VIDEO_RATE), arrival=time.monotonic())
+
+
+class _OpusOut:
+    """Audio packets of a file as Opus packets with 1/48000 times: Opus as it is (its
+    times counted in samples), AAC decoded, resampled and encoded."""
+
+    def __init__(self, stream: Any, codec: str, offset: float) -> None:
+        self.stream = stream
+        self.offset = offset
+        self.samples: int | None = None  # the next packet's time, in samples
+        self.transcode = codec == "aac"
+        if self.transcode:
+            self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_RATE,
+                                               frame_size=OPUS_FRAME)
+            self.encoder = av.CodecContext.create("libopus", "w")
+            self.encoder.sample_rate = AUDIO_RATE
+            self.encoder.layout = "stereo"
+            self.encoder.format = av.AudioFormat("s16")
+            self.encoder.bit_rate = OPUS_BITRATE
+            self.encoder.time_base = Fraction(1, AUDIO_RATE)
+            self.encoder.open()
+            self.encoded = 0
+
+    def _start(self, seconds: float) -> None:
+        if self.samples is None:
+            self.samples = round((max(seconds, 0.0) + self.offset) * AUDIO_RATE)
+
+    def feed(self, packet: Any) -> Iterator[EncodedPacket]:
+        if not self.transcode:
+            if packet is None or packet.pts is None or packet.size == 0:
+                return
+            self._start(float(packet.pts * packet.time_base))
+            assert self.samples is not None and packet.time_base is not None
+            yield make_packet("audio/opus", AUDIO_RATE, bytes(packet), self.samples,
+                              arrival=time.monotonic())
+            length = float(packet.duration * packet.time_base) if packet.duration else 0.02
+            self.samples += round(length * AUDIO_RATE) or OPUS_FRAME
+            return
+        frames = packet.decode() if packet is not None else []
+        for frame in frames:
+            if frame.pts is not None:
+                self._start(float(frame.pts * frame.time_base))
+            for resampled in self.resampler.resample(frame):
+                yield from self._encode(resampled)
+        if packet is None:
+            for resampled in self.resampler.resample(None):
+                yield from self._encode(resampled)
+            yield from self._encode(None)
+
+    def _encode(self, frame: Any) -> Iterator[EncodedPacket]:
+        if frame is not None:
+            frame.pts = self.encoded
+            frame.time_base = Fraction(1, AUDIO_RATE)
+            self.encoded += frame.samples
+        for encoded in self.encoder.encode(frame):
+            self._start(0.0)
+            assert self.samples is not None
+            yield make_packet("audio/opus", AUDIO_RATE, bytes(encoded), self.samples,
+                              arrival=time.monotonic())
+            self.samples += OPUS_FRAME
+
+
+class FileTrack(MediaStreamTrack):
+    """One kind of a FileReading; ``recv()`` returns each packet at its time."""
+
+    def __init__(self, reading: FileReading, kind: str, mime: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.mime = mime
+        self.reading = reading
+        self.queue: asyncio.Queue[EncodedPacket | _End] = asyncio.Queue()
+
+    async def recv(self) -> EncodedPacket:
+        self.reading.start()
+        item = await self.queue.get()
+        if isinstance(item, _End) or self.readyState != "live":
+            self.stop()
+            raise MediaStreamError
+        seconds = float((item.pts or 0) * (item.time_base or 0))
+        delay = self.reading.zero(seconds) + seconds - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return item
