@@ -43,6 +43,8 @@ IDLE = "Stopped by idle timeout"
 SCHEMES = ("vod://", "vod-live://")
 #: seconds between two looks for idle shared sources
 IDLE_CHECK = 1.0
+#: seconds the last frames of a file get to reach a player before it is told STOPPED
+END_GRACE = 0.5
 
 
 def is_uri(name: str) -> bool:
@@ -187,6 +189,7 @@ class Sources:
 
     async def _until_end(self, stream: Stream, leg: PublisherLeg) -> None:
         await asyncio.gather(*(t.wait_ended() for t in leg.tracks.values()))
+        await asyncio.sleep(END_GRACE)
         if not stream.final:
             await self.engine.stop(stream, Status.UNPUBLISHED, END_OF_FILE)
 
@@ -194,6 +197,7 @@ class Sources:
         """Stop a personal player once its file has been sent."""
         try:
             await asyncio.gather(*(t.wait_ended() for t in leg.tracks.values()))
+            await asyncio.sleep(END_GRACE)
             if not player.final:
                 await self.engine.stop(player, Status.STOPPED, END_OF_FILE)
         finally:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import time
 from collections.abc import Callable
@@ -13,12 +14,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
+from aiortc.mediastreams import MediaStreamError
 
 from hookcast.config.home import Home
 from hookcast.server import Server
 from hookcast.signalling.client import ClientStream, WcsClient
 from tests.core.recording.test_recording import publish, settled
 from tests.plugins.vod_files import FPS, Received, make_media, numbers, receive
+from tests.served import Served, configure
 
 Start = Callable[..., Any]
 Connect = Callable[..., Any]
@@ -232,3 +235,51 @@ async def test_rest_vod_startup_find_terminate_and_media_catalogue(
     while "new.mp4" not in {m["fileName"] for m in (await rest(server, "media/find_all"))[1]}:
         assert time.monotonic() < deadline, "a new file is listed"
         await asyncio.sleep(0.3)
+
+
+async def count_frames(player: ClientStream) -> list[int]:
+    """The video times (1/90000) a player receives, without decoding (many players
+    share this process: they count, the server under test is another process)."""
+    times: list[int] = []
+    video = next(t for t in player.tracks if t.kind == "video")
+    try:
+        while True:
+            packet = await video.recv()
+            times.append(int(packet.pts))
+    except MediaStreamError:
+        return times
+
+
+async def test_twenty_shared_and_five_personal_players_at_once(home: Home) -> None:
+    """``hookcast serve`` in its own process; 20 players of one vod-live:// stream and 5
+    of their own vod:// file, all at once: every one gets every frame, in order."""
+    make_media(home.media / "crowd.mp4", seconds=60)
+    make_media(home.media / "own.mp4", seconds=6)
+    configure(home, ip="127.0.0.1")
+    served = Served.start(home)
+    await asyncio.to_thread(served.wait_ready)
+    clients = [WcsClient(f"ws://127.0.0.1:{served.ws_port}/") for _ in range(5)]
+    try:
+        for client in clients:
+            await client.connect()
+        names = ["vod-live://crowd.mp4"] * 20 + ["vod://own.mp4"] * 5
+        players = [await clients[n % 5].play(name) for n, name in enumerate(names)]
+        await asyncio.gather(*(p.wait_status("PLAYING") for p in players))
+        counting = [asyncio.create_task(count_frames(p)) for p in players]
+        await asyncio.sleep(7)
+        for n, player in enumerate(players[:20]):
+            await clients[n % 5].stop(player)
+        for player in players[20:]:
+            assert (await player.wait_status("STOPPED", timeout=15))["info"] == "End of file"
+        counted = await asyncio.wait_for(asyncio.gather(*counting), 15)
+    finally:
+        for client in clients:
+            await client.close()
+        served.stop()
+    for times in counted:
+        steps = {b - a for a, b in itertools.pairwise(times)}
+        assert steps == {90000 // FPS}, f"frames lost or repeated: steps {sorted(steps)[:5]}"
+    for times in counted[:20]:
+        assert len(times) >= 6 * FPS, len(times)
+    for times in counted[20:]:
+        assert len(times) == 6 * FPS and times[0] == 0
