@@ -39,7 +39,7 @@ test: $(VENV)/.test-installed
 # Benchmarks (bench/README.md), loopback only (the tests' namespace); they print
 # figures and ratios measured side by side, they assert nothing. `make bench` runs all
 # three (about 5 minutes); BENCH_ARGS go to fanout ("--players 1,10 --seconds 5").
-bench: bench-fanout bench-rest bench-hooks bench-recording
+bench: bench-fanout bench-rest bench-hooks bench-recording bench-vod
 
 bench-fanout: $(VENV)/.run-installed
 	sh tests/isolated.sh $(BIN)/python bench/fanout.py $(BENCH_ARGS)
@@ -52,6 +52,9 @@ bench-hooks: $(VENV)/.run-installed
 
 bench-recording: $(VENV)/.run-installed
 	sh tests/isolated.sh $(BIN)/python bench/recording.py $(BENCH_ARGS)
+
+bench-vod: $(VENV)/.run-installed
+	sh tests/isolated.sh $(BIN)/python bench/vod.py $(BENCH_ARGS)
 
 # mypy cannot follow the core/ -> hookcast mapping of the editable install, so it checks
 # a tree of links laid out as the wheel installs it.

@@ -3,12 +3,16 @@ document are both made from it, so they cannot disagree."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from hookcast.config.properties import RotationType, template_problem
 from hookcast.engine.streams import Status
+
+#: a source URI: a scheme, "://", something
+URI_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://.+")
 
 JSON_TYPES = {bool: "boolean", str: "string", int: "number", float: "number", list: "array",
               dict: "object", type(None): "null"}
@@ -50,6 +54,7 @@ class Field:
             "status": "one of " + ", ".join(s.value for s in Status),
             "display": 'array of "metrics"',
             "record_config": 'object {"fileTemplate": string, "rotation": "20" or "20M"}',
+            "uri": "a URI such as vod-live://file.mp4",
         }[self.kind]
 
     def schema(self) -> dict[str, Any]:
@@ -59,6 +64,7 @@ class Field:
             "strings": {"type": "array", "items": {"type": "string"}},
             "status": {"type": "string", "enum": [s.value for s in Status]},
             "display": {"type": "array", "items": {"type": "string", "enum": ["metrics"]}},
+            "uri": {"type": "string", "pattern": URI_PATTERN.pattern},
             "record_config": {"type": "object", "additionalProperties": False, "properties": {
                 "fileTemplate": {"type": "string", "minLength": 1},
                 "rotation": {"type": "string", "pattern": "^[0-9]*[1-9][0-9]*[mM]?$"}}},
@@ -74,6 +80,7 @@ class Field:
             "strings": isinstance(value, list) and all(isinstance(v, str) for v in value),
             "status": isinstance(value, str) and value in Status.__members__,
             "display": isinstance(value, list) and all(v == "metrics" for v in value),
+            "uri": isinstance(value, str) and URI_PATTERN.search(value) is not None,
         }[self.kind]
         if not ok:
             got = JSON_TYPES.get(type(value), type(value).__name__)
@@ -126,7 +133,7 @@ SESSION = Field("sessionId", "session_id", "string", "the signalling session")
 RECORD_CONFIG = Field("config", "config", "record_config",
                       "overrides of stream_record_policy_template and record_rotation")
 FILE_NAME = Field("fileName", "file_name", "string", "a file in records/")
-URI = Field("uri", "uri", "string", "a source URI: vod-live://file.mp4")
+URI = Field("uri", "uri", "uri", "a source URI: vod-live://file.mp4")
 LOCAL_NAME = Field("localStreamName", "local_stream_name", "string",
                    "the stream name it is published under")
 LOOP = Field("loop", "loop", "boolean", "start again at the end of the file")
@@ -215,7 +222,8 @@ METHODS = {
         Method("vod", "find_all", "Every VOD reading: shared ones and players' own",
                response="Vod[]", not_found="Not found", get=True),
         Method("vod", "terminate", "Stop a shared VOD reading; its players stop",
-               (URI, LOCAL_NAME), response="Terminated", not_found="Not found",
+               (URI, LOCAL_NAME), ("localStreamName",), response="Terminated",
+               not_found="Not found",
                changes_state=True),
         Method("media", "find_all", "Files of media_dir with duration, codecs and size (an "
                "empty list when there are none)", response="MediaFile[]", get=True),

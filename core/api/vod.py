@@ -39,16 +39,14 @@ def _entries(engine: Engine) -> list[dict[str, Any]]:
 
 async def vod_startup(app: App, method: Method, args: Args) -> web.Response:
     engine: Engine = app[ENGINE]
-    uri = args.get("uri")
-    if not uri:
-        raise RestError(400, "uri is required", "uri", "a vod-live:// URI")
+    uri = args["uri"]
     name = args.get("local_stream_name") or uri
     source = engine.sources.source(uri, args.get("loop"))
     if source is None:
         raise RestError(404, f"uri: no source plugin knows {uri!r}", "uri")
-    if not source.shared:
-        raise RestError(400, f"uri: {uri!r} is personal (one player's own reading); only a "
-                             "shared one (vod-live://) can be started", "uri", "vod-live://...")
+    if not source.shared:  # a personal reading (vod://) is its player's alone
+        raise RestError(404, f"uri: {uri!r} is not a shared source; only those (vod-live://) "
+                             "can be started", "uri", "vod-live://...")
     try:
         broadcast = await engine.sources.start_shared(uri, name, source, join=False)
     except NameInUse:
@@ -78,11 +76,9 @@ async def vod_find_all(app: App, method: Method, args: Args) -> web.Response:
 
 async def vod_terminate(app: App, method: Method, args: Args) -> web.Response:
     engine: Engine = app[ENGINE]
-    name, uri = args.get("local_stream_name"), args.get("uri")
-    if not name and not uri:
-        raise RestError(400, "localStreamName or uri is required", "localStreamName")
+    name, uri = args["local_stream_name"], args.get("uri")
     chosen = [s for s in engine.sources.shared.values()
-              if (not name or s.stream.name == name) and (not uri or s.uri == uri)]
+              if s.stream.name == name and (not uri or s.uri == uri)]
     if not chosen:
         raise RestError(404, method.not_found or "Not found")
     for shared in chosen:

@@ -18,14 +18,16 @@ from hypothesis import HealthCheck, given, settings
 from hookcast.config.home import Home
 from hookcast.signalling.client import WcsClient
 from tests.core.rtc.relay_harness import PatternVideoTrack
+from tests.plugins.vod_files import make_media
 from tests.served import Served, configure
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("home")
-    for folder in ("conf", "plugins", "records"):
+    for folder in ("conf", "plugins", "records", "media"):
         (root / folder).mkdir()
+    make_media(root / "media" / "clip.mp4", seconds=20)
     home = Home(Path(root))
     configure(home, ip="127.0.0.1")
     served = Served.start(home)
@@ -81,6 +83,14 @@ def valid_requests(ids: dict[str, str], records: Path) -> list[tuple[str, str, A
         ("GET", "/rest-api/records/find_all", None, finished_file),
         ("POST", "/rest-api/records/find_all", {}, None),
         ("POST", "/rest-api/records/delete", {"fileName": "second-cam-1.webm"}, finished_file),
+        ("POST", "/rest-api/vod/startup",
+         {"uri": "vod-live://clip.mp4", "localStreamName": "channel", "loop": True}, None),
+        ("POST", "/rest-api/vod/find", {"localStreamName": "channel"}, None),
+        ("GET", "/rest-api/vod/find_all", None, None),
+        ("POST", "/rest-api/vod/find_all", {}, None),
+        ("GET", "/rest-api/media/find_all", None, None),
+        ("POST", "/rest-api/media/find_all", {}, None),
+        ("POST", "/rest-api/vod/terminate", {"localStreamName": "channel"}, 1.0),
         ("POST", "/rest-api/stream/terminate", {"name": "victim"}, None),
         ("POST", "/rest-api/connection/terminate", {"sessionId": ids["idle"]}, None),
     ]

@@ -1,0 +1,257 @@
+"""VOD benchmark: server CPU per viewer of a file, hookcast vs aiortc's MediaPlayer.
+
+    python bench/vod.py                       # about 4 minutes
+    python bench/vod.py --live 1,10 --personal 4 --seconds 6 --drift 20   # a quick look
+
+One file for everything: 640x480@30 H.264 (Constrained Baseline, a keyframe every 2 s,
+--bitrate) with AAC audio, --length seconds, encoded once with PyAV and kept in
+.cache/. Viewers are bench/loadgen.py players (video only, lean receive: they count
+frames and never decode). In one run, one server after the other:
+
+  * hookcast (`hookcast serve`): ``vod-live://`` with 1 viewer, then with each count of
+    --live: the server's CPU (utime+stime, /proc, % of one core), per extra viewer and
+    in total; then --personal ``vod://`` viewers, each with a reading of its own
+    (demux, AVCC -> Annex B, AAC -> Opus transcode): per viewer, over no viewer.
+  * the baseline (bench/mediaplayer_server.py): the same counts, served by aiortc's
+    MediaPlayer + MediaRelay, which decode the file and re-encode it per viewer.
+
+Then drift: one viewer of a ``vod://`` file for --drift seconds (--drift 600 for the
+issue's ten minutes): how far the last frame's arrival is from where its timestamp puts
+it, measured from the first frame. Benchmarks assert nothing: this prints what it
+measured, the ratios and whether each goal was met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from fanout import (
+    HOST,
+    ROOT,
+    Child,
+    Children,
+    free_port,
+    hookcast_command,
+    process_cpu,
+    wait_listening,
+)
+from loadgen import TextureVideoTrack
+
+from hookcast.rtc import compat
+from hookcast.signalling.client import WcsClient
+
+HERE = Path(__file__).resolve().parent
+GOAL_LIVE_50 = 15.0  # % of a core for vod-live:// to 50 viewers
+GOAL_PERSONAL = 1.5  # % of a core per personal vod:// viewer
+GOAL_DRIFT = 0.050  # seconds over ten minutes
+
+
+def make_file(path: Path, seconds: int, bitrate: int) -> Path:
+    """640x480@30 H.264 + AAC, built once."""
+    if path.exists():
+        return path
+    texture = TextureVideoTrack()
+    partial = path.with_suffix(".partial.mp4")
+    with av.open(str(partial), "w") as out:
+        video = out.add_stream("libx264", rate=30)
+        video.width, video.height, video.pix_fmt = 640, 480, "yuv420p"
+        video.bit_rate = bitrate
+        video.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
+                         "g": "60", "bf": "0"}
+        audio = out.add_stream("aac", rate=48000)
+        audio.layout = "stereo"
+        samples = 0
+        for index in range(seconds * 30):
+            frame = texture.picture()
+            frame.pts, frame.time_base = index, Fraction(1, 30)
+            for packet in video.encode(frame):
+                out.mux(packet)
+            while samples < (index + 1) * 1600:
+                sound = av.AudioFrame(format="fltp", layout="stereo", samples=1024)
+                for plane in sound.planes:
+                    plane.update(bytes(plane.buffer_size))
+                sound.sample_rate, sound.pts = 48000, samples
+                for packet in audio.encode(sound):
+                    out.mux(packet)
+                samples += 1024
+        for stream in (video, audio):
+            for packet in stream.encode(None):
+                out.mux(packet)
+    partial.rename(path)
+    return path
+
+
+async def start_hookcast(children: Children, workdir: Path, media: Path) -> tuple[Child, int]:
+    home = workdir / "hookcast-home"
+    for folder in ("conf", "plugins", "records", "hooks"):
+        (home / folder).mkdir(parents=True, exist_ok=True)
+    ws_port, http_port = free_port(), free_port()
+    (home / "conf" / "server.properties").write_text(
+        f"ip={HOST}\nbind_address={HOST}\nws.port={ws_port}\nhttp.port={http_port}\n"
+        f"media_dir={media}\nvod_live_loop=true\n")
+    argv = [*hookcast_command(), "serve", "--home", str(home), "--log-level", "WARNING"]
+    server = await children.start("hookcast-vod", argv, talk=False)
+    await wait_listening(server, ws_port)
+    return server, ws_port
+
+
+async def start_baseline(children: Children, media: Path, bitrate: int) -> tuple[Child, int]:
+    argv = [sys.executable, str(HERE / "mediaplayer_server.py"), "--media", str(media),
+            "--bitrate", str(bitrate)]
+    server = await children.start("mediaplayer", argv, talk=True)
+    assert server.proc.stdout is not None
+    line = await asyncio.wait_for(server.proc.stdout.readline(), 60)
+    if not line.startswith(b"READY "):
+        raise RuntimeError(f"the baseline did not start (log: {server.log})")
+    return server, int(line.split()[1])
+
+
+async def cpu_over(pid: int, seconds: float) -> float:
+    cpu, started = process_cpu(pid), time.monotonic()
+    await asyncio.sleep(seconds)
+    return 100 * (process_cpu(pid) - cpu) / (time.monotonic() - started)
+
+
+class Viewers:
+    """A loadgen process of viewers of one name."""
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        self.count = 0
+
+    @classmethod
+    async def start(cls, children: Children, port: int, name: str, tag: str) -> Viewers:
+        argv = [sys.executable, str(HERE / "loadgen.py"), "players", "--url",
+                f"ws://{HOST}:{port}/", "--name", name, "--mode", "lean"]
+        return cls(await children.start(f"viewers-{tag}", argv, talk=True))
+
+    async def add(self, count: int) -> None:
+        if count <= 0:
+            return
+        reply = await self.child.ask({"cmd": "add", "count": count}, timeout=180)
+        if reply.get("failed"):
+            raise RuntimeError(f"viewers failed: {reply['errors']}")
+        self.count = reply["players"]
+
+
+async def measure(children: Children, pid: int, port: int, live: list[int], personal: int,
+                  seconds: float, tag: str) -> dict[str, float]:
+    """CPU with 1 and each count of live viewers, then with personal viewers."""
+    found: dict[str, float] = {}
+    viewers = await Viewers.start(children, port, "vod-live://bench.mp4", f"{tag}-live")
+    for count in sorted({1, *live}):
+        await viewers.add(count - viewers.count)
+        await asyncio.sleep(2)
+        found[f"live{count}"] = await cpu_over(pid, seconds)
+        print(f"  {tag}: vod-live:// {count:3d} viewers: {found[f'live{count}']:6.1f} %",
+              flush=True)
+    await children.stop(viewers.child)
+    await asyncio.sleep(3)
+    found["idle"] = await cpu_over(pid, seconds)
+    own = await Viewers.start(children, port, "vod://bench.mp4", f"{tag}-own")
+    await own.add(personal)
+    await asyncio.sleep(2)
+    found["personal"] = await cpu_over(pid, seconds)
+    print(f"  {tag}: vod:// {personal} own readings: {found['personal']:6.1f} % "
+          f"(no viewer: {found['idle']:.1f} %)", flush=True)
+    await children.stop(own.child)
+    return found
+
+
+async def drift(port: int, seconds: float) -> float:
+    """Seconds between where the last frame arrived and where its timestamp puts it."""
+    compat.install()
+    client = WcsClient(f"ws://{HOST}:{port}/")
+    await client.connect()
+    try:
+        player = await client.play("vod://bench.mp4", kinds=("video",))
+        await player.wait_status("PLAYING")
+        video = next(t for t in player.tracks if t.kind == "video")
+        first = await video.recv()
+        started, first_pts = time.monotonic(), int(first.pts or 0)
+        late = 0.0
+        until = started + seconds
+        while time.monotonic() < until:
+            packet = await video.recv()
+            late = (time.monotonic() - started) - (int(packet.pts or 0) - first_pts) / 90000
+        return late
+    finally:
+        await client.close()
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}x" if b > 0 else "n/a"
+
+
+async def run(args: argparse.Namespace) -> int:
+    live = sorted({int(n) for n in args.live.split(",")})
+    cache = ROOT / ".cache"
+    cache.mkdir(exist_ok=True)
+    media = cache / f"vod-bench-{args.length}s-{args.bitrate}"
+    media.mkdir(exist_ok=True)
+    print(f"file: 640x480@30 H.264 {args.bitrate / 1e6:.1f} Mb/s + AAC, {args.length} s "
+          "(built once)", flush=True)
+    await asyncio.to_thread(make_file, media / "bench.mp4", args.length, args.bitrate)
+    with tempfile.TemporaryDirectory(prefix="hookcast-vod-") as folder:
+        children = Children(Path(folder))
+        try:
+            server, port = await start_hookcast(children, Path(folder), media)
+            ours = await measure(children, server.proc.pid, port, live, args.personal,
+                                 args.seconds, "hookcast")
+            late = await drift(port, args.drift)
+            await children.stop(server)
+            base_live = [n for n in live if n <= args.baseline_max]
+            baseline, base_port = await start_baseline(children, media, args.bitrate)
+            theirs = await measure(children, baseline.proc.pid, base_port, base_live,
+                                   args.personal, args.seconds, "MediaPlayer")
+        finally:
+            await children.stop_all()
+    print()
+    top = max(live)
+    per_live = (ours[f"live{top}"] - ours["live1"]) / max(top - 1, 1)
+    per_own = (ours["personal"] - ours["idle"]) / args.personal
+    base_top = max(n for n in live if n <= args.baseline_max)
+    base_live_per = (theirs[f"live{base_top}"] - theirs["live1"]) / max(base_top - 1, 1)
+    base_own = (theirs["personal"] - theirs["idle"]) / args.personal
+    print("| | hookcast | aiortc MediaPlayer (+ MediaRelay) | ratio |")
+    print("|---|---|---|---|")
+    print(f"| vod-live://, per extra viewer | {per_live:.2f} % | {base_live_per:.2f} % | "
+          f"{ratio(base_live_per, per_live)} |")
+    print(f"| vod-live:// to {top} viewers, in total | {ours[f'live{top}']:.1f} % | — | |")
+    print(f"| vod://, per viewer (own reading) | {per_own:.2f} % | {base_own:.2f} % | "
+          f"{ratio(base_own, per_own)} |")
+    print(f"| drift over {args.drift:.0f} s | {late * 1000:+.1f} ms | | |")
+    print()
+    if top >= 50:
+        total = ours.get("live50", ours[f"live{top}"])
+        print(f"goal vod-live:// to 50 viewers <= {GOAL_LIVE_50:.0f} %: {total:.1f} % -> "
+              f"{'met' if total <= GOAL_LIVE_50 else 'NOT met'}")
+    print(f"goal vod:// viewer <= {GOAL_PERSONAL} %: {per_own:.2f} % -> "
+          f"{'met' if per_own <= GOAL_PERSONAL else 'NOT met'}")
+    print(f"goal drift <= {GOAL_DRIFT * 1000:.0f} ms (over {args.drift:.0f} s here; 600 s in the "
+          f"issue): {late * 1000:+.1f} ms -> {'met' if abs(late) <= GOAL_DRIFT else 'NOT met'}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--live", default="1,10,50", help="vod-live:// viewer counts")
+    parser.add_argument("--personal", type=int, default=5, help="vod:// viewers")
+    parser.add_argument("--baseline-max", type=int, default=10,
+                        help="largest live count the baseline is measured at")
+    parser.add_argument("--seconds", type=float, default=10, help="each CPU window")
+    parser.add_argument("--drift", type=float, default=60, help="seconds of the drift run")
+    parser.add_argument("--length", type=int, default=120, help="file length (s)")
+    parser.add_argument("--bitrate", type=int, default=1_500_000)
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
