@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from aiortc.mediastreams import MediaStreamError
 from fanout import (
     HOST,
     ROOT,
@@ -168,6 +170,7 @@ async def measure(children: Children, pid: int, port: int, live: list[int], pers
 async def drift(port: int, seconds: float) -> float:
     """Seconds between where the last frame arrived and where its timestamp puts it."""
     compat.install()
+    compat.use_host_addresses(HOST)
     client = WcsClient(f"ws://{HOST}:{port}/")
     await client.connect()
     try:
@@ -178,9 +181,10 @@ async def drift(port: int, seconds: float) -> float:
         started, first_pts = time.monotonic(), int(first.pts or 0)
         late = 0.0
         until = started + seconds
-        while time.monotonic() < until:
-            packet = await video.recv()
-            late = (time.monotonic() - started) - (int(packet.pts or 0) - first_pts) / 90000
+        with contextlib.suppress(MediaStreamError):  # the end of the file
+            while time.monotonic() < until:
+                packet = await video.recv()
+                late = (time.monotonic() - started) - (int(packet.pts or 0) - first_pts) / 90000
         return late
     finally:
         await client.close()
