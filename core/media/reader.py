@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from hookcast.rtc.packets import EncodedPacket, make_packet
+from hookcast.rtc.packets import EncodedPacket, FrameMeta, make_packet
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +339,10 @@ class FileTrack(MediaStreamTrack):
             self.stop()
             raise MediaStreamError
         seconds = float((item.pts or 0) * (item.time_base or 0))
-        delay = self.reading.zero(seconds) + seconds - time.monotonic()
+        due = self.reading.zero(seconds) + seconds
+        if isinstance(item.opaque, FrameMeta):  # it "arrives" when it is due (recordings
+            item.opaque = replace(item.opaque, arrival=due)  # time packets by arrival)
+        delay = due - time.monotonic()
         if delay > SLACK:  # one wake-up serves every packet due within SLACK
             await asyncio.sleep(delay)
         return item

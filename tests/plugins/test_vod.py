@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import av
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
@@ -20,7 +21,14 @@ from hookcast.config.home import Home
 from hookcast.server import Server
 from hookcast.signalling.client import ClientStream, WcsClient
 from tests.core.recording.test_recording import publish, settled
-from tests.plugins.vod_files import FPS, Received, make_media, numbers, receive
+from tests.plugins.vod_files import (
+    FPS,
+    Received,
+    make_media,
+    numbers,
+    picture_number,
+    receive,
+)
 from tests.served import Served, configure
 
 Start = Callable[..., Any]
@@ -283,3 +291,28 @@ async def test_twenty_shared_and_five_personal_players_at_once(home: Home) -> No
         assert len(times) >= 6 * FPS, len(times)
     for times in counted[20:]:
         assert len(times) == 6 * FPS and times[0] == 0
+
+
+async def test_a_vod_live_stream_is_recorded_and_terminated_like_any_other(
+    home: Home, start_server: Start, connect_client: Connect
+) -> None:
+    make_media(home.media / "show.mp4", seconds=30)
+    server = await start_server(home, stream_record_policy_template="{streamName}")
+    status, started = await rest(server, "vod/startup", {"uri": "vod-live://show.mp4",
+                                                         "localStreamName": "show"})
+    assert status == 200, started
+    status, recording = await rest(server, "stream/startRecording",
+                                   {"mediaSessionId": started["localMediaSessionId"]})
+    assert status == 200, recording
+    await asyncio.sleep(4)
+    status, _ = await rest(server, "stream/terminate", {"name": "show"})
+    assert status == 200
+    await settled(server)
+    status, streams = await rest(server, "stream/find_all")
+    assert status == 404, streams
+    with av.open(str(home.records / "show.mp4")) as container:
+        assert {s.type: s.codec_context.name for s in container.streams} == {
+            "video": "h264", "audio": "aac"}
+        sequence = [picture_number(f) for f in container.decode(video=0)]
+    assert len(sequence) >= 3.5 * FPS
+    assert sequence == list(range(sequence[0], sequence[0] + len(sequence))), "none lost"
