@@ -143,9 +143,7 @@ class Sources:
             return None, None
         if source.shared:
             return await self.start_shared(player.name, player.name, source), None
-        leg = await open_leg(source, player.name, keep_gop=False)
-        self.personal[player.media_session_id] = player.name
-        return None, leg
+        return None, await open_leg(source, player.name, keep_gop=False)
 
     async def start_shared(self, uri: str, name: str, source: MediaSource | None = None,
                            loop: bool | None = None, app_key: str = "",
@@ -194,7 +192,8 @@ class Sources:
             await self.engine.stop(stream, Status.UNPUBLISHED, END_OF_FILE)
 
     async def until_personal_end(self, player: Stream, leg: PublisherLeg) -> None:
-        """Stop a personal player once its file has been sent."""
+        """Stop a personal player once its file has been sent (listed meanwhile)."""
+        self.personal[player.media_session_id] = player.name
         try:
             await asyncio.gather(*(t.wait_ended() for t in leg.tracks.values()))
             await asyncio.sleep(END_GRACE)
