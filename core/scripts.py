@@ -57,8 +57,9 @@ def script_environment(variables: Mapping[str, str]) -> dict[str, str]:
 
 
 def _no_nul(text: str) -> str:
-    """Arguments and variables cannot hold NUL (the door refuses names with one)."""
-    return text.replace("\x00", "\ufffd")
+    """Arguments and variables cannot hold NUL or lone surrogates (the door refuses
+    names with either); replaced, should one come from elsewhere."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from hookcast.config.properties import RotationType, template_problem
 from hookcast.engine.streams import Status
+from hookcast.signalling.messages import is_unicode
 
 #: a source URI: a scheme, "://", something
 URI_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://.+")
@@ -82,6 +83,9 @@ class Field:
             "display": isinstance(value, list) and all(v == "metrics" for v in value),
             "uri": isinstance(value, str) and URI_PATTERN.search(value) is not None,
         }[self.kind]
+        if ok and isinstance(value, str) and not is_unicode(value):
+            raise RestError(400, f"{self.wire}: must be valid Unicode (it holds a lone "
+                                 "surrogate)", self.wire, self.expected)
         if not ok:
             got = JSON_TYPES.get(type(value), type(value).__name__)
             shown = f" {value!r}" if isinstance(value, str) else ""

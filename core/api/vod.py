@@ -28,6 +28,19 @@ def _entry(stream: Stream, uri: str, loop: bool) -> dict[str, Any]:
             "hasVideo": stream.has_video, "record": stream.record, "loop": loop}
 
 
+def local_name_problem(name: str, longest: int) -> str | None:
+    """What keeps ``name`` from being a published stream's name here, or None."""
+    if "\x00" in name:
+        return "must not contain a NUL character"
+    if len(name) > longest:
+        return f"{len(name)} characters exceeds the limit of {longest} (max_stream_name_length)"
+    if "://" in name:
+        return "must not hold :// (players would take it for a source URI)"
+    if not name.strip():
+        return "must not be blank"
+    return None
+
+
 def _entries(engine: Engine) -> list[dict[str, Any]]:
     found = [_entry(s.stream, s.uri, s.loop) for s in engine.sources.shared.values()]
     for media_session_id, uri in engine.sources.personal.items():
@@ -41,6 +54,10 @@ async def vod_startup(app: App, method: Method, args: Args) -> web.Response:
     engine: Engine = app[ENGINE]
     uri = args["uri"]
     name = args.get("local_stream_name") or uri
+    if name != uri:
+        problem = local_name_problem(name, engine.settings.max_stream_name_length)
+        if problem:
+            raise RestError(400, f"localStreamName: {problem}", "localStreamName")
     source = engine.sources.source(uri, args.get("loop"))
     if source is None:
         raise RestError(404, f"uri: no source plugin knows {uri!r}", "uri")
@@ -54,9 +71,9 @@ async def vod_startup(app: App, method: Method, args: Args) -> web.Response:
                         "localStreamName") from None
     except SourceUnavailable as error:
         status = 404 if error.info == FILE_NOT_FOUND else 400
-        raise RestError(status, f"uri: {error.info} ({uri})", "uri") from None
-    shared = engine.sources.shared[name]
-    return web.json_response(_entry(broadcast.publisher, uri, shared.loop))
+        raise RestError(status, f"uri: {error.info}", "uri") from None
+    loop = bool(getattr(source, "loop", False))
+    return web.json_response(_entry(broadcast.publisher, uri, loop))
 
 
 async def vod_find(app: App, method: Method, args: Args) -> web.Response:

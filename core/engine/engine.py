@@ -38,6 +38,7 @@ from hookcast.rtc.peer import (
     open_publisher,
     rtc_configuration,
 )
+from hookcast.untrusted import printable
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ class Engine:
         self._live: dict[str, _Live] = {}
         self._config = rtc_configuration(settings.stun_server)
         self._tasks = Tasks("engine operation")
+        #: streams being admitted (mediaSessionId -> client), and those of them whose
+        #: client asked to stop them meanwhile
+        self._admitting: dict[str, Client] = {}
+        self._stop_early: set[str] = set()
         #: streams ending, until plugins have heard of it: mediaSessionId -> _Ending
         self._ending: dict[str, _Ending] = {}
         #: signalling sessions by sessionId (they add and remove themselves)
@@ -169,6 +174,10 @@ class Engine:
                 info = error.info if isinstance(error, SourceUnavailable) else Info.NOT_FOUND
                 log.info("player of %s: %s", stream.name, error)
                 return await self.stop(stream, Status.FAILED, info)
+            except Exception as error:  # a source plugin's bug: the player hears of it
+                log.error("player of %s: its source failed to open: %s: %s", stream.name,
+                          type(error).__name__, printable(str(error)))
+                return await self.stop(stream, Status.FAILED, Info.ERROR)
         source = own or (broadcast.leg if broadcast is not None else None)
         if source is None:
             return await self.stop(stream, Status.FAILED, Info.NOT_FOUND)
@@ -216,20 +225,31 @@ class Engine:
         self, client: Client, stream: Stream,
         admit: Callable[[SessionInfo, Any], Awaitable[Any]],
     ) -> _Live | None:
-        """Admit and register a new stream (PENDING); None after failing it if refused."""
-        if not await self._admit(client, stream, admit):
-            return None
-        if client.gone or self._closing:  # left (or shutdown began) while plugins decided
-            await self._fail_unregistered(client, stream, Info.SESSION_DISCONNECT)
-            return None
+        """Admit and register a new stream (PENDING); None after failing it if refused,
+        or after stopping it if its client asked to stop it while it was admitted."""
+        self._admitting[stream.media_session_id] = client
         try:
-            self.registry.add(stream)
-        except (NameInUse, IdInUse) as error:
-            info = Info.NAME_IN_USE if isinstance(error, NameInUse) else Info.ID_IN_USE
-            await self._fail_unregistered(client, stream, info)
-            return None
+            if not await self._admit(client, stream, admit):
+                return None
+            if client.gone or self._closing:  # left (or shutdown began) while plugins decided
+                await self._fail_unregistered(client, stream, Info.SESSION_DISCONNECT)
+                return None
+            try:
+                self.registry.add(stream)
+            except (NameInUse, IdInUse) as error:
+                info = Info.NAME_IN_USE if isinstance(error, NameInUse) else Info.ID_IN_USE
+                await self._fail_unregistered(client, stream, info)
+                return None
+        finally:
+            self._admitting.pop(stream.media_session_id, None)
+            if self.registry.get(stream.media_session_id) is not stream:
+                self._stop_early.discard(stream.media_session_id)
         live = self._live[stream.media_session_id] = _Live(client)
         await self._set_status(stream, Status.PENDING)
+        if stream.media_session_id in self._stop_early:  # asked while it was admitted
+            self._stop_early.discard(stream.media_session_id)
+            await self.end(stream, Info.USER)
+            return None
         return live
 
     async def _admit(
@@ -352,6 +372,9 @@ class Engine:
         the background (plugins may take their time); False if it is not its stream."""
         stream = self.registry.get(media_session_id)
         live = self._live.get(media_session_id)
+        if stream is None and self._admitting.get(media_session_id) is client:
+            self._stop_early.add(media_session_id)  # stopped once it is registered
+            return True
         if stream is None or live is None or live.client is not client:
             return False
         if stream.published != published:

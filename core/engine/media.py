@@ -17,10 +17,17 @@ from typing import Protocol, runtime_checkable
 from aiortc.mediastreams import MediaStreamTrack
 
 from hookcast.config.home import UnsafePath, inside
-from hookcast.media.reader import FileInfo, FileReading, WrongFormat, inspect_file
+from hookcast.media.reader import (
+    FILE_NOT_FOUND_INFO,
+    WRONG_FORMAT_INFO,
+    FileInfo,
+    FileReading,
+    WrongFormat,
+    inspect_file,
+)
 
-FILE_NOT_FOUND = "File not found"
-WRONG_FORMAT = "File has wrong format"
+FILE_NOT_FOUND = FILE_NOT_FOUND_INFO
+WRONG_FORMAT = WRONG_FORMAT_INFO
 
 
 class SourceUnavailable(Exception):
@@ -79,14 +86,12 @@ class FileSource:
     def _inspect(self) -> FileInfo:
         try:
             path = inside(self.folder, self.name)
-        except UnsafePath as error:
-            raise SourceUnavailable(FILE_NOT_FOUND, str(error)) from None
-        try:
             return inspect_file(path)
-        except FileNotFoundError:
-            raise SourceUnavailable(FILE_NOT_FOUND, str(path)) from None
         except WrongFormat as error:
-            raise SourceUnavailable(WRONG_FORMAT, f"{path.name}: {error}") from None
+            raise SourceUnavailable(WRONG_FORMAT, str(error)) from None
+        except (UnsafePath, OSError, RuntimeError, ValueError) as error:
+            # missing, outside, a symlink loop, a name too long for the file system
+            raise SourceUnavailable(FILE_NOT_FOUND, type(error).__name__) from None
 
     async def open(self) -> Sequence[MediaStreamTrack]:
         info = await asyncio.to_thread(self._inspect)
@@ -96,6 +101,11 @@ class FileSource:
     def start(self) -> None:
         if self.reading is not None:
             self.reading.start()
+
+    @property
+    def failure(self) -> str:
+        """Why the reading ended before the end of the file ("" if it did not)."""
+        return self.reading.failure if self.reading is not None else ""
 
     async def close(self) -> None:
         if self.reading is not None:

@@ -51,6 +51,12 @@ def is_uri(name: str) -> bool:
     return "://" in name
 
 
+def ended_because(leg: PublisherLeg) -> str:
+    """The info of a source's end: End of file, or why it ended before (the file
+    vanished or changed)."""
+    return getattr(leg.source, "failure", "") or END_OF_FILE
+
+
 class ServerClient:
     """The client of a stream the server runs itself (a shared source): nobody to tell."""
 
@@ -189,7 +195,7 @@ class Sources:
         await asyncio.gather(*(t.wait_ended() for t in leg.tracks.values()))
         await asyncio.sleep(END_GRACE)
         if not stream.final:
-            await self.engine.stop(stream, Status.UNPUBLISHED, END_OF_FILE)
+            await self.engine.stop(stream, Status.UNPUBLISHED, ended_because(leg))
 
     async def until_personal_end(self, player: Stream, leg: PublisherLeg) -> None:
         """Stop a personal player once its file has been sent (listed meanwhile)."""
@@ -198,7 +204,7 @@ class Sources:
             await asyncio.gather(*(t.wait_ended() for t in leg.tracks.values()))
             await asyncio.sleep(END_GRACE)
             if not player.final:
-                await self.engine.stop(player, Status.STOPPED, END_OF_FILE)
+                await self.engine.stop(player, Status.STOPPED, ended_because(leg))
         finally:
             self.personal.pop(player.media_session_id, None)
 

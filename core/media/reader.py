@@ -43,6 +43,10 @@ VIDEO_CODECS = {"h264": "video/H264", "vp8": "video/VP8"}
 AUDIO_CODECS = {"aac": "audio/opus", "opus": "audio/opus"}
 
 
+FILE_NOT_FOUND_INFO = "File not found"
+WRONG_FORMAT_INFO = "File has wrong format"
+
+
 class WrongFormat(Exception):
     """Not a file hookcast can send without re-encoding video; the message says why."""
 
@@ -141,6 +145,9 @@ class FileReading:
         #: monotonic time at which the reading's media time is zero (set at the first recv)
         self._zero: float | None = None
         self.loops = 0
+        #: why the reading ended early ("" at the end of the file): the info players see
+        self.failure = ""
+        self._pass_end = 0.0
 
     # --- on the loop --------------------------------------------------------------------
 
@@ -209,7 +216,7 @@ class FileReading:
         batch: list[tuple[str, EncodedPacket | _End]] = []
         try:
             while not self._stopped.is_set():
-                end = offset
+                self._pass_end = offset
                 horizon = self._horizon()
                 for kind, packet in self._packets(offset):
                     seconds = float((packet.pts or 0) * (packet.time_base or 0))
@@ -221,15 +228,35 @@ class FileReading:
                     if self._stopped.is_set():
                         return
                     batch.append((kind, packet))
-                    end = max(end, seconds)
-                if not self.loop_file or self._stopped.is_set():
+                if not self.loop_file or self._stopped.is_set() or not self._same_file():
                     break
                 self.loops += 1
-                offset = max(end + 1 / 30, offset + max(self.info.duration, 0.1))
-        except Exception:  # a file that breaks mid-way ends the reading, not the server
-            log.exception("reading %s failed; its stream ends", self.info.path)
+                offset = max(self._pass_end, offset + 0.02)  # the next pass follows on
+        except (av.error.FFmpegError, WrongFormat, OSError, ValueError) as error:  # changed
+            self.failure = FILE_NOT_FOUND_INFO if isinstance(error, FileNotFoundError) \
+                else WRONG_FORMAT_INFO
+            log.error("reading %s failed: %s", self.name, type(error).__name__)
+        except Exception:  # a bug: the reading ends, not the server
+            self.failure = WRONG_FORMAT_INFO
+            log.exception("reading %s failed; its stream ends", self.name)
         finally:
             self._hand([*batch, *((kind, END) for kind in self.tracks)])
+
+    def _same_file(self) -> bool:
+        """Before another pass: the file is still there and still what was checked."""
+        try:
+            again = inspect_file(self.info.path)
+        except FileNotFoundError:
+            self.failure = FILE_NOT_FOUND_INFO
+        except (WrongFormat, OSError) as error:
+            self.failure = WRONG_FORMAT_INFO
+            log.error("%s changed while it was looped: %s", self.name, error)
+        else:
+            if again.codecs == self.info.codecs:
+                return True
+            self.failure = WRONG_FORMAT_INFO
+            log.error("%s changed while it was looped: now %s", self.name, again.codecs)
+        return False
 
     def _packets(self, offset: float) -> Iterator[tuple[str, EncodedPacket]]:
         """Every packet of one pass over the file, in file order, ``offset`` seconds on."""
@@ -246,11 +273,18 @@ class FileReading:
                 if packet.stream is video:
                     if packet.pts is None or packet.size == 0:
                         continue
+                    if packet.dts is not None and packet.pts != packet.dts:
+                        raise WrongFormat("B-frames")  # the file changed since it was checked
+                    length = packet.duration or 0
+                    self._pass_end = max(self._pass_end, offset + float(
+                        (packet.pts + length) * packet.time_base) + (0 if length else 1 / 30))
                     for ready in (annexb.filter(packet) if annexb is not None else [packet]):
                         yield "video", self._video(ready, offset)
                 elif opus is not None:
                     for made in opus.feed(packet):
                         yield "audio", made
+                    if opus.samples is not None:
+                        self._pass_end = max(self._pass_end, opus.samples / AUDIO_RATE)
             if opus is not None:
                 for made in opus.feed(None):
                     yield "audio", made

@@ -61,14 +61,15 @@ def has_end_variable(text: str) -> bool:
 
 def clean(name: str) -> str:
     """A name with every character a file name must not hold replaced by ``_``."""
-    cleaned = _UNSAFE.sub("_", name).lstrip(".").strip()
+    cleaned = _UNSAFE.sub("_", name).encode("utf-8", "replace").decode("utf-8")
+    cleaned = cleaned.lstrip(".").strip()
     return cleaned or f"recording-{int(time.time())}"
 
 
 def _fit(stem: str, suffix: str) -> str:
     """``stem + suffix`` cut (at a character boundary) to MAX_BYTES of UTF-8."""
     budget = MAX_BYTES - len(suffix.encode())
-    encoded = stem.encode()[:budget]
+    encoded = stem.encode("utf-8", "replace")[:budget]
     return encoded.decode("utf-8", "ignore") + suffix
 
 

@@ -58,6 +58,16 @@ def stream_limit_problem(payload: Mapping[str, Any], settings: Settings) -> str 
     return custom_problem(payload.get("custom"), settings)
 
 
+def is_unicode(text: str) -> bool:
+    """False for a string JSON let through that no file system, argv or log can hold
+    (a lone UTF-16 surrogate such as ``"\\ud800"``)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def stream_problem(payload: Mapping[str, Any], published: bool) -> str | None:
     """What is wrong with a publishStream/playStream payload, naming the field."""
     for key in ("name", "sdp"):
@@ -68,6 +78,8 @@ def stream_problem(payload: Mapping[str, Any], published: bool) -> str | None:
             return f"{key}: expected a non-empty string"
     if published and "\x00" in payload["name"]:  # no file, argv or variable can hold one
         return "name: must not contain a NUL character"
+    if not is_unicode(payload["name"]):
+        return "name: must be valid Unicode (it holds a lone surrogate)"
     for key in ("hasAudio", "hasVideo", "record"):
         if key in payload and not isinstance(payload[key], bool):
             return f"{key}: expected true or false"
