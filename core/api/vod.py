@@ -15,6 +15,7 @@ from aiohttp import web
 from hookcast.api.schema import Method, RestError
 from hookcast.engine.engine import Engine
 from hookcast.engine.media import FILE_NOT_FOUND, SourceUnavailable
+from hookcast.engine.sources import TOO_MANY
 from hookcast.engine.streams import Info, NameInUse, Status, Stream
 from hookcast.keys import ENGINE, MEDIA
 
@@ -70,7 +71,7 @@ async def vod_startup(app: App, method: Method, args: Args) -> web.Response:
         raise RestError(409, f"localStreamName: {name!r} is already in use",
                         "localStreamName") from None
     except SourceUnavailable as error:
-        status = 404 if error.info == FILE_NOT_FOUND else 400
+        status = {FILE_NOT_FOUND: 404, TOO_MANY: 503}.get(error.info, 400)
         raise RestError(status, f"uri: {error.info}", "uri") from None
     loop = bool(getattr(source, "loop", False))
     return web.json_response(_entry(broadcast.publisher, uri, loop))

@@ -254,6 +254,11 @@ class Settings:
         "vod_live_loop", False, Boolean(),
         "Loop vod-live:// files when they end (REST /vod/startup loop overrides)",
     )
+    vod_max_readings: int = prop(
+        "vod_max_readings", 32, Integer(minimum=1, unit="readings"),
+        "Files read at once (vod:// players and vod-live:// streams); beyond it a player "
+        "is FAILED and REST answers 503 (hookcast)",
+    )
     vod_live_idle_timeout: float = prop(
         "vod_live_idle_timeout", 60.0, Seconds(minimum=1),
         "A vod-live:// stream with no player (and no recording) this long is stopped "

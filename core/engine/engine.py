@@ -221,6 +221,11 @@ class Engine:
             log.debug("client of %s left before its answer was sent", stream.name)
             await self.end(stream, Info.SESSION_DISCONNECT)
 
+    def expect(self, client: Client, stream: Stream) -> None:
+        """A request of ``client`` is on its way in: a stop it sends for that stream
+        before the stream is registered is kept for it."""
+        self._admitting[stream.media_session_id] = client
+
     async def _begin(
         self, client: Client, stream: Stream,
         admit: Callable[[SessionInfo, Any], Awaitable[Any]],

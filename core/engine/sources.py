@@ -86,10 +86,39 @@ class Shared:
     idle_since: float | None = field(default_factory=time.monotonic)
 
 
-async def open_leg(source: MediaSource, name: str, keep_gop: bool) -> PublisherLeg:
+TOO_MANY = "Too many VOD readings"
+
+
+class Counted:
+    """A source counted in ``readings`` from its opening to its closing."""
+
+    def __init__(self, source: MediaSource, readings: set[Counted]) -> None:
+        self.source = source
+        self.readings = readings
+        readings.add(self)
+
+    @property
+    def failure(self) -> str:
+        return str(getattr(self.source, "failure", ""))
+
+    def start(self) -> None:
+        self.source.start()
+
+    async def close(self) -> None:
+        self.readings.discard(self)
+        await self.source.close()
+
+
+async def open_leg(source: MediaSource, name: str, keep_gop: bool,
+                   readings: set[Counted] | None = None) -> PublisherLeg:
     """Open ``source`` as a broadcast's leg (tracks not started). Raises SourceUnavailable."""
-    tracks = await source.open()
-    leg = PublisherLeg(None, source=source)
+    counted = Counted(source, readings if readings is not None else set())
+    try:
+        tracks = await source.open()
+    except BaseException:
+        await counted.close()
+        raise
+    leg = PublisherLeg(None, source=counted)
     try:
         for track in tracks:
             mime = getattr(track, "mime", "")
@@ -109,7 +138,7 @@ async def open_leg(source: MediaSource, name: str, keep_gop: bool) -> PublisherL
 
 def start_leg(leg: PublisherLeg) -> None:
     """Begin reading a source leg."""
-    if leg.source is not None and hasattr(leg.source, "start"):
+    if isinstance(leg.source, Counted):
         leg.source.start()
     for track in leg.tracks.values():
         track.start()
@@ -127,10 +156,18 @@ class Sources:
         #: personal readings: player's mediaSessionId -> uri
         self.personal: dict[str, str] = {}
         self._starting: dict[str, asyncio.Lock] = {}
+        #: sources open now (files being read), at most vod_max_readings
+        self.readings: set[Counted] = set()
         self._idle_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._idle_task = asyncio.create_task(self._watch_idle(), name="vod idle")
+
+    def _check_room(self) -> None:
+        limit = self.engine.settings.vod_max_readings
+        if len(self.readings) >= limit:
+            log.warning("a reading refused: %d running (vod_max_readings)", limit)
+            raise SourceUnavailable(TOO_MANY, f"{limit} running (vod_max_readings)")
 
     async def close(self) -> None:
         if self._idle_task is not None:
@@ -149,7 +186,8 @@ class Sources:
             return None, None
         if source.shared:
             return await self.start_shared(player.name, player.name, source), None
-        return None, await open_leg(source, player.name, keep_gop=False)
+        self._check_room()
+        return None, await open_leg(source, player.name, False, self.readings)
 
     async def start_shared(self, uri: str, name: str, source: MediaSource | None = None,
                            loop: bool | None = None, app_key: str = "",
@@ -174,7 +212,8 @@ class Sources:
                            app_key: str) -> Broadcast:
         stream = Stream(media_session_id=str(uuid.uuid4()), name=name, published=True,
                         session_id="", app_key=app_key)
-        leg = await open_leg(source, name, keep_gop=True)
+        self._check_room()
+        leg = await open_leg(source, name, True, self.readings)
         client = ServerClient(app_key)
         try:
             await self.engine.begin_source(client, stream, leg)

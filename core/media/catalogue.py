@@ -9,8 +9,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from hookcast.config.home import UnsafePath, inside
 from hookcast.config.watch import FolderWatcher
-from hookcast.recording.files import probe
+from hookcast.media.reader import WrongFormat, inspect_file
+from hookcast.recording.files import CODEC_NAMES, Probe, probe
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +36,37 @@ class MediaFile:
         return f"vod://{self.fileName}"
 
 
-def _probe(path: Path) -> MediaFile | None:
-    """Off the loop: what ``path`` holds; None when it is not a media file (any more)."""
-    if path.name.startswith(".") or path.suffix.lower() not in EXTENSIONS \
-            or not path.is_file():
+def _probe(folder: Path, path: Path) -> MediaFile | None:
+    """Off the loop: what ``path`` holds; None when it is not a media file of ``folder``
+    (any more): hidden, another extension, not a regular file, or a symlink out."""
+    if path.name.startswith(".") or path.suffix.lower() not in EXTENSIONS:
         return None
-    stat = path.stat()
     try:
-        found = probe(path)
+        inside(folder, path.name)
+        if not path.is_file():
+            return None
+        stat = path.stat()
+    except (UnsafePath, OSError, RuntimeError):
+        return None
+    problem = ""
+    try:
+        inspect_file(path)  # what playing it checks: codecs, B-frames, media in it
+        found: Probe | None = probe(path)
+    except WrongFormat as error:
+        problem, found = str(error), None
     except Exception as error:  # not a readable media file: listed, with why
+        problem, found = f"not a readable media file ({type(error).__name__})", None
+    if found is None:
         return MediaFile(path.name, stat.st_size, 0.0, "", "", 0, 0,
-                         int(stat.st_mtime * 1000), f"{type(error).__name__}: {error}")
-    return MediaFile(path.name, stat.st_size, found.duration, found.video_codec,
-                     found.audio_codec, found.width, found.height, int(stat.st_mtime * 1000))
+                         int(stat.st_mtime * 1000), problem or "not a readable media file")
+    return MediaFile(path.name, stat.st_size, found.duration, _name(found.video_codec),
+                     _name(found.audio_codec), found.width, found.height,
+                     int(stat.st_mtime * 1000), problem)
+
+
+def _name(codec: str) -> str:
+    """The codec names streams use (H264, VP8, AAC, opus); others in capitals."""
+    return codec if codec in CODEC_NAMES.values() else codec.upper()
 
 
 class Catalogue:
@@ -71,7 +91,8 @@ class Catalogue:
     def _scan(self) -> list[MediaFile]:
         if not self.folder.is_dir():
             return []
-        return [f for f in (_probe(p) for p in sorted(self.folder.iterdir())) if f is not None]
+        return [f for f in (_probe(self.folder, p) for p in sorted(self.folder.iterdir()))
+                if f is not None]
 
     def _changed(self, path: Path) -> None:
         task = asyncio.create_task(self._update(path), name=f"media {path.name}")
@@ -79,7 +100,7 @@ class Catalogue:
         task.add_done_callback(self._tasks.discard)
 
     async def _update(self, path: Path) -> None:
-        found = await asyncio.to_thread(_probe, path)
+        found = await asyncio.to_thread(_probe, self.folder, path)
         if found is None:
             self.files.pop(path.name, None)
         else:

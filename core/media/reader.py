@@ -97,7 +97,7 @@ def inspect_file(path: Path) -> FileInfo:
             width = video.codec_context.width if video is not None else 0
             height = video.codec_context.height if video is not None else 0
     except (av.error.FFmpegError, UnicodeDecodeError) as error:
-        raise WrongFormat(f"not a readable media file: {error}") from None
+        raise WrongFormat(f"not a readable media file ({type(error).__name__})") from None
     return FileInfo(path, path.stat().st_size, duration, video_codec, audio_codec,
                     width or 0, height or 0)
 

@@ -47,12 +47,14 @@ async def on_connection(session: SignallingSession, payload: Any) -> None:
 async def on_publish_stream(session: SignallingSession, payload: Any) -> None:
     request = await _stream_request(session, "publishStream", payload, published=True)
     if request is not None:
+        session.engine.expect(session, request[0])  # a stop sent next finds it
         session.track(session.engine.spawn(session.engine.publish(session, *request)))
 
 
 async def on_play_stream(session: SignallingSession, payload: Any) -> None:
     request = await _stream_request(session, "playStream", payload, published=False)
     if request is not None:
+        session.engine.expect(session, request[0])  # a stop sent next finds it
         session.track(session.engine.spawn(session.engine.play(session, *request)))
 
 

@@ -316,3 +316,99 @@ async def test_a_vod_live_stream_is_recorded_and_terminated_like_any_other(
         sequence = [picture_number(f) for f in container.decode(video=0)]
     assert len(sequence) >= 3.5 * FPS
     assert sequence == list(range(sequence[0], sequence[0] + len(sequence))), "none lost"
+
+
+async def test_what_a_hostile_trial_found(
+    home: Home, start_server: Start, connect_client: Connect, tmp_path: Path
+) -> None:
+    """Lone surrogates, symlink loops, names too long, a stop sent before the answer,
+    bad localStreamNames, too many readings: each a clear answer, nothing left PENDING."""
+    make_media(home.media / "long.mp4", seconds=20)
+    (home.media / "loop1.mp4").symlink_to(home.media / "loop2.mp4")
+    (home.media / "loop2.mp4").symlink_to(home.media / "loop1.mp4")
+    server = await start_server(home, vod_max_readings="2")
+    client: WcsClient = await connect_client(server)
+    for name, info in (("vod://\ud800.mp4", "lone surrogate"),
+                       ("vod://loop1.mp4", "File not found"),
+                       ("vod://" + "y" * 5000 + ".mp4", "File not found")):
+        player = await client.play(name) if len(name) < 256 else None
+        if player is None:  # longer than max_stream_name_length: refused at the door
+            continue
+        failed = await player.wait_status("FAILED")
+        assert info in failed["info"], failed
+    refused = await client.publish("\udc00cam", [], record=True)
+    assert "lone surrogate" in (await refused.wait_status("FAILED"))["info"]
+    # a stop sent right after the play, before the server has answered it
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    early = await asyncio.wait_for(_play_and_stop_at_once(client, pc), 10)
+    assert early["status"] == "STOPPED" and early["info"] == "Stopped by user"
+    for body, field in (({"uri": "vod-live://long.mp4", "localStreamName": "a\x00b"},
+                         "localStreamName"),
+                        ({"uri": "vod-live://long.mp4", "localStreamName": "vod://x.mp4"},
+                         "localStreamName"),
+                        ({"uri": "vod-live://\ud800.mp4"}, "uri")):
+        status, answer = await rest(server, "vod/startup", body)
+        assert status == 400 and answer["field"] == field, answer
+    first, _, reading_first = await play(client, "vod://long.mp4")
+    second, _, reading_second = await play(client, "vod://long.mp4")
+    third = await client.play("vod://long.mp4")  # vod_max_readings=2
+    assert (await third.wait_status("FAILED"))["info"] == "Too many VOD readings"
+    status, busy = await rest(server, "vod/startup", {"uri": "vod-live://long.mp4"})
+    assert status == 503, busy
+    for player in (first, second):
+        await client.stop(player)
+    await asyncio.wait_for(asyncio.gather(reading_first, reading_second), 10)
+    status, _ = await rest(server, "vod/startup", {"uri": "vod-live://long.mp4"})
+    assert status == 200, "readings are counted until they close, no longer"
+
+
+async def _play_and_stop_at_once(client: WcsClient, pc: RTCPeerConnection) -> dict[str, Any]:
+    import json
+    import uuid
+
+    from aiortc import RTCSessionDescription  # noqa: F401  (the offer is made by aiortc)
+
+    await pc.setLocalDescription(await pc.createOffer())
+    media_session_id = str(uuid.uuid1())
+    payload = {"mediaSessionId": media_session_id, "name": "vod://long.mp4",
+               "published": False, "sdp": pc.localDescription.sdp, "record": False}
+    stream = ClientStream(media_session_id, "vod://long.mp4", False, pc)
+    client.streams[media_session_id] = stream
+    await client.send_raw(json.dumps({"message": "playStream", "data": [payload]}))
+    await client.send_raw(json.dumps({"message": "stopStream", "data": [payload]}))
+    try:
+        return await stream.wait_status("STOPPED")
+    finally:
+        await pc.close()
+
+
+async def test_a_looped_file_that_changes_ends_the_stream_with_why(
+    home: Home, start_server: Start, connect_client: Connect
+) -> None:
+    make_media(home.media / "short.mp4", seconds=1)
+    make_media(home.media / "other.webm", video="vp8", audio="opus", seconds=1)
+    server = await start_server(home, vod_live_loop="true")
+    client: WcsClient = await connect_client(server)
+    player, _, reading = await play(client, "vod-live://short.mp4")
+    (home.media / "other.webm").replace(home.media / "short.mp4")
+    stopped = await player.wait_status("STOPPED", timeout=10)
+    assert stopped["info"] == "Stopped by publisher stop"
+    await asyncio.wait_for(reading, 10)
+    status, streams = await rest(server, "stream/find_all")
+    assert status == 404, streams
+    make_media(home.media / "hevc.mp4", video="hevc", seconds=1)
+    outside = home.root / "outside.mp4"
+    make_media(outside, seconds=1)
+    (home.media / "link.mp4").symlink_to(outside)
+    deadline = time.monotonic() + 10
+    while True:
+        status, media = await rest(server, "media/find_all")
+        files = {m["fileName"]: m for m in media}
+        if "hevc.mp4" in files:
+            break
+        assert time.monotonic() < deadline, files
+        await asyncio.sleep(0.3)
+    assert "only H.264 and VP8" in files["hevc.mp4"]["problem"]
+    assert "link.mp4" not in files, "a symlink out of media/ is neither listed nor opened"
+    assert files["short.mp4"]["videoCodec"] == "VP8" and files["short.mp4"]["audioCodec"] == "opus"
