@@ -32,6 +32,12 @@ class Tasks:
             log.error("%s failed", self.what, exc_info=task.exception())
 
     async def wait(self) -> None:
-        """Return once every task, including those started meanwhile, has finished."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Return once every task, including those started meanwhile, has finished.
+
+        Only unfinished tasks are waited for: a task that has just finished stays in
+        the set until its done callback runs on the loop, and gathering it alone would
+        complete at once (eagerly, since Python 3.12) without ever yielding to the loop:
+        a busy loop that blocks it for good."""
+        while pending := [task for task in self._tasks if not task.done()]:
+            await asyncio.wait(pending)
+        await asyncio.sleep(0)  # the done callbacks (which log failures) run
