@@ -38,7 +38,7 @@ test: $(VENV)/.test-installed
 
 # Benchmarks (bench/README.md), loopback only (the tests' namespace); they print
 # figures and ratios measured side by side, they assert nothing. `make bench` runs all
-# three (about 5 minutes); BENCH_ARGS go to fanout ("--players 1,10 --seconds 5").
+# five (about 20 minutes); BENCH_ARGS go to fanout, recording and vod ("--seconds 5").
 bench: bench-fanout bench-rest bench-hooks bench-recording bench-vod
 
 bench-fanout: $(VENV)/.run-installed
