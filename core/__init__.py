@@ -23,7 +23,7 @@ from hookcast.events import (
 )
 from hookcast.hookspecs import hookimpl
 from hookcast.recording.naming import expand as expand_template
-from hookcast.scripts import ScriptRunner
+from hookcast.scripts import ScriptPlugin, ScriptRunner
 from hookcast.untrusted import printable
 from hookcast.version import __version__
 
@@ -39,6 +39,7 @@ __all__ = [
     "RecordingInfo",
     "Refuse",
     "Rotation",
+    "ScriptPlugin",
     "ScriptRunner",
     "ServerInfo",
     "SessionInfo",

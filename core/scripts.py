@@ -29,6 +29,7 @@ from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from hookcast.hookspecs import hookimpl
 from hookcast.untrusted import printable
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ PIPE_GRACE = 1.0
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
 OPERATOR_PREFIX = "HOOKCAST_SCRIPT_"
 OUTCOMES = ("ok", "failed", "timeout", "error", "missing", "dropped")
+#: seconds given at shutdown to the scripts still waiting or running (then they are killed)
+SHUTDOWN_GRACE = 10.0
 
 
 def script_environment(variables: Mapping[str, str]) -> dict[str, str]:
@@ -268,3 +271,20 @@ async def _kill_group(process: asyncio.subprocess.Process) -> None:
             continue
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)  # whatever it started, still in its group
+
+
+class ScriptPlugin:
+    """What a plugin running scripts shares: its ``runner`` (None while it runs none) is
+    closed at shutdown, within SHUTDOWN_GRACE, and its counts go to Prometheus."""
+
+    runner: ScriptRunner | None = None
+    hookcast_timeout = SHUTDOWN_GRACE + 5  # after_server_stop waits for the scripts
+
+    @hookimpl
+    async def after_server_stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.close(SHUTDOWN_GRACE)
+
+    @hookimpl
+    def prometheus_metrics(self) -> list[Metric]:
+        return self.runner.metrics() if self.runner is not None else []

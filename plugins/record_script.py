@@ -19,21 +19,16 @@ An empty ``on_record_hook_script`` turns it off; so does
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
-
-from hookcast import RecordingInfo, ScriptRunner, ServerInfo, hookimpl, printable
+from hookcast import RecordingInfo, ScriptPlugin, ScriptRunner, ServerInfo, hookimpl, printable
 
 PROPERTY = "on_record_hook_script"
-#: seconds given at shutdown to the scripts of the last files (then they are killed)
-SHUTDOWN_GRACE = 10.0
 
 
-class RecordScript:
+class RecordScript(ScriptPlugin):
     def __init__(self) -> None:
         self.server: ServerInfo | None = None
         self.runner: ScriptRunner | None = None
         self.script = ""
-        self.hookcast_timeout = SHUTDOWN_GRACE + 5  # after_server_stop waits for scripts
 
     @hookimpl
     def after_server_start(self, server: ServerInfo) -> None:
@@ -67,15 +62,6 @@ class RecordScript:
             "HOOKCAST_HOME": str(self.server.home),
             "HOOKCAST_RECORDS": str(recording.path.parent.resolve()),
         }, f"stream {printable(stream.name, 100)!r}, file {printable(recording.path.name, 100)!r}")
-
-    @hookimpl
-    async def after_server_stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.close(SHUTDOWN_GRACE)
-
-    @hookimpl
-    def prometheus_metrics(self) -> list[Metric]:
-        return self.runner.metrics() if self.runner is not None else []
 
 
 def hookcast_plugin() -> RecordScript:

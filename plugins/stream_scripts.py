@@ -19,11 +19,8 @@ Every property is empty by default: nothing runs until one is set.
 
 from __future__ import annotations
 
-from prometheus_client.core import Metric
+from hookcast import ScriptPlugin, ScriptRunner, ServerInfo, StreamInfo, hookimpl, printable
 
-from hookcast import ScriptRunner, ServerInfo, StreamInfo, hookimpl, printable
-
-SHUTDOWN_GRACE = 10.0
 LIVE = {"publish": "PUBLISHING", "play": "PLAYING"}
 ENDED = ("UNPUBLISHED", "STOPPED", "FAILED")
 
@@ -40,12 +37,11 @@ def event_of(stream: StreamInfo, previous_status: str | None) -> str | None:
     return None
 
 
-class StreamScripts:
+class StreamScripts(ScriptPlugin):
     def __init__(self) -> None:
         self.server: ServerInfo | None = None
         self.runner: ScriptRunner | None = None
         self.scripts: dict[str, str] = {}
-        self.hookcast_timeout = SHUTDOWN_GRACE + 5
 
     @hookimpl
     def after_server_start(self, server: ServerInfo) -> None:
@@ -83,15 +79,6 @@ class StreamScripts:
             "HOOKCAST_INFO": stream.info,
             "HOOKCAST_HOME": str(self.server.home),
         }, f"stream {printable(stream.name, 100)!r} ({stream.media_session_id})")
-
-    @hookimpl
-    async def after_server_stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.close(SHUTDOWN_GRACE)
-
-    @hookimpl
-    def prometheus_metrics(self) -> list[Metric]:
-        return self.runner.metrics() if self.runner is not None else []
 
 
 def hookcast_plugin() -> StreamScripts:
