@@ -55,13 +55,17 @@ GOAL_RATIO = 20.0
 FORMATS = (("webm", "VP8"), ("mp4", "H264"))
 
 
-async def start_hookcast(children: Children, workdir: Path, name: str) -> tuple[Child, int, int]:
+async def start_hookcast(children: Children, workdir: Path, name: str,
+                         properties: str = "") -> tuple[Child, int, int]:
+    """``hookcast serve`` on free ports in a home of its own; ``properties``: more lines
+    of its server.properties."""
     home = workdir / name
     for folder in ("conf", "plugins", "media", "records", "hooks"):
         (home / folder).mkdir(parents=True, exist_ok=True)
     ws_port, http_port = free_port(), free_port()
     (home / "conf" / "server.properties").write_text(
-        f"ip={HOST}\nbind_address={HOST}\nws.port={ws_port}\nhttp.port={http_port}\n")
+        f"ip={HOST}\nbind_address={HOST}\nws.port={ws_port}\nhttp.port={http_port}\n"
+        + properties)
     argv = [*hookcast_command(), "serve", "--home", str(home), "--log-level", "WARNING"]
     server = await children.start(name, argv, talk=False)
     await wait_listening(server, ws_port)

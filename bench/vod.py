@@ -34,17 +34,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import recording
 from aiortc.mediastreams import MediaStreamError
-from fanout import (
-    HOST,
-    ROOT,
-    Child,
-    Children,
-    free_port,
-    hookcast_command,
-    process_cpu,
-    wait_listening,
-)
+from fanout import HOST, ROOT, Child, Children, process_cpu
 from loadgen import TextureVideoTrack
 
 from hookcast.rtc import compat
@@ -92,16 +84,8 @@ def make_file(path: Path, seconds: int, bitrate: int) -> Path:
 
 
 async def start_hookcast(children: Children, workdir: Path, media: Path) -> tuple[Child, int]:
-    home = workdir / "hookcast-home"
-    for folder in ("conf", "plugins", "records", "hooks"):
-        (home / folder).mkdir(parents=True, exist_ok=True)
-    ws_port, http_port = free_port(), free_port()
-    (home / "conf" / "server.properties").write_text(
-        f"ip={HOST}\nbind_address={HOST}\nws.port={ws_port}\nhttp.port={http_port}\n"
-        f"media_dir={media}\nvod_live_loop=true\n")
-    argv = [*hookcast_command(), "serve", "--home", str(home), "--log-level", "WARNING"]
-    server = await children.start("hookcast-vod", argv, talk=False)
-    await wait_listening(server, ws_port)
+    server, ws_port, _ = await recording.start_hookcast(
+        children, workdir, "hookcast-vod", f"media_dir={media}\nvod_live_loop=true\n")
     return server, ws_port
 
 
