@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from aiohttp import WSMsgType, web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import vpx
 from aiortc.contrib.media import MediaPlayer, MediaRelay
-from mediarelay_server import HOST, Drain, force_vp8, loopback_only
+from mediarelay_server import Drain, force_vp8, loopback_only, serve
 
 log = logging.getLogger("mediaplayer_server")
 
@@ -110,19 +109,7 @@ async def main() -> None:
     aioice.ice.get_host_addresses = loopback_only
     vpx.DEFAULT_BITRATE = vpx.MIN_BITRATE = vpx.MAX_BITRATE = args.bitrate
     files = Files(args.media)
-    app = web.Application()
-    app.add_routes([web.get("/", files.handle)])
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, HOST, 0)
-    await site.start()
-    print(f"READY {runner.addresses[0][1]}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
-    await runner.cleanup()
+    await serve([web.get("/", files.handle)])
 
 
 if __name__ == "__main__":

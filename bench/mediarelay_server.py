@@ -165,14 +165,19 @@ async def main() -> None:
     aioice.ice.get_host_addresses = loopback_only
     vpx.DEFAULT_BITRATE = vpx.MIN_BITRATE = vpx.MAX_BITRATE = args.bitrate
     baseline = Baseline()
+    await serve([web.get("/", baseline.handle), web.get("/websocket", baseline.handle)],
+                args.port)
+
+
+async def serve(routes: list[web.RouteDef], port: int = 0) -> None:
+    """Serve ``routes`` on 127.0.0.1, say "READY <port>" on stdout, and run until
+    SIGINT or SIGTERM (the benchmark's way to stop a baseline server)."""
     app = web.Application()
-    app.add_routes([web.get("/", baseline.handle), web.get("/websocket", baseline.handle)])
+    app.add_routes(routes)
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, HOST, args.port)
-    await site.start()
-    port = runner.addresses[0][1]
-    print(f"READY {port}", flush=True)
+    await web.TCPSite(runner, HOST, port).start()
+    print(f"READY {runner.addresses[0][1]}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
