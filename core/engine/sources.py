@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 END_OF_FILE = "End of file"
 IDLE = "Stopped by idle timeout"
-SCHEMES = ("vod://", "vod-live://")
 #: seconds between two looks for idle shared sources
 IDLE_CHECK = 1.0
 #: seconds the last frames of a file get to reach a player before it is told STOPPED
@@ -60,8 +59,8 @@ def ended_because(leg: PublisherLeg) -> str:
 class ServerClient:
     """The client of a stream the server runs itself (a shared source): nobody to tell."""
 
-    def __init__(self, app_key: str = "") -> None:
-        self._info = SessionInfo(session_id="", app_key=app_key, status="ESTABLISHED",
+    def __init__(self) -> None:
+        self._info = SessionInfo(session_id="", app_key="", status="ESTABLISHED",
                                  remote="server")
 
     @property
@@ -189,10 +188,9 @@ class Sources:
         self._check_room()
         return None, await open_leg(source, player.name, False, self.readings)
 
-    async def start_shared(self, uri: str, name: str, source: MediaSource | None = None,
-                           loop: bool | None = None, app_key: str = "",
+    async def start_shared(self, uri: str, name: str, source: MediaSource,
                            join: bool = True) -> Broadcast:
-        """The broadcast of a shared source named ``name``: the running one (when
+        """The broadcast of the shared ``source`` named ``name``: the running one (when
         ``join``), else a new one. Raises SourceUnavailable, or NameInUse when ``name``
         is in use (by another stream, or by this source when not ``join``)."""
         lock = self._starting.setdefault(name, asyncio.Lock())
@@ -202,19 +200,14 @@ class Sources:
                 if join and name in self.shared:
                     return running
                 raise NameInUse(name)
-            if source is None or loop is not None:
-                source = self.source(uri, loop)
-                if source is None or not source.shared:
-                    raise SourceUnavailable("Stream not found", f"{uri} is not a shared source")
-            return await self._open_shared(uri, name, source, app_key)
+            return await self._open_shared(uri, name, source)
 
-    async def _open_shared(self, uri: str, name: str, source: MediaSource,
-                           app_key: str) -> Broadcast:
+    async def _open_shared(self, uri: str, name: str, source: MediaSource) -> Broadcast:
         stream = Stream(media_session_id=str(uuid.uuid4()), name=name, published=True,
-                        session_id="", app_key=app_key)
+                        session_id="", app_key="")
         self._check_room()
         leg = await open_leg(source, name, True, self.readings)
-        client = ServerClient(app_key)
+        client = ServerClient()
         try:
             await self.engine.begin_source(client, stream, leg)
         except BaseException:
