@@ -4,12 +4,18 @@ Plugins use ``hookimpl`` to mark hook implementations (see ``hookcast.hookspecs`
 the contract) and the event and result types below.
 """
 
+from hookcast.api.rest import plugin_rest_routes as rest_routes
+from hookcast.api.schema import Field as RestField
+from hookcast.api.schema import Method as RestMethod
+from hookcast.api.schema import RestError
 from hookcast.config.apps import REST_METHODS, Application, Applications, load_applications
 from hookcast.config.home import Home, UnsafePath, inside, media_folder
 from hookcast.config.properties import Rotation
 from hookcast.config.settings import Settings, server_url
 from hookcast.config.watch import FolderWatcher
+from hookcast.engine.hosted import Feed, MediaCore, NotPublished
 from hookcast.engine.media import FileSource, MediaSource, SourceUnavailable, Unavailable
+from hookcast.engine.streams import Info, NameInUse, stream_name_problem
 from hookcast.events import (
     Amend,
     RecordingInfo,
@@ -23,7 +29,9 @@ from hookcast.events import (
 )
 from hookcast.hookspecs import hookimpl
 from hookcast.recording.naming import expand as expand_template
+from hookcast.rtc.compat import request_keyframe
 from hookcast.scripts import ScriptPlugin, ScriptRunner
+from hookcast.signalling.client import ClientStream, WcsClient, WcsError
 from hookcast.untrusted import printable
 from hookcast.version import __version__
 
@@ -32,12 +40,21 @@ __all__ = [
     "Amend",
     "Application",
     "Applications",
+    "ClientStream",
+    "Feed",
     "FileSource",
     "FolderWatcher",
     "Home",
+    "Info",
+    "MediaCore",
     "MediaSource",
+    "NameInUse",
+    "NotPublished",
     "RecordingInfo",
     "Refuse",
+    "RestError",
+    "RestField",
+    "RestMethod",
     "Rotation",
     "ScriptPlugin",
     "ScriptRunner",
@@ -50,6 +67,8 @@ __all__ = [
     "Unavailable",
     "UnsafePath",
     "Verdict",
+    "WcsClient",
+    "WcsError",
     "__version__",
     "expand_template",
     "hookimpl",
@@ -57,6 +76,9 @@ __all__ = [
     "load_applications",
     "media_folder",
     "printable",
+    "request_keyframe",
+    "rest_routes",
     "server_url",
+    "stream_name_problem",
     "thaw",
 ]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hookcast.config.settings import Settings
+    from hookcast.engine.hosted import MediaCore
 
 
 def freeze(value: Any) -> Any:
@@ -40,7 +41,8 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 @dataclass(frozen=True)
 class ServerInfo:
-    """The running server, as plugins see it."""
+    """The running server, as plugins see it. ``media`` is the media core plugins may
+    drive (``hookcast.MediaCore``: publish a source, feed a sink, stop a stream)."""
 
     version: str
     home: Path
@@ -48,6 +50,7 @@ class ServerInfo:
     ws_port: int
     http_port: int
     started_at: float
+    media: MediaCore | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from hookcast.api.schema import Method
 from hookcast.bus import HookBus
 from hookcast.config.apps import Applications
 from hookcast.config.home import Home
@@ -22,3 +23,5 @@ STARTED_AT = web.AppKey("started_at", float)
 ENGINE = web.AppKey("engine", Engine)
 PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
 MEDIA = web.AppKey("media", Catalogue)
+#: REST methods plugins added (hookcast.rest_routes), for the OpenAPI document
+PLUGIN_METHODS: web.AppKey[list[Method]] = web.AppKey("plugin_methods")

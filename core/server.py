@@ -23,7 +23,7 @@ from aiohttp import web
 from hookcast.api.health import core_routes
 from hookcast.api.prometheus import make_registry, prometheus_routes
 from hookcast.api.records import record_routes
-from hookcast.api.rest import rest_middleware, rest_routes
+from hookcast.api.rest import RestHandler, rest_middleware, rest_routes
 from hookcast.bus import HookBus
 from hookcast.config.apps import load_applications
 from hookcast.config.home import Home, media_folder
@@ -38,6 +38,7 @@ from hookcast.keys import (
     HOME,
     LOADER,
     MEDIA,
+    PLUGIN_METHODS,
     PROMETHEUS,
     SETTINGS,
     STARTED_AT,
@@ -76,6 +77,7 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
     app[ENGINE] = Engine(settings, bus, home.records,
                          lambda uri, loop: bus.media_source_for_uri(uri, home, loop))
     app[PROMETHEUS] = make_registry(app[ENGINE], bus)
+    app[PLUGIN_METHODS] = []
     app.middlewares.append(rest_middleware)
     app.add_routes(core_routes())
     app.add_routes(rest_routes())
@@ -115,6 +117,9 @@ def _add_plugin_routes(app: web.Application, bus: HookBus, settings: Settings, h
         except (RuntimeError, ValueError, TypeError) as error:
             raise StartupError(f"plugin {plugin}: cannot add its REST routes: {error}") from error
         taken |= {(r.method, r.path) for r in routes if isinstance(r, web.RouteDef)}
+        app[PLUGIN_METHODS].extend(
+            served.method for r in routes if isinstance(r, web.RouteDef) and r.method == "POST"
+            and isinstance(served := getattr(r.handler, "__self__", None), RestHandler))
 
 
 async def _plugin_reload_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -218,6 +223,7 @@ class Server:
             ws_port=self.ws_port,
             http_port=self.http_port,
             started_at=self.http_app[STARTED_AT],
+            media=self.http_app[ENGINE].media,
         )
         self.info = info
         _warn_if_open(s)

@@ -3,6 +3,7 @@ requests (hookcast.api.schema.METHODS), so the document is what the server does.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from hookcast.api.schema import METHODS, Method
@@ -133,7 +134,7 @@ def _ref(name: str) -> dict[str, Any]:
 
 
 def _ok(method: Method) -> dict[str, Any]:
-    schema = _ref(method.response)
+    schema = dict(method.answer_schema) if method.answer_schema else _ref(method.response)
     return {"description": "OK", "content": {"application/json": {"schema": schema}}}
 
 
@@ -167,7 +168,8 @@ def _operation(method: Method, with_body: bool) -> dict[str, Any]:
     return operation
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(plugin_methods: Iterable[Method] = ()) -> dict[str, Any]:
+    """The document of the core's methods and of those plugins added (hookcast.rest_routes)."""
     paths: dict[str, Any] = {
         "/rest-api/health": {"get": {
             "summary": "Version and uptime, for readiness checks", "operationId": "health",
@@ -175,7 +177,8 @@ def openapi_document() -> dict[str, Any]:
                 "schema": {"type": "object", "required": ["status", "version", "uptime"]}}}}},
         }},
     }
-    for path, method in METHODS.items():
+    for method in (*METHODS.values(), *plugin_methods):
+        path = method.path
         operations = {"post": _operation(method, with_body=True)}
         if method.get:
             operations["get"] = _operation(method, with_body=False)

@@ -8,7 +8,7 @@ and what was expected; an unknown method is a 404 listing the known ones.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +17,7 @@ from hookcast.api import guard, records, vod
 from hookcast.api.openapi import openapi_document
 from hookcast.api.schema import METHODS, Method, RestError
 from hookcast.engine.streams import Info
-from hookcast.keys import BUS, ENGINE, LOADER, SETTINGS
+from hookcast.keys import BUS, ENGINE, LOADER, PLUGIN_METHODS, SETTINGS
 from hookcast.untrusted import MAX_DEPTH, json_depth
 
 App = web.Application
@@ -143,7 +143,40 @@ async def dispatch(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return _json(openapi_document())
+    methods = request.app[PLUGIN_METHODS]
+    return _json(openapi_document(methods))
+
+
+PluginHandler = Callable[[Args], Awaitable[Any]]
+
+
+class RestHandler:
+    """A plugin's REST method served like the core's: the guard, JSON body rules and
+    ``method.parse`` validation before ``handler(args)``; its answer (JSON-able, or a
+    response) is sent as JSON; a RestError becomes a JSON error naming the field."""
+
+    def __init__(self, method: Method, handler: PluginHandler) -> None:
+        self.method = method
+        self.handler = handler
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        args = self.method.parse(await _body(request, self.method))
+        answer = await self.handler(args)
+        return answer if isinstance(answer, web.StreamResponse) else _json(answer)
+
+
+def plugin_rest_routes(methods: Iterable[tuple[Method, PluginHandler]]) -> list[web.RouteDef]:
+    """Routes for ``register_rest_routes``: POST (and GET when ``method.get``) of each
+    method under /rest-api, validated by its table and listed in /rest-api/openapi.json."""
+    routes = []
+    for method, handler in methods:
+        if not method.path.startswith("/rest-api/"):
+            raise ValueError(f"{method.path}: plugin REST methods live under /rest-api/")
+        serve = RestHandler(method, handler).handle
+        routes.append(web.post(method.path, serve))
+        if method.get:
+            routes.append(web.get(method.path, serve, allow_head=False))
+    return routes
 
 
 @web.middleware

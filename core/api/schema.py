@@ -14,6 +14,8 @@ from hookcast.signalling.messages import is_unicode
 
 #: a source URI: a scheme, "://", something
 URI_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://.+")
+#: a WCS server's WebSocket URL
+WS_URI_PATTERN = re.compile(r"^[wW][sS][sS]?://[^/?#\s]+(/[^\s]*)?$")
 
 JSON_TYPES = {bool: "boolean", str: "string", int: "number", float: "number", list: "array",
               dict: "object", type(None): "null"}
@@ -56,6 +58,8 @@ class Field:
             "display": 'array of "metrics"',
             "record_config": 'object {"fileTemplate": string, "rotation": "20" or "20M"}',
             "uri": "a URI such as vod-live://file.mp4",
+            "ws_uri": "a ws:// or wss:// URL such as wss://host:8443/websocket",
+            "object": "object",
         }[self.kind]
 
     def schema(self) -> dict[str, Any]:
@@ -66,6 +70,8 @@ class Field:
             "status": {"type": "string", "enum": [s.value for s in Status]},
             "display": {"type": "array", "items": {"type": "string", "enum": ["metrics"]}},
             "uri": {"type": "string", "pattern": URI_PATTERN.pattern},
+            "ws_uri": {"type": "string", "pattern": WS_URI_PATTERN.pattern},
+            "object": {"type": "object"},
             "record_config": {"type": "object", "additionalProperties": False, "properties": {
                 "fileTemplate": {"type": "string", "minLength": 1},
                 "rotation": {"type": "string", "pattern": "^[0-9]*[1-9][0-9]*[mM]?$"}}},
@@ -82,6 +88,8 @@ class Field:
             "status": isinstance(value, str) and value in Status.__members__,
             "display": isinstance(value, list) and all(v == "metrics" for v in value),
             "uri": isinstance(value, str) and URI_PATTERN.search(value) is not None,
+            "ws_uri": isinstance(value, str) and WS_URI_PATTERN.search(value) is not None,
+            "object": isinstance(value, Mapping),
         }[self.kind]
         if ok and isinstance(value, str) and not is_unicode(value):
             raise RestError(400, f"{self.wire}: must be valid Unicode (it holds a lone "
@@ -159,6 +167,8 @@ class Method:
     get: bool = False
     #: the method changes state: its POST needs a JSON body (``{}`` at least)
     changes_state: bool = False
+    #: the answer's JSON schema itself, for a plugin's method (instead of ``response``)
+    answer_schema: Mapping[str, Any] | None = None
 
     @property
     def path(self) -> str:

@@ -16,7 +16,7 @@ from hookcast.api.schema import Method, RestError
 from hookcast.engine.engine import Engine
 from hookcast.engine.media import FILE_NOT_FOUND, SourceUnavailable
 from hookcast.engine.sources import TOO_MANY
-from hookcast.engine.streams import Info, NameInUse, Status, Stream
+from hookcast.engine.streams import Info, NameInUse, Status, Stream, stream_name_problem
 from hookcast.keys import ENGINE, MEDIA
 
 App = web.Application
@@ -29,21 +29,9 @@ def _entry(stream: Stream, uri: str, loop: bool) -> dict[str, Any]:
             "hasVideo": stream.has_video, "record": stream.record, "loop": loop}
 
 
-def local_name_problem(name: str, longest: int) -> str | None:
-    """What keeps ``name`` from being a published stream's name here, or None."""
-    if "\x00" in name:
-        return "must not contain a NUL character"
-    if len(name) > longest:
-        return f"{len(name)} characters exceeds the limit of {longest} (max_stream_name_length)"
-    if "://" in name:
-        return "must not hold :// (players would take it for a source URI)"
-    if not name.strip():
-        return "must not be blank"
-    return None
-
-
 def _entries(engine: Engine) -> list[dict[str, Any]]:
-    found = [_entry(s.stream, s.uri, s.loop) for s in engine.sources.shared.values()]
+    found = [_entry(s.stream, s.uri, s.loop) for s in engine.sources.shared.values()
+             if not s.hosted]
     for media_session_id, uri in engine.sources.personal.items():
         player = engine.registry.get(media_session_id)
         if player is not None:
@@ -56,7 +44,7 @@ async def vod_startup(app: App, method: Method, args: Args) -> web.Response:
     uri = args["uri"]
     name = args.get("local_stream_name") or uri
     if name != uri:
-        problem = local_name_problem(name, engine.settings.max_stream_name_length)
+        problem = stream_name_problem(name, engine.settings.max_stream_name_length)
         if problem:
             raise RestError(400, f"localStreamName: {problem}", "localStreamName")
     source = engine.sources.source(uri, args.get("loop"))
@@ -96,7 +84,7 @@ async def vod_terminate(app: App, method: Method, args: Args) -> web.Response:
     engine: Engine = app[ENGINE]
     name, uri = args["local_stream_name"], args.get("uri")
     chosen = [s for s in engine.sources.shared.values()
-              if s.stream.name == name and (not uri or s.uri == uri)]
+              if s.stream.name == name and (not uri or s.uri == uri) and not s.hosted]
     if not chosen:
         raise RestError(404, method.not_found or "Not found")
     for shared in chosen:

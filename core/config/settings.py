@@ -265,6 +265,35 @@ class Settings:
         "(hookcast)",
     )
 
+    pull_retry_attempts: int = prop(
+        "pull_retry_attempts", 10, Integer(minimum=0, unit="attempts"),
+        "Reconnections a pull or push tries after its remote fails or drops, before it "
+        "gives up (FAILED); 0: none (hookcast)",
+    )
+    pull_retry_initial_delay: float = prop(
+        "pull_retry_initial_delay", 1.0, Seconds(minimum=0.1),
+        "Wait before the first reconnection; it doubles with each failed one (hookcast)",
+    )
+    pull_retry_max_delay: float = prop(
+        "pull_retry_max_delay", 30.0, Seconds(minimum=0.1),
+        "Longest wait between two reconnections (hookcast)",
+    )
+    pull_connect_timeout: float = prop(
+        "pull_connect_timeout", 15.0, Seconds(minimum=1),
+        "Seconds a pull or push gets to connect to its remote, be accepted and have its "
+        "media flowing; longer is a failed attempt (hookcast)",
+    )
+    pull_tls_ca_file: str = prop(
+        "pull_tls_ca_file", "", Text(),
+        "PEM file of extra certificate authorities trusted for wss:// pulls and pushes "
+        "(beside the system's), relative to the home or absolute (hookcast)",
+    )
+    pull_max: int = prop(
+        "pull_max", 100, Integer(minimum=1, unit="pulls and pushes"),
+        "Pulls and pushes at once (ended ones listed by /pull/find_all count too, until "
+        "terminated); beyond it REST answers 503 (hookcast)",
+    )
+
     @classmethod
     def defaults(cls) -> Settings:
         return cls()

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from aiortc import RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection
 
 from hookcast.bus import HookBus
 from hookcast.config.settings import Settings
 from hookcast.engine.admission import Client, amend, describe, setup_failure
 from hookcast.engine.broadcast import Broadcast
+from hookcast.engine.hosted import MediaCore
 from hookcast.engine.keepalive import KeepAlive
 from hookcast.engine.media import SourceUnavailable
 from hookcast.engine.metrics import Meters, stream_metrics
@@ -85,6 +86,7 @@ class Engine:
         self.meters = Meters(self._legs)
         self.recordings = Recordings(settings, bus, records)
         self.sources = Sources(self, resolve, settings.vod_live_idle_timeout)
+        self.media = MediaCore(self)
         self._closing = False
         self.keep_alive: KeepAlive | None = None
         if settings.keep_alive_streaming_sessions_enabled:
@@ -184,6 +186,8 @@ class Engine:
         try:
             leg, answer = await open_player(offer_sdp, self._config, source.tracks,
                                             source.codecs)
+            pc = leg.pc
+            assert pc is not None  # a WebRTC player's leg
         except Exception as error:
             if own is not None:
                 await own.close()
@@ -199,16 +203,28 @@ class Engine:
             broadcast.players[stream.media_session_id] = stream
         describe(stream, leg.codecs)
         if own is not None:  # its own reading: from the start, once it can receive
-            self._watch(stream, leg.pc, Status.PLAYING, connected=lambda: start_leg(own))
+            self._watch(stream, pc, Status.PLAYING, connected=lambda: start_leg(own))
             self.spawn(self.sources.until_personal_end(stream, own))
         else:
-            self._watch(stream, leg.pc, Status.PLAYING)
+            self._watch(stream, pc, Status.PLAYING)
         await self._answer(client, stream, answer)
 
     async def begin_source(self, client: Client, stream: Stream, leg: PublisherLeg) -> None:
         """Register a stream the server runs itself (a shared source). Raises NameInUse."""
         self.registry.add(stream)
         self._live[stream.media_session_id] = _Live(client, leg=leg)
+
+    async def begin_sink(self, client: Client, stream: Stream, leg: PlayerLeg,
+                         broadcast: Broadcast) -> None:
+        """Register a player the server runs itself (a push), PLAYING at once."""
+        self.registry.add(stream)
+        self._live[stream.media_session_id] = _Live(client, leg=leg)
+        broadcast.players[stream.media_session_id] = stream
+        await self._set_status(stream, Status.PLAYING)
+
+    @property
+    def rtc_configuration(self) -> RTCConfiguration:
+        return self._config
 
     async def source_running(self, stream: Stream) -> None:
         await self._set_status(stream, Status.PUBLISHING)

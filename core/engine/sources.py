@@ -57,11 +57,13 @@ def ended_because(leg: PublisherLeg) -> str:
 
 
 class ServerClient:
-    """The client of a stream the server runs itself (a shared source): nobody to tell."""
+    """The client of a stream the server runs itself (a shared source, a push): nobody
+    to tell. ``remote`` is what plugins see as its address ("server", or the URI of the
+    server a pulled stream comes from or a push goes to)."""
 
-    def __init__(self) -> None:
+    def __init__(self, remote: str = "server") -> None:
         self._info = SessionInfo(session_id="", app_key="", status="ESTABLISHED",
-                                 remote="server")
+                                 remote=remote)
 
     @property
     def info(self) -> SessionInfo:
@@ -77,11 +79,14 @@ class ServerClient:
 
 @dataclass
 class Shared:
-    """A running shared source: its stream, URI, loop flag and since when it is idle."""
+    """A running shared source: its stream, URI, loop flag and since when it is idle.
+    ``hosted``: started through hookcast.engine.hosted (a pulled stream): not a VOD
+    reading, never stopped for being idle."""
 
     stream: Stream
     uri: str
     loop: bool
+    hosted: bool = False
     idle_since: float | None = field(default_factory=time.monotonic)
 
 
@@ -123,8 +128,12 @@ async def open_leg(source: MediaSource, name: str, keep_gop: bool,
             mime = getattr(track, "mime", "")
             if track.kind not in ("audio", "video") or not mime or track.kind in leg.tracks:
                 raise SourceUnavailable("File has wrong format", f"track {track.kind} {mime}")
-            leg.tracks[track.kind] = PublishedTrack(track, name=f"{name}/{track.kind}",
-                                                    keep_gop=keep_gop)
+            # a source that can make keyframes (a pulled stream) is asked for them; one that
+            # cannot (a file) keeps its group of pictures for joiners when ``keep_gop``
+            send_pli = getattr(track, "request_keyframe", None)
+            leg.tracks[track.kind] = PublishedTrack(
+                track, name=f"{name}/{track.kind}", send_pli=send_pli,
+                keep_gop=keep_gop and send_pli is None)
             leg.codecs[track.kind] = mime
     except BaseException:
         await leg.close()
@@ -189,10 +198,11 @@ class Sources:
         return None, await open_leg(source, player.name, False, self.readings)
 
     async def start_shared(self, uri: str, name: str, source: MediaSource,
-                           join: bool = True) -> Broadcast:
+                           join: bool = True, hosted: bool = False) -> Broadcast:
         """The broadcast of the shared ``source`` named ``name``: the running one (when
         ``join``), else a new one. Raises SourceUnavailable, or NameInUse when ``name``
-        is in use (by another stream, or by this source when not ``join``)."""
+        is in use (by another stream, or by this source when not ``join``). ``hosted``:
+        a source a plugin runs (see Shared), not counted in vod_max_readings."""
         lock = self._starting.setdefault(name, asyncio.Lock())
         async with lock:
             running = self.engine.broadcasts.get(name)
@@ -200,14 +210,16 @@ class Sources:
                 if join and name in self.shared:
                     return running
                 raise NameInUse(name)
-            return await self._open_shared(uri, name, source)
+            return await self._open_shared(uri, name, source, hosted)
 
-    async def _open_shared(self, uri: str, name: str, source: MediaSource) -> Broadcast:
+    async def _open_shared(self, uri: str, name: str, source: MediaSource,
+                           hosted: bool) -> Broadcast:
         stream = Stream(media_session_id=str(uuid.uuid4()), name=name, published=True,
                         session_id="", app_key="")
-        self._check_room()
-        leg = await open_leg(source, name, True, self.readings)
-        client = ServerClient()
+        if not hosted:
+            self._check_room()
+        leg = await open_leg(source, name, True, None if hosted else self.readings)
+        client = ServerClient(uri if hosted else "server")
         try:
             await self.engine.begin_source(client, stream, leg)
         except BaseException:
@@ -216,7 +228,7 @@ class Sources:
         describe(stream, leg.codecs)
         broadcast = Broadcast(stream, leg)
         self.engine.broadcasts[name] = broadcast
-        self.shared[name] = Shared(stream, uri, bool(getattr(source, "loop", False)))
+        self.shared[name] = Shared(stream, uri, bool(getattr(source, "loop", False)), hosted)
         start_leg(leg)
         await self.engine.source_running(stream)
         self.engine.spawn(self._until_end(stream, leg))
@@ -252,6 +264,8 @@ class Sources:
             await asyncio.sleep(IDLE_CHECK)
             now = time.monotonic()
             for name, shared in list(self.shared.items()):
+                if shared.hosted:
+                    continue
                 broadcast = self.engine.broadcasts.get(name)
                 busy = broadcast is not None and (
                     broadcast.players

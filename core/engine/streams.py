@@ -193,3 +193,17 @@ class StreamRegistry:
 
 def _matches(stream: Stream, filters: Mapping[str, Any]) -> bool:
     return all(getattr(stream, key) == value for key, value in filters.items())
+
+
+def stream_name_problem(name: str, longest: int) -> str | None:
+    """What keeps ``name`` from being the name a server gives a stream it publishes
+    itself (a VOD reading, a pulled stream), or None."""
+    if "\x00" in name:
+        return "must not contain a NUL character"
+    if len(name) > longest:
+        return f"{len(name)} characters exceeds the limit of {longest} (max_stream_name_length)"
+    if "://" in name:
+        return "must not hold :// (players would take it for a source URI)"
+    if not name.strip():
+        return "must not be blank"
+    return None

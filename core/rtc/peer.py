@@ -136,21 +136,27 @@ class PlayerLeg:
 
     ``nacks`` counts, per kind, packets the player asked the server to resend. ``own``
     is a source leg of this player alone (a personal ``vod://`` reading), closed with it.
+    A sink the server runs itself (a push to another server) has no ``pc`` of its own
+    here: its ``sink`` is closed with the leg.
     """
 
-    pc: RTCPeerConnection
+    pc: RTCPeerConnection | None
     subscribers: list[SubscriberTrack] = field(default_factory=list)
     codecs: dict[str, str] = field(default_factory=dict)
     payload_types: dict[str, int] = field(default_factory=dict)
     nacks: Counter[str] = field(default_factory=Counter)
     own: PublisherLeg | None = None
+    sink: Closable | None = None
 
     async def close(self) -> None:
         for subscriber in self.subscribers:
             subscriber.stop()
-        await self.pc.close()
+        if self.pc is not None:
+            await self.pc.close()
         if self.own is not None:
             await self.own.close()
+        if self.sink is not None:
+            await self.sink.close()
 
 
 def _counting(counter: Counter[str], kind: str) -> Callable[[int], None]:
@@ -211,7 +217,8 @@ async def open_player(
 ) -> tuple[PlayerLeg, str]:
     """Answer a player with the publisher's tracks, each forced to the publisher's codec."""
     offered = parse_offer(offer_sdp)
-    leg = PlayerLeg(RTCPeerConnection(config))
+    pc = RTCPeerConnection(config)
+    leg = PlayerLeg(pc)
     try:
         for media in offered:
             published = tracks.get(media.kind)
@@ -223,12 +230,12 @@ async def open_player(
                                      f"{', '.join(media.mimes) or 'nothing'}")
             subscriber = published.subscribe()
             leg.subscribers.append(subscriber)
-            transceiver = leg.pc.addTransceiver(subscriber, direction="sendonly")
+            transceiver = pc.addTransceiver(subscriber, direction="sendonly")
             force_codec(transceiver, mime)
             on_keyframe_request(transceiver.sender, subscriber.request_keyframe)
             on_retransmit(transceiver.sender, partial(_counting(leg.nacks, media.kind), 1))
             leg.codecs[media.kind] = mime
-        answer = await _answer(leg.pc, offer_sdp)
+        answer = await _answer(pc, offer_sdp)
         leg.payload_types = payload_types(answer)
     except BaseException:
         with contextlib.suppress(Exception):

@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import SessionDescription
 
-from hookcast.rtc.compat import force_codec
+from hookcast.rtc.compat import force_codec, on_keyframe_request
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class ClientStream:
     last: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     tracks: list[MediaStreamTrack] = field(default_factory=list)
+    #: the negotiated codec (MIME type) of each kind, from the server's answer
+    codecs: dict[str, str] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _answer: asyncio.Future[str] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -71,13 +75,36 @@ class ClientStream:
 
         return await asyncio.wait_for(reached(), timeout)
 
+    async def wait_end(self) -> dict[str, Any]:
+        """Wait (without limit) until the stream has ended: UNPUBLISHED, STOPPED, FAILED."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.status in FINAL)
+            return self.last
+
+    def receivers(self) -> dict[str, RTCRtpReceiver]:
+        """A player's receiver of each kind (keyframe requests go through them)."""
+        return {t.kind: t.receiver for t in self.pc.getTransceivers()}
+
+
+def answered_codecs(answer_sdp: str) -> dict[str, str]:
+    """The codec the server chose for each kind, as a MIME type (``video/H264``)."""
+    description = SessionDescription.parse(answer_sdp)
+    return {m.kind: m.rtp.codecs[0].mimeType for m in description.media
+            if m.rtp.codecs and m.direction != "inactive"}
+
 
 class WcsClient:
     """One WebSocket session with a WCS-compatible server."""
 
-    def __init__(self, url: str, *, rtc: RTCConfiguration | None = None) -> None:
+    def __init__(self, url: str, *, rtc: RTCConfiguration | None = None,
+                 ssl_context: ssl.SSLContext | bool = True, timeout: float = 20.0) -> None:
+        """``ssl_context``: for wss://, True verifies the server's certificate against the
+        system's authorities, False does not verify, or a context of your own.
+        ``timeout``: seconds to connect and to hear the server accept."""
         self.url = url
         self.rtc = rtc or RTCConfiguration(iceServers=[])
+        self.ssl_context = ssl_context
+        self.timeout = timeout
         self.user_data: dict[str, Any] = {}
         self.fails: list[dict[str, Any]] = []
         self.streams: dict[str, ClientStream] = {}
@@ -93,13 +120,21 @@ class WcsClient:
     async def connect(self, app_key: str = "defaultApp", **fields: Any) -> dict[str, Any]:
         """Open the session; returns the server's getUserData, raises WcsError if refused."""
         self._http = aiohttp.ClientSession()
-        self._ws = await self._http.ws_connect(self.url, max_msg_size=0)
+        self._ws = await asyncio.wait_for(
+            self._http.ws_connect(self.url, max_msg_size=0, ssl=self.ssl_context),
+            self.timeout)
         self._established = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(), name=f"wcs client {self.url}")
         await self.send("connection", {"appKey": app_key, "mediaProviders": ["WebRTC"],
                                        "clientVersion": "2.0", **fields})
-        self.user_data = await asyncio.wait_for(asyncio.shield(self._established), 20)
+        self.user_data = await asyncio.wait_for(asyncio.shield(self._established),
+                                                self.timeout)
         return self.user_data
+
+    @property
+    def connected(self) -> bool:
+        """False once the WebSocket has closed."""
+        return self._reader is not None and not self._reader.done()
 
     async def send(self, message: str, payload: Any) -> None:
         assert self._ws is not None, "connect() first"
@@ -112,14 +147,23 @@ class WcsClient:
 
     async def publish(
         self, name: str, tracks: Iterable[MediaStreamTrack], *, video_codec: str = "VP8",
+        codecs: Mapping[str, str] | None = None,
+        keyframe_requests: Mapping[str, Callable[[], None]] | None = None,
         **fields: Any,
     ) -> ClientStream:
-        """Publish ``tracks`` as ``name``; returns once the answer is applied."""
+        """Publish ``tracks`` as ``name``; returns once the answer is applied.
+
+        ``codecs`` forces a MIME type per kind (default: ``video/<video_codec>``,
+        ``audio/opus``); ``keyframe_requests[kind]()`` is called when the server asks
+        for a keyframe of that kind (a relay passes the request on to its source)."""
         pc = RTCPeerConnection(self.rtc)
         for track in tracks:
             transceiver = pc.addTransceiver(track, direction="sendonly")
-            mime = f"video/{video_codec}" if track.kind == "video" else "audio/opus"
-            force_codec(transceiver, mime)
+            default = f"video/{video_codec}" if track.kind == "video" else "audio/opus"
+            force_codec(transceiver, (codecs or {}).get(track.kind, default))
+            callback = (keyframe_requests or {}).get(track.kind)
+            if callback is not None:
+                on_keyframe_request(transceiver.sender, callback)
         return await self._start("publishStream", name, pc, published=True, **fields)
 
     async def play(self, name: str, *, kinds: Sequence[str] = ("audio", "video"),
@@ -135,6 +179,12 @@ class WcsClient:
         stream = ClientStream(str(uuid.uuid1()), name, published, pc)
         self.streams[stream.media_session_id] = stream
         pc.on("track", stream.tracks.append)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState == "failed" and stream.status not in FINAL:
+                await stream._status({"status": "FAILED", "info": "ICE failed"})
+
         await pc.setLocalDescription(await pc.createOffer())
         await self.send(api, {
             "mediaSessionId": stream.media_session_id, "name": name, "published": published,
@@ -146,7 +196,9 @@ class WcsClient:
         done, _ = await asyncio.wait(waiting, timeout=30, return_when=asyncio.FIRST_COMPLETED)
         ended.cancel()
         if stream._answer in done:
-            await pc.setRemoteDescription(RTCSessionDescription(stream._answer.result(), "answer"))
+            answer = stream._answer.result()
+            stream.codecs = answered_codecs(answer)
+            await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
         return stream
 
     async def stop(self, stream: ClientStream) -> None:

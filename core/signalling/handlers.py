@@ -39,6 +39,8 @@ async def on_connection(session: SignallingSession, payload: Any) -> None:
     user_data = {
         **fields, **amended, "appKey": session.app_key, "sessionId": session.session_id,
         "authToken": fields.get("authToken") or session.session_id,
+        # which server this is (hookcast only, the SDK ignores it): pulls detect loops by it
+        "hookcastServerId": session.engine.media.server_id,
     }
     await session.send("getUserData", user_data)
     await session.bus.after_session_connect(session.info)

@@ -1,0 +1,126 @@
+"""What plugins may do with the media core: run a source under a stream name, feed a
+published stream to a sink of their own, stop streams, name this server.
+
+Plugins get it as ``ServerInfo.media`` (``hookcast.MediaCore``). The built-in ``pull``
+plugin is made of it: a stream pulled from another server is a ``MediaSource``
+published here (``publish``); a push is a player of a local stream that the server runs
+itself (``play``), whose subscriber tracks it sends on. Both are ordinary streams: they
+are listed by ``/stream/find_all``, recorded, kept alive and stopped like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING
+
+from aiortc import RTCConfiguration
+
+from hookcast.engine.admission import describe
+from hookcast.engine.broadcast import Broadcast
+from hookcast.engine.media import MediaSource
+from hookcast.engine.sources import ServerClient
+from hookcast.engine.streams import Info, Stream
+from hookcast.events import StreamInfo
+from hookcast.rtc.peer import PlayerLeg
+from hookcast.rtc.relay import SubscriberTrack
+
+if TYPE_CHECKING:
+    from hookcast.engine.engine import Engine
+
+
+class NotPublished(LookupError):
+    """No stream of that name is published here."""
+
+
+class Feed:
+    """A player the server runs itself: a stream (``published: false``) fed by a local
+    broadcast. ``subscribe()`` hands out the broadcast's tracks (again after a
+    reconnection: the previous ones stop); ``ended`` is set once the stream stopped (its
+    publisher stopped, REST terminated it, or ``MediaCore.stop``)."""
+
+    def __init__(self, stream: Stream, broadcast: Broadcast, leg: PlayerLeg) -> None:
+        self._stream = stream
+        self._broadcast = broadcast
+        self._leg = leg
+        self.ended = asyncio.Event()
+
+    @property
+    def info(self) -> StreamInfo:
+        return self._stream.snapshot()
+
+    @property
+    def codecs(self) -> dict[str, str]:
+        """The MIME type (``video/H264``, ``audio/opus``, ...) of each kind."""
+        return dict(self._broadcast.leg.codecs)
+
+    def subscribe(self) -> dict[str, SubscriberTrack]:
+        """New subscriber tracks by kind ({} once ended); video waits for a keyframe,
+        which is requested."""
+        self.unsubscribe()
+        if self.ended.is_set():
+            return {}
+        tracks = {kind: published.subscribe()
+                  for kind, published in self._broadcast.leg.tracks.items()}
+        self._leg.subscribers.extend(tracks.values())
+        return tracks
+
+    def unsubscribe(self) -> None:
+        """Stop the subscriber tracks handed out (the stream goes on)."""
+        for old in self._leg.subscribers:
+            old.stop()
+        self._leg.subscribers.clear()
+
+    async def close(self) -> None:
+        """Called by the engine as the stream stops (the leg's sink)."""
+        self.ended.set()
+
+
+class MediaCore:
+    """The media core as plugins may use it; see the module docstring."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        #: this server's identity while it runs (a loop of pulls is found by it)
+        self.server_id = uuid.uuid4().hex
+
+    def rtc_configuration(self) -> RTCConfiguration:
+        """The ICE configuration the server's own peer connections use."""
+        return self._engine.rtc_configuration
+
+    def find(self, name: str) -> StreamInfo | None:
+        """The stream published under ``name``, if any."""
+        broadcast = self._engine.broadcasts.get(name)
+        return broadcast.publisher.snapshot() if broadcast is not None else None
+
+    async def publish(self, name: str, source: MediaSource, uri: str) -> StreamInfo:
+        """Publish ``source`` (opened here) as ``name``; it runs until its tracks end or
+        the stream is stopped, then the source is closed. Raises NameInUse (the name is
+        published) or SourceUnavailable."""
+        broadcast = await self._engine.sources.start_shared(uri, name, source, join=False,
+                                                            hosted=True)
+        return broadcast.publisher.snapshot()
+
+    async def play(self, name: str, remote: str) -> Feed:
+        """A player of the stream published as ``name``, run by the server; ``remote`` is
+        where it goes (plugins see it as the session's address). Raises NotPublished."""
+        engine = self._engine
+        broadcast = engine.broadcasts.get(name)
+        if broadcast is None or broadcast.publisher.final:
+            raise NotPublished(name)
+        stream = Stream(media_session_id=str(uuid.uuid4()), name=name, published=False,
+                        session_id="", app_key="")
+        leg = PlayerLeg(None, codecs=dict(broadcast.leg.codecs))
+        feed = Feed(stream, broadcast, leg)
+        leg.sink = feed
+        describe(stream, leg.codecs)
+        await engine.begin_sink(ServerClient(remote), stream, leg, broadcast)
+        return feed
+
+    async def stop(self, media_session_id: str, info: str = Info.REST_TERMINATE) -> None:
+        """Stop a stream the normal way (a publisher UNPUBLISHED and its players
+        STOPPED, a player STOPPED) with ``info``; nothing if it is gone."""
+        stream = self._engine.registry.get(media_session_id)
+        if stream is not None:
+            await self._engine.end(stream, info)
+

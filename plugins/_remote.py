@@ -1,0 +1,474 @@
+"""Pulls and pushes: a stream carried over one WCS-protocol connection to another server,
+as encoded frames, reconnected with backoff when it drops.
+
+A **pull** plays ``remoteStreamName`` on the remote server and publishes what arrives
+here as ``localStreamName``: a ``MediaSource`` whose tracks are ``PulledTrack``s. They
+hand on the remote connection's encoded frames (``av.Packet``, as a publisher's leg
+taps them) and pass keyframe requests back to it; a reconnection swaps the connection
+under them, so the local stream and its players stay while the pull retries.
+
+A **push** is a player of a local stream run by the server (``MediaCore.play``) whose
+subscriber tracks are published on the remote server as ``remoteStreamName``, each
+forced to the local codec; the remote's keyframe requests reach the local publisher.
+
+Status of a link (``/pull/find_all``): ``NEW`` → ``CONNECTING`` → ``ACTIVE``; a drop or
+a failed attempt → ``RETRYING`` (waits, then ``CONNECTING`` again); the end is
+``FINISHED`` (the stream ended normally: the remote publisher stopped, the local stream
+stopped, REST terminate) or ``FAILED`` (gave up; ``error`` says why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiortc import RTCRtpReceiver
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from hookcast import (
+    ClientStream,
+    Feed,
+    Info,
+    MediaCore,
+    NameInUse,
+    Settings,
+    SourceUnavailable,
+    WcsClient,
+    WcsError,
+    printable,
+    request_keyframe,
+)
+
+log = logging.getLogger(__name__)
+
+NEW, CONNECTING, ACTIVE, RETRYING, FAILED, FINISHED = (
+    "NEW", "CONNECTING", "ACTIVE", "RETRYING", "FAILED", "FINISHED")
+ENDED = (FAILED, FINISHED)
+#: the key of ``custom`` carrying the streams a request feeds, ``"<serverId>/<name>"``
+HOPS = "hookcastHops"
+MAX_HOPS = 32
+LOOP = "Loop detected"
+#: seconds a step of closing a connection may take
+CLOSE_TIMEOUT = 5.0
+
+
+class GiveUp(Exception):
+    """Retrying cannot help: the link fails with this message."""
+
+
+class Finished(Exception):
+    """The stream ended normally: the link finishes with this message."""
+
+
+def failed_because(stream: ClientStream) -> str:
+    return f"remote {stream.status}: {printable(stream.info) or 'no info'}"
+
+
+class PulledTrack(MediaStreamTrack):
+    """One kind of a pulled stream; reads the current remote connection's track.
+
+    ``attach`` swaps in a new connection's track (the timestamps go on from where they
+    were, plus the time the link was down); ``end`` ends it for good. ``mime`` is the
+    codec; ``request_keyframe`` sends a PLI to the remote.
+    """
+
+    def __init__(self, kind: str, mime: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.mime = mime
+        self._inner: MediaStreamTrack | None = None
+        self._receiver: RTCRtpReceiver | None = None
+        self._changed = asyncio.Event()
+        self._ended = False
+        self._rebase = False
+        self._offset = 0
+        self._last_pts: int | None = None
+        self._last_at = 0.0
+
+    def attach(self, track: MediaStreamTrack, receiver: RTCRtpReceiver) -> None:
+        self._inner, self._receiver = track, receiver
+        self._rebase = True
+        self._changed.set()
+
+    def end(self) -> None:
+        self._ended = True
+        self._changed.set()
+
+    async def request_keyframe(self) -> None:
+        if self._receiver is not None:
+            await request_keyframe(self._receiver)
+
+    async def recv(self) -> Any:
+        while True:
+            if self._ended:
+                raise MediaStreamError
+            inner = self._inner
+            if inner is None:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            try:
+                packet = await inner.recv()
+            except MediaStreamError:  # that connection ended: wait for the next one
+                if self._inner is inner:
+                    self._inner = None
+                continue
+            pts = packet.pts or 0
+            if self._rebase:
+                self._rebase = False
+                self._offset = 0
+                if self._last_pts is not None:
+                    gap = int((time.monotonic() - self._last_at) / packet.time_base)
+                    self._offset = self._last_pts + max(gap, 1) - pts
+            if self._offset:
+                pts += self._offset
+                packet.pts = packet.dts = pts
+            self._last_pts, self._last_at = pts, time.monotonic()
+            return packet
+
+
+class PulledSource:
+    """The MediaSource of a pull (shared: every local player joins it)."""
+
+    shared = True
+
+    def __init__(self, uri: str, tracks: Sequence[PulledTrack]) -> None:
+        self.uri = uri
+        self.tracks = list(tracks)
+        self.closed = asyncio.Event()
+        self.failure = ""
+
+    async def open(self) -> Sequence[MediaStreamTrack]:
+        return self.tracks
+
+    def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        """The local stream stopped (the pull ends, or someone stopped the stream)."""
+        for track in self.tracks:
+            track.end()
+        self.closed.set()
+
+
+@dataclass
+class Options:
+    """What the REST request may add: the remote application, fields for its
+    ``custom``; ``tls``: for wss://, True (the system's authorities), a context of
+    trusted authorities, or False (no verification)."""
+
+    app_key: str = "defaultApp"
+    custom: dict[str, Any] = field(default_factory=dict)
+    tls: ssl.SSLContext | bool = True
+
+
+class Link:
+    """A pull or a push: its entry for find_all and the task that runs it."""
+
+    direction = ""
+
+    def __init__(self, media: MediaCore, settings: Settings, uri: str, local_name: str,
+                 remote_name: str, options: Options,
+                 count: Callable[[str, str], None] = lambda direction, outcome: None) -> None:
+        self.media = media
+        self.settings = settings
+        self.uri = uri
+        self.local_name = local_name
+        self.remote_name = remote_name
+        self.options = options
+        self.count = count
+        self.status = NEW
+        self.error = ""
+        self.retries = 0
+        self.local_media_session_id: str | None = None
+        self.remote_media_session_id: str | None = None
+        self.remote_server_id = ""
+        self.created = time.time()
+        self.ended_at: float | None = None
+        #: the streams that wanted this one while it was not there yet (loop detection)
+        self.wanted_by: dict[str, None] = {}
+        self._stop = asyncio.Event()
+        self._stop_info = Info.REST_TERMINATE
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
+
+    @property
+    def upstream(self) -> str:
+        """The stream this link reads, ``<serverId>/<name>`` (pulls only)."""
+        return ""
+
+    def entry(self) -> dict[str, Any]:
+        return {
+            "localMediaSessionId": self.local_media_session_id,
+            "remoteMediaSessionId": self.remote_media_session_id,
+            "localStreamName": self.local_name, "remoteStreamName": self.remote_name,
+            "uri": self.uri, "status": self.status, "direction": self.direction,
+            "error": self.error, "retries": self.retries,
+            "createDate": int(self.created * 1000),
+        }
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"{self.direction} {self.uri}")
+
+    async def first_outcome(self, timeout: float) -> None:  # noqa: ASYNC109
+        """Wait until the first attempt succeeded or failed (or ``timeout``)."""
+        async def settled() -> None:
+            while self.status in (NEW, CONNECTING):
+                self._changed.clear()
+                await self._changed.wait()
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(settled(), timeout)
+
+    async def terminate(self, info: str = Info.REST_TERMINATE) -> None:
+        """Stop it (its local stream too, for a pull) and wait, at most 2 close timeouts."""
+        self._stop_info = info
+        self._stop.set()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=2 * CLOSE_TIMEOUT + 1)
+            if not done:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+
+    def _set(self, status: str, error: str | None = None) -> None:
+        self.status = status
+        if error is not None:
+            self.error = error
+        if status in ENDED:
+            self.ended_at = time.time()
+        self._changed.set()
+
+    def hops(self) -> list[str]:
+        """What a request of this link carries: the stream it feeds, and those that
+        wanted it."""
+        own = f"{self.media.server_id}/{self.local_name}"
+        return [own, *list(self.wanted_by)[: MAX_HOPS - 1]]
+
+    def _client(self) -> WcsClient:
+        return WcsClient(self.uri, rtc=self.media.rtc_configuration(),
+                         ssl_context=self.options.tls,
+                         timeout=self.settings.pull_connect_timeout)
+
+    async def _connect(self, client: WcsClient) -> None:
+        custom = {**self.options.custom, HOPS: self.hops()}
+        user = await client.connect(self.options.app_key, custom=custom)
+        self.remote_server_id = str(user.get("hookcastServerId") or "")
+
+    async def _run(self) -> None:
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                self._set(CONNECTING)
+                try:
+                    await self._attempt()
+                except (Finished, GiveUp) as outcome:
+                    self.count(self.direction, "finished" if isinstance(outcome, Finished)
+                               else "failed")
+                    return self._set(FINISHED if isinstance(outcome, Finished) else FAILED,
+                                     str(outcome))
+                except (WcsError, OSError, TimeoutError, aiohttp.ClientError,
+                        SourceUnavailable) as error:
+                    self.error = describe(error)
+                    self.count(self.direction, "dropped" if self.status == ACTIVE
+                               else "refused")
+                    if self.status == ACTIVE:
+                        failures = 0  # it worked: the retries begin anew
+                if self._stop.is_set():
+                    break
+                failures += 1
+                if failures > self.settings.pull_retry_attempts:
+                    self.count(self.direction, "failed")
+                    return self._set(FAILED, f"gave up after {failures} failed attempts: "
+                                             f"{self.error}")
+                self._set(RETRYING)
+                self.retries += 1
+                delay = min(self.settings.pull_retry_initial_delay * 2 ** (failures - 1),
+                            self.settings.pull_retry_max_delay)
+                log.info("%s %s: %s; again in %.1f s", self.direction, self.uri,
+                         self.error, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+            self._set(FINISHED, self._stop_info)
+        except Exception as error:  # a bug: the link fails, visibly
+            log.exception("%s %s failed", self.direction, self.uri)
+            self._set(FAILED, f"internal error: {type(error).__name__}")
+        finally:
+            await self._release()
+
+    async def _attempt(self) -> None:
+        raise NotImplementedError
+
+    async def _release(self) -> None:
+        """Give back what the link holds locally (its local stream)."""
+
+    async def _until(self, stream: ClientStream, *local: asyncio.Event) -> None:
+        """Return when the remote stream ended or one of ``local`` (or the stop) is set."""
+        waits = [asyncio.ensure_future(stream.wait_end()),
+                 *(asyncio.ensure_future(e.wait()) for e in (self._stop, *local))]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+
+
+def describe(error: BaseException) -> str:
+    """A short, printable account of a failed attempt."""
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, ssl.SSLError | aiohttp.ClientSSLError):
+        return f"TLS: {printable(str(error))[:200]}"
+    text = printable(str(error))[:300]
+    return f"{type(error).__name__}: {text}" if not isinstance(error, WcsError) else text
+
+
+async def closed(client: WcsClient) -> None:
+    """Close a connection within CLOSE_TIMEOUT."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.close(), CLOSE_TIMEOUT)
+
+
+async def bounded(step: Awaitable[Any]) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(step, CLOSE_TIMEOUT)
+
+
+class Pull(Link):
+    """Plays the remote stream and publishes it here (see the module docstring)."""
+
+    direction = "pull"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.source: PulledSource | None = None
+
+    @property
+    def upstream(self) -> str:
+        return f"{self.remote_server_id}/{self.remote_name}" if self.remote_server_id else ""
+
+    async def _attempt(self) -> None:
+        client = self._client()
+        try:
+            await self._connect(client)
+            remote = await asyncio.wait_for(
+                client.play(self.remote_name, custom={**self.options.custom, HOPS: self.hops()}),
+                self.settings.pull_connect_timeout)
+            try:
+                await remote.wait_status("PLAYING", timeout=self.settings.pull_connect_timeout)
+            except WcsError:
+                if remote.info.startswith(LOOP):
+                    raise GiveUp(f"{LOOP}: {self.uri} plays {self.remote_name!r} from here "
+                                 "(directly or through other servers)") from None
+                raise WcsError(failed_because(remote)) from None
+            self.remote_media_session_id = remote.media_session_id
+            await self._feed(remote)
+            self._set(ACTIVE, "")
+            assert self.source is not None
+            await self._until(remote, self.source.closed)
+            if self.source.closed.is_set():
+                raise Finished("local stream stopped")
+            if self._stop.is_set():
+                return
+            if remote.status == "STOPPED" and remote.info != Info.SHUTDOWN:
+                raise Finished(f"remote stream ended: {printable(remote.info)}")
+            raise WcsError(failed_because(remote))
+        finally:
+            await closed(client)
+
+    async def _feed(self, remote: ClientStream) -> None:
+        """Hand the remote tracks to the local stream (published on the first success)."""
+        kinds = {track.kind: track for track in remote.tracks}
+        codecs = {kind: remote.codecs[kind] for kind in kinds if kind in remote.codecs}
+        if not codecs:
+            raise GiveUp("the remote stream has no audio or video")
+        receivers = remote.receivers()
+        if self.source is None:
+            tracks = [PulledTrack(kind, mime) for kind, mime in codecs.items()]
+            for track in tracks:
+                track.attach(kinds[track.kind], receivers[track.kind])
+            source = PulledSource(self.uri, tracks)
+            try:
+                info = await self.media.publish(self.local_name, source, self.uri)
+            except NameInUse:
+                raise GiveUp(f"localStreamName {self.local_name!r} is in use here") from None
+            self.source = source
+            self.local_media_session_id = info.media_session_id
+            return
+        had = {track.kind: track.mime for track in self.source.tracks}
+        if {k: v.lower() for k, v in had.items()} != {k: v.lower() for k, v in codecs.items()}:
+            raise GiveUp(f"the remote stream changed codecs ({had} then {codecs})")
+        for track in self.source.tracks:
+            track.attach(kinds[track.kind], receivers[track.kind])
+
+    async def _release(self) -> None:
+        if self.local_media_session_id is not None and self.source is not None \
+                and not self.source.closed.is_set():
+            info = self._stop_info if self._stop.is_set() else self.error
+            await bounded(self.media.stop(self.local_media_session_id, info))
+
+
+class Push(Link):
+    """Publishes a local stream on the remote server (see the module docstring)."""
+
+    direction = "push"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.feed: Feed | None = None
+
+    async def open(self) -> None:
+        """Become a player of the local stream. Raises NotPublished."""
+        self.feed = await self.media.play(self.local_name, self.uri)
+        self.local_media_session_id = self.feed.info.media_session_id
+
+    async def _attempt(self) -> None:
+        assert self.feed is not None, "open() first"
+        tracks = self.feed.subscribe()
+        if not tracks:
+            raise Finished("local stream stopped")
+        client = self._client()
+        try:
+            await self._connect(client)
+            remote = await asyncio.wait_for(client.publish(
+                self.remote_name, list(tracks.values()), codecs=self.feed.codecs,
+                keyframe_requests={kind: t.request_keyframe for kind, t in tracks.items()},
+                custom={**self.options.custom, HOPS: self.hops()},
+                hasAudio="audio" in tracks, hasVideo="video" in tracks,
+            ), self.settings.pull_connect_timeout)
+            try:
+                await remote.wait_status("PUBLISHING",
+                                         timeout=self.settings.pull_connect_timeout)
+            except WcsError:
+                if remote.info.startswith(LOOP):
+                    raise GiveUp(f"{LOOP}: {remote.info}") from None
+                raise WcsError(failed_because(remote)) from None
+            self.remote_media_session_id = remote.media_session_id
+            self._set(ACTIVE, "")
+            await self._until(remote, self.feed.ended)
+            if self.feed.ended.is_set() or self._stop.is_set():
+                await bounded(client.stop(remote))
+                if self.feed.ended.is_set():
+                    raise Finished("local stream stopped")
+                return
+            raise WcsError(failed_because(remote))
+        finally:
+            await closed(client)
+
+    async def _release(self) -> None:
+        if self.feed is not None:
+            self.feed.unsubscribe()
+            if not self.feed.ended.is_set() and self.local_media_session_id is not None:
+                info = self._stop_info if self._stop.is_set() else self.error
+                await bounded(self.media.stop(self.local_media_session_id, info))
