@@ -4,6 +4,7 @@ a real WebRTC publisher on one, real players on the other decoding what they get
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +13,6 @@ from typing import Any
 import aiohttp
 import pytest
 import trustme
-from aiortc.mediastreams import AudioStreamTrack
 
 from hookcast.config.home import Home
 from hookcast.keys import ENGINE
@@ -27,6 +27,7 @@ from tests.core.rtc.relay_harness import (
     reading,
     wait_for,
 )
+from tests.served import Served, configure
 
 Start = Callable[..., Any]
 Connect = Callable[..., Any]
@@ -96,7 +97,7 @@ async def test_a_player_on_b_gets_the_publishers_frames_on_a_as_they_are(
 ) -> None:
     a = await start_server(other_home(tmp_path, "a"))
     b = await start_server(other_home(tmp_path, "b"))
-    publisher, camera, microphone = await publish(await connect_client(a), "cam", codec)
+    _, camera, microphone = await publish(await connect_client(a), "cam", codec)
     if direction == "pull":
         status, made = await rest(b, "pull/pull", {"uri": ws(a), "localStreamName": "copy",
                                                    "remoteStreamName": "cam"})
@@ -127,7 +128,7 @@ async def test_a_player_on_b_gets_the_publishers_frames_on_a_as_they_are(
     assert [s["status"] for s in on_a] == ["PLAYING"]
     # a player joining on B makes the original publisher on A send a keyframe
     before = publisher_plis(a, "cam")
-    late, late_sinks = await play(await connect_client(b), "copy")
+    _, late_sinks = await play(await connect_client(b), "copy")
     assert await wait_for(lambda: late_sinks["video"].frames > 0, 5), "a late player waits"
     assert publisher_plis(a, "cam") > before, "the keyframe request reached A's publisher"
     async with aiohttp.ClientSession() as http:
@@ -136,4 +137,191 @@ async def test_a_player_on_b_gets_the_publishers_frames_on_a_as_they_are(
             text = await response.text()
     assert f'hookcast_pulls{{direction="{direction}",status="ACTIVE"}} 1.0' in text
     for sink in (*sinks.values(), *late_sinks.values()):
+        await sink.close()
+
+
+async def test_the_remote_publisher_stopping_stops_the_local_players_the_wcs_way(
+    tmp_path: Path, start_server: Start, connect_client: Connect,
+) -> None:
+    a = await start_server(other_home(tmp_path, "a"))
+    b = await start_server(other_home(tmp_path, "b"))
+    publishing = await connect_client(a)
+    publisher, _, _ = await publish(publishing, "cam")
+    status, _ = await rest(b, "pull/pull", {"uri": ws(a), "localStreamName": "cam"})
+    assert status == 200
+    player, sinks = await play(await connect_client(b), "cam")
+    await publishing.stop(publisher)
+    stopped = await player.wait_status("STOPPED", timeout=10)
+    assert stopped["info"] == "Stopped by publisher stop"
+    ended = await wait_entry(b, "cam", "FINISHED")
+    assert ended["error"] == "remote stream ended: Stopped by publisher stop"
+    assert (await rest(b, "stream/find", {"name": "cam"}))[0] == 404
+    for sink in sinks.values():
+        await sink.close()
+
+
+async def test_a_dead_remote_is_retried_then_given_up_and_its_players_told(
+    tmp_path: Path, start_server: Start, connect_client: Connect,
+) -> None:
+    a_home = other_home(tmp_path, "a")
+    configure(a_home, ip="127.0.0.1")
+    a = Served.start(a_home)
+    try:
+        a.wait_ready()
+        b = await start_server(other_home(tmp_path, "b"), pull_retry_attempts="2",
+                               pull_retry_initial_delay="0.3", pull_connect_timeout="3")
+        publishing = WcsClient(f"ws://127.0.0.1:{a.ws_port}/")
+        try:
+            await publishing.connect()
+            await publish(publishing, "cam")
+            status, made = await rest(b, "pull/pull", {"uri": f"ws://127.0.0.1:{a.ws_port}",
+                                                       "localStreamName": "cam"})
+            assert status == 200 and made["status"] == "ACTIVE", made
+            player, sinks = await play(await connect_client(b), "cam")
+            a.stop(signum=signal.SIGKILL)
+            retrying = await wait_entry(b, "cam", "RETRYING")
+            assert retrying["error"], "why it retries is shown"
+            # while it retries, the local stream stays (its players wait)
+            assert (await rest(b, "stream/find", {"name": "cam", "published": True}))[0] == 200
+            failed = await wait_entry(b, "cam", "FAILED", within=30)
+            assert failed["retries"] == 2 and "gave up after 3 failed attempts" in failed["error"]
+            stopped = await player.wait_status("STOPPED", timeout=10)
+            assert stopped["info"] == "Stopped by publisher stop"
+            assert (await rest(b, "stream/find", {"name": "cam"}))[0] == 404
+            for sink in sinks.values():
+                await sink.close()
+        finally:
+            await publishing.close()
+    finally:
+        a.stop(signum=signal.SIGKILL)
+    # a failed pull stays listed until terminated; terminate forgets it
+    status, gone = await rest(b, "pull/terminate", {"localStreamName": "cam"})
+    assert status == 200 and gone["terminated"][0]["status"] == "FAILED"
+    assert (await rest(b, "pull/find_all"))[0] == 404
+
+
+async def test_terminate_stops_a_pull_and_its_local_stream(
+    tmp_path: Path, start_server: Start, connect_client: Connect,
+) -> None:
+    a = await start_server(other_home(tmp_path, "a"))
+    b = await start_server(other_home(tmp_path, "b"))
+    await publish(await connect_client(a), "cam")
+    assert (await rest(b, "pull/pull", {"uri": ws(a), "localStreamName": "copy",
+                                        "remoteStreamName": "cam"}))[0] == 200
+    player, sinks = await play(await connect_client(b), "copy")
+    assert (await rest(b, "pull/terminate", {"localStreamName": "copy",
+                                             "remoteStreamName": "other"}))[0] == 404
+    status, body = await rest(b, "pull/terminate", {"localStreamName": "copy"})
+    assert status == 200 and body["terminated"][0]["localStreamName"] == "copy"
+    assert (await player.wait_status("STOPPED", timeout=10))["info"] == "Stopped by publisher stop"
+    assert (await rest(b, "pull/find_all"))[0] == 404
+    # A's player of cam (the pull's) is gone too
+    assert await wait_for_status(a, {"name": "cam", "published": False}, 404)
+    for sink in sinks.values():
+        await sink.close()
+
+
+async def wait_for_status(server: Server, body: dict[str, Any], status: int,
+                          within: float = 10) -> bool:
+    deadline = time.monotonic() + within
+    while (await rest(server, "stream/find", body))[0] != status:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+async def test_a_push_stops_when_its_local_stream_stops(
+    tmp_path: Path, start_server: Start, connect_client: Connect,
+) -> None:
+    a = await start_server(other_home(tmp_path, "a"))
+    b = await start_server(other_home(tmp_path, "b"))
+    publishing = await connect_client(a)
+    publisher, _, _ = await publish(publishing, "cam")
+    assert (await rest(a, "pull/push", {"uri": ws(b), "localStreamName": "cam"}))[0] == 200
+    player, sinks = await play(await connect_client(b), "cam")
+    await publishing.stop(publisher)
+    assert (await player.wait_status("STOPPED", timeout=10))["info"] == "Stopped by publisher stop"
+    ended = await wait_entry(a, "cam", "FINISHED")
+    assert ended["error"] == "local stream stopped"
+    assert await wait_for_status(b, {"name": "cam"}, 404)
+    for sink in sinks.values():
+        await sink.close()
+
+
+async def test_refusals_name_what_is_wrong(
+    tmp_path: Path, start_server: Start, connect_client: Connect,
+) -> None:
+    a = await start_server(other_home(tmp_path, "a"))
+    await publish(await connect_client(a), "cam")
+    cases = [
+        ("pull/pull", {"localStreamName": "x"}, 400, "uri"),
+        ("pull/pull", {"uri": "http://127.0.0.1:1/", "localStreamName": "x"}, 400, "uri"),
+        ("pull/pull", {"uri": ws(a)}, 400, "localStreamName"),
+        ("pull/pull", {"uri": ws(a), "localStreamName": "x", "custom": "no"}, 400, "custom"),
+        ("pull/pull", {"uri": ws(a), "localStreamName": "x", "tlsVerify": "no"}, 400,
+         "tlsVerify"),
+        ("pull/pull", {"uri": ws(a), "localStreamName": "a://b"}, 400, "localStreamName"),
+        ("pull/pull", {"uri": ws(a), "localStreamName": "cam"}, 409, "localStreamName"),
+        ("pull/push", {"uri": ws(a), "localStreamName": "nothing"}, 404, "localStreamName"),
+        ("pull/terminate", {}, 400, "localStreamName"),
+    ]
+    for method, body, expected, field in cases:
+        status, answer = await rest(a, method, body)
+        assert (status, answer.get("field")) == (expected, field), (method, body, answer)
+        assert field in answer["message"]
+    assert (await rest(a, "pull/find_all"))[0] == 404
+
+
+async def test_loops_are_refused(
+    tmp_path: Path, start_server: Start, connect_client: Connect,
+) -> None:
+    a = await start_server(other_home(tmp_path, "a"))
+    b = await start_server(other_home(tmp_path, "b"))
+    # a server pulling a stream from itself into that same stream
+    status, refused = await rest(a, "pull/pull", {"uri": ws(a), "localStreamName": "x"})
+    assert status == 409 and "Loop detected" in refused["message"], refused
+    # A pulls B's y as x, B pulls A's x as y: neither has any media; the second is refused
+    status, first = await rest(a, "pull/pull", {"uri": ws(b), "localStreamName": "x",
+                                                "remoteStreamName": "y"})
+    assert status == 200 and first["status"] == "RETRYING", first
+    status, second = await rest(b, "pull/pull", {"uri": ws(a), "localStreamName": "y",
+                                                 "remoteStreamName": "x"})
+    assert status == 409 and "Loop detected" in second["message"], second
+    # a copy of a stream back to where it came from, under another name, is no loop
+    await publish(await connect_client(a), "cam")
+    assert (await rest(b, "pull/pull", {"uri": ws(a), "localStreamName": "cam"}))[0] == 200
+    status, back = await rest(a, "pull/pull", {"uri": ws(b), "localStreamName": "cam2",
+                                               "remoteStreamName": "cam"})
+    assert status == 200 and back["status"] == "ACTIVE", back
+
+
+async def test_wss_with_a_trusted_certificate_and_refusal_of_an_untrusted_one(
+    tmp_path: Path, start_server: Start, connect_client: Connect,
+) -> None:
+    authority = trustme.CA()
+    a_home = other_home(tmp_path, "a")
+    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(a_home.conf / "server.pem"))
+    a = await start_server(a_home, tls_certificate="conf/server.pem",
+                           tls_private_key="conf/server.pem", **{"wss.port": "0",
+                                                                 "https.port": "0"})
+    await publish(await connect_client(a), "cam")
+    uri = f"wss://127.0.0.1:{a.wss_port}/websocket"
+    untrusting = await start_server(other_home(tmp_path, "b"), pull_retry_attempts="0")
+    status, refused = await rest(untrusting, "pull/pull", {"uri": uri, "localStreamName": "cam"})
+    assert status == 200 and refused["status"] == "FAILED", refused
+    assert "certificate" in refused["error"].lower(), refused
+    unverified = await rest(untrusting, "pull/pull", {"uri": uri, "localStreamName": "other",
+                                                      "remoteStreamName": "cam",
+                                                      "tlsVerify": False})
+    assert unverified[0] == 200 and unverified[1]["status"] == "ACTIVE", unverified
+    c_home = other_home(tmp_path, "c")
+    authority.cert_pem.write_to_path(str(c_home.conf / "authority.pem"))
+    trusting = await start_server(c_home, pull_tls_ca_file="conf/authority.pem")
+    status, pulled = await rest(trusting, "pull/pull", {"uri": uri, "localStreamName": "cam"})
+    assert status == 200 and pulled["status"] == "ACTIVE", pulled
+    _, sinks = await play(await connect_client(trusting), "cam")
+    assert await wait_for(lambda: sinks["video"].frames > 10, 10)
+    for sink in sinks.values():
         await sink.close()
