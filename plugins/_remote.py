@@ -57,6 +57,10 @@ MAX_HOPS = 32
 LOOP = "Loop detected"
 #: seconds a step of closing a connection may take
 CLOSE_TIMEOUT = 5.0
+#: seconds a connection must have stayed ACTIVE for its drop to begin the retries anew
+STABLE = 10.0
+#: the longest a link takes to stop (terminate, shutdown)
+STOP_TIMEOUT = 2 * CLOSE_TIMEOUT + 1
 
 
 class GiveUp(Exception):
@@ -119,6 +123,8 @@ class PulledTrack(MediaStreamTrack):
             except MediaStreamError:  # that connection ended: wait for the next one
                 if self._inner is inner:
                     self._inner = None
+                continue
+            if self._inner is not inner:  # a late packet of a connection replaced meanwhile
                 continue
             pts = packet.pts or 0
             if self._rebase:
@@ -192,12 +198,13 @@ class Link:
         self.remote_server_id = ""
         self.created = time.time()
         self.ended_at: float | None = None
-        #: the streams that wanted this one while it was not there yet (loop detection)
-        self.wanted_by: dict[str, None] = {}
         self._stop = asyncio.Event()
         self._stop_info = Info.REST_TERMINATE
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._active_since: float | None = None
+        #: the request field a refusal is about (409 on the first attempt), if any
+        self.refused_field = ""
 
     @property
     def ended(self) -> bool:
@@ -236,12 +243,14 @@ class Link:
         self._stop_info = info
         self._stop.set()
         if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=2 * CLOSE_TIMEOUT + 1)
+            done, _ = await asyncio.wait({self._task}, timeout=STOP_TIMEOUT)
             if not done:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
 
     def _set(self, status: str, error: str | None = None) -> None:
+        if status == ACTIVE:
+            self._active_since = time.monotonic()
         self.status = status
         if error is not None:
             self.error = error
@@ -250,10 +259,8 @@ class Link:
         self._changed.set()
 
     def hops(self) -> list[str]:
-        """What a request of this link carries: the stream it feeds, and those that
-        wanted it."""
-        own = f"{self.media.server_id}/{self.local_name}"
-        return [own, *list(self.wanted_by)[: MAX_HOPS - 1]]
+        """What a request of this link carries: the stream it feeds."""
+        return [f"{self.media.server_id}/{self.local_name}"]
 
     def _client(self) -> WcsClient:
         return WcsClient(self.uri, rtc=self.media.rtc_configuration(),
@@ -270,6 +277,7 @@ class Link:
         try:
             while not self._stop.is_set():
                 self._set(CONNECTING)
+                self._active_since = None
                 try:
                     await self._attempt()
                 except (Finished, GiveUp) as outcome:
@@ -277,14 +285,18 @@ class Link:
                                else "failed")
                     return self._set(FINISHED if isinstance(outcome, Finished) else FAILED,
                                      str(outcome))
-                except (WcsError, OSError, TimeoutError, aiohttp.ClientError,
-                        SourceUnavailable) as error:
+                except Exception as error:  # a failed attempt, whatever failed
                     self.error = describe(error)
+                    if not isinstance(error, KNOWN_FAILURES):  # a remote we cannot understand
+                        log.warning("%s %s: attempt failed: %s", self.direction,
+                                    printable(self.uri), self.error)
                     self.count(self.direction, "dropped" if self.status == ACTIVE
                                else "refused")
-                    if self.status == ACTIVE:
-                        failures = 0  # it worked: the retries begin anew
-                if self._stop.is_set():
+                    stable = self._active_since is not None \
+                        and time.monotonic() - self._active_since >= STABLE
+                    if stable:
+                        failures = 0  # it worked for a while: the retries begin anew
+                if self._stop.is_set() or self._local_ended():
                     break
                 failures += 1
                 if failures > self.settings.pull_retry_attempts:
@@ -293,18 +305,26 @@ class Link:
                                              f"{self.error}")
                 self._set(RETRYING)
                 self.retries += 1
-                delay = min(self.settings.pull_retry_initial_delay * 2 ** (failures - 1),
+                delay = min(self.settings.pull_retry_initial_delay * 2 ** min(failures - 1, 20),
                             self.settings.pull_retry_max_delay)
-                log.info("%s %s: %s; again in %.1f s", self.direction, self.uri,
+                log.info("%s %s: %s; again in %.1f s", self.direction, printable(self.uri),
                          self.error, delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                await self._pause(delay)
+            if self._local_ended():
+                self.count(self.direction, "finished")
+                return self._set(FINISHED, "local stream stopped")
             self._set(FINISHED, self._stop_info)
-        except Exception as error:  # a bug: the link fails, visibly
-            log.exception("%s %s failed", self.direction, self.uri)
-            self._set(FAILED, f"internal error: {type(error).__name__}")
         finally:
             await self._release()
+
+    def _local_ended(self) -> bool:
+        """The local end is gone (a pull's stream stopped here, a push's source)."""
+        return False
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` unless the link is stopped or its local end goes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
 
     async def _attempt(self) -> None:
         raise NotImplementedError
@@ -324,14 +344,28 @@ class Link:
             await asyncio.gather(*waits, return_exceptions=True)
 
 
+KNOWN_FAILURES = (WcsError, OSError, TimeoutError, aiohttp.ClientError, SourceUnavailable)
+
+
 def describe(error: BaseException) -> str:
     """A short, printable account of a failed attempt."""
     if isinstance(error, TimeoutError):
         return "timed out"
     if isinstance(error, ssl.SSLError | aiohttp.ClientSSLError):
         return f"TLS: {printable(str(error))[:200]}"
-    text = printable(str(error))[:300]
+    text = printable(str(error), 300)
     return f"{type(error).__name__}: {text}" if not isinstance(error, WcsError) else text
+
+
+async def first_of(delay: float, *events: asyncio.Event) -> None:
+    """Return after ``delay`` seconds or once one of ``events`` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
 
 
 async def closed(client: WcsClient) -> None:
@@ -361,17 +395,19 @@ class Pull(Link):
     async def _attempt(self) -> None:
         client = self._client()
         try:
-            await self._connect(client)
-            remote = await asyncio.wait_for(
-                client.play(self.remote_name, custom={**self.options.custom, HOPS: self.hops()}),
-                self.settings.pull_connect_timeout)
-            try:
-                await remote.wait_status("PLAYING", timeout=self.settings.pull_connect_timeout)
-            except WcsError:
-                if remote.info.startswith(LOOP):
-                    raise GiveUp(f"{LOOP}: {self.uri} plays {self.remote_name!r} from here "
-                                 "(directly or through other servers)") from None
-                raise WcsError(failed_because(remote)) from None
+            async with asyncio.timeout(self.settings.pull_connect_timeout):
+                await self._connect(client)
+                remote = await client.play(self.remote_name,
+                                           custom={**self.options.custom, HOPS: self.hops()})
+                try:
+                    await remote.wait_status("PLAYING", timeout=1e6)
+                except WcsError:
+                    if remote.info.startswith(LOOP):
+                        self.refused_field = "remoteStreamName"
+                        raise GiveUp(f"{LOOP}: {printable(self.uri)} would play "
+                                     f"{printable(self.remote_name)!r} from this very "
+                                     "stream") from None
+                    raise WcsError(failed_because(remote)) from None
             self.remote_media_session_id = remote.media_session_id
             await self._feed(remote)
             self._set(ACTIVE, "")
@@ -387,6 +423,14 @@ class Pull(Link):
         finally:
             await closed(client)
 
+    def _local_ended(self) -> bool:
+        return self.source is not None and self.source.closed.is_set()
+
+    async def _pause(self, delay: float) -> None:
+        if self.source is None:
+            return await super()._pause(delay)
+        await first_of(delay, self._stop, self.source.closed)
+
     async def _feed(self, remote: ClientStream) -> None:
         """Hand the remote tracks to the local stream (published on the first success)."""
         kinds = {track.kind: track for track in remote.tracks}
@@ -398,12 +442,16 @@ class Pull(Link):
             tracks = [PulledTrack(kind, mime) for kind, mime in codecs.items()]
             for track in tracks:
                 track.attach(kinds[track.kind], receivers[track.kind])
-            source = PulledSource(self.uri, tracks)
+            source = self.source = PulledSource(self.uri, tracks)
             try:
                 info = await self.media.publish(self.local_name, source, self.uri)
             except NameInUse:
+                self.source = None
+                self.refused_field = "localStreamName"
                 raise GiveUp(f"localStreamName {self.local_name!r} is in use here") from None
-            self.source = source
+            except BaseException:
+                self.source = None
+                raise
             self.local_media_session_id = info.media_session_id
             return
         had = {track.kind: track.mime for track in self.source.tracks}
@@ -440,20 +488,21 @@ class Push(Link):
             raise Finished("local stream stopped")
         client = self._client()
         try:
-            await self._connect(client)
-            remote = await asyncio.wait_for(client.publish(
-                self.remote_name, list(tracks.values()), codecs=self.feed.codecs,
-                keyframe_requests={kind: t.request_keyframe for kind, t in tracks.items()},
-                custom={**self.options.custom, HOPS: self.hops()},
-                hasAudio="audio" in tracks, hasVideo="video" in tracks,
-            ), self.settings.pull_connect_timeout)
-            try:
-                await remote.wait_status("PUBLISHING",
-                                         timeout=self.settings.pull_connect_timeout)
-            except WcsError:
-                if remote.info.startswith(LOOP):
-                    raise GiveUp(f"{LOOP}: {remote.info}") from None
-                raise WcsError(failed_because(remote)) from None
+            async with asyncio.timeout(self.settings.pull_connect_timeout):
+                await self._connect(client)
+                remote = await client.publish(
+                    self.remote_name, list(tracks.values()), codecs=self.feed.codecs,
+                    keyframe_requests={kind: t.request_keyframe for kind, t in tracks.items()},
+                    custom={**self.options.custom, HOPS: self.hops()},
+                    hasAudio="audio" in tracks, hasVideo="video" in tracks,
+                )
+                try:
+                    await remote.wait_status("PUBLISHING", timeout=1e6)
+                except WcsError:
+                    if remote.info.startswith(LOOP):
+                        self.refused_field = "remoteStreamName"
+                        raise GiveUp(f"{LOOP}: {printable(remote.info)}") from None
+                    raise WcsError(failed_because(remote)) from None
             self.remote_media_session_id = remote.media_session_id
             self._set(ACTIVE, "")
             await self._until(remote, self.feed.ended)
@@ -462,9 +511,19 @@ class Push(Link):
                 if self.feed.ended.is_set():
                     raise Finished("local stream stopped")
                 return
+            if remote.status == "UNPUBLISHED" and remote.info != Info.SHUTDOWN:
+                raise Finished(f"remote stream stopped: {printable(remote.info)}")
             raise WcsError(failed_because(remote))
         finally:
             await closed(client)
+
+    def _local_ended(self) -> bool:
+        return self.feed is not None and self.feed.ended.is_set()
+
+    async def _pause(self, delay: float) -> None:
+        if self.feed is None:
+            return await super()._pause(delay)
+        await first_of(delay, self._stop, self.feed.ended)
 
     async def _release(self) -> None:
         if self.feed is not None:

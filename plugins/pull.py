@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from yarl import URL
 
 from hookcast import (
     Home,
@@ -39,6 +40,7 @@ from hookcast import (
     Settings,
     StreamInfo,
     hookimpl,
+    printable,
     rest_routes,
     stream_name_problem,
     thaw,
@@ -49,6 +51,7 @@ from hookcast.plugins._remote import (
     HOPS,
     LOOP,
     MAX_HOPS,
+    STOP_TIMEOUT,
     Link,
     Options,
     Pull,
@@ -108,7 +111,11 @@ TERMINATE = RestMethod("pull", "terminate", "Stop and forget the pulls and pushe
 
 
 class PullPlugin:
+    #: stopping every link at shutdown may take STOP_TIMEOUT (they stop in parallel)
+    hookcast_timeout = STOP_TIMEOUT + 5
+
     def __init__(self) -> None:
+        self.stopping = False
         self.media: MediaCore | None = None
         self.settings: Settings | None = None
         self.home: Path | None = None
@@ -126,6 +133,7 @@ class PullPlugin:
 
     @hookimpl
     async def before_server_stop(self, server: ServerInfo) -> None:
+        self.stopping = True
         await asyncio.gather(*(link.terminate(Info.SHUTDOWN) for link in self.links))
 
     @hookimpl
@@ -135,11 +143,11 @@ class PullPlugin:
 
     @hookimpl
     def before_play(self, session: SessionInfo, stream: StreamInfo) -> Refuse | None:
-        return self._loop_check(stream, wanted=True)
+        return self._loop_check(stream)
 
     @hookimpl
     def before_publish(self, session: SessionInfo, stream: StreamInfo) -> Refuse | None:
-        return self._loop_check(stream, wanted=False)
+        return self._loop_check(stream)
 
     @hookimpl
     def prometheus_metrics(self) -> list[Metric]:
@@ -157,7 +165,9 @@ class PullPlugin:
 
     # --- loops ----------------------------------------------------------------------
 
-    def _loop_check(self, stream: StreamInfo, wanted: bool) -> Refuse | None:
+    def _loop_check(self, stream: StreamInfo) -> Refuse | None:
+        """Refuse a request that would feed the stream it reads. What a request says it
+        feeds only ever refuses that request: nothing of it is kept."""
         hops = stream.custom.get(HOPS)
         if self.media is None or not isinstance(hops, list | tuple):
             return None
@@ -170,10 +180,6 @@ class PullPlugin:
             if link.upstream and link.upstream in feeds:
                 return Refuse(f"{LOOP}: {stream.name!r} is pulled here from the stream "
                               "the requester feeds")
-            if wanted and link.status != "ACTIVE":  # not here yet: its own request says who waits
-                for hop in feeds:
-                    if len(link.wanted_by) < MAX_HOPS:
-                        link.wanted_by[hop] = None
         return None
 
     # --- REST -----------------------------------------------------------------------
@@ -181,6 +187,8 @@ class PullPlugin:
     def _ready(self) -> tuple[MediaCore, Settings]:
         if self.media is None or self.settings is None:
             raise RestError(503, "the server is starting")
+        if self.stopping:
+            raise RestError(503, "the server is stopping")
         return self.media, self.settings
 
     def _listed(self) -> list[Link]:
@@ -196,7 +204,7 @@ class PullPlugin:
         ended = [link for link in listed if link.status in ENDED]
         if not ended:
             raise RestError(503, f"{len(listed)} pulls and pushes run (pull_max)")
-        self.links.remove(min(ended, key=lambda link: link.ended_at or 0))
+        self._forget(min(ended, key=lambda link: link.ended_at or 0))
 
     def _count(self, direction: str, outcome: str) -> None:
         self.outcomes[(direction, outcome)] += 1
@@ -227,10 +235,13 @@ class PullPlugin:
         media, settings = self._ready()
         local = args["local_name"]
         remote = args.get("remote_name") or local
-        for wire, name in (("localStreamName", local), ("remoteStreamName", remote)):
-            problem = stream_name_problem(name, settings.max_stream_name_length)
-            if problem:
-                raise RestError(400, f"{wire}: {problem}", wire)
+        uri_problem(args["uri"])
+        problem = stream_name_problem(local, settings.max_stream_name_length)
+        if problem:
+            raise RestError(400, f"localStreamName: {problem}", "localStreamName")
+        if "\x00" in remote or not remote.strip() or len(remote) > 4096:
+            raise RestError(400, "remoteStreamName: must not be blank, hold NUL or be longer "
+                                 "than 4096 characters", "remoteStreamName")
         custom = thaw(args.get("custom") or {})
         if HOPS in custom:
             raise RestError(400, f"custom.{HOPS}: set by the server, not by requests",
@@ -250,28 +261,39 @@ class PullPlugin:
         if taken:
             raise RestError(409, f"localStreamName: {link.local_name!r} is already in use "
                                  "here", "localStreamName")
+        self.links.append(link)
         return await self._begin(link)
 
     async def push(self, args: dict[str, Any]) -> dict[str, Any]:
         link = await self._new(Push, args)
         assert isinstance(link, Push)
+        same = [other for other in self.links if other.direction == "push" and not other.ended
+                and (other.local_name, other.remote_name, other.uri)
+                == (link.local_name, link.remote_name, link.uri)]
+        if same:
+            raise RestError(409, f"remoteStreamName: {link.local_name!r} is already pushed "
+                                 f"to {printable(link.uri)} as {link.remote_name!r}",
+                            "remoteStreamName")
+        self.links.append(link)  # counted at once (pull_max) while it opens
         try:
             await link.open()
         except NotPublished:
+            self._forget(link)
             raise RestError(404, f"localStreamName: no stream {link.local_name!r} is "
                                  "published here", "localStreamName") from None
         return await self._begin(link)
 
+    def _forget(self, link: Link) -> None:
+        if link in self.links:
+            self.links.remove(link)
+
     async def _begin(self, link: Link) -> dict[str, Any]:
-        self.links.append(link)
         link.start()
         assert self.settings is not None
         await link.first_outcome(self.settings.pull_connect_timeout + 5)
-        if link.status == FAILED and (link.error.startswith(LOOP) or "in use" in link.error):
-            self.links.remove(link)
-            raise RestError(409, f"{link.direction} refused: {link.error}",
-                            "remoteStreamName" if link.error.startswith(LOOP)
-                            else "localStreamName")
+        if link.status == FAILED and link.refused_field:
+            self._forget(link)
+            raise RestError(409, f"{link.direction} refused: {link.error}", link.refused_field)
         log.info("%s %s %r <-> %r: %s %s", link.direction, link.uri, link.local_name,
                  link.remote_name, link.status, link.error)
         return link.entry()
@@ -291,9 +313,24 @@ class PullPlugin:
             raise RestError(404, TERMINATE.not_found or "Not found")
         await asyncio.gather(*(link.terminate() for link in chosen))
         for link in chosen:
-            if link in self.links:
-                self.links.remove(link)
+            self._forget(link)
         return {"terminated": [link.entry() for link in chosen]}
+
+
+def uri_problem(uri: str) -> None:
+    """400 for a ws(s):// URL that cannot be connected to as it is."""
+    try:
+        url = URL(uri)
+        port = url.port
+    except ValueError as error:
+        raise RestError(400, f"uri: {error}", "uri") from None
+    if not url.host:
+        raise RestError(400, "uri: names no host", "uri")
+    if url.user is not None or url.password is not None:
+        raise RestError(400, "uri: must not hold credentials (appKey and custom carry what "
+                             "the remote needs)", "uri")
+    if port is not None and not 0 < port < 65536:
+        raise RestError(400, f"uri: port {port} is out of range", "uri")
 
 
 def hookcast_plugin() -> PullPlugin:

@@ -15,7 +15,7 @@ from hookcast.signalling.messages import is_unicode
 #: a source URI: a scheme, "://", something
 URI_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://.+")
 #: a WCS server's WebSocket URL
-WS_URI_PATTERN = re.compile(r"^[wW][sS][sS]?://[^/?#\s]+(/[^\s]*)?$")
+WS_URI_PATTERN = re.compile(r"^[wW][sS][sS]?://[A-Za-z0-9._~%:\[\]-]+(/[!-~]*)?$")
 
 JSON_TYPES = {bool: "boolean", str: "string", int: "number", float: "number", list: "array",
               dict: "object", type(None): "null"}

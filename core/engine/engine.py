@@ -223,6 +223,11 @@ class Engine:
         await self._set_status(stream, Status.PLAYING)
 
     @property
+    def closing(self) -> bool:
+        """True once shutdown began: no new stream is started."""
+        return self._closing
+
+    @property
     def rtc_configuration(self) -> RTCConfiguration:
         return self._config
 

@@ -18,7 +18,7 @@ from aiortc import RTCConfiguration
 
 from hookcast.engine.admission import describe
 from hookcast.engine.broadcast import Broadcast
-from hookcast.engine.media import MediaSource
+from hookcast.engine.media import MediaSource, SourceUnavailable
 from hookcast.engine.sources import ServerClient
 from hookcast.engine.streams import Info, Stream
 from hookcast.events import StreamInfo
@@ -97,6 +97,8 @@ class MediaCore:
         """Publish ``source`` (opened here) as ``name``; it runs until its tracks end or
         the stream is stopped, then the source is closed. Raises NameInUse (the name is
         published) or SourceUnavailable."""
+        if self._engine.closing:
+            raise SourceUnavailable("Server is shutting down")
         broadcast = await self._engine.sources.start_shared(uri, name, source, join=False,
                                                             hosted=True)
         return broadcast.publisher.snapshot()
@@ -106,7 +108,7 @@ class MediaCore:
         where it goes (plugins see it as the session's address). Raises NotPublished."""
         engine = self._engine
         broadcast = engine.broadcasts.get(name)
-        if broadcast is None or broadcast.publisher.final:
+        if broadcast is None or broadcast.publisher.final or engine.closing:
             raise NotPublished(name)
         stream = Stream(media_session_id=str(uuid.uuid4()), name=name, published=False,
                         session_id="", app_key="")

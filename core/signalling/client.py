@@ -10,10 +10,12 @@ every candidate, aiortc gathers before it returns) in ``publishStream`` /
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +26,17 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
 from hookcast.rtc.compat import force_codec, on_keyframe_request
+from hookcast.untrusted import printable
 
 log = logging.getLogger(__name__)
 
 FINAL = ("UNPUBLISHED", "STOPPED", "FAILED")
+#: the longest message taken from a server (an SDP is a few kilobytes)
+MAX_MESSAGE = 1 << 20
+#: status events and fail messages kept per stream / client (the newest)
+KEPT = 256
+#: seconds the WebSocket gets to close cleanly before it is dropped
+CLOSE_WAIT = 2.0
 
 
 class WcsError(Exception):
@@ -45,7 +54,7 @@ class ClientStream:
     status: str = "PENDING"
     info: str = ""
     last: dict[str, Any] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=KEPT))
     tracks: list[MediaStreamTrack] = field(default_factory=list)
     #: the negotiated codec (MIME type) of each kind, from the server's answer
     codecs: dict[str, str] = field(default_factory=dict)
@@ -106,7 +115,7 @@ class WcsClient:
         self.ssl_context = ssl_context
         self.timeout = timeout
         self.user_data: dict[str, Any] = {}
-        self.fails: list[dict[str, Any]] = []
+        self.fails: deque[dict[str, Any]] = deque(maxlen=KEPT)
         self.streams: dict[str, ClientStream] = {}
         self._http: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -121,7 +130,8 @@ class WcsClient:
         """Open the session; returns the server's getUserData, raises WcsError if refused."""
         self._http = aiohttp.ClientSession()
         self._ws = await asyncio.wait_for(
-            self._http.ws_connect(self.url, max_msg_size=0, ssl=self.ssl_context),
+            self._http.ws_connect(self.url, max_msg_size=MAX_MESSAGE, ssl=self.ssl_context,
+                                  timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_WAIT)),
             self.timeout)
         self._established = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read(), name=f"wcs client {self.url}")
@@ -210,15 +220,20 @@ class WcsClient:
         await stream.pc.close()
 
     async def close(self) -> None:
-        """Close the WebSocket and every peer connection."""
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
-        for stream in self.streams.values():
-            await stream.pc.close()
-        if self._http is not None:
-            await self._http.close()
+        """Close the WebSocket (waiting at most CLOSE_WAIT for the server's goodbye),
+        then every peer connection and the HTTP session, whatever the server does."""
+        try:
+            if self._ws is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._ws.close(), CLOSE_WAIT + 1)
+            if self._reader is not None:
+                self._reader.cancel()
+                await asyncio.gather(self._reader, return_exceptions=True)
+        finally:
+            for stream in self.streams.values():
+                await stream.pc.close()
+            if self._http is not None:
+                await self._http.close()
 
     async def _read(self) -> None:
         assert self._ws is not None and self._established is not None
@@ -230,8 +245,8 @@ class WcsClient:
                     message = json.loads(frame.data)
                     await self._dispatch(message.get("message"), message.get("data") or [None])
                 except (ValueError, AttributeError, TypeError, IndexError, KeyError) as error:
-                    log.warning("ignoring a frame the client cannot use (%r): %.200s",
-                                error, frame.data)
+                    log.warning("ignoring a frame the client cannot use (%s): %s",
+                                printable(repr(error))[:200], printable(frame.data[:200]))
         finally:
             if not self._established.done():
                 reason = str(self.fails[-1].get("info")) if self.fails else "connection closed"
@@ -259,4 +274,4 @@ class WcsClient:
             stream = self.streams.get(str(first.get("id")))  # a refused request of one stream
             if stream is not None and stream.status not in FINAL:
                 await stream._status({"status": "FAILED", "info": str(first.get("info", ""))})
-            log.info("server said fail: %s", first)
+            log.info("server said fail: %s", printable(json.dumps(first))[:500])

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 import trustme
 
 from hookcast.config.home import Home
@@ -325,3 +326,65 @@ async def test_wss_with_a_trusted_certificate_and_refusal_of_an_untrusted_one(
     assert await wait_for(lambda: sinks["video"].frames > 10, 10)
     for sink in sinks.values():
         await sink.close()
+
+
+class Dropping:
+    """A WebSocket proxy to a server that drops each connection a moment after its
+    stream is PLAYING (a remote that accepts, then goes away)."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.dropped = 0
+        self.runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/", self.relay)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+
+    async def relay(self, request: web.Request) -> web.WebSocketResponse:
+        near = web.WebSocketResponse()
+        await near.prepare(request)
+        async with aiohttp.ClientSession() as http, http.ws_connect(self.upstream) as far:
+            async def down() -> None:
+                async for message in far:
+                    await near.send_str(message.data)
+                    if '"PLAYING"' in message.data:
+                        await asyncio.sleep(0.3)
+                        self.dropped += 1
+                        return
+
+            async def up() -> None:
+                async for message in near:
+                    await far.send_str(message.data)
+
+            tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+        await near.close()
+        return near
+
+
+async def test_a_remote_that_accepts_then_drops_is_not_retried_forever(
+    tmp_path: Path, start_server: Start, connect_client: Connect,
+) -> None:
+    a = await start_server(other_home(tmp_path, "a"))
+    b = await start_server(other_home(tmp_path, "b"), pull_retry_attempts="2",
+                           pull_retry_initial_delay="0.2")
+    await publish(await connect_client(a), "cam")
+    proxy = Dropping(ws(a))
+    await proxy.start()
+    status, made = await rest(b, "pull/pull", {"uri": f"ws://127.0.0.1:{proxy.port}/",
+                                               "localStreamName": "cam"})
+    assert status == 200 and made["status"] == "ACTIVE"
+    failed = await wait_entry(b, "cam", "FAILED", within=30)
+    assert "gave up after 3 failed attempts" in failed["error"], failed
+    assert proxy.dropped == 3 and failed["retries"] == 2
+    assert proxy.runner is not None
+    await proxy.runner.cleanup()

@@ -51,7 +51,7 @@ async def live_state(ws_port: int) -> tuple[list[WcsClient], dict[str, str]]:
     doomed = await victim.publish("victim", [PatternVideoTrack()])
     await doomed.wait_status("PUBLISHING")
     await idle.connect(clientVersion="9.9")
-    return clients, {"cam": cam.media_session_id, "idle": idle.session_id}
+    return clients, {"cam": cam.media_session_id, "idle": idle.session_id, "url": url}
 
 
 #: a valid request for each operation, in an order where each can succeed: (method,
@@ -91,6 +91,15 @@ def valid_requests(ids: dict[str, str], records: Path) -> list[tuple[str, str, A
         ("GET", "/rest-api/media/find_all", None, None),
         ("POST", "/rest-api/media/find_all", {}, None),
         ("POST", "/rest-api/vod/terminate", {"localStreamName": "channel"}, 1.0),
+        # the server pulls its own "cam" as "copy" and pushes it to itself as "pushed"
+        ("POST", "/rest-api/pull/pull", {"uri": ids["url"], "localStreamName": "copy",
+                                         "remoteStreamName": "cam"}, None),
+        ("POST", "/rest-api/pull/push", {"uri": ids["url"], "localStreamName": "cam",
+                                         "remoteStreamName": "pushed", "custom": {"a": 1},
+                                         "appKey": "defaultApp"}, None),
+        ("GET", "/rest-api/pull/find_all", None, None),
+        ("POST", "/rest-api/pull/find_all", {}, None),
+        ("POST", "/rest-api/pull/terminate", {"localStreamName": "copy"}, None),
         ("POST", "/rest-api/stream/terminate", {"name": "victim"}, None),
         ("POST", "/rest-api/connection/terminate", {"sessionId": ids["idle"]}, None),
     ]
@@ -121,11 +130,16 @@ async def test_rest_api_conforms_to_its_openapi_document(served: Served) -> None
             response = await asyncio.to_thread(case.call_and_validate)
             assert response.status_code == 200, (method, path, response.text, sorted(
                 p.name for p in served.home.records.iterdir()))
-        for operation in operations.values():
+        for (_, path), operation in operations.items():
+            if path in CONNECTS:  # generated URIs would have the server connect anywhere
+                continue
             await asyncio.to_thread(_generated, operation)
     finally:
         for client in clients:
             await client.close()
+
+
+CONNECTS = ("/rest-api/pull/pull", "/rest-api/pull/push")
 
 
 def _generated(operation: Any) -> None:
