@@ -127,6 +127,9 @@ async def test_a_player_on_b_gets_the_publishers_frames_on_a_as_they_are(
     assert on_b[0]["status"] == "PUBLISHING" and on_b[0]["videoCodec"] == codec
     _, on_a = await rest(a, "stream/find", {"name": "cam", "published": False})
     assert [s["status"] for s in on_a] == ["PLAYING"]
+    for side, name in ((a, "cam"), (b, "copy")):  # their metrics, like any stream's
+        status, found = await rest(side, "stream/find", {"name": name, "display": ["metrics"]})
+        assert status == 200 and all(s["metrics"]["VIDEO_FRAMES"] > 0 for s in found), found
     # a player joining on B makes the original publisher on A send a keyframe
     before = publisher_plis(a, "cam")
     _, late_sinks = await play(await connect_client(b), "copy")
