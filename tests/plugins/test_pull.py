@@ -4,6 +4,7 @@ a real WebRTC publisher on one, real players on the other decoding what they get
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Callable
@@ -391,3 +392,29 @@ async def test_a_remote_that_accepts_then_drops_is_not_retried_forever(
     assert proxy.dropped == 3 and failed["retries"] == 2
     assert proxy.runner is not None
     await proxy.runner.cleanup()
+
+
+async def test_app_key_and_custom_reach_the_remote(
+    tmp_path: Path, start_server: Start, connect_client: Connect,
+) -> None:
+    a_home = other_home(tmp_path, "a")
+    a_home.apps_file.write_text(json.dumps({"apps": [  # the application the pull connects to
+        {"name": "defaultApp", "appKey": "defaultApp", "url": "/apps/EchoApp", "methods": []},
+        {"name": "studio", "appKey": "studio", "url": "/apps/EchoApp", "methods": []}]}))
+    a = await start_server(a_home)
+    b = await start_server(other_home(tmp_path, "b"))
+    await publish(await connect_client(a), "cam")
+    status, refused = await rest(b, "pull/pull", {"uri": ws(a), "localStreamName": "x",
+                                                  "remoteStreamName": "cam", "appKey": "nope"})
+    assert status == 200 and refused["error"] == "Restricted access: unknown appKey nope"
+    status, made = await rest(b, "pull/pull", {
+        "uri": ws(a), "localStreamName": "cam", "appKey": "studio",
+        "custom": {"room": "r1", "token": "t"}})
+    assert status == 200 and made["status"] == "ACTIVE", str(made)
+    _, sessions = await rest(a, "connection/find_all")
+    pulling = [s for s in sessions if s["appKey"] == "studio"]
+    assert len(pulling) == 1 and pulling[0]["custom"]["room"] == "r1"
+    assert pulling[0]["custom"]["token"] == "t" and pulling[0]["streams"] == 1
+    _, players = await rest(a, "stream/find", {"name": "cam", "published": False})
+    assert players[0]["custom"]["room"] == "r1", "the stream's custom carries them too"
+    assert players[0]["appKey"] == "studio"
