@@ -13,8 +13,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 import trustme
+from aiohttp import web
 
 from hookcast.config.home import Home
 from hookcast.keys import ENGINE
