@@ -4,6 +4,9 @@ Plugins use ``hookimpl`` to mark hook implementations (see ``hookcast.hookspecs`
 the contract) and the event and result types below.
 """
 
+from hookcast.api.guard import authorized as rest_authorized
+from hookcast.api.guard import check_access
+from hookcast.api.rest import call as rest_call
 from hookcast.api.rest import plugin_rest_routes as rest_routes
 from hookcast.api.schema import Field as RestField
 from hookcast.api.schema import Method as RestMethod
@@ -70,6 +73,7 @@ __all__ = [
     "WcsClient",
     "WcsError",
     "__version__",
+    "check_access",
     "expand_template",
     "hookimpl",
     "inside",
@@ -77,6 +81,8 @@ __all__ = [
     "media_folder",
     "printable",
     "request_keyframe",
+    "rest_authorized",
+    "rest_call",
     "rest_routes",
     "server_url",
     "stream_name_problem",

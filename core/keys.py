@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -25,3 +27,5 @@ PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
 MEDIA = web.AppKey("media", Catalogue)
 #: REST methods plugins added (hookcast.rest_routes), for the OpenAPI document
 PLUGIN_METHODS: web.AppKey[list[Method]] = web.AppKey("plugin_methods")
+#: their handlers by path, for in-process calls (hookcast.rest_call)
+PLUGIN_HANDLERS: web.AppKey[dict[str, Any]] = web.AppKey("plugin_handlers")

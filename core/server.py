@@ -38,6 +38,7 @@ from hookcast.keys import (
     HOME,
     LOADER,
     MEDIA,
+    PLUGIN_HANDLERS,
     PLUGIN_METHODS,
     PROMETHEUS,
     SETTINGS,
@@ -78,6 +79,7 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
                          lambda uri, loop: bus.media_source_for_uri(uri, home, loop))
     app[PROMETHEUS] = make_registry(app[ENGINE], bus)
     app[PLUGIN_METHODS] = []
+    app[PLUGIN_HANDLERS] = {}
     app.middlewares.append(rest_middleware)
     app.add_routes(core_routes())
     app.add_routes(rest_routes())
@@ -117,9 +119,12 @@ def _add_plugin_routes(app: web.Application, bus: HookBus, settings: Settings, h
         except (RuntimeError, ValueError, TypeError) as error:
             raise StartupError(f"plugin {plugin}: cannot add its REST routes: {error}") from error
         taken |= {(r.method, r.path) for r in routes if isinstance(r, web.RouteDef)}
-        app[PLUGIN_METHODS].extend(
-            served.method for r in routes if isinstance(r, web.RouteDef) and r.method == "POST"
-            and isinstance(served := getattr(r.handler, "__self__", None), RestHandler))
+        for route in routes:
+            served = getattr(getattr(route, "handler", None), "__self__", None)
+            if isinstance(route, web.RouteDef) and route.method == "POST" \
+                    and isinstance(served, RestHandler):
+                app[PLUGIN_METHODS].append(served.method)
+                app[PLUGIN_HANDLERS][served.method.path] = served
 
 
 async def _plugin_reload_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -34,11 +34,13 @@ http_3xx, http_4xx, http_5xx, too_large, timeout, unreachable).
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from prometheus_client.core import CounterMetricFamily
 
 from hookcast import (
@@ -48,12 +50,14 @@ from hookcast import (
     FolderWatcher,
     RecordingInfo,
     Refuse,
+    RestMethod,
     ServerInfo,
     SessionInfo,
     StreamInfo,
     Terminate,
     hookimpl,
     load_applications,
+    rest_routes,
     server_url,
     thaw,
 )
@@ -76,6 +80,26 @@ log = logging.getLogger("hookcast.rest_hooks")
 
 REFUSED = "Restricted access"
 MAX_CONNECTIONS = 100
+#: REST hook requests remembered for /rest-api/hooks/find_all (the console's Hooks page)
+CALLS_KEPT = 200
+HOOKS_FIND_ALL = RestMethod(
+    "hooks", "find_all", "Applications with their enabled methods, and the last "
+    f"{CALLS_KEPT} REST hook requests (newest first) with result and latency",
+    get=True, answer_schema={
+        "type": "object", "required": ["enabled", "applications", "calls"],
+        "properties": {
+            "enabled": {"type": "boolean"},
+            "applications": {"type": "array", "items": {"type": "object"}},
+            "calls": {"type": "array", "items": {
+                "type": "object",
+                "required": ["time", "appKey", "method", "url", "status", "result",
+                             "latencyMs"],
+                "properties": {"time": {"type": "integer"}, "appKey": {"type": "string"},
+                               "method": {"type": "string"}, "url": {"type": "string"},
+                               "status": {"type": "integer"}, "result": {"type": "string"},
+                               "error": {"type": "string"},
+                               "latencyMs": {"type": "number"}}}},
+        }})
 NO_TIMEOUT = 3600.0  # rest_request_timeout=0: no request timeout (bounded all the same)
 KEEP_ALIVE = "StreamKeepAliveEvent"
 
@@ -90,6 +114,8 @@ class RestHooks:
         self._http: aiohttp.ClientSession | None = None
         self._local = ""
         self._watcher: FolderWatcher | None = None
+        #: the last CALLS_KEPT requests (oldest dropped): what /hooks/find_all shows
+        self.calls: deque[dict[str, Any]] = deque(maxlen=CALLS_KEPT)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -247,6 +273,14 @@ class RestHooks:
             family.add_metric([method, result], count)
         return [family]
 
+    @hookimpl
+    def register_rest_routes(self) -> list[web.RouteDef]:
+        return rest_routes([(HOOKS_FIND_ALL, self.find_all)])
+
+    async def find_all(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"enabled": self.enabled, "applications": self.apps.to_json()["apps"],
+                "calls": list(reversed(self.calls))}
+
     # --- sending --------------------------------------------------------------------
 
     def _config(self, session_id: str, method: str) -> MethodConfig:
@@ -281,6 +315,7 @@ class RestHooks:
             **signature_headers(body, settings.rest_hook_secret_key, settings.rest_hook_send_hash),
         }
         url = app.method_url(method, self._local)
+        started = time.monotonic()
         try:
             reply = await self._send(url, body, headers)
         except TimeoutError:
@@ -289,6 +324,11 @@ class RestHooks:
             reason = f"{type(error).__name__}: {error}".rstrip(": ")
             reply = Reply(0, error=reason, result="unreachable")
         self.counts[(method, reply.result)] += 1
+        self.calls.append({
+            "time": int(time.time() * 1000), "appKey": app.app_key, "method": method,
+            "url": url, "status": reply.status, "result": reply.result,
+            "error": reply.error, "latencyMs": round(1000 * (time.monotonic() - started), 1),
+        })
         if not reply.ok:
             log.warning("%s %s: %s", method, url, reply.describe())
         return reply

@@ -75,7 +75,7 @@ async def test_init_serve_publish_and_play_from_the_wheel(venv: Path, tmp_path: 
     served = Served.start(home, command=(str(venv / "bin" / "hookcast"),), cwd=tmp_path)
     try:
         health = await asyncio.to_thread(served.wait_ready)
-        assert health["status"] == "ok" and health["plugins"] == 8
+        assert health["status"] == "ok" and health["plugins"] == 9
         await _round_trip(served.ws_port)
     finally:
         stderr = served.stop()

@@ -48,6 +48,18 @@ def check(request: web.Request, settings: Settings) -> str | None:
     return origin
 
 
+def check_access(request: web.Request, settings: Settings, authenticated: bool = False) -> None:
+    """For a plugin's privileged pages (the console): networks, cross-site origins (none
+    allowed) and, unless the plugin ``authenticated`` the request itself (a console
+    session cookie), the REST API's auth. Raises RestError."""
+    _check_network(request, settings)
+    origin = _cross_site_origin(request)
+    if origin is not None:
+        raise RestError(403, f"cross-site requests from {origin} are not allowed")
+    if not authenticated:
+        _check_auth(request, settings)
+
+
 def check_reader(request: web.Request, settings: Settings) -> None:
     """For downloads (read-only, linked from pages anywhere): networks and auth only."""
     _check_network(request, settings)

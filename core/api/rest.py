@@ -17,7 +17,7 @@ from hookcast.api import guard, records, vod
 from hookcast.api.openapi import openapi_document
 from hookcast.api.schema import METHODS, Method, RestError
 from hookcast.engine.streams import Info
-from hookcast.keys import BUS, ENGINE, LOADER, PLUGIN_METHODS, SETTINGS
+from hookcast.keys import BUS, ENGINE, LOADER, PLUGIN_HANDLERS, PLUGIN_METHODS, SETTINGS
 from hookcast.untrusted import MAX_DEPTH, json_depth
 
 App = web.Application
@@ -163,6 +163,28 @@ class RestHandler:
         args = self.method.parse(await _body(request, self.method))
         answer = await self.handler(args)
         return answer if isinstance(answer, web.StreamResponse) else _json(answer)
+
+
+async def call(app: App, path: str, body: Any = None) -> tuple[int, Any]:
+    """Run a REST method (the core's or a plugin's) in-process, as POST ``body`` would:
+    its answer's HTTP status and decoded JSON. For plugins that show what the REST API
+    says (the console) without an HTTP round trip; the caller checks access."""
+    try:
+        if path in METHODS:
+            method = METHODS[path]
+            response = await HANDLERS[path](app, method, method.parse(body))
+        elif path in app[PLUGIN_HANDLERS]:
+            served = app[PLUGIN_HANDLERS][path]
+            answer = await served.handler(served.method.parse(body))
+            if not isinstance(answer, web.Response):
+                return 200, answer
+            response = answer
+        else:
+            return 404, {"status": 404, "message": f"unknown method {path}"}
+    except RestError as error:
+        return error.status, error.body()
+    raw = response.body
+    return response.status, json.loads(raw) if isinstance(raw, bytes | str) and raw else None
 
 
 def plugin_rest_routes(methods: Iterable[tuple[Method, PluginHandler]]) -> list[web.RouteDef]:

@@ -98,6 +98,8 @@ def valid_requests(ids: dict[str, str], records: Path) -> list[tuple[str, str, A
                                          "remoteStreamName": "pushed", "custom": {"a": 1},
                                          "appKey": "defaultApp"}, None),
         ("GET", "/rest-api/pull/find_all", None, None),
+        ("GET", "/rest-api/hooks/find_all", None, None),
+        ("POST", "/rest-api/hooks/find_all", {}, None),
         ("POST", "/rest-api/pull/find_all", {}, None),
         ("POST", "/rest-api/pull/terminate", {"localStreamName": "copy"}, None),
         ("POST", "/rest-api/stream/terminate", {"name": "victim"}, None),
