@@ -129,7 +129,9 @@ async def test_every_method_arrives_with_its_fields(hooked: Start, backend: Back
     viewer = await clients(server)
     played = await viewer.play("cam")
     await played.wait_status("PLAYING")
-    await backend.wait_for("StreamKeepAliveEvent", 2)
+    # a keep-alive of each: the publisher's and the player's (which began later)
+    await backend.wait_until(lambda: {b["published"] for b in backend.bodies("StreamKeepAliveEvent")}
+                             == {True, False}, "a publisher's and a player's keep-alive")
     await viewer.stop(played)
     await publisher.stop(published)
     await publisher.close()
