@@ -77,6 +77,9 @@ async def test_init_serve_publish_and_play_from_the_wheel(venv: Path, tmp_path: 
         health = await asyncio.to_thread(served.wait_ready)
         assert health["status"] == "ok" and health["plugins"] == 9
         await _round_trip(served.ws_port)
+        # the console's pages and scripts come from the installed package
+        assert "Dashboard" in await asyncio.to_thread(served.get, "/")
+        assert "class WcsSession" in await asyncio.to_thread(served.get, "/console/static/wcs.js")
     finally:
         stderr = served.stop()
     assert served.process.returncode == 0, stderr
