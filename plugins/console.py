@@ -85,11 +85,13 @@ class Console:
             autoescape=True, undefined=jinja2.StrictUndefined,
         )
         self.snapshot: dict[str, Any] = {}
+        self.event = b""
         self.history: dict[str, deque[int]] = {}
         self._tick = asyncio.Condition()
         self._sampler: asyncio.Task[None] | None = None
         self._app: web.Application | None = None
         self.watchers = 0
+        self.closing = False
 
     # --- hooks ----------------------------------------------------------------------
 
@@ -99,6 +101,9 @@ class Console:
 
     @hookimpl
     async def before_server_stop(self) -> None:
+        self.closing = True
+        async with self._tick:  # every dashboard's stream ends
+            self._tick.notify_all()
         if self._sampler is not None:
             self._sampler.cancel()
             await asyncio.gather(self._sampler, return_exceptions=True)
@@ -248,6 +253,8 @@ class Console:
         """Server-sent events: one ``snapshot`` a second until the page goes away."""
         try:
             self._check(request)
+            if self.closing:
+                raise RestError(503, "the server is stopping")
             if self.watchers >= MAX_WATCHERS:
                 raise RestError(503, f"{MAX_WATCHERS} dashboards are open")
         except RestError as error:
@@ -260,23 +267,25 @@ class Console:
         await response.prepare(request)
         self.watchers += 1
         try:
-            snapshot: dict[str, Any] = {}
+            seen = b""
             while True:
-                snapshot = await self._next(snapshot)
-                data = json.dumps(snapshot, separators=(",", ":"))
-                await asyncio.wait_for(response.write(f"data: {data}\n\n".encode()),
-                                       SEND_TIMEOUT)
-        except (ConnectionError, TimeoutError, asyncio.CancelledError):
+                event = await self._next(seen)
+                if event is None:  # the server stops
+                    break
+                seen = event
+                await asyncio.wait_for(response.write(event), SEND_TIMEOUT)
+        except (ConnectionError, TimeoutError):
             pass
         finally:
             self.watchers -= 1
         return response
 
-    async def _next(self, seen: dict[str, Any]) -> dict[str, Any]:
-        """The first snapshot that is not ``seen``."""
+    async def _next(self, seen: bytes) -> bytes | None:
+        """The first snapshot event that is not ``seen``; None once the server stops."""
         async with self._tick:
-            await self._tick.wait_for(lambda: self.snapshot is not seen and bool(self.snapshot))
-            return self.snapshot
+            await self._tick.wait_for(
+                lambda: self.closing or (self.event is not seen and bool(self.event)))
+            return None if self.closing else self.event
 
     async def _sample(self) -> None:
         """Build the snapshot once a TICK while anyone watches (stops when nobody does)."""
@@ -288,8 +297,10 @@ class Console:
             except Exception:
                 log.exception("console: a snapshot failed")
                 snapshot = {"time": time.time(), "error": "snapshot failed"}
+            data = json.dumps(snapshot, separators=(",", ":"))
             async with self._tick:
                 self.snapshot = snapshot
+                self.event = f"data: {data}\n\n".encode()  # encoded once for every viewer
                 self._tick.notify_all()
             idle = idle + 1 if self.watchers == 0 else 0
             await asyncio.sleep(max(0.0, TICK - (time.monotonic() - started)))
