@@ -213,3 +213,28 @@ async def test_with_rest_auth_on_the_console_asks_for_it(browser: Any, guarded: 
     for context in console.contexts:
         await context.close()
     assert not console.foreign()
+
+
+async def test_the_dashboard_starts_a_vod_live_reading_and_a_pull(console: Console,
+                                                                  server: Server) -> None:
+    make_media(server.home.media / "loop.mp4", seconds=6)
+    dashboard = await console.open("/")
+    await dashboard.fill("#vod-form input[name=uri]", "vod-live://loop.mp4")
+    await dashboard.fill("#vod-form input[name=localStreamName]", "channel")
+    await dashboard.check("#vod-form input[name=loop]")
+    await dashboard.click("#vod-form button[type=submit]")
+    await text_of(dashboard, "#vod", "vod-live://loop.mp4", timeout=5)
+    await text_of(dashboard, "#streams", "channel", timeout=5)
+    # this server pulls its own "channel" as "copy" (from its own signalling port)
+    await dashboard.fill("#pull-form input[name=uri]", f"ws://127.0.0.1:{server.ws_port}/")
+    await dashboard.fill("#pull-form input[name=remoteStreamName]", "channel")
+    await dashboard.fill("#pull-form input[name=localStreamName]", "copy")
+    await dashboard.click("#pull-form button[type=submit]")
+    await text_of(dashboard, "#pulls", "ACTIVE", timeout=20)
+    row = dashboard.locator("#pulls tr", has_text="copy")
+    await row.get_by_role("button", name="terminate").click()
+    await text_of(dashboard, "#pulls", "none", timeout=5)
+    row = dashboard.locator("#vod tr", has_text="channel")
+    await row.get_by_role("button", name="stop").click()
+    await dashboard.wait_for_function(
+        "() => !document.querySelector('#streams').textContent.includes('channel')", timeout=5000)
