@@ -5,7 +5,7 @@ the contract) and the event and result types below.
 """
 
 from hookcast.api.guard import authorized as rest_authorized
-from hookcast.api.guard import check_access
+from hookcast.api.guard import check_access, request_host
 from hookcast.api.rest import call as rest_call
 from hookcast.api.rest import plugin_rest_routes as rest_routes
 from hookcast.api.schema import Field as RestField
@@ -80,6 +80,7 @@ __all__ = [
     "load_applications",
     "media_folder",
     "printable",
+    "request_host",
     "request_keyframe",
     "rest_authorized",
     "rest_call",

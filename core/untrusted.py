@@ -53,3 +53,10 @@ class SafeFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = printable(record.message, MAX_LOG_MESSAGE)
         return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        """A traceback, its last line (the exception, which may quote a client) cut."""
+        text = super().formatException(ei)
+        head, _, last = text.rpartition("\n")
+        last = printable(last, MAX_LOG_MESSAGE)
+        return f"{head}\n{last}" if head else last

@@ -42,6 +42,7 @@ from hookcast import (
     __version__,
     check_access,
     hookimpl,
+    request_host,
     rest_authorized,
     rest_call,
 )
@@ -69,6 +70,10 @@ HISTORY = 60
 MAX_WATCHERS = 32
 #: seconds a slow dashboard gets to take one snapshot before it is dropped
 SEND_TIMEOUT = 5.0
+#: seconds a console sign-in lasts
+SESSION_SECONDS = 12 * 3600
+#: the largest body an action or a sign-in may send
+MAX_BODY = 64 * 1024
 #: what the dashboard's actions may call (the REST methods that change state, and reads)
 ACTIONS = frozenset({
     "stream/terminate", "connection/terminate", "stream/startRecording",
@@ -92,6 +97,7 @@ class Console:
         self._app: web.Application | None = None
         self.watchers = 0
         self.closing = False
+        self._attempts = asyncio.Lock()
 
     # --- hooks ----------------------------------------------------------------------
 
@@ -132,13 +138,19 @@ class Console:
         return s.rest_api_token or (f"{s.rest_api_user}:{s.rest_api_password}"
                                     if s.rest_api_user else "")
 
-    def _session_value(self) -> str:
-        return hmac.new(self._secret().encode(), b"hookcast console session",
-                        hashlib.sha256).hexdigest()
+    def _session_value(self, expires: int) -> str:
+        """``<expiry>.<HMAC of it, keyed by the REST API's secret>``: valid until then,
+        and no longer once the token or password changes."""
+        mac = hmac.new(self._secret().encode(), f"hookcast console {expires}".encode(),
+                       hashlib.sha256).hexdigest()
+        return f"{expires}.{mac}"
 
     def _signed_in(self, request: web.Request) -> bool:
         cookie = request.cookies.get(SESSION_COOKIE, "")
-        return bool(self._secret()) and hmac.compare_digest(cookie, self._session_value())
+        expires, _, _ = cookie.partition(".")
+        if not self._secret() or not expires.isdigit() or int(expires) < time.time():
+            return False
+        return hmac.compare_digest(cookie, self._session_value(int(expires)))
 
     def _check(self, request: web.Request) -> None:
         check_access(request, self.settings, authenticated=self._signed_in(request))
@@ -182,7 +194,8 @@ class Console:
         response = web.Response(text=html, content_type="text/html", status=status)
         response.set_cookie(CSRF_COOKIE, csrf, samesite="Strict", path="/",
                             secure=request.secure)
-        host = request.url.host or "localhost"
+        host = request_host(request) or "localhost"
+        host = f"[{host}]" if ":" in host else host
         sockets = f"ws://{host}:{self.server.ws_port}"
         if self._wss_port(request):
             sockets += f" wss://{host}:{self._wss_port(request)}"
@@ -208,22 +221,26 @@ class Console:
                             headers={"WWW-Authenticate": 'Basic realm="hookcast"'})
 
     async def login(self, request: web.Request) -> web.Response:
-        """``{"token"}`` from the sign-in form: a session cookie if it is the token."""
+        """``{"token"}`` from the sign-in form: a session cookie if it is the token.
+        Attempts are taken one at a time, a wrong one costing half a second: at most two
+        guesses a second, however many are sent at once."""
         try:
             check_access(request, self.settings, authenticated=True)  # networks, origins
             self._check_csrf(request)
-            body = await request.json()
+            body = await json_body(request)
         except RestError as error:
             return web.json_response(error.body(), status=error.status)
-        except ValueError:
-            return web.json_response({"status": 400, "message": "expected JSON"}, status=400)
         token = body.get("token") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not rest_authorized(self.settings, f"Bearer {token}"):
-            await asyncio.sleep(0.5)  # a guess costs time
-            return web.json_response({"status": 401, "message": "wrong token"}, status=401)
+        async with self._attempts:
+            if not isinstance(token, str) or not rest_authorized(self.settings,
+                                                                 f"Bearer {token}"):
+                await asyncio.sleep(0.5)
+                return web.json_response({"status": 401, "message": "wrong token"}, status=401)
+        expires = int(time.time() + SESSION_SECONDS)
         response = web.json_response({"signedIn": True})
-        response.set_cookie(SESSION_COOKIE, self._session_value(), httponly=True,
-                            samesite="Strict", path="/", secure=request.secure)
+        response.set_cookie(SESSION_COOKIE, self._session_value(expires), httponly=True,
+                            samesite="Strict", path="/", secure=request.secure,
+                            max_age=SESSION_SECONDS)
         return response
 
     # --- actions --------------------------------------------------------------------
@@ -235,13 +252,7 @@ class Console:
             self._check_csrf(request)
             if name not in ACTIONS:
                 raise RestError(404, f"{name} is not a console action")
-            if request.content_type != "application/json":
-                raise RestError(415, "Content-Type: expected application/json",
-                                "Content-Type")
-            try:
-                body = await request.json()
-            except ValueError:
-                raise RestError(400, "request body: invalid JSON", "body") from None
+            body = await json_body(request)
         except RestError as error:
             return web.json_response(error.body(), status=error.status)
         status, answer = await rest_call(request.app, f"/rest-api/{name}", body)
@@ -331,6 +342,20 @@ class Console:
             "pulls": await listed("/rest-api/pull/find_all"),
             "vod": await listed("/rest-api/vod/find_all"),
         }
+
+
+async def json_body(request: web.Request) -> Any:
+    """The request's JSON body: declared JSON (415), at most MAX_BODY bytes, valid and
+    nested at most as deep as the REST API takes (400)."""
+    if request.content_type != "application/json":
+        raise RestError(415, "Content-Type: expected application/json", "Content-Type")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise RestError(413, f"request body: over {MAX_BODY} bytes", "body")
+    try:
+        return json.loads(raw) if raw.strip() else {}
+    except (ValueError, RecursionError):
+        raise RestError(400, "request body: invalid JSON, or nested too deep", "body") from None
 
 
 def hookcast_plugin() -> Console:

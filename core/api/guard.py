@@ -24,6 +24,7 @@ from aiohttp import web
 
 from hookcast.api.schema import RestError
 from hookcast.config.settings import Settings
+from hookcast.untrusted import printable
 
 PRIVILEGED = ("/rest-api", "/metrics")
 OPEN_PATHS = frozenset({"/rest-api/health", "/rest-api/openapi.json"})
@@ -39,9 +40,10 @@ def check(request: web.Request, settings: Settings) -> str | None:
     """Refuse (RestError) what the request may not do; return the cross-site origin to
     answer with CORS headers, if it is one that is allowed."""
     _check_network(request, settings)
+    _check_host(request, settings)
     origin = _cross_site_origin(request)
     if origin is not None and not _listed(settings, origin):
-        raise RestError(403, f"cross-site requests from {origin} are not allowed "
+        raise RestError(403, f"cross-site requests from {printable(origin)} are not allowed "
                              "(rest_api_cors_origins)")
     if request.method != "OPTIONS" and request.path not in OPEN_PATHS:
         _check_auth(request, settings)
@@ -53,9 +55,12 @@ def check_access(request: web.Request, settings: Settings, authenticated: bool =
     allowed) and, unless the plugin ``authenticated`` the request itself (a console
     session cookie), the REST API's auth. Raises RestError."""
     _check_network(request, settings)
+    _check_host(request, settings)
     origin = _cross_site_origin(request)
     if origin is not None:
-        raise RestError(403, f"cross-site requests from {origin} are not allowed")
+        raise RestError(403, f"cross-site requests from {printable(origin)} are not allowed")
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":  # an <img>, a link elsewhere
+        raise RestError(403, "cross-site requests are not allowed")
     if not authenticated:
         _check_auth(request, settings)
 
@@ -63,6 +68,7 @@ def check_access(request: web.Request, settings: Settings, authenticated: bool =
 def check_reader(request: web.Request, settings: Settings) -> None:
     """For downloads (read-only, linked from pages anywhere): networks and auth only."""
     _check_network(request, settings)
+    _check_host(request, settings)
     _check_auth(request, settings)
 
 
@@ -92,6 +98,31 @@ def _check_network(request: web.Request, settings: Settings) -> None:
     ):
         raise RestError(403, f"client address {request.remote} is not in "
                              "rest_api_allowed_networks")
+
+
+def request_host(request: web.Request) -> str | None:
+    """The host name the request was sent to (its Host header), None if unreadable."""
+    try:
+        return urlsplit(f"//{request.host}").hostname
+    except ValueError:
+        return None
+
+
+def _check_host(request: web.Request, settings: Settings) -> None:
+    """Without auth, answer only to IP addresses, localhost and rest_api_allowed_hosts: a
+    page on another site that rebinds its own name to this server's address is refused."""
+    if settings.rest_api_token or settings.rest_api_user:
+        return
+    host = request_host(request)
+    if host is None:
+        raise RestError(400, "Host: not a host name")
+    if host == "localhost" or host in (h.lower() for h in settings.rest_api_allowed_hosts):
+        return
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise RestError(403, f"Host {printable(host)!r} is not allowed while the REST API has "
+                             "no auth (rest_api_allowed_hosts)") from None
 
 
 def _cross_site_origin(request: web.Request) -> str | None:

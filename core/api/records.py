@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -103,7 +104,7 @@ def _finished_files(folder: Path, recording: set[Path]) -> list[dict[str, Any]]:
             "videoCodec": media.video_codec if media else "",
             "audioCodec": media.audio_codec if media else "",
             "width": media.width if media else 0, "height": media.height if media else 0,
-            "url": f"/client/records/{path.name}",
+            "url": f"/client/records/{quote(path.name)}",
         })
     return sorted(found, key=lambda f: (-f["createDate"], f["fileName"]))
 
@@ -121,11 +122,11 @@ async def records_delete(app: App, method: Method, args: Args) -> web.Response:
 
 def _record_path(folder: Path, name: str) -> Path | None:
     """``name`` in records/, or None for anything that would leave it or is hidden."""
-    if not name or name.startswith(".") or "/" in name or "\\" in name:
+    if not name or name.startswith(".") or "/" in name or "\\" in name or len(name) > 255:
         return None
     try:
         return inside(folder, name)
-    except UnsafePath:
+    except (UnsafePath, OSError, ValueError):  # outside, a name the file system refuses
         return None
 
 

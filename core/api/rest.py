@@ -170,6 +170,13 @@ async def call(app: App, path: str, body: Any = None) -> tuple[int, Any]:
     its answer's HTTP status and decoded JSON. For plugins that show what the REST API
     says (the console) without an HTTP round trip; the caller checks access."""
     try:
+        try:
+            deep = json_depth(body) > MAX_DEPTH
+        except RecursionError:
+            deep = True
+        if deep:
+            raise RestError(400, f"request body: nested deeper than {MAX_DEPTH} levels",
+                            "body", "JSON object")
         if path in METHODS:
             method = METHODS[path]
             response = await HANDLERS[path](app, method, method.parse(body))

@@ -141,6 +141,12 @@ class Settings:
         "Browser origins allowed to call the REST API cross-site (https://app.example); "
         "empty = none, * = any (hookcast)",
     )
+    rest_api_allowed_hosts: tuple[str, ...] = prop(
+        "rest_api_allowed_hosts", (), CommaList(),
+        "Host names the REST API, /metrics and the console answer to while they have no "
+        "auth (IP addresses and localhost always); other names get 403, so a web page "
+        "cannot reach them through DNS rebinding (hookcast)",
+    )
     rest_api_allowed_networks: tuple[str, ...] = prop(
         "rest_api_allowed_networks", (), Networks(),
         "Client networks allowed to use the REST API and /metrics (CIDRs); empty = any "

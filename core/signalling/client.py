@@ -134,6 +134,8 @@ class WcsClient:
                                   timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_WAIT)),
             self.timeout)
         self._established = asyncio.get_running_loop().create_future()
+        # retrieved even when nobody waits any more (connect() timed out)
+        self._established.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._reader = asyncio.create_task(self._read(), name=f"wcs client {self.url}")
         await self.send("connection", {"appKey": app_key, "mediaProviders": ["WebRTC"],
                                        "clientVersion": "2.0", **fields})
@@ -271,6 +273,9 @@ class WcsClient:
                 await stream._status(first)
         elif message == "fail" and isinstance(first, dict):
             self.fails.append(first)
+            established = self._established
+            if first.get("apiMethod") == "connection" and established and not established.done():
+                established.set_exception(WcsError(str(first.get("info", "refused"))))
             stream = self.streams.get(str(first.get("id")))  # a refused request of one stream
             if stream is not None and stream.status not in FINAL:
                 await stream._status({"status": "FAILED", "info": str(first.get("info", ""))})

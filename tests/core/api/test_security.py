@@ -167,3 +167,47 @@ async def test_deep_json_is_a_400_naming_the_problem(
     assert answer["message"] == "request body: nested deeper than 32 levels"
     status, _, _ = await request(server, "GET", "/rest-api/health")
     assert status == 200
+
+
+@pytest.mark.usefixtures("loopback")
+@pytest.mark.parametrize("path", ["/rest-api/stream/find_all", "/metrics", "/",
+                                  "/console/events", "/client/records/x.webm"])
+async def test_dns_rebinding_is_refused_while_there_is_no_auth(
+        live: Callable[..., Any], path: str) -> None:
+    """A page of evil.example whose name now points at this server sends Host:
+    evil.example: refused unless the name is listed or auth is on."""
+    server = await live()
+    status, _, body = await request(server, "GET", path, headers={"Host": "evil.example"})
+    assert status == 403 and "rest_api_allowed_hosts" in str(body), (path, body)
+    if path != "/console/events":  # (a stream that does not end)
+        status, _, _ = await request(server, "GET", path, headers={"Host": "localhost"})
+        assert status != 403
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_listed_hosts_and_auth_lift_the_host_check(live: Callable[..., Any]) -> None:
+    listed = await live(rest_api_allowed_hosts="media.example")
+    status, _, _ = await request(listed, "GET", "/rest-api/stream/find_all",
+                                 headers={"Host": "media.example:8081"})
+    assert status == 200
+    guarded = await live(rest_api_token="t0ken")
+    status, _, _ = await request(guarded, "GET", "/rest-api/stream/find_all",
+                                 headers={"Host": "media.example", "Authorization": "Bearer t0ken"})
+    assert status == 200
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_console_actions_refuse_bad_bodies_and_long_names(live: Callable[..., Any]) -> None:
+    server = await live()
+    csrf = {"Cookie": "hookcast_csrf=abc", "X-CSRF-Token": "abc",
+            "Content-Type": "application/json"}
+    for data, expected in ((b"[" * 50_000, 400), (b'{"custom":' + b"[" * 40 + b"]" * 40 + b"}", 400),
+                           (b"x" * 70_000, 413)):
+        status, _, _ = await request(server, "POST", "/console/api/pull/pull", data=data,
+                                     headers=csrf)
+        assert status == expected
+    status, _, _ = await request(server, "POST", "/console/api/records/delete", headers=csrf,
+                                 data=json.dumps({"fileName": "a" * 5000 + ".mp4"}).encode())
+    assert status == 404
+    status, _, _ = await request(server, "GET", "/client/records/" + "a" * 300 + ".mp4")
+    assert status == 404
