@@ -211,3 +211,14 @@ async def test_console_actions_refuse_bad_bodies_and_long_names(live: Callable[.
     assert status == 404
     status, _, _ = await request(server, "GET", "/client/records/" + "a" * 300 + ".mp4")
     assert status == 404
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_console_pages_ask_for_basic_credentials(live: Callable[..., Any]) -> None:
+    server = await live(rest_api_user="admin", rest_api_password="pw")
+    status, headers, _ = await request(server, "GET", "/")
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+    basic = {"Authorization": "Basic YWRtaW46cHc="}  # admin:pw
+    status, headers, body = await request(server, "GET", "/records", headers=basic)
+    assert status == 200 and b"Records" in body
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
