@@ -18,17 +18,22 @@ in production. force_codec() uses public API only and lives here for the callers
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
 import aiortc
 import aiortc.clock
 from aiortc import jitterbuffer, rtcrtpreceiver
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
@@ -39,6 +44,11 @@ from hookcast.rtc.packets import EncodedPacket, make_packet
 logger = logging.getLogger(__name__)
 
 TESTED_AIORTC_VERSIONS = frozenset({"1.16.0"})
+#: RTCRtpSender's private (name-mangled) fields a forwarding path keeps current
+_SENDER_PRIVATES = ("_ssrc", "_rtx_ssrc", "_RTCRtpSender__octet_count",
+                    "_RTCRtpSender__packet_count", "_RTCRtpSender__ntp_timestamp",
+                    "_RTCRtpSender__rtp_timestamp", "_RTCRtpSender__rtp_header_extensions_map",
+                    "_RTCRtpSender__rtx_payload_type", "_RTCRtpSender__mid")
 _JITTER_BUFFER_PARAMS = ["self", "capacity", "prefetch", "is_video"]
 _RECEIVER_MODULE: Any = rtcrtpreceiver  # install() swaps two of its globals
 _STOCK_GET_DECODER = _RECEIVER_MODULE.get_decoder
@@ -102,6 +112,24 @@ def _internal_checks() -> list[tuple[bool, str]]:
         (
             "get_host_addresses" in _names_used(aioice.ice.Connection.gather_candidates),
             "aioice Connection.gather_candidates no longer calls get_host_addresses",
+        ),
+        # what a dedicated forwarding path reads of a sender (sender_path, count_sent)
+        (
+            all(name in _names_used(RTCRtpSender.__init__) for name in _SENDER_PRIVATES),
+            "RTCRtpSender.__init__ no longer sets " + ", ".join(_SENDER_PRIVATES),
+        ),
+        (
+            "_tx_srtp" in _names_used(RTCDtlsTransport._send_rtp),
+            "RTCDtlsTransport._send_rtp no longer protects with self._tx_srtp",
+        ),
+        (
+            "_nominated" in _names_used(aioice.ice.Connection.sendto),
+            "aioice Connection.sendto no longer sends on self._nominated",
+        ),
+        (
+            "_connection" in _names_used(RTCIceTransport.__init__)
+            and "sendto" in _names_used(aioice.ice.Connection.send),
+            "RTCIceTransport no longer sends through its aioice Connection's sendto",
         ),
     ]
 
@@ -296,3 +324,75 @@ def on_retransmit(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
         await previous(sequence_number)
 
     sender._retransmit = retransmit  # type: ignore[method-assign]
+
+
+# --- what a dedicated forwarding path needs of a sender ------------------------------
+
+
+@dataclass(frozen=True)
+class SenderPath:
+    """Everything needed to send RTP as ``sender`` would, without it: its SSRCs, payload
+    types, MID, header extension ids, the SRTP session DTLS made, and the UDP socket and
+    address of the nominated ICE pair."""
+
+    ssrc: int
+    rtx_ssrc: int
+    payload_type: int
+    rtx_payload_type: int | None
+    mid: str | None
+    extension_ids: dict[str, int]
+    srtp: Any  # pylibsrtp.Session (protect)
+    socket: asyncio.DatagramTransport
+    remote: tuple[str, int]
+
+
+_SEND_PARAMETERS: weakref.WeakKeyDictionary[RTCRtpSender, RTCRtpSendParameters] = (
+    weakref.WeakKeyDictionary())
+
+
+def remember_parameters(sender: RTCRtpSender) -> None:
+    """Keep the parameters ``sender`` is started with (its payload type lives nowhere
+    else once the RTP loop runs). Call before the answer is applied."""
+    start = sender.send
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        _SEND_PARAMETERS[sender] = parameters
+        await start(parameters)
+
+    sender.send = send  # type: ignore[method-assign]
+
+
+def sender_path(sender: RTCRtpSender) -> SenderPath | None:
+    """The path of a connected sender, or None: not connected yet, DTLS not done, the
+    parameters not remembered, or a pair a plain UDP send cannot serve (TURN, TCP)."""
+    dtls = sender.transport
+    parameters = _SEND_PARAMETERS.get(sender)
+    if dtls is None or dtls.state != "connected" or dtls._tx_srtp is None or not parameters:
+        return None
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None or pair.local_candidate.type == "relay":
+        return None
+    socket = getattr(pair.protocol, "transport", None)
+    if not isinstance(socket, asyncio.DatagramTransport):
+        return None
+    ids = sender._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+    extension_ids = {name: value for name, value in vars(ids).items()
+                     if isinstance(value, int) and value}
+    return SenderPath(
+        ssrc=sender._ssrc, rtx_ssrc=sender._rtx_ssrc,
+        payload_type=parameters.codecs[0].payloadType or 0,
+        rtx_payload_type=sender._RTCRtpSender__rtx_payload_type,  # type: ignore[attr-defined]
+        mid=sender._RTCRtpSender__mid,  # type: ignore[attr-defined]
+        extension_ids=extension_ids, srtp=dtls._tx_srtp, socket=socket,
+        remote=pair.remote_addr,
+    )
+
+
+def count_sent(sender: RTCRtpSender, packets: int, payload_bytes: int,
+               rtp_timestamp: int) -> None:
+    """What was sent for ``sender`` outside it: its sender reports (packet and octet
+    counts, the NTP/RTP pair) and getStats stay right."""
+    sender._RTCRtpSender__packet_count += packets  # type: ignore[attr-defined]
+    sender._RTCRtpSender__octet_count += payload_bytes  # type: ignore[attr-defined]
+    sender._RTCRtpSender__ntp_timestamp = aiortc.clock.current_ntp_time()  # type: ignore[attr-defined]
+    sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]

@@ -1,0 +1,84 @@
+"""compat.sender_path / count_sent: what a dedicated forwarding path reads of a
+connected aiortc sender is enough to send media it would send, by hand: a receiver
+decodes pictures that never went through the sender's own RTP loop, and the sender's
+counters (its RTCP sender reports, getStats) include them."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import av
+import pytest
+from aiortc.codecs import vpx
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtp import RtpPacket
+
+from hookcast.rtc import compat
+from tests.core.rtc.relay_harness import (
+    PatternVideoTrack,
+    add_forced,
+    connect,
+    new_peer,
+    wait_connected,
+)
+
+pytestmark = pytest.mark.usefixtures("loopback", "relay_installed")
+
+
+class Silent(MediaStreamTrack):
+    """A video track that never yields: the sender's own loop sends nothing."""
+
+    kind = "video"
+
+    async def recv(self) -> Any:
+        await asyncio.Event().wait()
+
+
+async def test_media_sent_by_hand_on_a_senders_path_is_received_and_counted() -> None:
+    sending, receiving = new_peer(), new_peer()
+    transceiver = add_forced(sending, Silent(), "sendonly", "video/VP8")
+    sender = transceiver.sender
+    compat.remember_parameters(sender)
+    assert compat.sender_path(sender) is None, "nothing before the connection"
+    add_forced(receiving, "video", "recvonly", "video/VP8")
+    tracks: list[MediaStreamTrack] = []
+    receiving.on("track", tracks.append)
+    try:
+        await connect(sending, receiving)
+        await wait_connected(sending)
+        path = None
+        for _ in range(100):  # DTLS completes just after ICE
+            path = compat.sender_path(sender)
+            if path is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert path is not None
+        assert (path.ssrc, path.rtx_ssrc) == (sender._ssrc, sender._rtx_ssrc)
+        assert 96 <= path.payload_type <= 127  # a dynamic type: VP8's here
+        assert path.rtx_payload_type is not None and path.mid is not None
+        assert "abs_send_time" in path.extension_ids and "mid" in path.extension_ids
+
+        encoder, camera = vpx.Vp8Encoder(), PatternVideoTrack()
+        sequence, sent_bytes = 1000, 0
+        for index in range(30):
+            frame = await camera.recv()
+            payloads, timestamp = encoder.encode(frame, force_keyframe=index == 0)
+            for number, payload in enumerate(payloads):
+                packet = RtpPacket(payload_type=path.payload_type, sequence_number=sequence,
+                                   timestamp=timestamp, ssrc=path.ssrc,
+                                   marker=int(number == len(payloads) - 1))
+                packet.payload = payload
+                path.socket.sendto(path.srtp.protect(packet.serialize()), path.remote)
+                sequence, sent_bytes = sequence + 1, sent_bytes + len(payload)
+            compat.count_sent(sender, len(payloads), sum(map(len, payloads)), timestamp)
+        decoder, pictures = av.CodecContext.create("vp8", "r"), 0
+        track = tracks[0]
+        while pictures < 25:
+            packet = await asyncio.wait_for(track.recv(), 5)
+            pictures += len(decoder.decode(packet))
+        stats = [s for s in (await sender.getStats()).values() if s.type == "outbound-rtp"]
+        assert stats[0].packetsSent == sequence - 1000 and stats[0].bytesSent == sent_bytes
+    finally:
+        await sending.close()
+        await receiving.close()
