@@ -91,7 +91,10 @@ collect = _kind("collect")
 def after_server_start(server: ServerInfo) -> None:
     """Runs once every listener is accepting connections.
 
-    :param server: the version, home folder, settings and bound ports.
+    :param server: the version, home folder, settings and bound ports, and ``media``:
+        the media core a plugin may drive (``hookcast.MediaCore``: publish a
+        ``MediaSource`` as a stream, play a stream into a ``Feed`` of its own, stop a
+        stream), as the built-in ``pull`` plugin does.
     Kind: notify; the return value is ignored.
     """
 
@@ -124,6 +127,11 @@ def register_rest_routes(settings: Settings, home: Home) -> Iterable[web.RouteDe
 
     Runs once while the server is built, before it listens; routes are fixed from
     then on (a drop-in reloaded later keeps the routes it had at start).
+
+    A REST method made with ``hookcast.rest_routes([(RestMethod(...), handler)])`` is
+    served like the core's: the guard, the JSON body rules and validation from its
+    fields, a ``RestError`` answered as JSON naming the field, an entry in
+    ``/rest-api/openapi.json``, and ``hookcast.rest_call`` can run it in-process.
 
     :param settings: the server settings.
     :param home: the server home folders.
