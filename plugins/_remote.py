@@ -317,14 +317,19 @@ class Link:
         finally:
             await self._release()
 
+    def _local_end(self) -> asyncio.Event | None:
+        """Set once the local end is gone (a pull's stream stopped here, a push's
+        source); None before there is one."""
+        return None
+
     def _local_ended(self) -> bool:
-        """The local end is gone (a pull's stream stopped here, a push's source)."""
-        return False
+        end = self._local_end()
+        return end is not None and end.is_set()
 
     async def _pause(self, delay: float) -> None:
         """Sleep ``delay`` unless the link is stopped or its local end goes."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), delay)
+        end = self._local_end()
+        await first_of(delay, self._stop, *([end] if end is not None else []))
 
     async def _attempt(self) -> None:
         raise NotImplementedError
@@ -423,13 +428,8 @@ class Pull(Link):
         finally:
             await closed(client)
 
-    def _local_ended(self) -> bool:
-        return self.source is not None and self.source.closed.is_set()
-
-    async def _pause(self, delay: float) -> None:
-        if self.source is None:
-            return await super()._pause(delay)
-        await first_of(delay, self._stop, self.source.closed)
+    def _local_end(self) -> asyncio.Event | None:
+        return self.source.closed if self.source is not None else None
 
     async def _feed(self, remote: ClientStream) -> None:
         """Hand the remote tracks to the local stream (published on the first success)."""
@@ -517,13 +517,8 @@ class Push(Link):
         finally:
             await closed(client)
 
-    def _local_ended(self) -> bool:
-        return self.feed is not None and self.feed.ended.is_set()
-
-    async def _pause(self, delay: float) -> None:
-        if self.feed is None:
-            return await super()._pause(delay)
-        await first_of(delay, self._stop, self.feed.ended)
+    def _local_end(self) -> asyncio.Event | None:
+        return self.feed.ended if self.feed is not None else None
 
     async def _release(self) -> None:
         if self.feed is not None:
