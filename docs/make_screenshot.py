@@ -19,21 +19,18 @@ from playwright.async_api import async_playwright
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hookcast.config.home import Home  # noqa: E402
 from hookcast.server import Server  # noqa: E402
 from hookcast.signalling.client import WcsClient  # noqa: E402
-from tests.conftest import make_settings  # noqa: E402
+from tests.conftest import make_home, make_settings  # noqa: E402
 from tests.core.rtc.relay_harness import PatternVideoTrack  # noqa: E402
 from tests.e2e.conftest import CHROMIUM, FLAGS  # noqa: E402
 from tests.plugins.vod_files import make_media  # noqa: E402
 
 
 async def main() -> None:
-    root = Path(tempfile.mkdtemp())
-    for folder in ("conf", "plugins", "media", "records", "hooks"):
-        (root / folder).mkdir()
-    make_media(root / "media" / "intro.mp4", seconds=30)
-    server = Server(Home(root), make_settings())
+    home = make_home(Path(tempfile.mkdtemp()))
+    make_media(home.media / "intro.mp4", seconds=30)
+    server = Server(home, make_settings())
     await server.start()
     clients = []
     try:

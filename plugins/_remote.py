@@ -19,6 +19,7 @@ stopped, REST terminate) or ``FAILED`` (gave up; ``error`` says why).
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -175,7 +176,7 @@ class Options:
     tls: ssl.SSLContext | bool = True
 
 
-class Link:
+class Link(abc.ABC):
     """A pull or a push: its entry for find_all and the task that runs it."""
 
     direction = ""
@@ -331,9 +332,12 @@ class Link:
         end = self._local_end()
         await first_of(delay, self._stop, *([end] if end is not None else []))
 
+    @abc.abstractmethod
     async def _attempt(self) -> None:
-        raise NotImplementedError
+        """One connection, from connecting to its end: returns when stopped, raises
+        Finished or GiveUp to end the link, anything else to retry."""
 
+    @abc.abstractmethod
     async def _release(self) -> None:
         """Give back what the link holds locally (its local stream)."""
 

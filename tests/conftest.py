@@ -29,12 +29,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)
 
 
+def make_home(root: Path) -> Home:
+    """An empty server home at ``root``: conf/, plugins/, media/, records/, hooks/."""
+    for folder in ("conf", "plugins", "media", "records", "hooks"):
+        (root / folder).mkdir(parents=True)
+    return Home(root)
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Home:
     """An empty server home with conf/ and plugins/ folders."""
-    for folder in ("conf", "plugins", "media", "records", "hooks"):
-        (tmp_path / folder).mkdir()
-    return Home(tmp_path)
+    return make_home(tmp_path)
 
 
 def write_plugin(home: Home, name: str, source: str) -> Path:

@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 
-from hookcast.config.home import Home
 from hookcast.server import Server
+from tests.conftest import make_home
 from tests.e2e.conftest import assert_kept_up, frames_over
 from tests.e2e.test_sdk_examples import open_example, wait_text
 
@@ -18,10 +18,7 @@ from tests.e2e.test_sdk_examples import open_example, wait_text
 async def test_player_on_b_plays_what_two_way_publishes_on_a_via_pull(
     server: Server, browser: Any, site: str, tmp_path: Path, start_server: Callable[..., Any],
 ) -> None:
-    root = tmp_path / "b"
-    for folder in ("conf", "plugins", "media", "records", "hooks"):
-        (root / folder).mkdir(parents=True)
-    b: Server = await start_server(Home(root))
+    b: Server = await start_server(make_home(tmp_path / "b"))
     two_way = await open_example(browser, site, "two_way_streaming/two_way_streaming.html",
                                  "two-way on A")
     await two_way.page.fill("#urlServer", f"ws://127.0.0.1:{server.ws_port}")

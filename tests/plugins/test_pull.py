@@ -20,6 +20,7 @@ from hookcast.config.home import Home
 from hookcast.keys import ENGINE
 from hookcast.server import Server
 from hookcast.signalling.client import ClientStream, WcsClient
+from tests.conftest import make_home
 from tests.core.rtc.relay_harness import (
     CountingAudioTrack,
     DecodingSink,
@@ -38,10 +39,7 @@ MIMES = {"VP8": "video/VP8", "H264": "video/H264"}
 
 
 def other_home(tmp_path: Path, name: str) -> Home:
-    root = tmp_path / name
-    for folder in ("conf", "plugins", "media", "records", "hooks"):
-        (root / folder).mkdir(parents=True)
-    return Home(root)
+    return make_home(tmp_path / name)
 
 
 async def rest(server: Server, method: str, body: Any = None,

@@ -5,9 +5,6 @@ import { bytes, run } from "./console.js";
 for (const cell of document.querySelectorAll("[data-bytes]")) {
   cell.textContent = bytes(Number(cell.dataset.bytes));
 }
-for (const cell of document.querySelectorAll("[data-time]")) {
-  cell.textContent = new Date(Number(cell.dataset.time)).toLocaleString();
-}
 document.querySelector("tbody")?.addEventListener("click", async (event) => {
   const button = event.target.closest("button");
   if (!button) return;
