@@ -71,6 +71,15 @@ class HookcastCollector(Collector):
         for (kind, result), count in sorted({**counts, **engine.meters.relay_counts()}.items()):
             relay.add_metric([kind, result], count)
         yield relay
+        paths = GaugeMetricFamily(
+            "hookcast_relay_players",
+            "Players' tracks by sending path: fast (the dedicated forwarding path) or "
+            "aiortc (its own sender per player)", labels=["kind", "path"],
+        )
+        by_path = {(k, p): 0 for k in ("audio", "video") for p in ("fast", "aiortc")}
+        for (kind, path), count in sorted({**by_path, **engine.meters.relay_paths()}.items()):
+            paths.add_metric([kind, path], count)
+        yield paths
         hooks = CounterMetricFamily(
             "hookcast_hook_calls", "Plugin hook calls by outcome",
             labels=["hook", "plugin", "outcome"],

@@ -77,6 +77,17 @@ class Settings:
         "ice_connect_timeout", 20.0, Seconds(minimum=0.1),
         "Time a new stream has to connect (ICE + DTLS) before it fails (hookcast)",
     )
+    relay_fast_path: bool = prop(
+        "relay_fast_path", True, Boolean(),
+        "Forward to players on the dedicated path: each frame packetised once per stream, "
+        "then per player a header rewrite, SRTP and a UDP send; false = aiortc's own "
+        "sender per player (hookcast)",
+    )
+    relay_gso: bool = prop(
+        "relay_gso", True, Boolean(),
+        "On the dedicated path, send each player's frame with UDP GSO (one sendmsg per run "
+        "of equal-size packets) when the kernel supports it (hookcast)",
+    )
     stun_server: str = prop(
         "stun_server", "", Text(),
         "STUN server for ICE (stun:host:port); empty = none, host candidates only",

@@ -185,7 +185,8 @@ class Engine:
             return await self.stop(stream, Status.FAILED, Info.NOT_FOUND)
         try:
             leg, answer = await open_player(offer_sdp, self._config, source.tracks,
-                                            source.codecs)
+                                            source.codecs, self.settings.relay_fast_path,
+                                            self.settings.relay_gso)
             pc = leg.pc
             assert pc is not None  # a WebRTC player's leg
         except Exception as error:

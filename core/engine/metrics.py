@@ -96,6 +96,17 @@ class Meters:
                 _add_player_counts(counts, leg)
         return counts
 
+    def relay_paths(self) -> Counter[tuple[str, str]]:
+        """Players' tracks now sent on the dedicated path ("fast") or by aiortc's own
+        senders ("aiortc": before they connect, over TURN, relay_fast_path=false), by
+        (kind, path)."""
+        paths: Counter[tuple[str, str]] = Counter()
+        for _, leg in self._legs():
+            if isinstance(leg, PlayerLeg) and leg.pc is not None:
+                for subscriber in leg.subscribers:
+                    paths[(subscriber.kind, "fast" if subscriber.fast else "aiortc")] += 1
+        return paths
+
 
 def _add_player_counts(counts: Counter[tuple[str, str]], leg: PlayerLeg) -> None:
     for subscriber in leg.subscribers:

@@ -9,7 +9,12 @@ ways below (each checked by tests/core/rtc/test_rtc_compat.py), and nothing else
       - JitterBuffer -> hookcast.rtc.jitter.RelayJitterBuffer, which never emits a partial
         video frame and bounds how long a lost packet stalls output.
   * on_keyframe_request() wraps RTCRtpSender._send_keyframe on one sender instance;
-  * request_keyframe() calls RTCRtpReceiver._send_rtcp_pli.
+  * request_keyframe() calls RTCRtpReceiver._send_rtcp_pli;
+  * for the dedicated forwarding path (hookcast.rtc.fastpath): remember_parameters()
+    wraps RTCRtpSender.send on one instance, sender_path() reads a connected sender's
+    SSRCs, payload types, MID, header extension map, its DTLS transport's SRTP session
+    and the nominated ICE pair's socket (asyncio's TransportSocket._sock), count_sent()
+    keeps its sender-report counters, answer_retransmits() takes over its NACK answers.
 
 check_compat() runs at import and raises AiortcCompatError (an ImportError) naming
 every internal that changed, so an aiortc upgrade fails loudly at start, not silently
@@ -19,8 +24,10 @@ in production. force_codec() uses public API only and lives here for the callers
 from __future__ import annotations
 
 import asyncio
+import asyncio.trsock
 import inspect
 import logging
+import socket
 import time
 import weakref
 from collections.abc import Callable
@@ -130,6 +137,15 @@ def _internal_checks() -> list[tuple[bool, str]]:
             "_connection" in _names_used(RTCIceTransport.__init__)
             and "sendto" in _names_used(aioice.ice.Connection.send),
             "RTCIceTransport no longer sends through its aioice Connection's sendto",
+        ),
+        (
+            "_sock" in _names_used(asyncio.trsock.TransportSocket.__init__),
+            "asyncio's TransportSocket no longer keeps its socket in ._sock",
+        ),
+        (
+            "_retransmit" in _names_used(RTCRtpSender._handle_rtcp_packet)
+            and "_RTCRtpSender__rtp_history" in _names_used(RTCRtpSender._retransmit),
+            "RTCRtpSender._retransmit no longer answers from its own history",
         ),
     ]
 
@@ -315,25 +331,15 @@ def on_nack_sent(receiver: RTCRtpReceiver, callback: Callable[[int], None]) -> N
     receiver._send_rtcp_nack = send_nack  # type: ignore[method-assign]
 
 
-def on_retransmit(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
-    """Call ``callback()`` each time the remote peer NACKs a packet ``sender`` sent."""
-    previous = sender._retransmit
-
-    async def retransmit(sequence_number: int) -> None:
-        callback()
-        await previous(sequence_number)
-
-    sender._retransmit = retransmit  # type: ignore[method-assign]
-
-
 # --- what a dedicated forwarding path needs of a sender ------------------------------
 
 
 @dataclass(frozen=True)
 class SenderPath:
     """Everything needed to send RTP as ``sender`` would, without it: its SSRCs, payload
-    types, MID, header extension ids, the SRTP session DTLS made, and the UDP socket and
-    address of the nominated ICE pair."""
+    types, codec, MID, header extension ids and map, the SRTP session DTLS made, and the
+    UDP socket and address of the nominated ICE pair (``sock`` is that socket itself,
+    shared with ICE consent checks: send with an address, never connect it)."""
 
     ssrc: int
     rtx_ssrc: int
@@ -344,20 +350,31 @@ class SenderPath:
     srtp: Any  # pylibsrtp.Session (protect)
     socket: asyncio.DatagramTransport
     remote: tuple[str, int]
+    sock: socket.socket
+    codec: RTCRtpCodecParameters
+    extensions_map: Any  # aiortc.rtp.HeaderExtensionsMap: serialises this sender's headers
 
 
 _SEND_PARAMETERS: weakref.WeakKeyDictionary[RTCRtpSender, RTCRtpSendParameters] = (
     weakref.WeakKeyDictionary())
 
 
-def remember_parameters(sender: RTCRtpSender) -> None:
+def remember_parameters(sender: RTCRtpSender,
+                        started: Callable[[RTCRtpSender], None] | None = None) -> None:
     """Keep the parameters ``sender`` is started with (its payload type lives nowhere
-    else once the RTP loop runs). Call before the answer is applied."""
+    else once the RTP loop runs), and call ``started(sender)`` once it has started:
+    aiortc starts senders once DTLS is connected, so sender_path() is known then.
+    Call before the answer is applied."""
     start = sender.send
 
     async def send(parameters: RTCRtpSendParameters) -> None:
         _SEND_PARAMETERS[sender] = parameters
         await start(parameters)
+        if started is not None:
+            try:
+                started(sender)
+            except Exception:
+                logger.exception("sender start callback %r failed", started)
 
     sender.send = send  # type: ignore[method-assign]
 
@@ -372,10 +389,14 @@ def sender_path(sender: RTCRtpSender) -> SenderPath | None:
     pair = dtls.transport._connection._nominated.get(1)
     if pair is None or pair.local_candidate.type == "relay":
         return None
-    socket = getattr(pair.protocol, "transport", None)
-    if not isinstance(socket, asyncio.DatagramTransport):
+    transport = getattr(pair.protocol, "transport", None)
+    if not isinstance(transport, asyncio.DatagramTransport):
         return None
-    ids = sender._RTCRtpSender__rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+    sock = getattr(transport.get_extra_info("socket"), "_sock", None)
+    if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_DGRAM:
+        return None
+    extensions_map = sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+    ids = extensions_map._HeaderExtensionsMap__ids
     extension_ids = {name: value for name, value in vars(ids).items()
                      if isinstance(value, int) and value}
     return SenderPath(
@@ -383,16 +404,64 @@ def sender_path(sender: RTCRtpSender) -> SenderPath | None:
         payload_type=parameters.codecs[0].payloadType or 0,
         rtx_payload_type=sender._RTCRtpSender__rtx_payload_type,  # type: ignore[attr-defined]
         mid=sender._RTCRtpSender__mid,  # type: ignore[attr-defined]
-        extension_ids=extension_ids, srtp=dtls._tx_srtp, socket=socket,
-        remote=pair.remote_addr,
+        extension_ids=extension_ids, srtp=dtls._tx_srtp, socket=transport,
+        remote=pair.remote_addr, sock=sock, codec=parameters.codecs[0],
+        extensions_map=extensions_map,
     )
 
 
 def count_sent(sender: RTCRtpSender, packets: int, payload_bytes: int,
-               rtp_timestamp: int) -> None:
+               rtp_timestamp: int, ntp_timestamp: int | None = None) -> None:
     """What was sent for ``sender`` outside it: its sender reports (packet and octet
-    counts, the NTP/RTP pair) and getStats stay right."""
+    counts, the NTP/RTP pair) and getStats stay right. ``ntp_timestamp`` (64-bit NTP)
+    defaults to now."""
     sender._RTCRtpSender__packet_count += packets  # type: ignore[attr-defined]
     sender._RTCRtpSender__octet_count += payload_bytes  # type: ignore[attr-defined]
-    sender._RTCRtpSender__ntp_timestamp = aiortc.clock.current_ntp_time()  # type: ignore[attr-defined]
+    sender._RTCRtpSender__ntp_timestamp = (  # type: ignore[attr-defined]
+        aiortc.clock.current_ntp_time() if ntp_timestamp is None else ntp_timestamp)
     sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
+
+
+#: senders whose NACKs something other than their own history answers
+_ANSWERS: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[int], None]] = (
+    weakref.WeakKeyDictionary())
+_RETRANSMIT_WRAPPED: weakref.WeakSet[RTCRtpSender] = weakref.WeakSet()
+_RETRANSMIT_CALLBACKS: weakref.WeakKeyDictionary[RTCRtpSender, list[Callable[[], None]]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _wrap_retransmit(sender: RTCRtpSender) -> None:
+    if sender in _RETRANSMIT_WRAPPED:
+        return
+    _RETRANSMIT_WRAPPED.add(sender)
+    stock = sender._retransmit
+
+    async def retransmit(sequence_number: int) -> None:
+        for callback in _RETRANSMIT_CALLBACKS.get(sender, ()):
+            callback()
+        answer = _ANSWERS.get(sender)
+        if answer is None:
+            await stock(sequence_number)
+            return
+        try:
+            answer(sequence_number)
+        except Exception:
+            logger.exception("retransmission of %d failed", sequence_number)
+
+    sender._retransmit = retransmit  # type: ignore[method-assign]
+
+
+def on_retransmit(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback()`` each time the remote peer NACKs a packet ``sender`` sent."""
+    _wrap_retransmit(sender)
+    _RETRANSMIT_CALLBACKS.setdefault(sender, []).append(callback)
+
+
+def answer_retransmits(sender: RTCRtpSender, answer: Callable[[int], None] | None) -> None:
+    """From now on the remote peer's NACKs of ``sender`` go to ``answer(sequence_number)``
+    (synchronous, on the loop) instead of the sender's own history; None: back to it."""
+    _wrap_retransmit(sender)
+    if answer is None:
+        _ANSWERS.pop(sender, None)
+    else:
+        _ANSWERS[sender] = answer

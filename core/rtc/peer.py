@@ -9,6 +9,7 @@ player's leg is forced to the same codec, so the relayed packets always match.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from aiortc import (
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.sdp import SessionDescription
@@ -29,9 +31,13 @@ from hookcast.rtc.compat import (
     on_keyframe_request,
     on_nack_sent,
     on_retransmit,
+    remember_parameters,
     request_keyframe,
+    sender_path,
 )
 from hookcast.rtc.relay import PublishedTrack, SubscriberTrack
+
+logger = logging.getLogger(__name__)
 
 #: Codecs the relay can carry, in the server's order of preference per kind.
 RELAYABLE = {
@@ -209,13 +215,31 @@ async def open_publisher(
     return leg, answer
 
 
+def _fast_path_when_started(published: PublishedTrack, subscriber: SubscriberTrack,
+                            gso: bool) -> Callable[[RTCRtpSender], None]:
+    def started(sender: RTCRtpSender) -> None:
+        path = sender_path(sender)
+        if path is None:
+            logger.info("%s: a player's pair cannot take the fast path (TURN or TCP): "
+                        "aiortc's own sender serves it", published.name)
+            return
+        published.go_fast(subscriber, sender, path, gso)
+
+    return started
+
+
 async def open_player(
     offer_sdp: str,
     config: RTCConfiguration,
     tracks: dict[str, PublishedTrack],
     codecs: dict[str, str],
+    fast_path: bool = False,
+    gso: bool = True,
 ) -> tuple[PlayerLeg, str]:
-    """Answer a player with the publisher's tracks, each forced to the publisher's codec."""
+    """Answer a player with the publisher's tracks, each forced to the publisher's codec.
+
+    With ``fast_path``, each track moves to the dedicated forwarding path once its sender
+    has started (hookcast.rtc.fastpath; ``gso``: UDP GSO where the kernel has it)."""
     offered = parse_offer(offer_sdp)
     pc = RTCPeerConnection(config)
     leg = PlayerLeg(pc)
@@ -234,6 +258,9 @@ async def open_player(
             force_codec(transceiver, mime)
             on_keyframe_request(transceiver.sender, subscriber.request_keyframe)
             on_retransmit(transceiver.sender, partial(_counting(leg.nacks, media.kind), 1))
+            if fast_path:
+                remember_parameters(transceiver.sender,
+                                    _fast_path_when_started(published, subscriber, gso))
             leg.codecs[media.kind] = mime
         answer = await _answer(pc, offer_sdp)
         leg.payload_types = payload_types(answer)

@@ -1,9 +1,14 @@
 r"""Fan-out of encoded frames (av.Packet) from one source track to many subscribers.
 
     source track --recv()--> PublishedTrack --same av.Packet--> SubscriberTrack x N
-                                  |      \                           |
-                                  |       +--sink(packet)--> a recorder (synchronous)
+                                  |      \    \                      |
+                                  |       \    +--sink(packet)--> a recorder (synchronous)
+                                  |        +--Fanout.forward(packet)--> fast-path players
                           KeyframeController <--request_keyframe()---+ (gating, PLI)
+
+A WebRTC player starts as a SubscriberTrack read by its aiortc sender; once connected it
+can move to the dedicated forwarding path (go_fast(), hookcast.rtc.fastpath), where the
+same gating applies without a queue or a task of its own.
 
 Nothing here decodes or copies media. The packets are shared: no one may mutate them
 (hookcast.rtc.packets.copy_packet() before muxing). All of it runs on the event loop.
@@ -21,7 +26,10 @@ from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpsender import RTCRtpSender
 
+from hookcast.rtc.compat import SenderPath
+from hookcast.rtc.fastpath import Fanout
 from hookcast.rtc.keyframes import PLI_INTERVAL, KeyframeController, SendPli, cancel_and_wait
 from hookcast.rtc.packets import EncodedPacket, FrameMeta
 
@@ -37,13 +45,16 @@ AUDIO_QUEUE_SIZE = 50  # packets: 1 s of 20 ms Opus
 class SubscriberCounters:
     """forwarded: packets handed to recv(); bytes: their payload bytes; dropped: packets
     never handed out (gated, flushed or evicted); overflows: times the queue was full;
-    keyframe_requests: PLIs this subscriber's remote peer sent."""
+    keyframe_requests: PLIs this subscriber's remote peer sent; on the fast path,
+    retransmits: packets resent on NACK, send_errors: sends its socket refused."""
 
     forwarded: int = 0
     bytes: int = 0
     dropped: int = 0
     overflows: int = 0
     keyframe_requests: int = 0
+    retransmits: int = 0
+    send_errors: int = 0
 
 
 @dataclass(slots=True)
@@ -85,6 +96,8 @@ class SubscriberTrack(MediaStreamTrack):
         self._source_ended = False
         self._reading = False
         self._wakeup = asyncio.Event()
+        #: True once its player is served by the publisher's Fanout (recv() then parks)
+        self.fast = False
 
     @property
     def synced(self) -> bool:
@@ -213,6 +226,8 @@ class PublishedTrack:
         self._keep_gop = self._gop is not None
         #: called with every keyframe (rare: the owner reads its picture size); must not block
         self.on_keyframe: Callable[[EncodedPacket], None] | None = None
+        #: the players on the dedicated forwarding path (go_fast()); None until the first
+        self._fanout: Fanout | None = None
         self._ended = False
         self._done = asyncio.Event()
 
@@ -223,7 +238,29 @@ class PublishedTrack:
 
     @property
     def subscribers(self) -> tuple[SubscriberTrack, ...]:
-        return tuple(self._subscribers)
+        """Every subscriber, on the fast path or not."""
+        fast = tuple(p.subscriber for p in self._fanout.players) if self._fanout else ()
+        return tuple(self._subscribers) + fast
+
+    def go_fast(self, subscriber: SubscriberTrack, sender: RTCRtpSender, path: SenderPath,
+                gso: bool = True) -> bool:
+        """Serve ``subscriber``'s player on the dedicated forwarding path from now on:
+        ``sender`` (started, connected, its path known) is the aiortc sender that reads it,
+        which from now on only does RTCP. What the subscriber had queued is sent first;
+        an unsynced video player still waits for a keyframe, which is requested. False
+        (nothing changed) when the subscriber is no longer attached."""
+        if self._ended or subscriber not in self._subscribers:
+            return False
+        if self._fanout is None:
+            self._fanout = Fanout(self.kind, path.codec, self.request_keyframe, gso)
+        del self._subscribers[subscriber]
+        queued = list(subscriber._queue)
+        subscriber._queue.clear()
+        subscriber._reading = subscriber.fast = True
+        self._fanout.add(subscriber, sender, path, queued)
+        if not subscriber.synced and self.kind == "video":
+            self.request_keyframe()
+        return True
 
     def start(self) -> None:
         """Start reading the source (idempotent)."""
@@ -291,13 +328,15 @@ class PublishedTrack:
 
     def _detach(self, subscriber: SubscriberTrack) -> None:
         self._subscribers.pop(subscriber, None)
+        if self._fanout is not None:
+            self._fanout.remove(subscriber)
 
     def _finish(self) -> None:
         self._ended = True
         self._done.set()
         self._gop = None
         self._sinks.clear()
-        for subscriber in tuple(self._subscribers):
+        for subscriber in self.subscribers:
             subscriber._end_of_source()
         self._subscribers.clear()
 
@@ -323,6 +362,8 @@ class PublishedTrack:
             self._track_video(packet)
         for subscriber in tuple(self._subscribers):
             subscriber._offer(packet)
+        if self._fanout is not None:
+            self._fanout.forward(packet)
         for sink in self._sinks:
             try:
                 sink(packet)
@@ -353,4 +394,6 @@ class PublishedTrack:
             self.counters.discontinuities += 1
             for subscriber in self._subscribers:
                 subscriber.desync()
+            if self._fanout is not None:
+                self._fanout.desync()
             self.request_keyframe()

@@ -4,10 +4,12 @@ WebRTC on 127.0.0.1, frames decoded by PyAV on the player side."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from hookcast.config.home import Home
@@ -29,8 +31,21 @@ Start = Callable[..., Any]
 
 
 @pytest.fixture
-async def server(home: Home, start_server: Start) -> Server:
-    return await start_server(home)  # type: ignore[no-any-return]
+async def server(home: Home, start_server: Start, request: pytest.FixtureRequest) -> Server:
+    """The server; ``@pytest.mark.parametrize("server", ["fast", "aiortc"], indirect=True)``
+    chooses the players' sending path (relay_fast_path; fast by default)."""
+    path = getattr(request, "param", "fast")
+    return await start_server(  # type: ignore[no-any-return]
+        home, relay_fast_path=str(path == "fast").lower())
+
+
+async def relay_paths(server: Server) -> dict[str, float]:
+    """``hookcast_relay_players`` from /metrics: players' tracks by "kind/path"."""
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"http://127.0.0.1:{server.http_port}/metrics") as response:
+        text = await response.text()
+    found = re.findall(r'^hookcast_relay_players\{kind="(\w+)",path="(\w+)"\} (\S+)$', text, re.M)
+    return {f"{kind}/{path}": float(value) for kind, path, value in found}
 
 
 @pytest.fixture
@@ -70,9 +85,10 @@ def answered_video_codec(stream: ClientStream) -> str:
     return rtpmap.split(" ")[1].split("/")[0]
 
 
+@pytest.mark.parametrize("server", ["fast", "aiortc"], indirect=True)
 @pytest.mark.parametrize("codec", ["VP8", "H264"])
 async def test_one_publisher_three_players_decode_the_same_frames(
-    clients: Callable[..., Any], codec: str
+    clients: Callable[..., Any], server: Server, codec: str, request: pytest.FixtureRequest
 ) -> None:
     video, audio = PatternVideoTrack(), CountingAudioTrack()
     await publish(await clients(), "cam", codec, (video, audio))
@@ -85,6 +101,10 @@ async def test_one_publisher_three_players_decode_the_same_frames(
         *(reading(sinks[kind], "frames") for kind in ("video", "audio") for _, sinks in players),
     )
     counts, audio_counts = decoded[:3], decoded[3:]
+    path = request.node.callspec.params["server"]
+    other = "aiortc" if path == "fast" else "fast"
+    assert await relay_paths(server) == {"audio/" + path: 3, "video/" + path: 3,
+                                         "audio/" + other: 0, "video/" + other: 0}
     for stream, sinks in players:
         assert stream.last["videoCodec"] == codec
         assert answered_video_codec(stream) == codec

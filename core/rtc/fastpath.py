@@ -1,0 +1,348 @@
+r"""The dedicated forwarding path: one fan-out per published track, no task or queue per player.
+
+    PublishedTrack._dispatch(packet) --> Fanout.forward(packet), synchronously, per frame:
+        encoder.pack(packet)         once (aiortc's packetiser: equal-size payloads)
+        Layout.build(payloads)       once per header shape (payload type, MID, extension ids)
+        for every player:            rewrite sequence number, timestamp and SSRC in place
+                                     (struct.pack_into), SRTP-protect with its DTLS session,
+                                     send on its ICE pair's socket: one GSO sendmsg per run
+                                     of equal-size packets, or one sendto per packet
+
+A player moves here once its RTCRtpSender has started (DTLS connected) and
+hookcast.rtc.compat.sender_path() can serve its ICE pair (not TURN); otherwise it stays on
+aiortc's own path (a SubscriberTrack read by its sender). Its sender stays, parked (its
+track yields nothing), for RTCP: sender reports from the counters count_sent() keeps,
+PLI/FIR to the publisher as before, and NACKs answered here from the player's history of
+its last HISTORY_SIZE packets, as RTX when negotiated.
+
+Nothing waits: a player whose socket is full (EAGAIN) has fallen behind: the rest of its
+frame is lost to it (NACK may repair it), and video waits for a keyframe, which is
+requested, as a SubscriberTrack does when its queue overflows. Any other socket error is
+counted and the player skipped for that frame; its connection's consent checks end it.
+All of it runs on the event loop; the packets are shared by every player of a layout and
+only their first 12 bytes are rewritten, just before each player's protect.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import random
+import socket
+import struct
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from aiortc.codecs import get_encoder
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import RtpPacket
+
+from hookcast.rtc import compat
+from hookcast.rtc.packets import EncodedPacket
+
+if TYPE_CHECKING:
+    from hookcast.rtc.relay import SubscriberTrack
+
+logger = logging.getLogger(__name__)
+
+#: packets per player kept to answer NACKs: 1.7 s at 300 packets/s (aiortc keeps 128)
+HISTORY_SIZE = 512
+_MASK = HISTORY_SIZE - 1
+#: Linux's UDP_SEGMENT (udp(7)); Python's socket module does not name it
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
+SOL_UDP = getattr(socket, "SOL_UDP", 17)
+#: one GSO send carries at most this many segments and bytes (the kernel's limits are
+#: 64 segments and a 64 KiB datagram)
+GSO_MAX_SEGMENTS = 48
+GSO_MAX_BYTES = 60_000
+#: errors that mean the socket is gone: the player is dropped from the fan-out
+_GONE = frozenset({errno.EBADF, errno.ENOTSOCK})
+
+_HEADER = struct.Struct("!HII")  # sequence number, timestamp, SSRC at byte 2
+_SEGMENT = struct.Struct("=H")
+
+
+@cache
+def gso_supported() -> bool:
+    """Whether this kernel splits one UDP sendmsg into segments (UDP_SEGMENT, Linux 4.18+):
+    two segments sent over loopback to a socket of this process arrive as two datagrams."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            receiver.bind(("127.0.0.1", 0))
+            receiver.settimeout(1.0)
+            sender.sendmsg([b"a" * 100 + b"b" * 60],
+                           [(SOL_UDP, UDP_SEGMENT, _SEGMENT.pack(100))], 0,
+                           receiver.getsockname())
+            return [len(receiver.recv(2048)), len(receiver.recv(2048))] == [100, 60]
+    except OSError:
+        return False
+
+
+def equal_size_runs(sizes: list[int]) -> list[tuple[int, int]]:
+    """Split packets into runs one GSO send can carry: every packet of a run the size of
+    its first but the last, which may be smaller; at most GSO_MAX_SEGMENTS and
+    GSO_MAX_BYTES each. Returns (start, stop) index pairs covering ``sizes`` in order."""
+    runs = []
+    start, count = 0, len(sizes)
+    while start < count:
+        size, stop = sizes[start], start + 1
+        limit = min(GSO_MAX_SEGMENTS, max(1, GSO_MAX_BYTES // size))
+        while stop < count and stop - start < limit:
+            if sizes[stop] == size:
+                stop += 1
+                continue
+            if sizes[stop] < size:
+                stop += 1
+            break
+        runs.append((start, stop))
+        start = stop
+    return runs
+
+
+class Layout:
+    """The packets of the current frame for every player whose headers look alike (same
+    payload type, MID and header extension ids): built once per frame, shared."""
+
+    __slots__ = (
+        "extensions_map",
+        "header_length",
+        "mid",
+        "packets",
+        "payload_type",
+        "runs",
+        "users",
+    )
+
+    def __init__(self, path: compat.SenderPath) -> None:
+        self.payload_type = path.payload_type
+        self.mid = path.mid
+        self.extensions_map = path.extensions_map
+        self.header_length = len(self._header(0))
+        self.packets: list[bytearray] = []
+        self.runs: list[tuple[int, int]] = []
+        self.users = 0
+
+    @staticmethod
+    def key(path: compat.SenderPath) -> tuple[Any, ...]:
+        return (path.payload_type, path.mid, tuple(sorted(path.extension_ids.items())))
+
+    def _header(self, abs_send_time: int) -> bytes:
+        """aiortc's own header for these players (what RTCRtpSender would serialise):
+        sequence number, timestamp and SSRC zero, to be rewritten per player."""
+        packet = RtpPacket(payload_type=self.payload_type)
+        packet.extensions.abs_send_time = abs_send_time
+        packet.extensions.mid = self.mid
+        return packet.serialize(self.extensions_map)
+
+    def build(self, payloads: list[bytes], abs_send_time: int) -> None:
+        header = self._header(abs_send_time)
+        self.packets = packets = [bytearray(header + payload) for payload in payloads]
+        packets[-1][1] |= 0x80  # the marker: the frame's last packet
+        self.runs = equal_size_runs([len(packet) for packet in packets])
+
+
+class FastPlayer:
+    """One player's state on the fast path: its sender's identity, its own sequence
+    numbers and timestamp origin, its keyframe gate and its packet history."""
+
+    __slots__ = (
+        "_fell_behind",
+        "counters",
+        "gso",
+        "history",
+        "layout",
+        "origin",
+        "protect",
+        "remote",
+        "rtx_payload_type",
+        "rtx_sequence",
+        "rtx_ssrc",
+        "sender",
+        "sequence",
+        "sock",
+        "ssrc",
+        "subscriber",
+        "synced",
+    )
+
+    def __init__(self, subscriber: SubscriberTrack, sender: RTCRtpSender,
+                 path: compat.SenderPath, layout: Layout, gso: bool,
+                 fell_behind: Callable[[], None]) -> None:
+        self.subscriber = subscriber
+        self.counters = subscriber.counters
+        self.sender = sender
+        self.layout = layout
+        self.ssrc = path.ssrc
+        self.rtx_ssrc = path.rtx_ssrc
+        self.rtx_payload_type = path.rtx_payload_type
+        self.protect = path.srtp.protect
+        #: the ICE pair's socket (tests put a shim here to drop or fail sends)
+        self.sock: Any = path.sock
+        self.remote = path.remote
+        self.gso = gso
+        # like RTCRtpSender: sequence numbers start in the lower half (no early wrap)
+        self.sequence = random.getrandbits(15)
+        self.rtx_sequence = random.getrandbits(15)
+        self.origin = random.getrandbits(32)
+        self.synced = subscriber.synced
+        self.history: list[tuple[int, int, bytearray] | None] = [None] * HISTORY_SIZE
+        self._fell_behind = fell_behind
+
+    def send(self, layout: Layout, timestamp: int, ntp: int, payload_bytes: int,
+             frame_size: int) -> bool:
+        """Send the layout's current packets with this player's header values. False:
+        its socket is gone."""
+        timestamp = (self.origin + timestamp) & 0xFFFFFFFF
+        sequence, ssrc, protect, history = self.sequence, self.ssrc, self.protect, self.history
+        pack_header = _HEADER.pack_into
+        datagrams = []
+        for packet in layout.packets:
+            pack_header(packet, 2, sequence, timestamp, ssrc)
+            datagrams.append(protect(bytes(packet)))
+            history[sequence & _MASK] = (sequence, timestamp, packet)
+            sequence = (sequence + 1) & 0xFFFF
+        self.sequence = sequence
+        compat.count_sent(self.sender, len(datagrams), payload_bytes, timestamp, ntp)
+        counters = self.counters
+        counters.forwarded += 1
+        counters.bytes += frame_size
+        try:
+            if self.gso and len(datagrams) > 1:
+                self._send_runs(datagrams, layout.runs)
+            else:
+                for datagram in datagrams:
+                    self.sock.sendto(datagram, self.remote)
+        except BlockingIOError:  # its socket is full: it fell behind
+            counters.overflows += 1
+            if self.subscriber.kind == "video":
+                self.synced = False
+                self._fell_behind()
+        except OSError as error:
+            counters.send_errors += 1
+            if error.errno in _GONE:
+                return False
+            if self.gso and error.errno in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT):
+                logger.info("UDP GSO refused on a player's socket (%s): plain sends", error)
+                self.gso = False
+        return True
+
+    def _send_runs(self, datagrams: list[bytes], runs: list[tuple[int, int]]) -> None:
+        sock, remote = self.sock, self.remote
+        for start, stop in runs:
+            if stop - start == 1:
+                sock.sendto(datagrams[start], remote)
+                continue
+            segment = _SEGMENT.pack(len(datagrams[start]))
+            sock.sendmsg([b"".join(datagrams[start:stop])],
+                         [(SOL_UDP, UDP_SEGMENT, segment)], 0, remote)
+
+    def retransmit(self, sequence_number: int) -> None:
+        """Answer a NACK from the history: the same packet, or wrapped in RTX."""
+        entry = self.history[sequence_number & _MASK]
+        if entry is None or entry[0] != sequence_number:
+            return
+        _, timestamp, packet = entry
+        if self.rtx_payload_type is None:
+            data = bytearray(packet)
+            _HEADER.pack_into(data, 2, sequence_number, timestamp, self.ssrc)
+        else:  # RFC 4588: the original sequence number, then the original payload
+            length = self.layout.header_length
+            data = packet[:length] + sequence_number.to_bytes(2, "big") + packet[length:]
+            data[1] = (data[1] & 0x80) | self.rtx_payload_type
+            _HEADER.pack_into(data, 2, self.rtx_sequence, timestamp, self.rtx_ssrc)
+            self.rtx_sequence = (self.rtx_sequence + 1) & 0xFFFF
+        self.counters.retransmits += 1
+        try:
+            self.sock.sendto(self.protect(bytes(data)), self.remote)
+        except OSError:
+            self.counters.send_errors += 1
+
+
+class Fanout:
+    """Every fast-path player of one published track; forward() is called with each of
+    its frames. ``request_keyframe`` asks the publisher (a player fell behind)."""
+
+    def __init__(self, kind: str, codec: Any, request_keyframe: Callable[[], None],
+                 gso: bool) -> None:
+        self.kind = kind
+        self.encoder = get_encoder(codec)
+        self.gso = gso and gso_supported()
+        self._request_keyframe = request_keyframe
+        self._layouts: dict[tuple[Any, ...], Layout] = {}
+        self._players: dict[SubscriberTrack, FastPlayer] = {}
+        self._order: tuple[FastPlayer, ...] = ()
+
+    @property
+    def players(self) -> tuple[FastPlayer, ...]:
+        return self._order
+
+    def __contains__(self, subscriber: object) -> bool:
+        return subscriber in self._players
+
+    def add(self, subscriber: SubscriberTrack, sender: RTCRtpSender,
+            path: compat.SenderPath, queued: list[EncodedPacket]) -> FastPlayer:
+        """Serve ``subscriber``'s player from now on; ``queued`` (what it had not sent
+        yet: the joiner's group of pictures) is sent first."""
+        key = Layout.key(path)
+        layout = self._layouts.get(key)
+        if layout is None:
+            layout = self._layouts[key] = Layout(path)
+        layout.users += 1
+        player = FastPlayer(subscriber, sender, path, layout, self.gso, self._request_keyframe)
+        compat.answer_retransmits(sender, player.retransmit)
+        for packet in queued:
+            self._forward(packet, (player,), (layout,))
+        self._players[subscriber] = player
+        self._order = tuple(self._players.values())
+        return player
+
+    def remove(self, subscriber: SubscriberTrack) -> None:
+        player = self._players.pop(subscriber, None)
+        if player is None:
+            return
+        self._order = tuple(self._players.values())
+        compat.answer_retransmits(player.sender, None)
+        player.layout.users -= 1
+        if not player.layout.users:
+            self._layouts = {k: v for k, v in self._layouts.items() if v.users}
+
+    def desync(self) -> None:
+        """Every video player waits for the next keyframe (frames were lost upstream)."""
+        if self.kind == "video":
+            for player in self._order:
+                player.synced = False
+
+    def forward(self, packet: EncodedPacket) -> None:
+        if self._order:
+            self._forward(packet, self._order, self._layouts.values())
+
+    def _forward(self, packet: EncodedPacket, players: tuple[FastPlayer, ...],
+                 layouts: Any) -> None:
+        payloads, timestamp = self.encoder.pack(packet)
+        if not payloads:
+            return
+        ntp = compat.fast_ntp_time()
+        abs_send_time = (ntp >> 14) & 0x00FFFFFF
+        for layout in layouts:
+            layout.build(payloads, abs_send_time)
+        keyframe = packet.is_keyframe
+        payload_bytes = sum(map(len, payloads))
+        size = packet.size
+        gone = []
+        for player in players:
+            if not player.synced:
+                if not keyframe:
+                    player.counters.dropped += 1
+                    continue
+                player.synced = True
+            try:
+                if not player.send(player.layout, timestamp, ntp, payload_bytes, size):
+                    gone.append(player)
+            except Exception:  # a bug here must not end the broadcast for everyone
+                logger.exception("fast path: sending to a player failed; it is dropped")
+                gone.append(player)
+        for player in gone:
+            self.remove(player.subscriber)
+            player.subscriber.stop()
