@@ -14,7 +14,9 @@ ways below (each checked by tests/core/rtc/test_rtc_compat.py), and nothing else
     wraps RTCRtpSender.send on one instance, sender_path() reads a connected sender's
     SSRCs, payload types, MID, header extension map, its DTLS transport's SRTP session
     and the nominated ICE pair's socket (asyncio's TransportSocket._sock), count_sent()
-    keeps its sender-report counters, answer_retransmits() takes over its NACK answers.
+    keeps its sender-report counters, answer_retransmits() takes over its NACK answers;
+    ProtectBuffer calls libsrtp's srtp_protect through pylibsrtp's binding, in place, into
+    one reusable buffer (pylibsrtp's Session.protect allocates and copies per packet).
 
 check_compat() runs at import and raises AiortcCompatError (an ImportError) naming
 every internal that changed, so an aiortc upgrade fails loudly at start, not silently
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.trsock
+import importlib.metadata
 import inspect
 import logging
 import socket
@@ -44,6 +47,9 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from pylibsrtp import Session as SrtpSession
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 from hookcast.rtc.jitter import RelayJitterBuffer
 from hookcast.rtc.packets import EncodedPacket, make_packet
@@ -51,6 +57,7 @@ from hookcast.rtc.packets import EncodedPacket, make_packet
 logger = logging.getLogger(__name__)
 
 TESTED_AIORTC_VERSIONS = frozenset({"1.16.0"})
+TESTED_PYLIBSRTP_VERSIONS = frozenset({"1.0.0"})
 #: RTCRtpSender's private (name-mangled) fields a forwarding path keeps current
 _SENDER_PRIVATES = ("_ssrc", "_rtx_ssrc", "_RTCRtpSender__octet_count",
                     "_RTCRtpSender__packet_count", "_RTCRtpSender__ntp_timestamp",
@@ -139,6 +146,12 @@ def _internal_checks() -> list[tuple[bool, str]]:
             "RTCIceTransport no longer sends through its aioice Connection's sendto",
         ),
         (
+            "_srtp" in _names_used(SrtpSession.__init__)
+            and "srtp_protect" in _names_used(SrtpSession.protect)
+            and callable(getattr(_srtp_lib, "srtp_protect", None)),
+            "pylibsrtp's Session no longer keeps its srtp_t in ._srtp for lib.srtp_protect",
+        ),
+        (
             "_sock" in _names_used(asyncio.trsock.TransportSocket.__init__),
             "asyncio's TransportSocket no longer keeps its socket in ._sock",
         ),
@@ -157,6 +170,10 @@ def compat_problems() -> list[str]:
     if version not in TESTED_AIORTC_VERSIONS:
         tested = ", ".join(sorted(TESTED_AIORTC_VERSIONS))
         problems.append(f"aiortc {version} is not a tested version (tested: {tested})")
+    srtp_version = importlib.metadata.version("pylibsrtp")
+    if srtp_version not in TESTED_PYLIBSRTP_VERSIONS:
+        tested = ", ".join(sorted(TESTED_PYLIBSRTP_VERSIONS))
+        problems.append(f"pylibsrtp {srtp_version} is not a tested version (tested: {tested})")
     problems += [message for holds, message in _internal_checks() if not holds]
     return problems
 
@@ -168,7 +185,7 @@ def check_compat() -> None:
         raise AiortcCompatError(
             "hookcast's relay cannot use this aiortc: "
             + "; ".join(problems)
-            + ". Pin aiortc==1.16.0 or update hookcast/rtc/compat.py."
+            + ". Pin aiortc==1.16.0 and pylibsrtp==1.0.0 or update hookcast/rtc/compat.py."
         )
 
 
@@ -465,3 +482,33 @@ def answer_retransmits(sender: RTCRtpSender, answer: Callable[[int], None] | Non
         _ANSWERS.pop(sender, None)
     else:
         _ANSWERS[sender] = answer
+
+
+class SrtpError(Exception):
+    """libsrtp refused to protect a packet (its status code is the argument)."""
+
+
+class ProtectBuffer:
+    """A reusable buffer packets are SRTP-protected in, in place, one after the other:
+    copy a packet in at ``offset`` (``view[offset:offset + n] = packet``), rewrite what
+    differs per player there, ``protect(srtp_handle(session), offset, n)`` returns its
+    protected length; then send ``view[start:end]``. Sends copy, so the buffer is reused
+    for the next player at once. ``size`` bounds what one batch may hold (trailers
+    included). Event-loop thread only, like the sessions."""
+
+    def __init__(self, size: int) -> None:
+        self._cdata = _srtp_ffi.new("char[]", size)
+        self.view = memoryview(_srtp_ffi.buffer(self._cdata))
+        self._length = _srtp_ffi.new("int *")
+
+    def protect(self, handle: Any, offset: int, length: int) -> int:
+        self._length[0] = length
+        status = _srtp_lib.srtp_protect(handle, self._cdata + offset, self._length)
+        if status:
+            raise SrtpError(status)
+        return int(self._length[0])
+
+
+def srtp_handle(session: SrtpSession) -> Any:
+    """The libsrtp session (srtp_t) behind a pylibsrtp Session, for ProtectBuffer."""
+    return session._srtp[0]  # type: ignore[attr-defined]

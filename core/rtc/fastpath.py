@@ -56,6 +56,8 @@ SOL_UDP = getattr(socket, "SOL_UDP", 17)
 #: 64 segments and a 64 KiB datagram)
 GSO_MAX_SEGMENTS = 48
 GSO_MAX_BYTES = 60_000
+#: what a run takes once protected: SRTP adds at most 16 bytes of tag (AES-GCM) and an MKI
+_BUFFER_SIZE = GSO_MAX_BYTES + GSO_MAX_SEGMENTS * 160 + 2048
 #: errors that mean the socket is gone: the player is dropped from the fan-out
 _GONE = frozenset({errno.EBADF, errno.ENOTSOCK})
 
@@ -162,6 +164,7 @@ class FastPlayer:
         "sender",
         "sequence",
         "sock",
+        "srtp",
         "ssrc",
         "subscriber",
         "synced",
@@ -177,7 +180,8 @@ class FastPlayer:
         self.ssrc = path.ssrc
         self.rtx_ssrc = path.rtx_ssrc
         self.rtx_payload_type = path.rtx_payload_type
-        self.protect = path.srtp.protect
+        self.protect = path.srtp.protect  # retransmissions (rare) take pylibsrtp's own way
+        self.srtp = compat.srtp_handle(path.srtp)
         #: the ICE pair's socket (tests put a shim here to drop or fail sends)
         self.sock: Any = path.sock
         self.remote = path.remote
@@ -190,30 +194,27 @@ class FastPlayer:
         self.history: list[tuple[int, int, bytearray] | None] = [None] * HISTORY_SIZE
         self._fell_behind = fell_behind
 
-    def send(self, layout: Layout, timestamp: int, ntp: int, payload_bytes: int,
-             frame_size: int) -> bool:
-        """Send the layout's current packets with this player's header values. False:
-        its socket is gone."""
+    def send(self, layout: Layout, buffer: compat.ProtectBuffer, timestamp: int, ntp: int,
+             payload_bytes: int, frame_size: int) -> bool:
+        """Send the layout's current packets with this player's header values, protected
+        in ``buffer``. False: its socket is gone."""
         timestamp = (self.origin + timestamp) & 0xFFFFFFFF
-        sequence, ssrc, protect, history = self.sequence, self.ssrc, self.protect, self.history
-        pack_header = _HEADER.pack_into
-        datagrams = []
-        for packet in layout.packets:
-            pack_header(packet, 2, sequence, timestamp, ssrc)
-            datagrams.append(protect(bytes(packet)))
+        packets = layout.packets
+        first = sequence = self.sequence
+        history = self.history
+        for packet in packets:
             history[sequence & _MASK] = (sequence, timestamp, packet)
             sequence = (sequence + 1) & 0xFFFF
         self.sequence = sequence
-        compat.count_sent(self.sender, len(datagrams), payload_bytes, timestamp, ntp)
+        compat.count_sent(self.sender, len(packets), payload_bytes, timestamp, ntp)
         counters = self.counters
         counters.forwarded += 1
         counters.bytes += frame_size
         try:
-            if self.gso and len(datagrams) > 1:
-                self._send_runs(datagrams, layout.runs)
+            if self.gso and len(packets) > 1:
+                self._send_runs(packets, layout.runs, buffer, first, timestamp)
             else:
-                for datagram in datagrams:
-                    self.sock.sendto(datagram, self.remote)
+                self._send_each(packets, buffer, first, timestamp)
         except BlockingIOError:  # its socket is full: it fell behind
             counters.overflows += 1
             if self.subscriber.kind == "video":
@@ -228,15 +229,38 @@ class FastPlayer:
                 self.gso = False
         return True
 
-    def _send_runs(self, datagrams: list[bytes], runs: list[tuple[int, int]]) -> None:
-        sock, remote = self.sock, self.remote
+    def _send_each(self, packets: list[bytearray], buffer: compat.ProtectBuffer,
+                   sequence: int, timestamp: int) -> None:
+        view, protect, handle = buffer.view, buffer.protect, self.srtp
+        pack_header, ssrc, sock, remote = _HEADER.pack_into, self.ssrc, self.sock, self.remote
+        for packet in packets:
+            length = len(packet)
+            view[:length] = packet
+            pack_header(view, 2, sequence, timestamp, ssrc)
+            sock.sendto(view[:protect(handle, 0, length)], remote)
+            sequence = (sequence + 1) & 0xFFFF
+
+    def _send_runs(self, packets: list[bytearray], runs: list[tuple[int, int]],
+                   buffer: compat.ProtectBuffer, sequence: int, timestamp: int) -> None:
+        """Each run protected back to back in the buffer, sent as one GSO datagram."""
+        view, protect, handle = buffer.view, buffer.protect, self.srtp
+        pack_header, ssrc, sock, remote = _HEADER.pack_into, self.ssrc, self.sock, self.remote
         for start, stop in runs:
+            offset = 0
+            for index in range(start, stop):
+                packet = packets[index]
+                length = len(packet)
+                view[offset:offset + length] = packet
+                pack_header(view, offset + 2, sequence, timestamp, ssrc)
+                offset += protect(handle, offset, length)
+                sequence = (sequence + 1) & 0xFFFF
+                if index == start:
+                    segment = offset
             if stop - start == 1:
-                sock.sendto(datagrams[start], remote)
-                continue
-            segment = _SEGMENT.pack(len(datagrams[start]))
-            sock.sendmsg([b"".join(datagrams[start:stop])],
-                         [(SOL_UDP, UDP_SEGMENT, segment)], 0, remote)
+                sock.sendto(view[:offset], remote)
+            else:
+                sock.sendmsg([view[:offset]], [(SOL_UDP, UDP_SEGMENT, _SEGMENT.pack(segment))],
+                             0, remote)
 
     def retransmit(self, sequence_number: int) -> None:
         """Answer a NACK from the history: the same packet, or wrapped in RTX."""
@@ -273,6 +297,7 @@ class Fanout:
         self._layouts: dict[tuple[Any, ...], Layout] = {}
         self._players: dict[SubscriberTrack, FastPlayer] = {}
         self._order: tuple[FastPlayer, ...] = ()
+        self._buffer = compat.ProtectBuffer(_BUFFER_SIZE)
 
     @property
     def players(self) -> tuple[FastPlayer, ...]:
@@ -338,7 +363,8 @@ class Fanout:
                     continue
                 player.synced = True
             try:
-                if not player.send(player.layout, timestamp, ntp, payload_bytes, size):
+                if not player.send(player.layout, self._buffer, timestamp, ntp, payload_bytes,
+                                   size):
                     gone.append(player)
             except Exception:  # a bug here must not end the broadcast for everyone
                 logger.exception("fast path: sending to a player failed; it is dropped")
