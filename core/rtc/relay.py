@@ -242,6 +242,11 @@ class PublishedTrack:
         fast = tuple(p.subscriber for p in self._fanout.players) if self._fanout else ()
         return tuple(self._subscribers) + fast
 
+    @property
+    def fanout(self) -> Fanout | None:
+        """The players on the dedicated forwarding path, once there is one."""
+        return self._fanout
+
     def go_fast(self, subscriber: SubscriberTrack, sender: RTCRtpSender, path: SenderPath,
                 gso: bool = True) -> bool:
         """Serve ``subscriber``'s player on the dedicated forwarding path from now on:
@@ -310,7 +315,7 @@ class PublishedTrack:
         """A snapshot of the counters, with one entry per current subscriber."""
         counters = asdict(self.counters)
         counters["plis_sent"] = self._keyframes.plis_sent if self._keyframes else 0
-        counters["subscribers"] = {s.id: asdict(s.counters) for s in self._subscribers}
+        counters["subscribers"] = {s.id: asdict(s.counters) for s in self.subscribers}
         return counters
 
     async def close(self) -> None:

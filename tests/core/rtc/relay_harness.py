@@ -206,6 +206,8 @@ class Room:
     video_source: PatternVideoTrack
     audio_source: CountingAudioTrack
     viewers: list[Viewer] = field(default_factory=list)
+    #: viewers move to the dedicated forwarding path once connected, as the server's do
+    fast: bool = False
 
     async def add_viewer(self, *, sender_hook: bool = True) -> Viewer:
         """Subscribe a new viewer, forcing the publisher's codecs on this leg too."""
@@ -218,6 +220,8 @@ class Room:
             sender = add_forced(sfu_pc, tracks[kind], "sendonly", mime).sender
             if sender_hook:
                 compat.on_keyframe_request(sender, tracks[kind].request_keyframe)
+            if self.fast:
+                compat.remember_parameters(sender, go_fast(self.published[kind], tracks[kind]))
         await connect(pc, sfu_pc)
         await wait_connected(pc)
         receivers = {t.kind: t.receiver.track for t in pc.getTransceivers()}
@@ -239,6 +243,17 @@ class Room:
         await self.publisher.close()
 
 
+def go_fast(published: PublishedTrack, track: SubscriberTrack) -> Callable[[Any], None]:
+    """What the server's player legs do once a sender starts (hookcast.rtc.peer)."""
+
+    def started(sender: Any) -> None:
+        path = compat.sender_path(sender)
+        assert path is not None, "a host pair on 127.0.0.1 takes the fast path"
+        assert published.go_fast(track, sender, path)
+
+    return started
+
+
 async def wait_connected(pc: RTCPeerConnection, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while pc.connectionState != "connected":
@@ -256,8 +271,9 @@ def pli_sender(receiver: RTCRtpReceiver) -> SendPli:
     return send
 
 
-async def open_room(mime: str) -> Room:
-    """Publisher (synthetic video in `mime` + Opus silence) connected to the SFU."""
+async def open_room(mime: str, fast: bool = False) -> Room:
+    """Publisher (synthetic video in `mime` + Opus silence) connected to the SFU; with
+    ``fast``, viewers are served by the dedicated forwarding path."""
     publisher, ingest = new_peer(), new_peer()
     video, audio = PatternVideoTrack(), CountingAudioTrack()
     pub_video = add_forced(publisher, video, "sendonly", mime)
@@ -275,7 +291,7 @@ async def open_room(mime: str) -> Room:
         track.start()
         published[kind] = track
     await wait_connected(ingest)
-    return Room(mime, publisher, ingest, published, requests, video, audio)
+    return Room(mime, publisher, ingest, published, requests, video, audio, fast=fast)
 
 
 async def wait_for(predicate: Callable[[], bool], within: float, step: float = 0.05) -> bool:

@@ -27,8 +27,11 @@ pytestmark = [
 CODECS = ["video/VP8", "video/H264"]
 
 
-async def run_room(mime: str, viewers: int) -> Room:
-    room = await open_room(mime)
+PATHS = ["fast", "aiortc"]
+
+
+async def run_room(mime: str, viewers: int, path: str = "aiortc") -> Room:
+    room = await open_room(mime, fast=path == "fast")
     for _ in range(viewers):
         await room.add_viewer()
     return room
@@ -47,9 +50,10 @@ async def decoded_during(room: Room, seconds: float, kind: str = "video") -> tup
     return sent, decoded
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("mime", CODECS)
-async def test_three_subscribers_decode_the_publishers_codec(mime: str) -> None:
-    room = await run_room(mime, viewers=3)
+async def test_three_subscribers_decode_the_publishers_codec(mime: str, path: str) -> None:
+    room = await run_room(mime, viewers=3, path=path)
     try:
         sent, counts = await decoded_during(room, 3.0)
         video_sinks = [v.sinks["video"] for v in room.viewers]
@@ -82,13 +86,15 @@ async def test_three_subscribers_decode_the_publishers_codec(mime: str) -> None:
         for viewer in room.viewers:
             forwarded = stats["subscribers"][viewer.tracks["video"].id]["forwarded"]
             assert forwarded >= viewer.sinks["video"].frames > 0
+            assert all(track.fast == (path == "fast") for track in viewer.tracks.values())
     finally:
         await room.close()
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("mime", CODECS)
-async def test_late_subscriber_decodes_within_one_second(mime: str) -> None:
-    room = await run_room(mime, viewers=1)
+async def test_late_subscriber_decodes_within_one_second(mime: str, path: str) -> None:
+    room = await run_room(mime, viewers=1, path=path)
     try:
         await asyncio.sleep(4)
         before = len(room.publisher_keyframe_requests)
@@ -110,8 +116,9 @@ async def test_late_subscriber_decodes_within_one_second(mime: str) -> None:
         await room.close()
 
 
-async def test_subscriber_pli_reaches_the_publisher() -> None:
-    room = await run_room("video/VP8", viewers=1)
+@pytest.mark.parametrize("path", PATHS)
+async def test_subscriber_pli_reaches_the_publisher(path: str) -> None:
+    room = await run_room("video/VP8", viewers=1, path=path)
     viewer = room.viewers[0]
     controller_idle = room.published["video"]._keyframes
     try:
