@@ -330,3 +330,22 @@ async def test_lifecycle_events_reach_plugins_in_order(home: Home, start_server:
     ]
     for sink in sinks.values():
         await sink.close()
+
+
+async def test_a_pair_the_fast_path_cannot_serve_falls_back_to_aiortcs_sender(
+    clients: Callable[..., Any], server: Server, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # what sender_path() answers for a TURN or TCP pair
+    monkeypatch.setattr("hookcast.rtc.peer.sender_path", lambda sender: None)
+    video, audio = PatternVideoTrack(), CountingAudioTrack()
+    await publish(await clients(), "cam", "VP8", (video, audio))
+    _, sinks = await play(await clients(), "cam")
+    while sinks["video"].first_frame_at is None:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    sent, decoded = await counted_over(2.0, reading(video, "count"), reading(sinks["video"], "frames"))
+    assert_kept_up(sent, [decoded], "video frames")
+    assert sinks["video"].errors == 0
+    assert await relay_paths(server) == {"audio/aiortc": 1, "video/aiortc": 1,
+                                         "audio/fast": 0, "video/fast": 0}
+    for sink in sinks.values():
+        await sink.close()

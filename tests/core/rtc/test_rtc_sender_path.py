@@ -58,6 +58,13 @@ async def test_media_sent_by_hand_on_a_senders_path_is_received_and_counted() ->
         assert 96 <= path.payload_type <= 127  # a dynamic type: VP8's here
         assert path.rtx_payload_type is not None and path.mid is not None
         assert "abs_send_time" in path.extension_ids and "mid" in path.extension_ids
+        # the nominated pair's own socket and the receiver's address
+        pair = sender.transport.transport._connection._nominated[1]
+        assert path.sock.getsockname() == (pair.local_candidate.host, pair.local_candidate.port)
+        remote = receiving.getTransceivers()[0].receiver.transport.transport
+        assert path.remote[1] in {c.port for c in remote.iceGatherer.getLocalCandidates()}
+        assert path.srtp is sender.transport._tx_srtp
+        assert path.codec.mimeType == "video/VP8"
 
         encoder, camera = vpx.Vp8Encoder(), PatternVideoTrack()
         sequence, sent_bytes = 1000, 0
@@ -79,6 +86,57 @@ async def test_media_sent_by_hand_on_a_senders_path_is_received_and_counted() ->
             pictures += len(decoder.decode(packet))
         stats = [s for s in (await sender.getStats()).values() if s.type == "outbound-rtp"]
         assert stats[0].packetsSent == sequence - 1000 and stats[0].bytesSent == sent_bytes
+        # the sender's own RTCP: its next sender report carries those counts
+        receiver = receiving.getTransceivers()[0].receiver
+
+        async def reported() -> Any:
+            for _ in range(60):
+                found = [s for s in (await receiver.getStats()).values()
+                         if s.type == "remote-outbound-rtp"]
+                if found and found[0].packetsSent == sequence - 1000:
+                    return found[0]
+                await asyncio.sleep(0.1)
+            return None
+
+        report = await reported()
+        assert report is not None, "no sender report with the counts sent by hand"
+        assert report.bytesSent == sent_bytes
+    finally:
+        await sending.close()
+        await receiving.close()
+
+
+async def test_nacks_go_to_the_answer_given_and_back() -> None:
+    sending, receiving = new_peer(), new_peer()
+    transceiver = add_forced(sending, Silent(), "sendonly", "video/VP8")
+    sender = transceiver.sender
+    add_forced(receiving, "video", "recvonly", "video/VP8")
+    counted: list[int] = []
+    answered: list[int] = []
+    compat.on_retransmit(sender, lambda: counted.append(1))
+    compat.answer_retransmits(sender, answered.append)
+    try:
+        await connect(sending, receiving)
+        await wait_connected(sending)
+        await wait_connected(receiving)
+        receiver = receiving.getTransceivers()[0].receiver
+        for _ in range(100):  # the receiver's RTCP needs the DTLS session
+            if receiver.transport.state == "connected":
+                break
+            await asyncio.sleep(0.05)
+        await receiver._send_rtcp_nack(sender._ssrc, [7, 9])
+        for _ in range(100):
+            if len(answered) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert answered == [7, 9] and len(counted) == 2
+        compat.answer_retransmits(sender, None)  # back to the sender's own (empty) history
+        await receiver._send_rtcp_nack(sender._ssrc, [11])
+        for _ in range(100):
+            if len(counted) == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert answered == [7, 9] and len(counted) == 3
     finally:
         await sending.close()
         await receiving.close()
