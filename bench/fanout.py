@@ -794,10 +794,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="publisher's VP8 target in Mb/s (default 1.5)")
     parser.add_argument("--player-procs", type=int, default=2,
                         help="processes the players are spread over (default 2)")
-    parser.add_argument("--player-mode", choices=("lean", "full"), default="lean",
-                        help="lean (default): full WebRTC stack, per-packet receive work "
-                        "replaced by a frame counter; full: hookcast.rtc.compat.install() and "
-                        "aiortc's whole receive path (about 4x the player CPU; see loadgen.py)")
+    parser.add_argument("--player-mode", choices=("count", "lean", "full"), default="count",
+                        help="count (default): RTP counted off the ICE socket from clear "
+                        "headers, RTCP as lean; lean: full WebRTC stack, per-packet receive "
+                        "work replaced by a frame counter; full: hookcast.rtc.compat.install() "
+                        "and aiortc's whole receive path (see loadgen.py)")
     parser.add_argument("--skip-baseline", action="store_true", help="hookcast only")
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
                         help="py-spy a hookcast server at its largest N: the fast path's "

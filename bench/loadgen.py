@@ -25,16 +25,28 @@ Both sides use hookcast's WcsClient (hookcast.signalling.client) and gather ICE 
         marker bit, and a REMB (10 Mb/s) goes back every 500 ms, as aiortc's
         estimator does (feedback_interval). No NACK, PLI or frame assembly, which on
         loopback without loss never fire anyway. About 4x cheaper per player.
+  count lean until the first frame, then the RTP is read off the ICE socket by one epoll
+        thread per process (asyncio stops reading it: DatagramTransport.pause_reading)
+        and counted from the RTP header, which SRTP leaves in clear: no decryption,
+        no aiortc receive path. Everything else (STUN consent checks, DTLS, RTCP from the
+        server) goes back to aiortc on the loop; aiortc's receiver keeps sending receiver
+        reports, and a REMB goes back every 500 ms: the server gets the RTCP it gets
+        from a lean player. Several times cheaper still, so that 200 players fit next to
+        the server on 2 cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
+import select
+import socket
 import sys
+import threading
 import time
 from typing import Any
 
@@ -211,13 +223,121 @@ def install_lean_receive() -> None:
     RTCRtpReceiver._handle_rtp_packet = handle_rtp
 
 
+#: SRTP authentication tag per negotiated profile: what a packet carries beyond its payload
+SRTP_TAGS = {b"SRTP_AEAD_AES_256_GCM": 16, b"SRTP_AEAD_AES_128_GCM": 16,
+             b"SRTP_AES128_CM_SHA1_80": 10}
+
+
+class Counted:
+    """Count mode: one player's RTP, counted in the reading thread from clear headers."""
+
+    __slots__ = ("bytes", "frames", "in_frame_ok", "loop", "next_seq", "protocol", "sock",
+                 "tag")
+
+    def __init__(self, sock: socket.socket, protocol: Any, tag: int,
+                 loop: asyncio.AbstractEventLoop, lean: LeanReceive) -> None:
+        self.sock, self.protocol, self.tag, self.loop = sock, protocol, tag, loop
+        self.frames, self.bytes = lean.frames, lean.bytes
+        self.next_seq: int | None = None
+        self.in_frame_ok = True
+
+    def drain(self) -> None:
+        """Read everything waiting; RTP is counted, anything else goes to aioice."""
+        while True:
+            try:
+                data, address = self.sock.recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # closed under us: the player is going away
+                return
+            if len(data) >= 12 and 128 <= data[0] < 192 and not 192 <= data[1] <= 223:
+                seq = int.from_bytes(data[2:4], "big")
+                if self.next_seq is not None and seq != self.next_seq:
+                    self.in_frame_ok = False
+                self.next_seq = (seq + 1) & 0xFFFF
+                header = 12 + 4 * (data[0] & 0x0F)
+                if data[0] & 0x10:  # header extension
+                    header += 4 + 4 * int.from_bytes(data[header + 2:header + 4], "big")
+                self.bytes += len(data) - header - self.tag
+                if data[1] & 0x80:
+                    self.frames += self.in_frame_ok
+                    self.in_frame_ok = True
+            else:
+                self.loop.call_soon_threadsafe(self.protocol.datagram_received, data, address)
+
+
+class CountingThread:
+    """One epoll thread per process reading every counted player's socket."""
+
+    def __init__(self) -> None:
+        self.epoll = select.epoll()
+        self.players: dict[int, Counted] = {}
+        self.lock = threading.Lock()
+        threading.Thread(target=self._run, name="count-rtp", daemon=True).start()
+
+    def add(self, counted: Counted) -> None:
+        with self.lock:
+            self.players[counted.sock.fileno()] = counted
+        self.epoll.register(counted.sock.fileno(), select.EPOLLIN)
+
+    def remove(self, counted: Counted) -> None:
+        fd = counted.sock.fileno()
+        with self.lock:
+            self.players.pop(fd, None)
+        with contextlib.suppress(OSError, ValueError):
+            self.epoll.unregister(fd)
+
+    def _run(self) -> None:
+        while True:
+            for fd, _ in self.epoll.poll(0.5):
+                with self.lock:
+                    counted = self.players.get(fd)
+                if counted is not None:
+                    counted.drain()
+
+
+_COUNTING: CountingThread | None = None
+
+
+def start_counting(receiver: Any, lean: LeanReceive) -> Counted:
+    """Take the player's ICE socket off asyncio and count its RTP in the epoll thread."""
+    global _COUNTING
+    if _COUNTING is None:
+        _COUNTING = CountingThread()
+    dtls = receiver.transport
+    pair = dtls.transport._connection._nominated[1]
+    transport = pair.protocol.transport
+    sock = transport.get_extra_info("socket")._sock
+    tag = SRTP_TAGS.get(dtls._ssl.get_selected_srtp_profile(), 16)
+    counted = Counted(sock, pair.protocol, tag, asyncio.get_running_loop(), lean)
+    transport.pause_reading()
+    _COUNTING.add(counted)
+    return counted
+
+
+async def send_remb(receiver: Any) -> None:
+    """What a lean player's receive path sends every 500 ms."""
+    from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
+
+    while True:
+        await asyncio.sleep(LeanReceive.REMB_INTERVAL_MS / 1000)
+        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc
+        sources = list(receiver._RTCRtpReceiver__remote_streams)
+        if rtcp_ssrc is not None and sources:
+            fci = pack_remb_fci(LeanReceive.REMB_BITRATE, sources[:1])
+            await receiver._send_rtcp(
+                RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci))
+
+
 class Player:
     """One WcsClient playing the stream; counts the encoded frames it receives."""
 
-    def __init__(self, url: str, name: str, lean: bool) -> None:
+    def __init__(self, url: str, name: str, lean: bool, count: bool = False) -> None:
         self.client = WcsClient(url)
         self.name = name
-        self.lean = lean
+        self.lean = lean or count
+        self.count = count
+        self.counted: Counted | None = None
         self.stream: ClientStream | None = None
         self.receiver: Any = None
         self._frames = 0
@@ -228,6 +348,8 @@ class Player:
     @property
     def counts(self) -> list[int]:
         """[frames, bytes] received so far."""
+        if self.counted is not None:
+            return [self.counted.frames, self.counted.bytes]
         if self.lean:
             lean = self.receiver.__dict__.get("_lean") if self.receiver is not None else None
             return [lean.frames, lean.bytes] if lean is not None else [0, 0]
@@ -246,6 +368,9 @@ class Player:
                 if time.monotonic() > deadline:
                     raise TimeoutError("no complete frame received")
                 await asyncio.sleep(0.05)
+            if self.count:
+                self.counted = start_counting(self.receiver, self.receiver._lean)
+                self._task = asyncio.create_task(send_remb(self.receiver))
             return
         video = next(t for t in self.stream.tracks if t.kind == "video")
         self._task = asyncio.create_task(self._count(video))
@@ -263,6 +388,8 @@ class Player:
             pass
 
     async def close(self) -> None:
+        if self.counted is not None and _COUNTING is not None:
+            _COUNTING.remove(self.counted)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -271,7 +398,7 @@ class Player:
 
 async def run_players(args: argparse.Namespace) -> None:
     compat.install()  # receive av.Packet, never decode: players must be cheap
-    if args.mode == "lean":
+    if args.mode in ("lean", "count"):
         install_lean_receive()
     commands = await stdin_lines()
     players: list[Player] = []
@@ -279,7 +406,7 @@ async def run_players(args: argparse.Namespace) -> None:
 
     async def add_one() -> Player | str:
         async with limit:
-            player = Player(args.url, args.name, args.mode == "lean")
+            player = Player(args.url, args.name, args.mode == "lean", args.mode == "count")
             try:
                 await player.start()
             except Exception as error:  # reported, and the player is not counted
@@ -311,7 +438,7 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--name", default="bench")
     parser.add_argument("--bitrate", type=int, default=1_200_000)
-    parser.add_argument("--mode", choices=("full", "lean"), default="full")
+    parser.add_argument("--mode", choices=("full", "lean", "count"), default="full")
     args = parser.parse_args()
     die_with_parent()
     compat.use_host_addresses("127.0.0.1")

@@ -1,0 +1,155 @@
+"""Chromium with the official WCS Web SDK plays from the dedicated forwarding path
+(hookcast.rtc.fastpath): with 5 % of the server's datagrams to it dropped, the browser asks
+for them again (NACK), the fast path answers, and the browser's own getStats stays healthy:
+frames decoded keep rising, jitter is sane, sender reports arrive (SR), and the round trip
+is measured at both ends (the browser's ICE checks; the server, from the browser's RR)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from typing import Any
+
+import aiohttp
+
+from hookcast.keys import ENGINE
+from hookcast.server import Server
+from tests.e2e.conftest import Page, assert_kept_up, frames_over
+from tests.e2e.test_websdk import OpenPage, frames_decoded, publish_on_a_play_on_b
+
+#: the share of the datagrams to the player the shim drops (retransmissions included)
+LOSS = 0.05
+#: the longest the player is watched under loss for every sign of repair to show
+WATCH = 20.0
+
+
+class Lossy:
+    """A player's socket that drops a share of the datagrams it is asked to send (GSO
+    sends are split and each segment is dropped or sent on its own), as in
+    tests/core/rtc/test_rtc_fastpath.py."""
+
+    def __init__(self, sock: Any, rate: float) -> None:
+        self.sock, self.rate = sock, rate
+        self.random = random.Random(16)
+        self.sent = self.dropped = 0
+
+    def sendto(self, data: Any, address: Any) -> None:
+        if self.random.random() < self.rate:
+            self.dropped += 1
+            return
+        self.sent += 1
+        self.sock.sendto(data, address)
+
+    def sendmsg(self, buffers: list[Any], ancillary: list[Any], flags: int, address: Any) -> None:
+        data = b"".join(bytes(b) for b in buffers)
+        size = int.from_bytes(ancillary[0][2], "little")
+        for start in range(0, len(data), size):
+            self.sendto(data[start:start + size], address)
+
+
+async def relay_paths(server: Server) -> dict[str, float]:
+    """``hookcast_relay_players`` from /metrics: players' tracks by "kind/path"."""
+    async with aiohttp.ClientSession() as http, \
+            http.get(f"http://127.0.0.1:{server.http_port}/metrics") as response:
+        text = await response.text()
+    found = re.findall(r'^hookcast_relay_players\{kind="(\w+)",path="(\w+)"\} (\S+)$', text, re.M)
+    return {f"{kind}/{path}": float(value) for kind, path, value in found}
+
+
+async def on_fast_path(server: Server, timeout: float = 10) -> dict[str, float]:
+    """/metrics once the player's video and audio are both on the fast path (they move
+    there once their senders have started), or as last read."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        paths = await relay_paths(server)
+        if paths.get("video/fast") == 1 and paths.get("audio/fast") == 1:
+            return paths
+        if asyncio.get_running_loop().time() > deadline:
+            return paths
+        await asyncio.sleep(0.2)
+
+
+async def player_stats(page: Page) -> dict[str, dict[str, Any]]:
+    """The player's video reports from the browser's RTCPeerConnection getStats (through
+    the SDK): ``inbound`` (inbound-rtp), ``remote`` (remote-outbound-rtp: what the
+    server's sender reports said) and ``pair`` (the selected ICE candidate pair)."""
+    stats = await page.call("hc.nativeStats('player')")
+    inbound = next(r for r in stats.get("inbound-rtp", []) if r.get("kind") == "video")
+    remote = next((r for r in stats.get("remote-outbound-rtp", [])
+                   if r.get("localId") == inbound["id"]), {})
+    selected = {t.get("selectedCandidatePairId") for t in stats.get("transport", [])}
+    pair = next((r for r in stats.get("candidate-pair", []) if r["id"] in selected), {})
+    return {"inbound": inbound, "remote": remote, "pair": pair}
+
+
+async def server_rtt(sender: Any) -> float | None:
+    """The round trip the server's aiortc sender measured from the browser's receiver
+    reports against its own sender reports (remote-inbound-rtp), None before any."""
+    report = await sender.getStats()
+    remote = [s for s in report.values() if s.type == "remote-inbound-rtp"]
+    return remote[0].roundTripTime if remote else None
+
+
+async def test_sdk_plays_from_the_fast_path_and_nacks_are_answered(
+    server: Server, open_page: OpenPage
+) -> None:
+    a, b = await publish_on_a_play_on_b(server, open_page, {"stripCodecs": "H264,VP9,AV1,H265"})
+    await frames_decoded(b, 1)
+
+    paths = await on_fast_path(server)
+    assert paths.get("video/fast") == 1 and paths.get("audio/fast") == 1, paths
+    assert paths.get("video/aiortc") == 0 and paths.get("audio/aiortc") == 0, paths
+
+    engine = server.http_app[ENGINE]
+    (stream,) = engine.registry.players_of("cam")
+    leg = engine.leg_of(stream)
+    (player,) = engine.broadcasts["cam"].leg.tracks["video"].fanout.players
+    assert player.subscriber in leg.subscribers and player.sender in leg.pc.getSenders()
+
+    first = await player_stats(b)
+    answered = player.counters.retransmits
+    real = player.sock
+    lossy = player.sock = Lossy(real, LOSS)
+    try:
+        # B still decodes (nearly) every frame A encodes while 5 % is lost and repaired
+        encoded, decoded = await frames_over(4.0, a, b)
+        deadline = asyncio.get_running_loop().time() + WATCH
+        while True:
+            last = await player_stats(b)
+            rtt = await server_rtt(player.sender)
+            repaired = (last["inbound"].get("retransmittedPacketsReceived", 0)
+                        > first["inbound"].get("retransmittedPacketsReceived", 0))
+            if (repaired and rtt is not None
+                    and last["pair"].get("totalRoundTripTime", 0) > 0) \
+                    or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        player.sock = real
+    inbound, remote, pair = last["inbound"], last["remote"], last["pair"]
+    observed = (
+        f"lossy: {lossy.dropped} dropped of {lossy.dropped + lossy.sent}; "
+        f"retransmits answered: {player.counters.retransmits - answered}; "
+        f"server RTT: {rtt}; browser inbound-rtp: {inbound}; remote-outbound-rtp: {remote}; "
+        f"candidate-pair: {pair}"
+    )
+    print(observed, encoded, decoded)
+
+    assert lossy.dropped > 0, observed
+    assert_kept_up(encoded, decoded, [a, b])
+    # getStats: framesDecoded rose
+    assert inbound["framesDecoded"] > first["inbound"]["framesDecoded"] > 0, observed
+    # the browser asked for what was lost, the fast path answered, and the answers arrived
+    assert inbound["nackCount"] > first["inbound"]["nackCount"], observed
+    assert player.counters.retransmits > answered, observed
+    assert (inbound["retransmittedPacketsReceived"]
+            > first["inbound"].get("retransmittedPacketsReceived", 0)), observed
+    # a sane jitter (seconds)
+    assert 0 <= inbound["jitter"] < 0.1, observed
+    # the server's sender reports (SR) reached the browser
+    assert remote.get("reportsSent", 0) > 0 and remote.get("remoteTimestamp"), observed
+    assert remote["packetsSent"] > 0, observed
+    # round trips: the browser's ICE checks, the server's own from the browser's RR
+    assert pair.get("totalRoundTripTime", 0) > 0, observed
+    assert rtt is not None and rtt >= 0, observed
