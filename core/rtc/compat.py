@@ -351,6 +351,9 @@ def on_nack_sent(receiver: RTCRtpReceiver, callback: Callable[[int], None]) -> N
 # --- what a dedicated forwarding path needs of a sender ------------------------------
 
 
+_Socket = socket.socket  # SenderPath has a field named socket
+
+
 @dataclass(frozen=True)
 class SenderPath:
     """Everything needed to send RTP as ``sender`` would, without it: its SSRCs, payload
@@ -367,7 +370,7 @@ class SenderPath:
     srtp: Any  # pylibsrtp.Session (protect)
     socket: asyncio.DatagramTransport
     remote: tuple[str, int]
-    sock: socket.socket
+    sock: _Socket
     codec: RTCRtpCodecParameters
     extensions_map: Any  # aiortc.rtp.HeaderExtensionsMap: serialises this sender's headers
 
@@ -511,4 +514,4 @@ class ProtectBuffer:
 
 def srtp_handle(session: SrtpSession) -> Any:
     """The libsrtp session (srtp_t) behind a pylibsrtp Session, for ProtectBuffer."""
-    return session._srtp[0]  # type: ignore[attr-defined]
+    return session._srtp[0]
