@@ -453,6 +453,12 @@ async def profile_server(pid: int, seconds: float, out: Path) -> str:
 
 
 CATEGORIES = [  # (what, substring of "function (file:line)"), first match wins, leaf first
+    # the fast path (py-spy samples Python frames: a C call or system call made from a
+    # function counts as that function's own time)
+    ("fast path: SRTP encryption in place (libsrtp)", "ProtectBuffer.protect"),
+    ("fast path: send loop (header rewrite, copies, sendmsg/sendto system calls)",
+     "core/rtc/fastpath.py"),
+    ("fast path: sender-report counters", "count_sent"),
     ("SRTP protect/unprotect (pylibsrtp)", "pylibsrtp"),
     ("UDP send/receive (asyncio, sockets)", "selector_events.py"),
     ("RTP packetize VP8 (aiortc codecs)", "codecs/"),
