@@ -38,7 +38,7 @@ test: $(VENV)/.test-installed
 
 # Benchmarks (bench/README.md), loopback only (the tests' namespace); they print
 # figures and ratios measured side by side, they assert nothing. `make bench` runs all
-# six (about 22 minutes); BENCH_ARGS go to fanout, recording and vod ("--seconds 5").
+# six (about 25 minutes); BENCH_ARGS go to fanout, recording and vod ("--seconds 5").
 bench: bench-fanout bench-rest bench-hooks bench-recording bench-vod bench-pull
 
 bench-fanout: $(VENV)/.run-installed
