@@ -14,7 +14,8 @@ ways below (each checked by tests/core/rtc/test_rtc_compat.py), and nothing else
     wraps RTCRtpSender.send on one instance, sender_path() reads a connected sender's
     SSRCs, payload types, MID, header extension map, its DTLS transport's SRTP session
     and the nominated ICE pair's socket (asyncio's TransportSocket._sock), count_sent()
-    keeps its sender-report counters, answer_retransmits() takes over its NACK answers;
+    keeps its sender-report counters, answer_retransmits() takes over its NACK answers,
+    replay_packer() sets a VP8 packetiser's next picture ID;
     ProtectBuffer calls libsrtp's srtp_protect through pylibsrtp's binding, in place, into
     one reusable buffer (pylibsrtp's Session.protect allocates and copies per packet).
 
@@ -41,6 +42,7 @@ import aioice.ice
 import aiortc
 import aiortc.clock
 from aiortc import jitterbuffer, rtcrtpreceiver
+from aiortc.codecs import get_encoder, vpx
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpSendParameters
@@ -150,6 +152,11 @@ def _internal_checks() -> list[tuple[bool, str]]:
             and "srtp_protect" in _names_used(SrtpSession.protect)
             and callable(getattr(_srtp_lib, "srtp_protect", None)),
             "pylibsrtp's Session no longer keeps its srtp_t in ._srtp for lib.srtp_protect",
+        ),
+        (
+            "picture_id" in _names_used(vpx.Vp8Encoder.__init__)
+            and "picture_id" in _names_used(vpx.Vp8Encoder.pack),
+            "aiortc's Vp8Encoder no longer numbers pictures in .picture_id",
         ),
         (
             "_sock" in _names_used(asyncio.trsock.TransportSocket.__init__),
@@ -442,9 +449,10 @@ def count_sent(sender: RTCRtpSender, packets: int, payload_bytes: int,
     sender._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
 
 
-#: senders whose NACKs something other than their own history answers
-_ANSWERS: weakref.WeakKeyDictionary[RTCRtpSender, Callable[[int], None]] = (
-    weakref.WeakKeyDictionary())
+#: senders whose NACKs something other than their own history answers (weakly: the
+#: answer belongs to an object that refers to the sender)
+_ANSWERS: weakref.WeakKeyDictionary[
+    RTCRtpSender, Callable[[], Callable[[int], None] | None]] = weakref.WeakKeyDictionary()
 _RETRANSMIT_WRAPPED: weakref.WeakSet[RTCRtpSender] = weakref.WeakSet()
 _RETRANSMIT_CALLBACKS: weakref.WeakKeyDictionary[RTCRtpSender, list[Callable[[], None]]] = (
     weakref.WeakKeyDictionary())
@@ -459,7 +467,8 @@ def _wrap_retransmit(sender: RTCRtpSender) -> None:
     async def retransmit(sequence_number: int) -> None:
         for callback in _RETRANSMIT_CALLBACKS.get(sender, ()):
             callback()
-        answer = _ANSWERS.get(sender)
+        reference = _ANSWERS.get(sender)
+        answer = reference() if reference is not None else None
         if answer is None:
             await stock(sequence_number)
             return
@@ -479,12 +488,16 @@ def on_retransmit(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
 
 def answer_retransmits(sender: RTCRtpSender, answer: Callable[[int], None] | None) -> None:
     """From now on the remote peer's NACKs of ``sender`` go to ``answer(sequence_number)``
-    (synchronous, on the loop) instead of the sender's own history; None: back to it."""
+    (a bound method, synchronous, on the loop; held weakly) instead of the sender's own
+    history; None, or once the answer's object is gone: back to it."""
     _wrap_retransmit(sender)
     if answer is None:
         _ANSWERS.pop(sender, None)
     else:
-        _ANSWERS[sender] = answer
+        try:
+            _ANSWERS[sender] = weakref.WeakMethod(answer)
+        except TypeError:  # not a bound Python method: held strongly
+            _ANSWERS[sender] = lambda: answer
 
 
 class SrtpError(Exception):
@@ -515,3 +528,16 @@ class ProtectBuffer:
 def srtp_handle(session: SrtpSession) -> Any:
     """The libsrtp session (srtp_t) behind a pylibsrtp Session, for ProtectBuffer."""
     return session._srtp[0]
+
+
+def replay_packer(codec: RTCRtpCodecParameters, shared: Any, frames: int) -> Any:
+    """A packetiser for ``frames`` frames replayed to one player before it joins those
+    packed by ``shared``: a VP8 one numbers them so that its last picture ID is the one
+    just before ``shared``'s next (a receiver that tracks picture IDs, as libwebrtc does,
+    sees no gap when the player goes on with ``shared``'s frames; the others never see
+    the replayed ones). aiortc's Vp8Encoder keeps that counter in ``picture_id``."""
+    packer = get_encoder(codec)
+    following = getattr(shared, "picture_id", None)
+    if isinstance(following, int) and hasattr(packer, "picture_id"):
+        packer.picture_id = (following - frames) % (1 << 15)
+    return packer

@@ -73,7 +73,7 @@ def gso_supported() -> bool:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver, \
                 socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
             receiver.bind(("127.0.0.1", 0))
-            receiver.settimeout(1.0)
+            receiver.setblocking(False)  # loopback delivers within the send: no wait
             sender.sendmsg([b"a" * 100 + b"b" * 60],
                            [(SOL_UDP, UDP_SEGMENT, _SEGMENT.pack(100))], 0,
                            receiver.getsockname())
@@ -163,6 +163,7 @@ class FastPlayer:
         "rtx_ssrc",
         "sender",
         "sequence",
+        "session",
         "sock",
         "srtp",
         "ssrc",
@@ -180,6 +181,7 @@ class FastPlayer:
         self.ssrc = path.ssrc
         self.rtx_ssrc = path.rtx_ssrc
         self.rtx_payload_type = path.rtx_payload_type
+        self.session = path.srtp  # keeps the libsrtp session behind self.srtp alive
         self.protect = path.srtp.protect  # retransmissions (rare) take pylibsrtp's own way
         self.srtp = compat.srtp_handle(path.srtp)
         #: the ICE pair's socket (tests put a shim here to drop or fail sends)
@@ -280,7 +282,7 @@ class FastPlayer:
         self.counters.retransmits += 1
         try:
             self.sock.sendto(self.protect(bytes(data)), self.remote)
-        except OSError:
+        except Exception:  # OSError, or libsrtp refusing: counted, the NACK goes unanswered
             self.counters.send_errors += 1
 
 
@@ -291,6 +293,7 @@ class Fanout:
     def __init__(self, kind: str, codec: Any, request_keyframe: Callable[[], None],
                  gso: bool) -> None:
         self.kind = kind
+        self.codec = codec
         self.encoder = get_encoder(codec)
         self.gso = gso and gso_supported()
         self._request_keyframe = request_keyframe
@@ -317,10 +320,18 @@ class Fanout:
         layout.users += 1
         player = FastPlayer(subscriber, sender, path, layout, self.gso, self._request_keyframe)
         compat.answer_retransmits(sender, player.retransmit)
-        for packet in queued:
-            self._forward(packet, (player,), (layout,))
         self._players[subscriber] = player
         self._order = tuple(self._players.values())
+        if queued:
+            # its own packetiser: the others' picture IDs go on without a gap
+            packer = compat.replay_packer(self.codec, self.encoder, len(queued))
+            try:
+                for packet in queued:
+                    self._forward(packet, (player,), (layout,), packer)
+            except Exception:
+                logger.exception("fast path: replaying a joiner's queue failed; it waits "
+                                 "for a keyframe")
+                self._unsync(player)
         return player
 
     def remove(self, subscriber: SubscriberTrack) -> None:
@@ -339,13 +350,20 @@ class Fanout:
             for player in self._order:
                 player.synced = False
 
+    def _unsync(self, player: FastPlayer) -> None:
+        if self.kind == "video":
+            player.synced = False
+            self._request_keyframe()
+
     def forward(self, packet: EncodedPacket) -> None:
+        """Send one frame to every player. A frame the packetiser or a layout cannot
+        take raises (the caller skips it); a player's own failure drops that player."""
         if self._order:
-            self._forward(packet, self._order, self._layouts.values())
+            self._forward(packet, self._order, self._layouts.values(), self.encoder)
 
     def _forward(self, packet: EncodedPacket, players: tuple[FastPlayer, ...],
-                 layouts: Any) -> None:
-        payloads, timestamp = self.encoder.pack(packet)
+                 layouts: Any, packer: Any) -> None:
+        payloads, timestamp = packer.pack(packet)
         if not payloads:
             return
         ntp = compat.fast_ntp_time()

@@ -368,7 +368,12 @@ class PublishedTrack:
         for subscriber in tuple(self._subscribers):
             subscriber._offer(packet)
         if self._fanout is not None:
-            self._fanout.forward(packet)
+            try:
+                self._fanout.forward(packet)
+            except Exception:  # a frame aiortc's packetiser cannot take: skipped
+                logger.exception("%s: a frame could not be forwarded; skipped", self.name)
+                self._fanout.desync()
+                self.request_keyframe()
         for sink in self._sinks:
             try:
                 sink(packet)

@@ -8,20 +8,27 @@ NACK repairs what was dropped, and a player whose socket fails stalls nobody els
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import random
 import types
 from typing import Any
 
 import pytest
-from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.codecs.vpx import VpxPayloadDescriptor
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpParameters,
+)
 from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
 from pylibsrtp import Policy, Session
 from relay_harness import Room, assert_kept_up, counted_over, open_room, reading, wait_for
 
 from hookcast.rtc import compat, fastpath
-from hookcast.rtc.fastpath import FastPlayer, Layout, equal_size_runs
-from hookcast.rtc.relay import SubscriberCounters
+from hookcast.rtc.fastpath import Fanout, FastPlayer, Layout, equal_size_runs
+from hookcast.rtc.packets import make_packet
+from hookcast.rtc.relay import PublishedTrack, SubscriberCounters
 
 # --- what goes on the wire ----------------------------------------------------------
 
@@ -53,6 +60,9 @@ class Sender:
     _RTCRtpSender__ntp_timestamp = 0
     _RTCRtpSender__rtp_timestamp = 0
 
+    async def _retransmit(self, sequence_number: int) -> None:  # its own history: empty
+        pass
+
 
 class Subscriber:
     kind = "video"
@@ -72,10 +82,15 @@ def extensions_map() -> HeaderExtensionsMap:
     return extensions
 
 
+KEYS: dict[int, bytes] = {}
+
+
 def player_on(capture: Capture, gso: bool) -> tuple[FastPlayer, Session, HeaderExtensionsMap]:
-    key = os.urandom(30)
+    key = KEYS[id(capture)] = os.urandom(30)
     profile = Policy.SRTP_PROFILE_AES128_CM_SHA1_80
-    tx = Session(Policy(key=key, srtp_profile=profile, ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+    tx_policy = Policy(key=key, srtp_profile=profile, ssrc_type=Policy.SSRC_ANY_OUTBOUND)
+    tx_policy.allow_repeat_tx = True  # as aiortc's DTLS transport sets it
+    tx = Session(tx_policy)
     rx = Session(Policy(key=key, srtp_profile=profile, ssrc_type=Policy.SSRC_ANY_INBOUND))
     extensions = extensions_map()
     path: Any = types.SimpleNamespace(
@@ -84,7 +99,12 @@ def player_on(capture: Capture, gso: bool) -> tuple[FastPlayer, Session, HeaderE
         remote=("127.0.0.1", 9), extensions_map=extensions)
     player = FastPlayer(Subscriber(), Sender(), path, Layout(path), gso,  # type: ignore[arg-type]
                         lambda: None)
+    PATHS[id(capture)] = path
     return player, rx, extensions
+
+
+#: the path player_on made for a capture (for a Fanout to add another player on it)
+PATHS: dict[int, Any] = {}
 
 
 @pytest.mark.parametrize("gso", [True, False])
@@ -99,7 +119,8 @@ def test_packets_are_what_aiortc_parses_back(gso: bool) -> None:
         assert player.send(player.layout, buffer, 3000 * frame, 0, 4999, 5000)
     assert len(capture.datagrams) == 10
     assert capture.gso_sends == (2 if gso else 0)  # a frame: 4 equal packets, a smaller last
-    packets = [RtpPacket.parse(rx.unprotect(d), extensions) for d in capture.datagrams]
+    plain = [rx.unprotect(d) for d in capture.datagrams]
+    packets = [RtpPacket.parse(data, extensions) for data in plain]
     for index, packet in enumerate(packets):
         frame, number = divmod(index, 5)
         assert packet.sequence_number == (first + index) & 0xFFFF
@@ -109,10 +130,12 @@ def test_packets_are_what_aiortc_parses_back(gso: bool) -> None:
         assert packet.payload == payloads[number]
         assert packet.extensions.mid == "1"
         assert packet.extensions.abs_send_time == 0x123456 + frame
-    sender = player.sender
-    assert sender._RTCRtpSender__packet_count == 10  # type: ignore[attr-defined]
-    assert sender._RTCRtpSender__octet_count == 2 * 4999  # type: ignore[attr-defined]
-    assert sender._RTCRtpSender__rtp_timestamp == packets[-1].timestamp  # type: ignore[attr-defined]
+    # byte for byte what aiortc's own sender would serialise for that packet
+    expected = RtpPacket(payload_type=96, marker=1, sequence_number=packets[-1].sequence_number,
+                         timestamp=packets[-1].timestamp, ssrc=0x11223344)
+    expected.extensions.abs_send_time, expected.extensions.mid = 0x123457, "1"
+    expected.payload = payloads[-1]
+    assert plain[-1] == expected.serialize(extensions)
 
     # a NACK of the second packet: resent as RTX, which unwraps to the original
     capture.datagrams.clear()
@@ -128,6 +151,71 @@ def test_packets_are_what_aiortc_parses_back(gso: bool) -> None:
     assert original.timestamp == packets[1].timestamp
     assert original.payload == payloads[1]
     assert player.counters.retransmits == 2
+    assert all(p.marker == 0 for p in rtx)  # the second packet of its frame
+
+    # without RTX negotiated: the packet itself, as first sent
+    fresh_rx = Session(Policy(key=KEYS[id(capture)], srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+                              ssrc_type=Policy.SSRC_ANY_INBOUND))
+    player.rtx_payload_type = None
+    capture.datagrams.clear()
+    player.retransmit(first + 4)
+    # (a receiver that lost it: one that has not seen that index yet)
+    (again,) = [fresh_rx.unprotect(d) for d in capture.datagrams]
+    assert RtpPacket.parse(again, extensions).sequence_number == packets[4].sequence_number
+    assert RtpPacket.parse(again, extensions).payload == payloads[4]
+
+
+class FakeSubscriber(Subscriber):
+    def stop(self) -> None:
+        pass
+
+
+def vp8_frame(number: int) -> Any:
+    return make_packet("video/vp8", 90000, bytes([number % 256]) * 3000, 3000 * number)
+
+
+def picture_ids(packets: list[RtpPacket]) -> list[int]:
+    """The VP8 picture ID of each frame a player received (from its first packet)."""
+    found = []
+    for packet in packets:
+        descriptor, _ = VpxPayloadDescriptor.parse(packet.payload)
+        if descriptor.partition_start:
+            found.append(descriptor.picture_id)
+    return found
+
+
+def test_a_joiners_replay_leaves_no_gap_in_anyones_picture_ids() -> None:
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    fanout = Fanout("video", vp8, lambda: None, gso=True)
+    first, second = Capture(), Capture()
+    _, rx1, ext1 = player_on(first, True)
+    _, rx2, ext2 = player_on(second, True)
+    one = fanout.add(FakeSubscriber(), Sender(), first_path(first, rx1), [])  # type: ignore[arg-type]
+    for number in range(3):
+        fanout.forward(vp8_frame(number))
+    # the second player joins with two frames it had queued before it connected
+    two = fanout.add(FakeSubscriber(), Sender(), first_path(second, rx2),  # type: ignore[arg-type]
+                     [vp8_frame(1), vp8_frame(2)])
+    for number in range(3, 5):
+        fanout.forward(vp8_frame(number))
+    got_one = [RtpPacket.parse(rx1.unprotect(d), ext1) for d in first.datagrams]
+    got_two = [RtpPacket.parse(rx2.unprotect(d), ext2) for d in second.datagrams]
+    ids_one, ids_two = picture_ids(got_one), picture_ids(got_two)
+    assert len(ids_one) == 5 and len(ids_two) == 4
+    for ids in (ids_one, ids_two):
+        assert all((b - a) % (1 << 15) == 1 for a, b in itertools.pairwise(ids)), ids
+    assert ids_two[-2:] == ids_one[-2:]  # the frames both got carry the same IDs
+    # the sender reports count what went out: packets and payload bytes
+    for player, sent in ((one, got_one), (two, got_two)):
+        assert player.sender._RTCRtpSender__packet_count == len(sent)  # type: ignore[attr-defined]
+        assert player.sender._RTCRtpSender__octet_count == sum(  # type: ignore[attr-defined]
+            len(p.payload) for p in sent)
+        assert player.sender._RTCRtpSender__rtp_timestamp == sent[-1].timestamp  # type: ignore[attr-defined]
+
+
+def first_path(capture: Capture, rx: Session) -> Any:
+    """A path on ``capture`` whose session ``rx`` can read (player_on made both)."""
+    return PATHS[id(capture)]
 
 
 def test_equal_size_runs_keep_every_packet_once_in_order() -> None:
@@ -238,3 +326,26 @@ async def test_a_player_whose_socket_fails_stalls_nobody() -> None:
         assert [s.errors for s in sinks] == [0, 0]
     finally:
         await room.close()
+
+
+def test_a_frame_the_fast_path_cannot_take_is_skipped_not_the_broadcast() -> None:
+    class Source:
+        kind, id = "video", "source"
+
+    class Exploding:
+        desynced = 0
+
+        def forward(self, packet: Any) -> None:
+            raise IndexError("a frame aiortc's packetiser cannot take")
+
+        def desync(self) -> None:
+            self.desynced += 1
+
+    published = PublishedTrack(Source())  # type: ignore[arg-type]
+    exploding = published._fanout = Exploding()  # type: ignore[assignment]
+    received: list[Any] = []
+    published.attach(received.append)
+    published._dispatch(vp8_frame(0))
+    published._dispatch(vp8_frame(1))
+    assert len(received) == 2 and not published.ended  # the recorder still gets frames
+    assert exploding.desynced == 2
