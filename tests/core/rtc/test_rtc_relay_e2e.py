@@ -171,8 +171,9 @@ async def test_stalled_subscriber_stays_bounded_and_others_are_unaffected() -> N
         await room.close()
 
 
-async def test_subscribers_end_when_the_publisher_leaves() -> None:
-    room = await run_room("video/VP8", viewers=2)
+@pytest.mark.parametrize("path", PATHS)
+async def test_subscribers_end_when_the_publisher_leaves(path: str) -> None:
+    room = await run_room("video/VP8", viewers=2, path=path)
     try:
         assert await wait_for(lambda: room.viewers[1].sinks["video"].frames > 5, within=5)
         await room.publisher.close()  # sends RTCP BYE: the SFU's remote tracks end
@@ -181,6 +182,8 @@ async def test_subscribers_end_when_the_publisher_leaves() -> None:
         tracks = [t for v in room.viewers for t in v.tracks.values()]
         assert await wait_for(lambda: all(t.readyState == "ended" for t in tracks), 5)
         assert all(not p.subscribers for p in published)
+        # the fast path lets go of its players: no NACK answer outlives them
+        assert all(not p.fanout.players for p in published if p.fanout is not None)
     finally:
         await room.close()
 
