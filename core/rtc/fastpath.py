@@ -286,6 +286,19 @@ class FastPlayer:
             self.counters.send_errors += 1
 
 
+class Buffered:
+    """A player's socket seen through asyncio's datagram transport: a send it cannot
+    make at once is kept (copied) and made when the socket can take it."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+
+    def sendto(self, data: Any, address: Any) -> None:
+        self.transport.sendto(bytes(data), address)
+
+
 class Fanout:
     """Every fast-path player of one published track; forward() is called with each of
     its frames. ``request_keyframe`` asks the publisher (a player fell behind)."""
@@ -323,16 +336,28 @@ class Fanout:
         self._players[subscriber] = player
         self._order = tuple(self._players.values())
         if queued:
-            # its own packetiser: the others' picture IDs go on without a gap
-            packer = compat.replay_packer(self.codec, self.encoder, len(queued))
-            try:
-                for packet in queued:
-                    self._forward(packet, (player,), (layout,), packer)
-            except Exception:
-                logger.exception("fast path: replaying a joiner's queue failed; it waits "
-                                 "for a keyframe")
-                self._unsync(player)
+            self._replay(player, layout, queued, path.socket)
         return player
+
+    def _replay(self, player: FastPlayer, layout: Layout, queued: list[EncodedPacket],
+                transport: Any) -> None:
+        """Send a joiner what it had queued (up to a whole group of pictures, in one go
+        as aiortc's sender did). Through asyncio's transport of its socket, which keeps
+        what a full socket cannot take yet (bounded by the queue) instead of dropping it:
+        a source that cannot make keyframes would leave the joiner frozen otherwise. Its
+        own packetiser: the others' picture IDs go on without a gap."""
+        packer = compat.replay_packer(self.codec, self.encoder, len(queued))
+        sock, gso = player.sock, player.gso
+        player.sock, player.gso = Buffered(transport), False
+        try:
+            for packet in queued:
+                self._forward(packet, (player,), (layout,), packer)
+        except Exception:
+            logger.exception("fast path: replaying a joiner's queue failed; it waits for "
+                             "a keyframe")
+            self._unsync(player)
+        finally:
+            player.sock, player.gso = sock, gso
 
     def remove(self, subscriber: SubscriberTrack) -> None:
         player = self._players.pop(subscriber, None)

@@ -52,6 +52,20 @@ class Capture:
         self.datagrams += [data[i:i + size] for i in range(0, len(data), size)]
 
 
+class Transport:
+    """asyncio's datagram transport of a Capture: what the fast path sends through it
+    (a joiner's replay) lands in the same capture, counted apart."""
+
+    def __init__(self, capture: Capture) -> None:
+        self.capture = capture
+        self.sent = 0
+
+    def sendto(self, data: bytes, address: Any) -> None:
+        assert isinstance(data, bytes)  # a copy: asyncio may keep it
+        self.sent += 1
+        self.capture.datagrams.append(data)
+
+
 class Sender:
     """The attributes count_sent keeps current, as on an RTCRtpSender."""
 
@@ -96,6 +110,7 @@ def player_on(capture: Capture, gso: bool) -> tuple[FastPlayer, Session, HeaderE
     path: Any = types.SimpleNamespace(
         ssrc=0x11223344, rtx_ssrc=0x55667788, payload_type=96, rtx_payload_type=97, mid="1",
         extension_ids={"abs_send_time": 3, "mid": 9}, srtp=tx, sock=capture,
+        socket=Transport(capture),
         remote=("127.0.0.1", 9), extensions_map=extensions)
     player = FastPlayer(Subscriber(), Sender(), path, Layout(path), gso,  # type: ignore[arg-type]
                         lambda: None)
@@ -196,8 +211,13 @@ def test_a_joiners_replay_leaves_no_gap_in_anyones_picture_ids() -> None:
     # the second player joins with two frames it had queued before it connected
     two = fanout.add(FakeSubscriber(), Sender(), first_path(second, rx2),  # type: ignore[arg-type]
                      [vp8_frame(1), vp8_frame(2)])
+    # the replay went through asyncio's transport (which keeps what a full socket cannot
+    # take yet), the live frames straight to the socket, as GSO runs
+    replayed = PATHS[id(second)].socket.sent
+    assert replayed == len(second.datagrams) > 0 and second.gso_sends == 0
     for number in range(3, 5):
         fanout.forward(vp8_frame(number))
+    assert second.gso_sends == 2 and PATHS[id(second)].socket.sent == replayed
     got_one = [RtpPacket.parse(rx1.unprotect(d), ext1) for d in first.datagrams]
     got_two = [RtpPacket.parse(rx2.unprotect(d), ext2) for d in second.datagrams]
     ids_one, ids_two = picture_ids(got_one), picture_ids(got_two)
