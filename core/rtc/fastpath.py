@@ -287,16 +287,36 @@ class FastPlayer:
 
 
 class Buffered:
-    """A player's socket seen through asyncio's datagram transport: a send it cannot
-    make at once is kept (copied) and made when the socket can take it."""
+    """A player's socket that never refuses: what the socket itself cannot take at once
+    (EAGAIN) goes through asyncio's datagram transport of it, which keeps a copy and
+    sends it when the socket can take it (and sends after it whatever follows)."""
 
-    __slots__ = ("transport",)
+    __slots__ = ("sock", "transport")
 
-    def __init__(self, transport: Any) -> None:
-        self.transport = transport
+    def __init__(self, sock: Any, transport: Any) -> None:
+        self.sock, self.transport = sock, transport
 
     def sendto(self, data: Any, address: Any) -> None:
+        if not self.transport.get_write_buffer_size():
+            try:
+                self.sock.sendto(data, address)
+                return
+            except BlockingIOError:
+                pass
         self.transport.sendto(bytes(data), address)
+
+    def sendmsg(self, buffers: list[Any], ancillary: list[Any], flags: int,
+                address: Any) -> None:
+        if not self.transport.get_write_buffer_size():
+            try:
+                self.sock.sendmsg(buffers, ancillary, flags, address)
+                return
+            except BlockingIOError:
+                pass
+        data = b"".join(bytes(b) for b in buffers)
+        size = _SEGMENT.unpack(ancillary[0][2])[0]
+        for start in range(0, len(data), size):
+            self.transport.sendto(data[start:start + size], address)
 
 
 class Fanout:
@@ -347,8 +367,8 @@ class Fanout:
         a source that cannot make keyframes would leave the joiner frozen otherwise. Its
         own packetiser: the others' picture IDs go on without a gap."""
         packer = compat.replay_packer(self.codec, self.encoder, len(queued))
-        sock, gso = player.sock, player.gso
-        player.sock, player.gso = Buffered(transport), False
+        sock = player.sock
+        player.sock = Buffered(sock, transport)
         try:
             for packet in queued:
                 self._forward(packet, (player,), (layout,), packer)
@@ -357,7 +377,7 @@ class Fanout:
                              "a keyframe")
             self._unsync(player)
         finally:
-            player.sock, player.gso = sock, gso
+            player.sock = sock
 
     def remove(self, subscriber: SubscriberTrack) -> None:
         player = self._players.pop(subscriber, None)
