@@ -196,11 +196,12 @@ class FastPlayer:
         self.history: list[tuple[int, int, bytearray] | None] = [None] * HISTORY_SIZE
         self._fell_behind = fell_behind
 
-    def send(self, layout: Layout, buffer: compat.ProtectBuffer, timestamp: int, ntp: int,
+    def send(self, buffer: compat.ProtectBuffer, timestamp: int, ntp: int,
              payload_bytes: int, frame_size: int) -> bool:
-        """Send the layout's current packets with this player's header values, protected
+        """Send its layout's current packets with this player's header values, protected
         in ``buffer``. False: its socket is gone."""
         timestamp = (self.origin + timestamp) & 0xFFFFFFFF
+        layout = self.layout
         packets = layout.packets
         first = sequence = self.sequence
         history = self.history
@@ -426,8 +427,7 @@ class Fanout:
                     continue
                 player.synced = True
             try:
-                if not player.send(player.layout, self._buffer, timestamp, ntp, payload_bytes,
-                                   size):
+                if not player.send(self._buffer, timestamp, ntp, payload_bytes, size):
                     gone.append(player)
             except Exception:  # a bug here must not end the broadcast for everyone
                 logger.exception("fast path: sending to a player failed; it is dropped")

@@ -7,55 +7,19 @@ is measured at both ends (the browser's ICE checks; the server, from the browser
 from __future__ import annotations
 
 import asyncio
-import random
-import re
 from typing import Any
-
-import aiohttp
 
 from hookcast.keys import ENGINE
 from hookcast.rtc.fastpath import FastPlayer
 from hookcast.server import Server
 from tests.e2e.conftest import Page, assert_kept_up, frames_over
 from tests.e2e.test_websdk import OpenPage, frames_decoded, publish_on_a_play_on_b
+from tests.fastpath_shims import Lossy, relay_paths
 
 #: the share of the datagrams to the player the shim drops (retransmissions included)
 LOSS = 0.05
 #: the longest the player is watched under loss for every sign of repair to show
 WATCH = 20.0
-
-
-class Lossy:
-    """A player's socket that drops a share of the datagrams it is asked to send (GSO
-    sends are split and each segment is dropped or sent on its own), as in
-    tests/core/rtc/test_rtc_fastpath.py."""
-
-    def __init__(self, sock: Any, rate: float) -> None:
-        self.sock, self.rate = sock, rate
-        self.random = random.Random(16)
-        self.sent = self.dropped = 0
-
-    def sendto(self, data: Any, address: Any) -> None:
-        if self.random.random() < self.rate:
-            self.dropped += 1
-            return
-        self.sent += 1
-        self.sock.sendto(data, address)
-
-    def sendmsg(self, buffers: list[Any], ancillary: list[Any], flags: int, address: Any) -> None:
-        data = b"".join(bytes(b) for b in buffers)
-        size = int.from_bytes(ancillary[0][2], "little")
-        for start in range(0, len(data), size):
-            self.sendto(data[start:start + size], address)
-
-
-async def relay_paths(server: Server) -> dict[str, float]:
-    """``hookcast_relay_players`` from /metrics: players' tracks by "kind/path"."""
-    async with aiohttp.ClientSession() as http, \
-            http.get(f"http://127.0.0.1:{server.http_port}/metrics") as response:
-        text = await response.text()
-    found = re.findall(r'^hookcast_relay_players\{kind="(\w+)",path="(\w+)"\} (\S+)$', text, re.M)
-    return {f"{kind}/{path}": float(value) for kind, path, value in found}
 
 
 async def on_fast_path(server: Server, timeout: float = 10) -> dict[str, float]:

@@ -4,12 +4,10 @@ WebRTC on 127.0.0.1, frames decoded by PyAV on the player side."""
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import pytest
 
 from hookcast.config.home import Home
@@ -26,6 +24,7 @@ from tests.core.rtc.relay_harness import (
     counted_over,
     reading,
 )
+from tests.fastpath_shims import relay_paths
 
 Start = Callable[..., Any]
 
@@ -37,21 +36,6 @@ async def server(home: Home, start_server: Start, request: pytest.FixtureRequest
     path = getattr(request, "param", "fast")
     return await start_server(  # type: ignore[no-any-return]
         home, relay_fast_path=str(path == "fast").lower())
-
-
-async def relay_paths(server: Server) -> dict[str, float]:
-    """``hookcast_relay_players`` from /metrics: players' tracks by "kind/path"."""
-    async with aiohttp.ClientSession() as http, \
-            http.get(f"http://127.0.0.1:{server.http_port}/metrics") as response:
-        text = await response.text()
-    found = re.findall(r'^hookcast_relay_players\{kind="(\w+)",path="(\w+)"\} (\S+)$', text, re.M)
-    return {f"{kind}/{path}": float(value) for kind, path, value in found}
-
-
-@pytest.fixture
-def clients(server: Server, connect_client: Callable[..., Any]) -> Callable[..., Any]:
-    """``await clients(**fields)``: a client connected to this test's server."""
-    return lambda **fields: connect_client(server, **fields)
 
 
 def sinks_for(stream: ClientStream) -> dict[str, DecodingSink]:

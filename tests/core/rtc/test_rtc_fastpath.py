@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import itertools
 import os
-import random
 import types
 from typing import Any
 
@@ -29,6 +28,7 @@ from hookcast.rtc import compat, fastpath
 from hookcast.rtc.fastpath import Fanout, FastPlayer, Layout, equal_size_runs
 from hookcast.rtc.packets import make_packet
 from hookcast.rtc.relay import PublishedTrack, SubscriberCounters
+from tests.fastpath_shims import Lossy
 
 # --- what goes on the wire ----------------------------------------------------------
 
@@ -157,7 +157,7 @@ def test_packets_are_what_aiortc_parses_back(gso: bool) -> None:
     first = player.sequence
     for frame in range(2):
         player.layout.build(payloads, abs_send_time=0x123456 + frame)
-        assert player.send(player.layout, buffer, 3000 * frame, 0, 4999, 5000)
+        assert player.send(buffer, 3000 * frame, 0, 4999, 5000)
     assert len(capture.datagrams) == 10
     assert capture.gso_sends == (2 if gso else 0)  # a frame: 4 equal packets, a smaller last
     plain = [rx.unprotect(d) for d in capture.datagrams]
@@ -279,29 +279,6 @@ def test_equal_size_runs_keep_every_packet_once_in_order() -> None:
 # --- real viewers -------------------------------------------------------------------
 
 pytestmark_media = pytest.mark.usefixtures("loopback", "relay_installed")
-
-
-class Lossy:
-    """A player's socket that drops a share of the datagrams it is asked to send
-    (GSO sends are split and each segment is dropped or sent on its own)."""
-
-    def __init__(self, sock: Any, rate: float) -> None:
-        self.sock, self.rate = sock, rate
-        self.random = random.Random(16)
-        self.sent = self.dropped = 0
-
-    def sendto(self, data: Any, address: Any) -> None:
-        if self.random.random() < self.rate:
-            self.dropped += 1
-            return
-        self.sent += 1
-        self.sock.sendto(data, address)
-
-    def sendmsg(self, buffers: list[Any], ancillary: list[Any], flags: int, address: Any) -> None:
-        data = b"".join(bytes(b) for b in buffers)
-        size = int.from_bytes(ancillary[0][2], "little")
-        for start in range(0, len(data), size):
-            self.sendto(data[start:start + size], address)
 
 
 class Failing:
