@@ -38,6 +38,12 @@ async def server(home: Home, start_server: Start, request: pytest.FixtureRequest
         home, relay_fast_path=str(path == "fast").lower())
 
 
+@pytest.fixture
+def clients(server: Server, connect_client: Callable[..., Any]) -> Callable[..., Any]:
+    """``await clients(**fields)``: a client connected to this test's server."""
+    return lambda **fields: connect_client(server, **fields)
+
+
 def sinks_for(stream: ClientStream) -> dict[str, DecodingSink]:
     mimes = {"video": stream.last.get("videoCodec"), "audio": "opus"}
     names = {"VP8": "video/vp8", "H264": "video/h264", "opus": "audio/opus"}
