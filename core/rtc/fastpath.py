@@ -220,9 +220,7 @@ class FastPlayer:
                 self._send_each(packets, buffer, first, timestamp)
         except BlockingIOError:  # its socket is full: it fell behind
             counters.overflows += 1
-            if self.subscriber.kind == "video":
-                self.synced = False
-                self._fell_behind()
+            self.unsync()
         except OSError as error:
             counters.send_errors += 1
             if error.errno in _GONE:
@@ -231,6 +229,12 @@ class FastPlayer:
                 logger.info("UDP GSO refused on a player's socket (%s): plain sends", error)
                 self.gso = False
         return True
+
+    def unsync(self) -> None:
+        """Video: wait for a keyframe, and ask for one."""
+        if self.subscriber.kind == "video":
+            self.synced = False
+            self._fell_behind()
 
     def _send_each(self, packets: list[bytearray], buffer: compat.ProtectBuffer,
                    sequence: int, timestamp: int) -> None:
@@ -340,9 +344,6 @@ class Fanout:
     def players(self) -> tuple[FastPlayer, ...]:
         return self._order
 
-    def __contains__(self, subscriber: object) -> bool:
-        return subscriber in self._players
-
     def add(self, subscriber: SubscriberTrack, sender: RTCRtpSender,
             path: compat.SenderPath, queued: list[EncodedPacket]) -> FastPlayer:
         """Serve ``subscriber``'s player from now on; ``queued`` (what it had not sent
@@ -376,7 +377,7 @@ class Fanout:
         except Exception:
             logger.exception("fast path: replaying a joiner's queue failed; it waits for "
                              "a keyframe")
-            self._unsync(player)
+            player.unsync()
         finally:
             player.sock = sock
 
@@ -395,11 +396,6 @@ class Fanout:
         if self.kind == "video":
             for player in self._order:
                 player.synced = False
-
-    def _unsync(self, player: FastPlayer) -> None:
-        if self.kind == "video":
-            player.synced = False
-            self._request_keyframe()
 
     def forward(self, packet: EncodedPacket) -> None:
         """Send one frame to every player. A frame the packetiser or a layout cannot
