@@ -35,7 +35,7 @@ from hookcast.recording.naming import expand as expand_template
 from hookcast.rtc.compat import request_keyframe
 from hookcast.scripts import ScriptPlugin, ScriptRunner
 from hookcast.signalling.client import ClientStream, WcsClient, WcsError
-from hookcast.untrusted import printable
+from hookcast.untrusted import LogBudget, printable
 from hookcast.version import __version__
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "FolderWatcher",
     "Home",
     "Info",
+    "LogBudget",
     "MediaCore",
     "MediaSource",
     "NameInUse",

@@ -3,13 +3,16 @@
 Clients choose stream names, message names and ``custom`` objects. Nothing they send
 may forge a log line (a newline), make a log binary (a NUL) or amplify it (a 200 KB
 name written on every status change); nothing may be nested deep enough to exhaust
-the interpreter's recursion when it is copied, frozen or serialised.
+the interpreter's recursion when it is copied, frozen or serialised; and nothing a
+client or a remote server does repeatedly may fill the disk with log lines (LogBudget).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 #: deepest nesting of arrays and objects accepted in a client's JSON
@@ -60,3 +63,62 @@ class SafeFormatter(logging.Formatter):
         head, _, last = text.rpartition("\n")
         last = printable(last, MAX_LOG_MESSAGE)
         return f"{head}\n{last}" if head else last
+
+
+class LogBudget:
+    """What one client or remote causes, logged at a bounded rate.
+
+    A session, a pull link or any other owner of lines that someone outside the server
+    can trigger keeps one budget: ``burst`` lines at once, then ``per_second`` more a
+    second (a token bucket). Lines beyond it are not written but counted; the next line
+    the budget allows (or ``close()``) is preceded by one ``<owner>: N similar lines
+    suppressed``. A flood of any length therefore writes a few lines a second at most.
+    """
+
+    def __init__(self, logger: logging.Logger, owner: str, burst: int = 10,
+                 per_second: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.owner = owner
+        self.burst = burst
+        self.per_second = per_second
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+        #: lines not written since the last one that was
+        self.suppressed = 0
+
+    def log(self, level: int, message: str, *args: Any) -> None:
+        """Write one line (``logger.log`` arguments) if the budget allows, else count it."""
+        if not self.logger.isEnabledFor(level):
+            return
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.per_second)
+        self._last = now
+        if self._tokens < 1:
+            self.suppressed += 1
+            return
+        self._tokens -= 1
+        self._report(level)
+        self.logger.log(level, message, *args)
+
+    def debug(self, message: str, *args: Any) -> None:
+        self.log(logging.DEBUG, message, *args)
+
+    def info(self, message: str, *args: Any) -> None:
+        self.log(logging.INFO, message, *args)
+
+    def warning(self, message: str, *args: Any) -> None:
+        self.log(logging.WARNING, message, *args)
+
+    def error(self, message: str, *args: Any) -> None:
+        self.log(logging.ERROR, message, *args)
+
+    def close(self) -> None:
+        """Say how many lines were suppressed since the last one written, if any."""
+        self._report(logging.INFO)
+
+    def _report(self, level: int) -> None:
+        if self.suppressed:
+            count, self.suppressed = self.suppressed, 0
+            self.logger.log(level, "%s: %d similar lines suppressed", self.owner, count)
