@@ -183,10 +183,11 @@ class Server:
         self.ws_app = create_ws_app(self.http_app)
         # a backstop: sessions close within ws_send_timeout and plugins within their
         # timeouts; a handler still running after this is cancelled
+        access = {} if settings.access_log else {"access_log": None}
         self._http_runner = web.AppRunner(self.http_app, handle_signals=False,
-                                          shutdown_timeout=SHUTDOWN_BACKSTOP)
+                                          shutdown_timeout=SHUTDOWN_BACKSTOP, **access)
         self._ws_runner = web.AppRunner(self.ws_app, handle_signals=False,
-                                        shutdown_timeout=SHUTDOWN_BACKSTOP)
+                                        shutdown_timeout=SHUTDOWN_BACKSTOP, **access)
         self.http_port = 0
         self.ws_port = 0
         self.https_port = 0
@@ -232,6 +233,7 @@ class Server:
         )
         self.info = info
         _warn_if_open(s)
+        _say_media_addresses(s)
         engine = self.http_app[ENGINE]
         engine.start()
         await self.bus.after_server_start(info)
@@ -290,6 +292,21 @@ def _warn_if_open(settings: Settings) -> None:
             "rest_api_allowed_networks, or bind_address=127.0.0.1",
             settings.bind_address, settings.http_port,
         )
+
+
+def _say_media_addresses(settings: Settings) -> None:
+    """Which addresses WebRTC media will use; a warning when there is none, for then no
+    publisher or player can ever connect."""
+    addresses = compat.media_addresses()
+    if addresses:
+        log.info("media (ICE host candidates) on %s%s", ", ".join(addresses),
+                 "" if settings.ip else " (every address of this machine but loopback; "
+                 "set ip to choose one)")
+        return
+    log.warning(
+        "no address for media: with ip empty, WebRTC uses every address of this machine "
+        "except loopback, and it has none, so no stream can connect; set ip=127.0.0.1 to "
+        "try hookcast on this machine alone (see README, \"Trying it on one machine\")")
 
 
 def _tls_context(home: Home, settings: Settings) -> ssl.SSLContext | None:

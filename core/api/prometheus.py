@@ -40,13 +40,21 @@ class HookcastCollector(Collector):
             value=settings.max_custom_size,
         )
         refused = CounterMetricFamily(
-            "hookcast_sessions_refused", "Sessions refused, by reason: max_sessions, invalid "
-            "(a bad connection message, custom over max_custom_size), plugin",
+            "hookcast_sessions_refused", "Sessions refused, by reason: max_sessions, "
+            "max_sessions_per_address, invalid (a bad connection message, custom over "
+            "max_custom_size), plugin",
             labels=["reason"],
         )
-        for reason in ("max_sessions", "invalid", "plugin"):
-            refused.add_metric([reason], engine.sessions_refused[reason])
+        for reason in ("max_sessions", "max_sessions_per_address", "invalid", "plugin"):
+            refused.add_metric([reason], engine.sessions.refused[reason])
         yield refused
+        dropped = CounterMetricFamily(
+            "hookcast_sessions_dropped", "Sockets closed before they sent connection, by "
+            "reason: connection_timeout, room (the oldest, for a newcomer)", labels=["reason"],
+        )
+        for reason in ("connection_timeout", "room"):
+            dropped.add_metric([reason], engine.sessions.dropped[reason])
+        yield dropped
         streams = GaugeMetricFamily(
             "hookcast_streams", "Streams by status and role", labels=["status", "role"]
         )

@@ -118,6 +118,9 @@ def _run(argv: Sequence[str] | None) -> int:
     # client strings reach log messages: escaped and cut, they cannot forge or bloat a line
     handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # aioice logs every candidate pair's every state at INFO: WARNING unless debugging
+        logging.getLogger("aioice").setLevel(logging.WARNING)
     home = Home.locate(getattr(args, "dir", None) or args.home)
     try:
         return _command(args, home)

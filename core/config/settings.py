@@ -88,6 +88,10 @@ class Settings:
         "On the dedicated path, send each player's frame with UDP GSO (one sendmsg per run "
         "of equal-size packets) when the kernel supports it (hookcast)",
     )
+    access_log: bool = prop(
+        "access_log", False, Boolean(),
+        "Log one line per HTTP request and WebSocket upgrade, on both ports (hookcast)",
+    )
     stun_server: str = prop(
         "stun_server", "", Text(),
         "STUN server for ICE (stun:host:port); empty = none, host candidates only",
@@ -108,6 +112,22 @@ class Settings:
     max_sessions: int = prop(
         "max_sessions", 1000, Integer(minimum=1),
         "Signalling sessions open at once; more are refused (hookcast)",
+    )
+    max_sessions_per_address: int = prop(
+        "max_sessions_per_address", 100, Integer(minimum=1),
+        "Signalling sessions open at once from one client address (an IPv6 client counts "
+        "by its /64); more are refused, after dropping one of that address that has not "
+        "sent connection yet (hookcast)",
+    )
+    max_unidentified_sessions: int = prop(
+        "max_unidentified_sessions", 200, Integer(minimum=1),
+        "Sockets open at once that have not sent connection yet; a new one drops the "
+        "oldest of them (hookcast)",
+    )
+    connection_timeout: float = prop(
+        "connection_timeout", 10.0, Seconds(minimum=0.1),
+        "Time a new WebSocket has to send its connection message; it is closed after "
+        "it (hookcast)",
     )
     max_custom_size: int = prop(
         "max_custom_size", 16384, Integer(minimum=0, unit="bytes"),

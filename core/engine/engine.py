@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from hookcast.engine.hosted import MediaCore
 from hookcast.engine.keepalive import KeepAlive
 from hookcast.engine.media import SourceUnavailable
 from hookcast.engine.metrics import Meters, stream_metrics
+from hookcast.engine.sessions import Sessions
 from hookcast.engine.sources import Sources, is_uri, start_leg
 from hookcast.engine.streams import IdInUse, Info, NameInUse, Status, Stream, StreamRegistry
 from hookcast.engine.tasks import Tasks
@@ -79,10 +79,8 @@ class Engine:
         self._stop_early: set[str] = set()
         #: streams ending, until plugins have heard of it: mediaSessionId -> _Ending
         self._ending: dict[str, _Ending] = {}
-        #: signalling sessions by sessionId (they add and remove themselves)
-        self.sessions: dict[str, Any] = {}
-        #: sessions refused, by reason: max_sessions, invalid (a bad connection), plugin
-        self.sessions_refused: Counter[str] = Counter()
+        #: signalling sessions by sessionId (they are admitted and leave themselves)
+        self.sessions: Sessions[Any] = Sessions(settings)
         self.meters = Meters(self._legs)
         self.recordings = Recordings(settings, bus, records)
         self.sources = Sources(self, resolve, settings.vod_live_idle_timeout)

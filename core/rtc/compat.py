@@ -341,6 +341,12 @@ def use_host_addresses(address: str | None) -> None:
         aioice.ice.get_host_addresses = _STOCK_HOST_ADDRESSES
 
 
+def media_addresses() -> list[str]:
+    """The addresses ICE gathers host candidates on now (aioice's defaults: IPv4 and
+    IPv6, global scope), as ``use_host_addresses`` left them."""
+    return list(aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True))
+
+
 # --- NACK counters (for /stream/metrics) ---------------------------------------------
 
 

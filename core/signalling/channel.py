@@ -63,12 +63,14 @@ class Channel:
             if _cancelling():
                 raise
 
-    def drop(self, why: str) -> None:
-        """Abort the connection at once (no close handshake): the client is gone."""
+    def drop(self, why: str, quiet: bool = False) -> None:
+        """Abort the connection at once (no close handshake): the client is gone. Logged
+        as a warning unless ``quiet`` (the caller says it in its own words)."""
         if self.dropped:
             return
         self.dropped = True
-        log.warning("session %s: dropped: %s", self.name, why)
+        if not quiet:
+            log.warning("session %s: dropped: %s", self.name, why)
         if self._transport is not None:
             self._transport.abort()
 

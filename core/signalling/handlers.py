@@ -24,6 +24,7 @@ Handler = Callable[["SignallingSession", Any], Awaitable[None]]
 async def on_connection(session: SignallingSession, payload: Any) -> None:
     if session.status == "ESTABLISHED":
         return await session.fail("connection", "the session is already connected")
+    session.engine.sessions.identified(session)
     fields = payload if isinstance(payload, dict) else {}
     problem = connection_problem(fields, session.settings)
     if problem is not None:

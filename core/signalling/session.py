@@ -40,6 +40,8 @@ MAX_MESSAGE = 256 * 1024
 MAX_FRAME = 4 * 1024 * 1024
 #: Close code for a session refused because the server is full ("try again later").
 TRY_AGAIN_LATER = 1013
+#: Close code for a socket that broke the protocol's rules (no connection in time).
+POLICY_VIOLATION = 1008
 
 
 class SignallingSession:
@@ -123,7 +125,7 @@ class SignallingSession:
     async def refuse(self, reason: str, kind: str) -> None:
         """Refuse the session at ``connection``: tell the client why, then close."""
         self.status = "FAILED"
-        self.engine.sessions_refused[kind] += 1
+        self.engine.sessions.refused[kind] += 1
         await self.fail("connection", reason)
         await self.close(reason)
 
@@ -154,9 +156,14 @@ class SignallingSession:
             self.channel.drop("the session did not end after its socket closed")
             await self.left.wait()
 
-    async def close(self, reason: str) -> None:
+    async def close(self, reason: str, code: int = 1001) -> None:
         self._end_reason = reason
-        await self.channel.close(1001, reason)
+        await self.channel.close(code, reason)
+
+    def evict(self, reason: str) -> None:
+        """Let an unidentified session go at once, to make room (engine.sessions)."""
+        self._end_reason = reason
+        self.channel.drop(reason, quiet=True)
 
     @property
     def gone(self) -> bool:
@@ -165,8 +172,9 @@ class SignallingSession:
     # --- the read loop --------------------------------------------------------------
 
     async def run(self) -> None:
-        self.engine.sessions[self.session_id] = self
+        """Read the client's frames until its socket closes (the session is admitted)."""
         pinger = asyncio.create_task(self._ping_loop(), name=f"ping {self.session_id}")
+        doorman = asyncio.create_task(self._identified_in_time(), name=f"door {self.session_id}")
         try:
             async for frame in self.channel.ws:
                 if frame.type is WSMsgType.TEXT:
@@ -176,8 +184,9 @@ class SignallingSession:
         finally:
             self._gone = True
             pinger.cancel()
-            await asyncio.gather(pinger, return_exceptions=True)
-            del self.engine.sessions[self.session_id]
+            doorman.cancel()
+            await asyncio.gather(pinger, doorman, return_exceptions=True)
+            self.engine.sessions.remove(self)
             self.left.set()
             try:
                 await self._ended()
@@ -227,6 +236,14 @@ class SignallingSession:
             return await self.fail(name, f"{Info.SESSION_NOT_READY}: send connection first")
         await handler(self, data[0] if data else None)
 
+    async def _identified_in_time(self) -> None:
+        """Close the socket if it has not sent ``connection`` within connection_timeout."""
+        await asyncio.sleep(self.settings.connection_timeout)
+        if not self.engine.sessions.is_identified(self):
+            self.engine.sessions.timed_out(self)
+            await self.close(f"no connection message within {self.settings.connection_timeout:g} "
+                             "s (connection_timeout)", POLICY_VIOLATION)
+
     async def _ping_loop(self) -> None:
         interval = self.settings.keep_alive_server_interval / 1000
         if interval <= 0:
@@ -253,11 +270,10 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     settings, engine = app[SETTINGS], app[ENGINE]
     channel = Channel(ws, request.transport, settings.ws_send_timeout, "(new)")
     session = SignallingSession(channel, engine, app[BUS], settings, request.remote or "")
-    if len(engine.sessions) >= settings.max_sessions:
-        engine.sessions_refused["max_sessions"] += 1
-        reason = f"too many sessions: the server has {settings.max_sessions} (max_sessions)"
-        await session.fail("connection", reason)
-        await channel.close(TRY_AGAIN_LATER, reason)
+    refused = engine.sessions.admit(session)
+    if refused is not None:
+        await session.fail("connection", refused)
+        await channel.close(TRY_AGAIN_LATER, refused)
         return ws
     try:
         await session.run()

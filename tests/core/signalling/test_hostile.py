@@ -85,7 +85,7 @@ async def test_limits_of_names_and_custom_are_named(
     with pytest.raises(WcsError, match=r"custom: \d+ bytes as JSON exceeds the limit of 1000"):
         await refused.connect(custom={"pad": "x" * 2000})
     await refused.close()
-    assert server.http_app[ENGINE].sessions_refused["invalid"] == 1
+    assert server.http_app[ENGINE].sessions.refused["invalid"] == 1
     await still_answers(client)
 
 
