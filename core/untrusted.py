@@ -88,7 +88,7 @@ class LogBudget:
         #: lines not written since the last one that was
         self.suppressed = 0
 
-    def log(self, level: int, message: str, *args: Any) -> None:
+    def log(self, level: int, message: str, *args: Any, exc_info: Any = None) -> None:
         """Write one line (``logger.log`` arguments) if the budget allows, else count it."""
         if not self.logger.isEnabledFor(level):
             return
@@ -100,7 +100,7 @@ class LogBudget:
             return
         self._tokens -= 1
         self._report(level)
-        self.logger.log(level, message, *args)
+        self.logger.log(level, message, *args, exc_info=exc_info, stacklevel=3)
 
     def debug(self, message: str, *args: Any) -> None:
         self.log(logging.DEBUG, message, *args)
@@ -111,8 +111,8 @@ class LogBudget:
     def warning(self, message: str, *args: Any) -> None:
         self.log(logging.WARNING, message, *args)
 
-    def error(self, message: str, *args: Any) -> None:
-        self.log(logging.ERROR, message, *args)
+    def error(self, message: str, *args: Any, exc_info: Any = None) -> None:
+        self.log(logging.ERROR, message, *args, exc_info=exc_info)
 
     def close(self) -> None:
         """Say how many lines were suppressed since the last one written, if any."""

@@ -55,6 +55,21 @@ class HookcastCollector(Collector):
         for reason in ("connection_timeout", "room"):
             dropped.add_metric([reason], engine.sessions.dropped[reason])
         yield dropped
+        pending = CounterMetricFamily(
+            "hookcast_pending_streams_refused", "Stream requests refused, or pending streams "
+            "failed to make room, by the bound reached: max_pending_streams_per_session, "
+            "max_pending_streams_per_address, max_pending_streams", labels=["bound"],
+        )
+        for bound in ("max_pending_streams_per_session", "max_pending_streams_per_address",
+                      "max_pending_streams"):
+            pending.add_metric([bound], engine.pending.refused[bound])
+        yield pending
+        yield GaugeMetricFamily("hookcast_pending_streams",
+                                "Streams requested and not connected yet",
+                                value=len(engine.pending))
+        yield CounterMetricFamily("hookcast_heap_trims", "Times the memory freed by ended "
+                                  "streams and sessions was given back to the system",
+                                  value=engine.heap.trims)
         streams = GaugeMetricFamily(
             "hookcast_streams", "Streams by status and role", labels=["status", "role"]
         )

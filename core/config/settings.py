@@ -113,6 +113,21 @@ class Settings:
         "max_sessions", 1000, Integer(minimum=1),
         "Signalling sessions open at once; more are refused (hookcast)",
     )
+    max_pending_streams_per_session: int = prop(
+        "max_pending_streams_per_session", 16, Integer(minimum=1),
+        "Streams one session may have requested and not yet connected (ICE + DTLS); more "
+        "are FAILED at once (hookcast)",
+    )
+    max_pending_streams_per_address: int = prop(
+        "max_pending_streams_per_address", 16, Integer(minimum=1),
+        "Streams the sessions of one client address may have requested and not yet "
+        "connected; more are FAILED at once (hookcast)",
+    )
+    max_pending_streams: int = prop(
+        "max_pending_streams", 256, Integer(minimum=1),
+        "Streams requested and not yet connected, in all; a new one fails the oldest "
+        "(hookcast)",
+    )
     max_sessions_per_address: int = prop(
         "max_sessions_per_address", 100, Integer(minimum=1),
         "Signalling sessions open at once from one client address (an IPv6 client counts "

@@ -23,7 +23,9 @@ from hookcast.engine.broadcast import Broadcast
 from hookcast.engine.hosted import MediaCore
 from hookcast.engine.keepalive import KeepAlive
 from hookcast.engine.media import SourceUnavailable
+from hookcast.engine.memory import HeapTrim
 from hookcast.engine.metrics import Meters, stream_metrics
+from hookcast.engine.pending import MADE_ROOM, PendingStreams
 from hookcast.engine.sessions import Sessions
 from hookcast.engine.sources import Sources, is_uri, start_leg
 from hookcast.engine.streams import IdInUse, Info, NameInUse, Status, Stream, StreamRegistry
@@ -73,15 +75,20 @@ class Engine:
         self._live: dict[str, _Live] = {}
         self._config = rtc_configuration(settings.stun_server)
         self._tasks = Tasks("engine operation")
-        #: streams being admitted (mediaSessionId -> client), and those of them whose
-        #: client asked to stop them meanwhile
+        #: streams being admitted (mediaSessionId -> client), and those of them to stop
+        #: once registered (their client asked, or they made room): the final status
+        #: (None: the normal end) and info
         self._admitting: dict[str, Client] = {}
-        self._stop_early: set[str] = set()
+        self._stop_early: dict[str, tuple[Status | None, str]] = {}
+        #: streams requested and not connected yet, bounded
+        self.pending = PendingStreams(settings)
         #: streams ending, until plugins have heard of it: mediaSessionId -> _Ending
         self._ending: dict[str, _Ending] = {}
         #: signalling sessions by sessionId (they are admitted and leave themselves)
         self.sessions: Sessions[Any] = Sessions(settings)
         self.meters = Meters(self._legs)
+        #: memory freed by streams and sessions that ended goes back to the system
+        self.heap = HeapTrim()
         self.recordings = Recordings(settings, bus, records)
         self.sources = Sources(self, resolve, settings.vod_live_idle_timeout)
         self.media = MediaCore(self)
@@ -94,6 +101,7 @@ class Engine:
     def start(self) -> None:
         """Start the metrics sampler and, when enabled, the stream keep-alive."""
         self.meters.start()
+        self.heap.start()
         self.sources.start()
         if self.keep_alive is not None:
             self.keep_alive.start()
@@ -116,6 +124,24 @@ class Engine:
         """The WCS metrics map of a live stream (see hookcast.engine.metrics)."""
         return stream_metrics(self.refresh(stream), self.leg_of(stream), self.meters.rates)
 
+    def reserve(self, client: Client, stream: Stream) -> str | None:
+        """Count a new publish or play request among the streams not connected yet:
+        why it is refused (naming the property), or None. At the total bound the oldest
+        pending stream fails to make room."""
+        session = client.info
+        refused, oldest = self.pending.reserve(stream.media_session_id, session.session_id,
+                                               session.remote)
+        if oldest is not None:
+            self._fail_pending(oldest, f"{Info.ERROR}: {MADE_ROOM}")
+        return refused
+
+    def _fail_pending(self, media_session_id: str, info: str) -> None:
+        stream = self.registry.get(media_session_id)
+        if stream is not None:
+            self.spawn(self.stop(stream, Status.FAILED, info))
+        elif media_session_id in self._admitting:
+            self._stop_early[media_session_id] = (Status.FAILED, info)
+
     async def terminate(self, streams: list[Stream], info: str = Info.REST_TERMINATE) -> None:
         """Stop every given stream the normal way, each with ``info``; all at once."""
         await asyncio.gather(*(self.end(s, info) for s in streams))
@@ -124,6 +150,18 @@ class Engine:
 
     async def publish(self, client: Client, stream: Stream, offer_sdp: str) -> None:
         """Admit, answer and relay a publisher; failures end as FAILED with their info."""
+        try:
+            await self._publish(client, stream, offer_sdp)
+        finally:
+            self._settled(stream)
+
+    def _settled(self, stream: Stream) -> None:
+        """A request's work is done: if its stream never got registered, or is over, it
+        no longer counts as pending (a registered one does until it connects)."""
+        if stream.final or self.registry.get(stream.media_session_id) is not stream:
+            self.pending.release(stream.media_session_id)
+
+    async def _publish(self, client: Client, stream: Stream, offer_sdp: str) -> None:
         live = await self._begin(client, stream, self.bus.before_publish)
         if live is None:
             return
@@ -162,6 +200,12 @@ class Engine:
     async def play(self, client: Client, stream: Stream, offer_sdp: str) -> None:
         """Admit and answer a player of a published name, or of a media source's URI
         (FAILED `Stream not found` if neither)."""
+        try:
+            await self._play(client, stream, offer_sdp)
+        finally:
+            self._settled(stream)
+
+    async def _play(self, client: Client, stream: Stream, offer_sdp: str) -> None:
         live = await self._begin(client, stream, self.bus.before_play)
         if live is None:
             return
@@ -268,12 +312,16 @@ class Engine:
         finally:
             self._admitting.pop(stream.media_session_id, None)
             if self.registry.get(stream.media_session_id) is not stream:
-                self._stop_early.discard(stream.media_session_id)
+                self._stop_early.pop(stream.media_session_id, None)
         live = self._live[stream.media_session_id] = _Live(client)
         await self._set_status(stream, Status.PENDING)
-        if stream.media_session_id in self._stop_early:  # asked while it was admitted
-            self._stop_early.discard(stream.media_session_id)
-            await self.end(stream, Info.USER)
+        early = self._stop_early.pop(stream.media_session_id, None)
+        if early is not None:  # asked while it was admitted
+            status, info = early
+            if status is None:
+                await self.end(stream, info)
+            else:
+                await self.stop(stream, status, info)
             return None
         return live
 
@@ -291,6 +339,7 @@ class Engine:
 
     async def _fail_unregistered(self, client: Client, stream: Stream, info: str) -> None:
         """Tell a client its stream failed before it was ever registered."""
+        self.pending.release(stream.media_session_id)
         stream.status, stream.info = Status.FAILED, info
         try:
             await client.send("notifyStreamStatusEvent", stream.to_wcs())
@@ -361,6 +410,7 @@ class Engine:
         """Unregister, tell the client, close the media; (previous status, its players)."""
         # counted as it leaves _live, so the relay totals never go down
         self.meters.ended(stream.media_session_id, live.leg if live is not None else None)
+        self.heap.freed()
         self.registry.remove(stream)
         players: list[Stream] = []
         broadcast = self.broadcasts.get(stream.name)
@@ -398,7 +448,7 @@ class Engine:
         stream = self.registry.get(media_session_id)
         live = self._live.get(media_session_id)
         if stream is None and self._admitting.get(media_session_id) is client:
-            self._stop_early.add(media_session_id)  # stopped once it is registered
+            self._stop_early[media_session_id] = (None, Info.USER)  # once it is registered
             return True
         if stream is None or live is None or live.client is not client:
             return False
@@ -446,6 +496,8 @@ class Engine:
         self.refresh(stream)
         previous = None if stream.status is Status.NEW else str(stream.status)
         stream.status, stream.info = status, info
+        if status is not Status.PENDING:  # connected or over
+            self.pending.release(stream.media_session_id)
         log.info(
             "%s %s (%s): %s -> %s %s", "publisher" if stream.published else "player",
             stream.name, stream.media_session_id, previous, status, info,
@@ -472,6 +524,7 @@ class Engine:
     async def stop_background(self) -> None:
         """Stop the sampler and the keep-alive (shutdown begins). Idempotent."""
         await self.meters.stop()
+        await self.heap.close()
         await self.sources.close()
         if self.keep_alive is not None:
             await self.keep_alive.close()

@@ -82,6 +82,15 @@ def parse_offer(sdp: str) -> list[OfferedMedia]:
     ]
     if not offered:
         raise BadOffer("invalid SDP offer: no audio or video section")
+    if any(media.dtls is None or not media.dtls.fingerprints for media in description.media
+           if media.kind in RELAYABLE and media.port != 0):
+        raise BadOffer("invalid SDP offer: no DTLS fingerprint (a=fingerprint)")
+    mids = {media.rtp.muxId for media in description.media}
+    for group in description.group:
+        unknown = [mid for mid in group.items if mid not in mids]
+        if unknown:
+            raise BadOffer(f"invalid SDP offer: group {group.semantic} names media "
+                           f"{', '.join(unknown)} that the offer does not have")
     return offered
 
 
@@ -98,7 +107,12 @@ def rtc_configuration(stun_server: str) -> RTCConfiguration:
 
 
 async def _answer(pc: RTCPeerConnection, offer_sdp: str) -> str:
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+    """The answer to an offer; BadOffer for one aiortc cannot take (it says why with a
+    ValueError: no ICE credentials, sections that do not match, ...)."""
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+    except ValueError as error:
+        raise BadOffer(f"invalid SDP offer: {error}") from error
     await pc.setLocalDescription(await pc.createAnswer())
     return str(pc.localDescription.sdp)
 

@@ -89,8 +89,8 @@ async def _stream_request(
         record=payload.get("record") is True, custom=payload.get("custom") or {},
         sdp=payload["sdp"] if isinstance(payload.get("sdp"), str) else "",
     )
-    problem = stream_problem(payload, published)
-    if problem is not None:
+    problem = stream_problem(payload, published) or session.engine.reserve(session, stream)
+    if problem is not None:  # nothing was done for it: it is told at once
         stream.status, stream.info = Status.FAILED, f"{Info.ERROR}: {api}: {problem}"
         await session.send("notifyStreamStatusEvent", stream.to_wcs())
         return None

@@ -30,7 +30,7 @@ from hookcast.events import SessionInfo, freeze
 from hookcast.keys import BUS, ENGINE, SETTINGS
 from hookcast.signalling.channel import Channel
 from hookcast.signalling.handlers import BEFORE_CONNECTION, HANDLERS
-from hookcast.untrusted import MAX_DEPTH, json_depth, printable
+from hookcast.untrusted import MAX_DEPTH, LogBudget, json_depth, printable
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ class SignallingSession:
         self.settings = settings
         self.remote = remote
         self.session_id = channel.name = str(uuid.uuid4())
+        #: what this client makes the server log, at a bounded rate
+        self.log = LogBudget(log, f"session {self.session_id}")
         self.status = "PENDING"
         self.app_key = ""
         self.client_fields: Mapping[str, Any] = {}
@@ -116,7 +118,7 @@ class SignallingSession:
         payload: dict[str, Any] = {"apiMethod": printable(api_method, 100), "info": info}
         if media_session_id is not None:
             payload["id"] = media_session_id
-        log.info("session %s: %s failed: %s", self.session_id, api_method, info)
+        self.log.info("session %s: %s failed: %s", self.session_id, api_method, info)
         try:
             await self.send("fail", payload)
         except ConnectionError:
@@ -187,6 +189,8 @@ class SignallingSession:
             doorman.cancel()
             await asyncio.gather(pinger, doorman, return_exceptions=True)
             self.engine.sessions.remove(self)
+            self.engine.heap.freed()
+            self.log.close()
             self.left.set()
             try:
                 await self._ended()
@@ -200,7 +204,8 @@ class SignallingSession:
         except ConnectionError:
             raise
         except Exception:
-            log.exception("session %s: handling a frame failed", self.session_id)
+            self.log.error("session %s: handling a frame failed", self.session_id,
+                           exc_info=True)
             await self.fail("message", "Failed by error: the server could not handle this message")
 
     async def _ended(self) -> None:

@@ -175,3 +175,98 @@ async def test_refused_sessions_are_counted_in_metrics(home: Home, start_server:
         text = await response.text()
     assert 'hookcast_sessions_refused_total{reason="max_sessions"} 1.0' in text
     assert 'hookcast_sessions_dropped_total{reason="room"} 0.0' in text
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1])
+
+
+async def offer_text() -> str:
+    """A real publisher's offer (video and audio); its ICE never runs."""
+    from aiortc import RTCPeerConnection
+    from aiortc.mediastreams import VideoStreamTrack
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+    pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = str(pc.localDescription.sdp)
+    await pc.close()
+    return sdp
+
+
+async def pending_flood(http: aiohttp.ClientSession, url: str, sdp: str, index: int,
+                        statuses: list[str]) -> None:
+    """One socket: connection, then 32 publishes whose ICE never completes; it reads
+    what the server says until it is cancelled."""
+    try:
+        async with http.ws_connect(url) as ws:
+            if (await connection(ws))["message"] != "getUserData":
+                return
+            for n in range(32):
+                await ws.send_json({"message": "publishStream", "data": [{
+                    "mediaSessionId": f"flood-{index}-{n}", "name": f"flood-{index}-{n}",
+                    "sdp": sdp}]})
+            async for frame in ws:
+                if frame.type is aiohttp.WSMsgType.TEXT and "StreamStatus" in frame.data:
+                    statuses.append(json.loads(frame.data)["data"][0]["info"])
+    except aiohttp.ClientError:
+        pass
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_a_flood_of_pending_publishes_is_bounded(home: Home) -> None:
+    """The hostile trial: 300 sockets x 32 publishStream whose ICE never completes,
+    from one address. A real client (another address) connects and publishes within
+    2 s, and the server's memory comes back once the flood is over."""
+    configure(home, ip="127.0.0.1", ice_connect_timeout="30")
+    served = Served.start(home)
+    try:
+        served.wait_ready()
+        url = f"ws://127.0.0.1:{served.ws_port}/"
+        sdp = await offer_text()
+
+        async def real_client(name: str) -> float:
+            started = time.monotonic()
+            client = WcsClient(url)
+            try:
+                await client.connect()
+                stream = await client.publish(name, [PatternVideoTrack(), AudioStreamTrack()])
+                await stream.wait_status("PUBLISHING", timeout=30)
+                return time.monotonic() - started
+            finally:
+                await client.close()
+
+        async def flood(sockets: int, statuses: list[str]) -> float:
+            """The flood from 127.0.0.2; a real client publishes 4 s into it."""
+            async with http_from("127.0.0.2") as http:
+                tasks = [asyncio.ensure_future(pending_flood(http, url, sdp, i, statuses))
+                         for i in range(sockets)]
+                try:
+                    await asyncio.sleep(4)
+                    return await real_client(f"real-{sockets}")
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+
+        await flood(2, [])  # a server that has served: the flood's code paths ran once
+        await asyncio.sleep(1)
+        before = rss_kib(served.process.pid)
+        statuses: list[str] = []
+        took = await flood(300, statuses)
+        peak = rss_kib(served.process.pid)
+        refused = [s for s in statuses if "(max_pending_streams_per_" in s]
+        assert refused, f"the flood was never bounded: {statuses[:5]}"
+        assert took < 2, f"a real client took {took:.1f} s to connect and publish"
+        for _ in range(60):  # the flood's streams end with its sessions and their memory
+            await asyncio.sleep(0.5)  # is given back (engine/memory.py)
+            after = rss_kib(served.process.pid)
+            if after <= before * 1.10:
+                break
+        assert after <= before * 1.10, (
+            f"memory {before} KiB before the flood, {peak} KiB after it, {after} KiB later")
+    finally:
+        served.stop()

@@ -11,10 +11,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiortc.mediastreams import AudioStreamTrack
 
 from hookcast.config.home import Home
 from hookcast.keys import ENGINE
 from hookcast.signalling.client import WcsClient, WcsError
+from tests.core.rtc.relay_harness import PatternVideoTrack
 from tests.served import Served, configure
 
 Start = Callable[..., Any]
@@ -159,3 +161,95 @@ async def _hostile_session(ws_port: int, name: str) -> None:
         await client.close()
 
 
+
+
+def broken_offers(good: str) -> dict[str, str]:
+    """Offers a client may send that aiortc cannot take, each broken another way."""
+    lines = good.split("\r\n")
+    return {
+        "no fingerprint": "\r\n".join(x for x in lines if "fingerprint" not in x),
+        "no ICE credentials": "\r\n".join(x for x in lines if "ice-ufrag" not in x),
+        "no mid": "\r\n".join(x for x in lines if not x.startswith("a=mid")),
+        "a bundle of nothing": good.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 7"),
+        "a bad setup": good.replace("a=setup:actpass", "a=setup:bogus"),
+        "a bad rtpmap": good.replace("a=rtpmap:", "a=rtpmap:x"),
+    }
+
+
+async def _send_broken_offers(ws_port: int) -> list[str]:
+    from tests.core.signalling.test_door import connection, offer_text
+
+    good = await offer_text()
+    infos = []
+    publisher = WcsClient(f"ws://127.0.0.1:{ws_port}/")  # players' offers are read too
+    try:
+        await publisher.connect()
+        live = await publisher.publish("live", [PatternVideoTrack(), AudioStreamTrack()])
+        await live.wait_status("PUBLISHING")
+        async with aiohttp.ClientSession() as http, \
+                http.ws_connect(f"ws://127.0.0.1:{ws_port}/") as ws:
+            assert (await connection(ws))["message"] == "getUserData"
+            for n, (what, sdp) in enumerate(broken_offers(good).items()):
+                for api, name in (("publishStream", f"bad{n}"), ("playStream", "live")):
+                    await ws.send_json({"message": api, "data": [
+                        {"mediaSessionId": f"{api}-{n}", "name": name, "sdp": sdp}]})
+                    infos.append(await _failed_info(ws, f"{api}-{n}", what))
+    finally:
+        await publisher.close()
+    return infos
+
+
+async def _failed_info(ws: aiohttp.ClientWebSocketResponse, media_session_id: str,
+                       what: str) -> str:
+    while True:
+        frame = await asyncio.wait_for(ws.receive(), 10)
+        assert frame.type is aiohttp.WSMsgType.TEXT, (what, frame)
+        message = json.loads(frame.data)
+        data = message["data"][0] if message["data"] else None
+        if message["message"] == "notifyStreamStatusEvent" \
+                and data["mediaSessionId"] == media_session_id and data["status"] == "FAILED":
+            return f"{what}: {data['info']}"
+
+
+@pytest.mark.usefixtures("loopback")
+def test_a_malformed_offer_fails_its_stream_and_logs_no_traceback(home: Home) -> None:
+    configure(home, ip="127.0.0.1")
+    served = Served.start(home)
+    served.wait_ready()
+    infos = asyncio.run(_send_broken_offers(served.ws_port))
+    stderr = served.stop()
+    assert all("Failed by error: " in i and "invalid SDP offer" in i for i in infos), infos
+    assert "Traceback" not in stderr
+    assert "Task exception was never retrieved" not in stderr
+
+
+async def _flood_bad_frames(ws_port: int, seconds: float) -> int:
+    client = WcsClient(f"ws://127.0.0.1:{ws_port}/")
+    sent = 0
+    try:
+        await client.connect()
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            for _ in range(100):
+                await client.send_raw('{"message": "nonsense", "data": []}')
+                await client.send("stopStream", {"mediaSessionId": "x" * 500})
+                sent += 2
+            await asyncio.sleep(0)
+    finally:
+        await client.close()
+    return sent
+
+
+def test_a_client_flooding_bad_frames_adds_little_log(home: Home) -> None:
+    """What a client causes is logged at a bounded rate: 10 s of a flood of frames the
+    server refuses adds well under 1 MiB of log, and says how much it held back."""
+    configure(home, ip="127.0.0.1")
+    served = Served.start(home)
+    served.wait_ready()
+    before = len(served.log().encode())
+    sent = asyncio.run(_flood_bad_frames(served.ws_port, 10))
+    stderr = served.stop()
+    added = len(stderr.encode()) - before
+    assert sent > 10_000, f"the flood was too small to tell ({sent} frames)"
+    assert added < 1 << 20, f"{sent} bad frames added {added} bytes of log"
+    assert "similar lines suppressed" in stderr
