@@ -13,7 +13,7 @@ from hookcast.api.schema import Method as RestMethod
 from hookcast.api.schema import RestError
 from hookcast.config.apps import REST_METHODS, Application, Applications, load_applications
 from hookcast.config.home import Home, UnsafePath, inside, media_folder
-from hookcast.config.properties import Rotation
+from hookcast.config.properties import Rotation, host_allowed
 from hookcast.config.settings import Settings, server_url
 from hookcast.config.watch import FolderWatcher
 from hookcast.engine.hosted import Feed, MediaCore, NotPublished
@@ -77,6 +77,7 @@ __all__ = [
     "check_access",
     "expand_template",
     "hookimpl",
+    "host_allowed",
     "inside",
     "load_applications",
     "media_folder",

@@ -15,6 +15,12 @@ Status of a link (``/pull/find_all``): ``NEW`` → ``CONNECTING`` → ``ACTIVE``
 a failed attempt → ``RETRYING`` (waits, then ``CONNECTING`` again); the end is
 ``FINISHED`` (the stream ended normally: the remote publisher stopped, the local stream
 stopped, REST terminate) or ``FAILED`` (gave up; ``error`` says why).
+
+The remote is whoever the URI names. ``error`` names a category, never the remote's
+words (``_remote_errors``); what the remote causes is logged through one ``LogBudget``
+per link, kept across its reconnections; a stop never waits on the remote for longer
+than STOP_TIMEOUT (a connection still opening is abandoned at once, a flowing one gets
+GOODBYE for each step of its goodbye).
 """
 
 from __future__ import annotations
@@ -27,9 +33,8 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-import aiohttp
 from aiortc import RTCRtpReceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -37,15 +42,16 @@ from hookcast import (
     ClientStream,
     Feed,
     Info,
+    LogBudget,
     MediaCore,
     NameInUse,
     Settings,
-    SourceUnavailable,
     WcsClient,
     WcsError,
     printable,
     request_keyframe,
 )
+from hookcast.plugins._remote_errors import LOOP, RemoteEnded, category, detail, with_reason
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +61,16 @@ ENDED = (FAILED, FINISHED)
 #: the key of ``custom`` carrying the streams a request feeds, ``"<serverId>/<name>"``
 HOPS = "hookcastHops"
 MAX_HOPS = 32
-LOOP = "Loop detected"
-#: seconds a step of closing a connection may take
+#: seconds a local step of stopping (the local stream's end) may take
 CLOSE_TIMEOUT = 5.0
+#: seconds the remote gets for each step of a goodbye (a push's unpublish answered, the
+#: WebSocket's closing handshake); then the connection is dropped
+GOODBYE = 1.0
+#: seconds a link takes to stop at most (terminate, shutdown), whatever the remote does
+STOP_TIMEOUT = 2.5
 #: seconds a connection must have stayed ACTIVE for its drop to begin the retries anew
 STABLE = 10.0
-#: the longest a link takes to stop (terminate, shutdown)
-STOP_TIMEOUT = 2 * CLOSE_TIMEOUT + 1
+T = TypeVar("T")
 
 
 class GiveUp(Exception):
@@ -72,8 +81,8 @@ class Finished(Exception):
     """The stream ended normally: the link finishes with this message."""
 
 
-def failed_because(stream: ClientStream) -> str:
-    return f"remote {stream.status}: {printable(stream.info) or 'no info'}"
+class Stopped(Exception):
+    """The link was stopped while its connection was still opening."""
 
 
 class PulledTrack(MediaStreamTrack):
@@ -180,6 +189,8 @@ class Link(abc.ABC):
     """A pull or a push: its entry for find_all and the task that runs it."""
 
     direction = ""
+    #: what the link does with the remote stream (for a loop's message)
+    _loop = ""
 
     def __init__(self, media: MediaCore, settings: Settings, uri: str, local_name: str,
                  remote_name: str, options: Options,
@@ -206,6 +217,8 @@ class Link(abc.ABC):
         self._active_since: float | None = None
         #: the request field a refusal is about (409 on the first attempt), if any
         self.refused_field = ""
+        #: what the remote causes is logged through it, across reconnections
+        self.log_budget = LogBudget(log, f"{self.direction} {printable(uri)}")
 
     @property
     def ended(self) -> bool:
@@ -240,14 +253,17 @@ class Link(abc.ABC):
             await asyncio.wait_for(settled(), timeout)
 
     async def terminate(self, info: str = Info.REST_TERMINATE) -> None:
-        """Stop it (its local stream too, for a pull) and wait, at most 2 close timeouts."""
+        """Stop it (its local stream too, for a pull) and wait until it has stopped:
+        STOP_TIMEOUT at most, whatever the remote does (past it, it is cancelled)."""
         self._stop_info = info
         self._stop.set()
         if self._task is not None:
             done, _ = await asyncio.wait({self._task}, timeout=STOP_TIMEOUT)
-            if not done:
+            if not done:  # a step overran its bound: cut it
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
+                if not self.ended:
+                    self._set(FINISHED, info)
 
     def _set(self, status: str, error: str | None = None) -> None:
         if status == ACTIVE:
@@ -266,7 +282,38 @@ class Link(abc.ABC):
     def _client(self) -> WcsClient:
         return WcsClient(self.uri, rtc=self.media.rtc_configuration(),
                          ssl_context=self.options.tls,
-                         timeout=self.settings.pull_connect_timeout)
+                         timeout=self.settings.pull_connect_timeout,
+                         log_budget=self.log_budget)
+
+    async def _connecting(self, opening: Awaitable[T]) -> T:
+        """``opening`` (connect, be accepted, the media flowing) within
+        pull_connect_timeout (TimeoutError); abandoned at once if the link is stopped
+        meanwhile (Stopped)."""
+        task = asyncio.ensure_future(opening)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            async with asyncio.timeout(self.settings.pull_connect_timeout):
+                await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in (task, stop):
+                waiting.cancel()
+            await asyncio.gather(task, stop, return_exceptions=True)
+        if task.cancelled():
+            raise Stopped
+        return task.result()
+
+    async def _accepted(self, remote: ClientStream, status: str) -> None:
+        """Wait until the remote stream is ``status``; a refusal raises GiveUp (a loop)
+        or RemoteEnded."""
+        try:
+            await remote.wait_status(status, timeout=1e6)  # _connecting bounds it
+        except WcsError:
+            if remote.info.startswith(LOOP):
+                self.refused_field = "remoteStreamName"
+                raise GiveUp(f"{LOOP}: {printable(self.uri)} would {self._loop} "
+                             f"{printable(self.remote_name)!r} from this very stream") \
+                    from None
+            raise RemoteEnded(remote.status, remote.info, active=False) from None
 
     async def _connect(self, client: WcsClient) -> None:
         custom = {**self.options.custom, HOPS: self.hops()}
@@ -281,18 +328,12 @@ class Link(abc.ABC):
                 self._active_since = None
                 try:
                     await self._attempt()
+                except Stopped:
+                    break
                 except (Finished, GiveUp) as outcome:
-                    self.count(self.direction, "finished" if isinstance(outcome, Finished)
-                               else "failed")
-                    return self._set(FINISHED if isinstance(outcome, Finished) else FAILED,
-                                     str(outcome))
+                    return self._end(outcome)
                 except Exception as error:  # a failed attempt, whatever failed
-                    self.error = describe(error)
-                    if not isinstance(error, KNOWN_FAILURES):  # a remote we cannot understand
-                        log.warning("%s %s: attempt failed: %s", self.direction,
-                                    printable(self.uri), self.error)
-                    self.count(self.direction, "dropped" if self.status == ACTIVE
-                               else "refused")
+                    self._failed(error)
                     stable = self._active_since is not None \
                         and time.monotonic() - self._active_since >= STABLE
                     if stable:
@@ -301,22 +342,40 @@ class Link(abc.ABC):
                     break
                 failures += 1
                 if failures > self.settings.pull_retry_attempts:
-                    self.count(self.direction, "failed")
-                    return self._set(FAILED, f"gave up after {failures} failed attempts: "
-                                             f"{self.error}")
-                self._set(RETRYING)
-                self.retries += 1
-                delay = min(self.settings.pull_retry_initial_delay * 2 ** min(failures - 1, 20),
-                            self.settings.pull_retry_max_delay)
-                log.info("%s %s: %s; again in %.1f s", self.direction, printable(self.uri),
-                         self.error, delay)
-                await self._pause(delay)
+                    return self._end(GiveUp(f"gave up after {failures} failed attempt"
+                                            f"{'s' if failures > 1 else ''}: {self.error}"))
+                await self._retry(failures)
             if self._local_ended():
-                self.count(self.direction, "finished")
-                return self._set(FINISHED, "local stream stopped")
+                return self._end(Finished("local stream stopped"))
             self._set(FINISHED, self._stop_info)
         finally:
             await self._release()
+            self.log_budget.close()
+
+    def _end(self, outcome: Finished | GiveUp) -> None:
+        finished = isinstance(outcome, Finished)
+        self.count(self.direction, "finished" if finished else "failed")
+        self._set(FINISHED if finished else FAILED, str(outcome))
+        self.log_budget.info("%s %s: %s %s", self.direction, printable(self.uri),
+                             self.status, self.error)
+
+    def _failed(self, error: Exception) -> None:
+        """An attempt failed: its category for the entry, the detail for the log."""
+        self.error = category(error)
+        self.count(self.direction, "dropped" if self.status == ACTIVE else "refused")
+        self.log_budget.info("%s %s: attempt failed: %s (%s)", self.direction,
+                             printable(self.uri), self.error, detail(error))
+
+    async def _retry(self, failures: int) -> None:
+        """Wait before the next attempt: the initial delay, doubling with each failure,
+        at most the maximum."""
+        self._set(RETRYING)
+        self.retries += 1
+        delay = min(self.settings.pull_retry_initial_delay * 2 ** min(failures - 1, 20),
+                    self.settings.pull_retry_max_delay)
+        self.log_budget.info("%s %s: again in %.1f s", self.direction, printable(self.uri),
+                             delay)
+        await self._pause(delay)
 
     def _local_end(self) -> asyncio.Event | None:
         """Set once the local end is gone (a pull's stream stopped here, a push's
@@ -353,19 +412,6 @@ class Link(abc.ABC):
             await asyncio.gather(*waits, return_exceptions=True)
 
 
-KNOWN_FAILURES = (WcsError, OSError, TimeoutError, aiohttp.ClientError, SourceUnavailable)
-
-
-def describe(error: BaseException) -> str:
-    """A short, printable account of a failed attempt."""
-    if isinstance(error, TimeoutError):
-        return "timed out"
-    if isinstance(error, ssl.SSLError | aiohttp.ClientSSLError):
-        return f"TLS: {printable(str(error))[:200]}"
-    text = printable(str(error), 300)
-    return f"{type(error).__name__}: {text}" if not isinstance(error, WcsError) else text
-
-
 async def first_of(delay: float, *events: asyncio.Event) -> None:
     """Return after ``delay`` seconds or once one of ``events`` is set."""
     waits = [asyncio.ensure_future(event.wait()) for event in events]
@@ -378,20 +424,22 @@ async def first_of(delay: float, *events: asyncio.Event) -> None:
 
 
 async def closed(client: WcsClient) -> None:
-    """Close a connection within CLOSE_TIMEOUT."""
+    """Close a connection: the remote gets GOODBYE for its closing handshake."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(client.close(), CLOSE_TIMEOUT)
+        await asyncio.wait_for(client.close(wait=GOODBYE), CLOSE_TIMEOUT)
 
 
-async def bounded(step: Awaitable[Any]) -> None:
+async def bounded(step: Awaitable[Any], timeout: float = CLOSE_TIMEOUT) -> None:  # noqa: ASYNC109
+    """Await ``step`` for ``timeout`` seconds at most, whatever it raises."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(step, CLOSE_TIMEOUT)
+        await asyncio.wait_for(step, timeout)
 
 
 class Pull(Link):
     """Plays the remote stream and publishes it here (see the module docstring)."""
 
     direction = "pull"
+    _loop = "play"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -404,19 +452,7 @@ class Pull(Link):
     async def _attempt(self) -> None:
         client = self._client()
         try:
-            async with asyncio.timeout(self.settings.pull_connect_timeout):
-                await self._connect(client)
-                remote = await client.play(self.remote_name,
-                                           custom={**self.options.custom, HOPS: self.hops()})
-                try:
-                    await remote.wait_status("PLAYING", timeout=1e6)
-                except WcsError:
-                    if remote.info.startswith(LOOP):
-                        self.refused_field = "remoteStreamName"
-                        raise GiveUp(f"{LOOP}: {printable(self.uri)} would play "
-                                     f"{printable(self.remote_name)!r} from this very "
-                                     "stream") from None
-                    raise WcsError(failed_because(remote)) from None
+            remote = await self._connecting(self._open(client))
             self.remote_media_session_id = remote.media_session_id
             await self._feed(remote)
             self._set(ACTIVE, "")
@@ -427,10 +463,18 @@ class Pull(Link):
             if self._stop.is_set():
                 return
             if remote.status == "STOPPED" and remote.info != Info.SHUTDOWN:
-                raise Finished(f"remote stream ended: {printable(remote.info)}")
-            raise WcsError(failed_because(remote))
+                raise Finished(with_reason("remote stream ended", remote.info))
+            raise RemoteEnded(remote.status, remote.info, active=True)
         finally:
             await closed(client)
+
+    async def _open(self, client: WcsClient) -> ClientStream:
+        """Connect, play the remote stream, wait until it is PLAYING."""
+        await self._connect(client)
+        remote = await client.play(self.remote_name,
+                                   custom={**self.options.custom, HOPS: self.hops()})
+        await self._accepted(remote, "PLAYING")
+        return remote
 
     def _local_end(self) -> asyncio.Event | None:
         return self.source.closed if self.source is not None else None
@@ -460,7 +504,10 @@ class Pull(Link):
             return
         had = {track.kind: track.mime for track in self.source.tracks}
         if {k: v.lower() for k, v in had.items()} != {k: v.lower() for k, v in codecs.items()}:
-            raise GiveUp(f"the remote stream changed codecs ({had} then {codecs})")
+            self.log_budget.warning("%s %s: the remote stream changed codecs (%s then %s)",
+                                    self.direction, printable(self.uri), printable(str(had)),
+                                    printable(str(codecs)))
+            raise GiveUp("the remote stream changed codecs")
         for track in self.source.tracks:
             track.attach(kinds[track.kind], receivers[track.kind])
 
@@ -475,6 +522,7 @@ class Push(Link):
     """Publishes a local stream on the remote server (see the module docstring)."""
 
     direction = "push"
+    _loop = "feed"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -492,34 +540,33 @@ class Push(Link):
             raise Finished("local stream stopped")
         client = self._client()
         try:
-            async with asyncio.timeout(self.settings.pull_connect_timeout):
-                await self._connect(client)
-                remote = await client.publish(
-                    self.remote_name, list(tracks.values()), codecs=self.feed.codecs,
-                    keyframe_requests={kind: t.request_keyframe for kind, t in tracks.items()},
-                    custom={**self.options.custom, HOPS: self.hops()},
-                    hasAudio="audio" in tracks, hasVideo="video" in tracks,
-                )
-                try:
-                    await remote.wait_status("PUBLISHING", timeout=1e6)
-                except WcsError:
-                    if remote.info.startswith(LOOP):
-                        self.refused_field = "remoteStreamName"
-                        raise GiveUp(f"{LOOP}: {printable(remote.info)}") from None
-                    raise WcsError(failed_because(remote)) from None
+            remote = await self._connecting(self._open(client, tracks))
             self.remote_media_session_id = remote.media_session_id
             self._set(ACTIVE, "")
             await self._until(remote, self.feed.ended)
             if self.feed.ended.is_set() or self._stop.is_set():
-                await bounded(client.stop(remote))
+                await bounded(client.stop(remote), GOODBYE)
                 if self.feed.ended.is_set():
                     raise Finished("local stream stopped")
                 return
             if remote.status == "UNPUBLISHED" and remote.info != Info.SHUTDOWN:
-                raise Finished(f"remote stream stopped: {printable(remote.info)}")
-            raise WcsError(failed_because(remote))
+                raise Finished(with_reason("remote stream stopped", remote.info))
+            raise RemoteEnded(remote.status, remote.info, active=True)
         finally:
             await closed(client)
+
+    async def _open(self, client: WcsClient, tracks: dict[str, Any]) -> ClientStream:
+        """Connect, publish the local tracks, wait until the remote stream is PUBLISHING."""
+        assert self.feed is not None
+        await self._connect(client)
+        remote = await client.publish(
+            self.remote_name, list(tracks.values()), codecs=self.feed.codecs,
+            keyframe_requests={kind: t.request_keyframe for kind, t in tracks.items()},
+            custom={**self.options.custom, HOPS: self.hops()},
+            hasAudio="audio" in tracks, hasVideo="video" in tracks,
+        )
+        await self._accepted(remote, "PUBLISHING")
+        return remote
 
     def _local_end(self) -> asyncio.Event | None:
         return self.feed.ended if self.feed is not None else None

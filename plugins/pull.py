@@ -40,6 +40,7 @@ from hookcast import (
     Settings,
     StreamInfo,
     hookimpl,
+    host_allowed,
     printable,
     rest_routes,
     stream_name_problem,
@@ -49,7 +50,6 @@ from hookcast.plugins._remote import (
     ENDED,
     FAILED,
     HOPS,
-    LOOP,
     MAX_HOPS,
     STOP_TIMEOUT,
     Link,
@@ -57,6 +57,7 @@ from hookcast.plugins._remote import (
     Pull,
     Push,
 )
+from hookcast.plugins._remote_errors import LOOP
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,10 @@ class PullPlugin:
         local = args["local_name"]
         remote = args.get("remote_name") or local
         uri_problem(args["uri"])
+        host = URL(args["uri"]).host or ""
+        if not host_allowed(host, settings.pull_allowed_hosts):
+            raise RestError(403, f"uri: the host {printable(host)!r} is not in "
+                                 "pull_allowed_hosts", "uri")
         problem = stream_name_problem(local, settings.max_stream_name_length)
         if problem:
             raise RestError(400, f"localStreamName: {problem}", "localStreamName")
@@ -294,8 +299,9 @@ class PullPlugin:
         if link.status == FAILED and link.refused_field:
             self._forget(link)
             raise RestError(409, f"{link.direction} refused: {link.error}", link.refused_field)
-        log.info("%s %s %r <-> %r: %s %s", link.direction, link.uri, link.local_name,
-                 link.remote_name, link.status, link.error)
+        log.info("%s %s %s <-> %s: %s %s", link.direction, printable(link.uri),
+                 printable(repr(link.local_name)), printable(repr(link.remote_name)),
+                 link.status, link.error)
         return link.entry()
 
     async def find_all(self, args: dict[str, Any]) -> list[dict[str, Any]]:

@@ -71,6 +71,15 @@ class Served:
         """What the server has written to stderr so far."""
         return self._log.read_text(errors="replace") if self._log is not None else ""
 
+    def log_size(self) -> int:
+        """Bytes the server has written to stderr so far (without reading them)."""
+        return self._log.stat().st_size if self._log is not None else 0
+
+    def remove_log(self) -> None:
+        """Delete the stderr file (a test that may make it big cleans up after itself)."""
+        if self._log is not None:
+            self._log.unlink(missing_ok=True)
+
     def wait(self, timeout: float = 20) -> str:
         """Wait for the process to exit (killing it past ``timeout``); returns its stderr."""
         try:

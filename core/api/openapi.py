@@ -146,7 +146,8 @@ def _operation(method: Method, with_body: bool) -> dict[str, Any]:
             "200": _ok(method),
             "400": _error("a field is unknown, of the wrong type, or missing"),
             "401": _error("authorization required (when REST API auth is on)"),
-            "403": _error("a cross-site origin or client network that is not allowed"),
+            "403": _error("a cross-site origin, client network or pull target host "
+                          "that is not allowed"),
             "404": _error(method.not_found or "not found"),
         },
     }

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -159,6 +161,75 @@ class Networks(PropertyType[tuple[str, ...]]):
 
     def format(self, value: tuple[str, ...]) -> str:
         return ",".join(value)
+
+
+#: a host name pattern: letters, digits, "-", "." and "*" (any characters)
+_HOST_PATTERN = re.compile(r"[a-z0-9*]([a-z0-9*.-]*[a-z0-9*])?")
+#: what would read as an address with a wildcard (10.0.0.*): networks are written as CIDRs
+_ADDRESS_LIKE = re.compile(r"[0-9.*]+")
+
+
+class HostPatterns(PropertyType[tuple[str, ...]]):
+    """Comma-separated host patterns (see ``host_allowed``): host names in which ``*``
+    stands for any characters, dots included (``media-*.example.com``, ``*`` for any
+    name), or networks in CIDR notation (``10.0.0.0/8``; a bare address is a /32 or
+    /128). Names are kept lowercase."""
+
+    name = "comma-separated host names (* wildcards) or CIDR networks"
+
+    def parse(self, raw: str) -> tuple[str, ...]:
+        patterns = []
+        for item in (part.strip().lower() for part in raw.split(",")):
+            if not item:
+                continue
+            try:
+                patterns.append(str(ipaddress.ip_network(item, strict=False)))
+                continue
+            except ValueError:
+                pass
+            if item != "*" and _ADDRESS_LIKE.fullmatch(item):
+                raise ValueError(f"{item!r}: write addresses as networks, such as "
+                                 "10.0.0.0/24 (a * matches host names only)")
+            if not _HOST_PATTERN.fullmatch(item.rstrip(".")):
+                raise ValueError(f"{item!r} is neither a host name pattern (letters, "
+                                 "digits, -, . and *) nor a network such as 10.0.0.0/8")
+            patterns.append(item.rstrip("."))
+        return tuple(patterns)
+
+    def format(self, value: tuple[str, ...]) -> str:
+        return ",".join(value)
+
+
+def host_allowed(host: str, patterns: Sequence[str]) -> bool:
+    """Whether a URL's ``host`` matches one of ``patterns`` (as HostPatterns parses them;
+    none allow any host). An address (written any way the system's resolver reads as
+    one: ``127.0.0.1``, ``::ffff:127.0.0.1``, ``2130706433``) matches the networks that
+    hold it, never a name pattern; a name matches the name patterns, as written (case
+    and a trailing dot aside), never a network: names are not resolved here."""
+    if not patterns:
+        return True
+    address = _address(host)
+    if address is not None:
+        return any(address in ipaddress.ip_network(pattern) for pattern in patterns
+                   if "/" in pattern)
+    name = host.lower().rstrip(".")
+    return any(re.fullmatch(".*".join(map(re.escape, pattern.split("*"))), name)
+               for pattern in patterns if "/" not in pattern)
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address ``host`` stands for, if it is one (IPv4-mapped IPv6 as IPv4)."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        try:  # 2130706433, 127.1, 0x7f.1: what inet_aton (and so the resolver) reads
+            packed = socket.inet_aton(host) if re.fullmatch(r"[0-9a-fA-Fx.]+", host) else b""
+        except OSError:
+            return None
+        return ipaddress.IPv4Address(packed) if packed else None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 @dataclass(frozen=True)

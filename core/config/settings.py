@@ -23,6 +23,7 @@ from hookcast.config.properties import (
     Boolean,
     Choices,
     CommaList,
+    HostPatterns,
     Integer,
     Networks,
     OneOf,
@@ -339,6 +340,13 @@ class Settings:
         "pull_tls_ca_file", "", Text(),
         "PEM file of extra certificate authorities trusted for wss:// pulls and pushes "
         "(beside the system's), relative to the home or absolute (hookcast)",
+    )
+    pull_allowed_hosts: tuple[str, ...] = prop(
+        "pull_allowed_hosts", (), HostPatterns(),
+        "Hosts pulls and pushes may connect to: names with * wildcards "
+        "(media-*.example.com) and CIDR networks (10.0.0.0/8); an address in the URI "
+        "matches the networks, a name the name patterns (it is not resolved to check); "
+        "other URIs get 403; empty = any (hookcast)",
     )
     pull_max: int = prop(
         "pull_max", 100, Integer(minimum=1, unit="pulls and pushes"),

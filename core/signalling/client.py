@@ -5,6 +5,10 @@ protocol the way the WCS Web SDK does: ``connection`` first, then an SDP offer (
 every candidate, aiortc gathers before it returns) in ``publishStream`` /
 ``playStream``, the answer from ``setRemoteSDP``, statuses from
 ``notifyStreamStatusEvent``; it answers the server's pings.
+
+The server may be anyone's: it never leads the client elsewhere (a redirect answering
+the upgrade is refused, not followed), and what its frames make the client log (a
+refusal, a frame it cannot use) is logged escaped and at a bounded rate (``LogBudget``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
 from hookcast.rtc.compat import force_codec, on_keyframe_request
-from hookcast.untrusted import printable
+from hookcast.untrusted import LogBudget, printable
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,19 @@ CLOSE_WAIT = 2.0
 
 class WcsError(Exception):
     """The server refused or failed a request; the message is what it said."""
+
+
+async def refuse_redirects(request: aiohttp.ClientRequest,
+                           handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+    """A client middleware: a redirect answering a request raises WSServerHandshakeError
+    (its ``status`` the 3xx) instead of being followed."""
+    response = await handler(request)
+    if 300 <= response.status < 400:
+        response.close()
+        raise aiohttp.WSServerHandshakeError(
+            response.request_info, (response,), status=response.status,
+            message="redirect not followed", headers=response.headers)
+    return response
 
 
 @dataclass
@@ -105,12 +122,23 @@ def answered_codecs(answer_sdp: str) -> dict[str, str]:
 class WcsClient:
     """One WebSocket session with a WCS-compatible server."""
 
+    #: the info of a stream (and the WcsError of connect) when the WebSocket closed,
+    #: in the client's own words
+    CLOSED = "connection closed"
+    #: the info of a stream whose ICE failed, in the client's own words
+    ICE_FAILED = "ICE failed"
+
     def __init__(self, url: str, *, rtc: RTCConfiguration | None = None,
-                 ssl_context: ssl.SSLContext | bool = True, timeout: float = 20.0) -> None:
+                 ssl_context: ssl.SSLContext | bool = True, timeout: float = 20.0,
+                 log_budget: LogBudget | None = None) -> None:
         """``ssl_context``: for wss://, True verifies the server's certificate against the
         system's authorities, False does not verify, or a context of your own.
-        ``timeout``: seconds to connect and to hear the server accept."""
+        ``timeout``: seconds to connect and to hear the server accept.
+        ``log_budget``: what the server's frames make the client log goes through it
+        (default: a budget of its own; pass one to share it across reconnections)."""
         self.url = url
+        self._own_budget = log_budget is None
+        self.log_budget = log_budget or LogBudget(log, f"wcs client {printable(url)}")
         self.rtc = rtc or RTCConfiguration(iceServers=[])
         self.ssl_context = ssl_context
         self.timeout = timeout
@@ -127,8 +155,10 @@ class WcsClient:
         return str(self.user_data.get("sessionId", ""))
 
     async def connect(self, app_key: str = "defaultApp", **fields: Any) -> dict[str, Any]:
-        """Open the session; returns the server's getUserData, raises WcsError if refused."""
-        self._http = aiohttp.ClientSession()
+        """Open the session; returns the server's getUserData, raises WcsError if refused,
+        aiohttp.WSServerHandshakeError if the server answers the upgrade with anything but
+        a switch to WebSocket (a redirect included)."""
+        self._http = aiohttp.ClientSession(middlewares=(refuse_redirects,))
         self._ws = await asyncio.wait_for(
             self._http.ws_connect(self.url, max_msg_size=MAX_MESSAGE, ssl=self.ssl_context,
                                   timeout=aiohttp.ClientWSTimeout(ws_close=CLOSE_WAIT)),
@@ -195,7 +225,7 @@ class WcsClient:
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             if pc.connectionState == "failed" and stream.status not in FINAL:
-                await stream._status({"status": "FAILED", "info": "ICE failed"})
+                await stream._status({"status": "FAILED", "info": self.ICE_FAILED})
 
         await pc.setLocalDescription(await pc.createOffer())
         await self.send(api, {
@@ -221,13 +251,14 @@ class WcsClient:
         await stream.wait_status("UNPUBLISHED", "STOPPED", "FAILED", timeout=10)
         await stream.pc.close()
 
-    async def close(self) -> None:
-        """Close the WebSocket (waiting at most CLOSE_WAIT for the server's goodbye),
-        then every peer connection and the HTTP session, whatever the server does."""
+    async def close(self, wait: float = CLOSE_WAIT) -> None:
+        """Close the WebSocket (waiting at most ``wait`` seconds for the server's
+        goodbye), then every peer connection and the HTTP session, whatever the server
+        does."""
         try:
             if self._ws is not None:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._ws.close(), CLOSE_WAIT + 1)
+                    await asyncio.wait_for(self._ws.close(), wait)
             if self._reader is not None:
                 self._reader.cancel()
                 await asyncio.gather(self._reader, return_exceptions=True)
@@ -236,6 +267,8 @@ class WcsClient:
                 await stream.pc.close()
             if self._http is not None:
                 await self._http.close()
+            if self._own_budget:
+                self.log_budget.close()
 
     async def _read(self) -> None:
         assert self._ws is not None and self._established is not None
@@ -246,16 +279,19 @@ class WcsClient:
                 try:
                     message = json.loads(frame.data)
                     await self._dispatch(message.get("message"), message.get("data") or [None])
-                except (ValueError, AttributeError, TypeError, IndexError, KeyError) as error:
-                    log.warning("ignoring a frame the client cannot use (%s): %s",
-                                printable(repr(error))[:200], printable(frame.data[:200]))
+                except (ValueError, AttributeError, TypeError, IndexError, KeyError,
+                        RecursionError) as error:
+                    self.log_budget.warning(
+                        "%s: ignoring a frame the client cannot use (%s): %s",
+                        printable(self.url), printable(repr(error)),
+                        printable(frame.data[:200]))
         finally:
             if not self._established.done():
-                reason = str(self.fails[-1].get("info")) if self.fails else "connection closed"
+                reason = str(self.fails[-1].get("info")) if self.fails else self.CLOSED
                 self._established.set_exception(WcsError(reason))
             for stream in self.streams.values():
                 if stream.status not in FINAL:
-                    await stream._status({"status": "FAILED", "info": "connection closed"})
+                    await stream._status({"status": "FAILED", "info": self.CLOSED})
 
     async def _dispatch(self, message: str, data: list[Any]) -> None:
         first = data[0]
@@ -279,4 +315,5 @@ class WcsClient:
             stream = self.streams.get(str(first.get("id")))  # a refused request of one stream
             if stream is not None and stream.status not in FINAL:
                 await stream._status({"status": "FAILED", "info": str(first.get("info", ""))})
-            log.info("server said fail: %s", printable(json.dumps(first))[:500])
+            self.log_budget.info("%s: server said fail: %s", printable(self.url),
+                                 printable(json.dumps(first), 500))

@@ -404,7 +404,7 @@ async def test_app_key_and_custom_reach_the_remote(
     await publish(await connect_client(a), "cam")
     status, refused = await rest(b, "pull/pull", {"uri": ws(a), "localStreamName": "x",
                                                   "remoteStreamName": "cam", "appKey": "nope"})
-    assert status == 200 and refused["error"] == "Restricted access: unknown appKey nope"
+    assert status == 200 and refused["error"] == "refused by the remote: Restricted access"
     status, made = await rest(b, "pull/pull", {
         "uri": ws(a), "localStreamName": "cam", "appKey": "studio",
         "custom": {"room": "r1", "token": "t"}})

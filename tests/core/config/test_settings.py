@@ -104,6 +104,11 @@ def test_real_properties_syntax(tmp_path: Path) -> None:
         ),
         ("record_formats", "h264-avi", "record_formats=h264-avi: 'h264-avi' is not one of h264-mp4, h264-mkv, vp8-webm, vp8-mkv"),
         ("keep_alive.probes", "0", "keep_alive.probes=0: expected a whole number of at least 1"),
+        ("pull_allowed_hosts", "media.example.com,10.0.0.*",
+         "pull_allowed_hosts=media.example.com,10.0.0.*: '10.0.0.*': write addresses as "
+         "networks, such as 10.0.0.0/24"),
+        ("pull_allowed_hosts", "a_b.example.com", "pull_allowed_hosts=a_b.example.com: "
+         "'a_b.example.com' is neither a host name pattern"),
     ],
 )
 def test_bad_value_names_file_property_and_expectation(name: str, value: str, message: str) -> None:
