@@ -2,11 +2,14 @@
 
 The client picks the application with ``appKey`` in its ``connection`` message
 (default ``defaultApp``); applications come from conf/apps.json, reloaded when it
-changes. The backend's ``connect`` reply may carry ``restClientConfig`` (per method:
-restExclude, clientExclude, restOnError LOG|FAIL, restPolicy NOTIFY|OVERWRITE|DISABLE,
-restOverwrite), kept for that session.
+changes. A session's ``restClientConfig`` (per method: restExclude, clientExclude,
+restOnError LOG|FAIL, restPolicy NOTIFY|OVERWRITE|DISABLE, restOverwrite) is its
+application's own (apps.json; WCS's defaults where it says nothing) with the backend's
+``connect`` reply over it field by field, kept for that session.
 
-- ``connect``: anything but 200 refuses the session.
+- ``connect``: the client's ``connection`` fields (less a ``restClientConfig`` of its
+  own) with ``appKey``, ``sessionId``, ``remoteAddress`` and ``status``; anything but
+  200 refuses the session.
 - ``publishStream`` / ``playStream``: with restOnError FAIL anything but 200 fails the
   stream (``Restricted access``); with LOG the stream proceeds. OVERWRITE takes the
   ``restOverwrite`` fields (e.g. ``name``) from the reply.
@@ -164,19 +167,19 @@ class RestHooks:
         app = self.apps.by_key(session.app_key)
         if app is None:
             return Refuse(f"{REFUSED}: unknown appKey {session.app_key}")
-        self.configs[session.session_id] = dict(app.rest_client_config)
-        own = app.rest_client_config.get("connect", DEFAULT)
-        if "connect" not in app.methods or own.policy == "DISABLE":
-            return None
-        reply = await self._post(app, "connect", _connection(session, "PENDING"), own)
-        if not reply.ok:
-            return Refuse(f"{REFUSED}: connect answered {reply.answer}")
-        configs = self.configs[session.session_id] = session_config(
-            app.rest_client_config, reply.body, _ignored(app, session))
+        configs = self.configs[session.session_id] = dict(app.rest_client_config)
+        fields: dict[str, Any] = {}
+        own = configs.get("connect", DEFAULT)
+        if "connect" in app.methods and own.policy != "DISABLE":
+            reply = await self._post(app, "connect", _connection(session, "PENDING"), own)
+            if not reply.ok:
+                return Refuse(f"{REFUSED}: connect answered {reply.answer}")
+            configs = self.configs[session.session_id] = session_config(
+                app.rest_client_config, reply.body, _ignored(app, session))
+            fields = overwritten(reply.body, configs.get("connect", DEFAULT))
         client_exclude = {
             m: sorted(c.client_exclude) for m, c in configs.items() if c.client_exclude
         }
-        fields = overwritten(reply.body, configs.get("connect", DEFAULT))
         if client_exclude:
             fields["clientExclude"] = client_exclude
         return Amend(fields) if fields else None

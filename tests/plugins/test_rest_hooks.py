@@ -596,3 +596,17 @@ async def test_no_wcs_signature_when_send_hash_is_off(hooked: Start, backend: Ba
     assert len(backend.received) > before
     for method, _, headers, _ in backend.received[before:]:
         assert "Authorization" not in headers and SIGNATURE_HEADER not in headers, method
+
+
+async def test_an_apps_own_config_holds_without_connect(
+    home: Home, backend: Backend, start_server: Start, clients: Start
+) -> None:
+    """An application that does not enable ``connect``: its own restClientConfig is the
+    session's, clientExclude included."""
+    use_backend(home, backend, ("publishStream", "StreamStatusEvent"), rest_client_config={
+        "publishStream": {"restExclude": "sdp"}, "StreamStatusEvent": {"clientExclude": "custom"}})
+    server = await start_server(home)
+    published = await publish(await clients(server), "cam", custom={"secret": 1})
+    assert "custom" not in published.last and published.last["name"] == "cam"
+    assert "sdp" not in backend.bodies("publishStream")[0]
+    assert (await backend.wait_for("StreamStatusEvent"))[0]["custom"] == {"secret": 1}
