@@ -14,6 +14,7 @@ from hookcast.api.schema import RestError
 from hookcast.config.apps import REST_METHODS, Application, Applications, load_applications
 from hookcast.config.home import Home, UnsafePath, inside, media_folder
 from hookcast.config.properties import Rotation, host_allowed
+from hookcast.config.rest_client import MethodConfig
 from hookcast.config.settings import Settings, server_url
 from hookcast.config.watch import FolderWatcher
 from hookcast.engine.hosted import Feed, MediaCore, NotPublished
@@ -52,6 +53,7 @@ __all__ = [
     "LogBudget",
     "MediaCore",
     "MediaSource",
+    "MethodConfig",
     "NameInUse",
     "NotPublished",
     "RecordingInfo",

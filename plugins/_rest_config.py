@@ -1,5 +1,5 @@
-"""restClientConfig, payload shaping, request signing and reading replies for the
-rest_hooks plugin.
+"""Payload shaping by restClientConfig, request signing and reading replies for the
+rest_hooks plugin (restClientConfig itself: hookcast.config.rest_client).
 
 (A module whose name starts with ``_`` is a helper, never loaded as a plugin.)
 """
@@ -10,61 +10,34 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from hookcast import MethodConfig
+from hookcast.config.rest_client import prefixed
 
 if TYPE_CHECKING:
     import aiohttp
 
 SIGNATURE_HEADER = "X-Hookcast-Signature"
 MAX_REPLY = 1 << 20  # bytes of a backend's reply read at most; a longer one is an error
+DEFAULT = MethodConfig()  # WCS's defaults: a method nobody configured
 
 
-def _names(value: Any) -> frozenset[str]:
-    """``"sdp, custom"`` (WCS's comma-separated form) or a list, as a set of names."""
-    if isinstance(value, str):
-        return frozenset(part.strip() for part in value.split(",") if part.strip())
-    if isinstance(value, list | tuple):
-        return frozenset(str(part) for part in value)
-    return frozenset()
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    """The restClientConfig entry of one hook method (WCS defaults when absent)."""
-
-    rest_exclude: frozenset[str] = frozenset()
-    client_exclude: frozenset[str] = frozenset()
-    on_error: str = "LOG"  # LOG | FAIL
-    policy: str = "NOTIFY"  # NOTIFY | OVERWRITE | DISABLE
-    overwrite: frozenset[str] = frozenset()
-
-    @classmethod
-    def parse(cls, entry: Any) -> MethodConfig:
-        if not isinstance(entry, Mapping):
-            return cls()
-        on_error = str(entry.get("restOnError", "LOG")).upper()
-        policy = str(entry.get("restPolicy", "NOTIFY")).upper()
-        return cls(
-            rest_exclude=_names(entry.get("restExclude")),
-            client_exclude=_names(entry.get("clientExclude")),
-            on_error=on_error if on_error in ("LOG", "FAIL") else "LOG",
-            policy="DISABLE" if policy == "DISABLED" else (
-                policy if policy in ("NOTIFY", "OVERWRITE", "DISABLE") else "NOTIFY"),
-            overwrite=_names(entry.get("restOverwrite")),
-        )
-
-
-DEFAULT = MethodConfig()
-
-
-def parse_client_config(reply: Any) -> dict[str, MethodConfig]:
-    """``restClientConfig`` from a connect reply: method name -> its MethodConfig."""
-    config = reply.get("restClientConfig") if isinstance(reply, Mapping) else None
-    if not isinstance(config, Mapping):
-        return {}
-    return {str(method): MethodConfig.parse(entry) for method, entry in config.items()}
+def session_config(defaults: Mapping[str, MethodConfig], reply: Any,
+                   problem: Callable[[str], None] | None = None) -> dict[str, MethodConfig]:
+    """A session's restClientConfig: its application's ``defaults`` (apps.json) with
+    the ``restClientConfig`` of the backend's ``connect`` reply (``reply``, the decoded
+    body) over them, field by field (MethodConfig.merged). Bad values in the reply are
+    ignored and reported to ``problem`` as "<method>.<field>: <what is wrong>"."""
+    configs = dict(defaults)
+    given = reply.get("restClientConfig") if isinstance(reply, Mapping) else None
+    if isinstance(given, Mapping):
+        for method, entry in given.items():
+            name = str(method)
+            configs[name] = configs.get(name, DEFAULT).merged(entry, prefixed(problem, f"{name}."))
+    return configs
 
 
 def shape(payload: Mapping[str, Any], config: MethodConfig) -> dict[str, Any]:

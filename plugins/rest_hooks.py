@@ -2,11 +2,14 @@
 
 The client picks the application with ``appKey`` in its ``connection`` message
 (default ``defaultApp``); applications come from conf/apps.json, reloaded when it
-changes. The backend's ``connect`` reply may carry ``restClientConfig`` (per method:
-restExclude, clientExclude, restOnError LOG|FAIL, restPolicy NOTIFY|OVERWRITE|DISABLE,
-restOverwrite), kept for that session.
+changes. A session's ``restClientConfig`` (per method: restExclude, clientExclude,
+restOnError LOG|FAIL, restPolicy NOTIFY|OVERWRITE|DISABLE, restOverwrite) is its
+application's own (apps.json; WCS's defaults where it says nothing) with the backend's
+``connect`` reply over it field by field, kept for that session.
 
-- ``connect``: anything but 200 refuses the session.
+- ``connect``: the client's ``connection`` fields (less a ``restClientConfig`` of its
+  own) with ``appKey``, ``sessionId``, ``remoteAddress`` and ``status``; anything but
+  200 refuses the session.
 - ``publishStream`` / ``playStream``: with restOnError FAIL anything but 200 fails the
   stream (``Restricted access``); with LOG the stream proceeds. OVERWRITE takes the
   ``restOverwrite`` fields (e.g. ``name``) from the reply.
@@ -36,7 +39,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -48,6 +51,7 @@ from hookcast import (
     Application,
     Applications,
     FolderWatcher,
+    MethodConfig,
     RecordingInfo,
     Refuse,
     RestMethod,
@@ -57,6 +61,7 @@ from hookcast import (
     Terminate,
     hookimpl,
     load_applications,
+    printable,
     rest_routes,
     server_url,
     thaw,
@@ -64,14 +69,13 @@ from hookcast import (
 from hookcast.plugins._rest_config import (
     DEFAULT,
     MAX_REPLY,
-    MethodConfig,
     Reply,
     ReplyTooLarge,
     encode,
     overwritten,
-    parse_client_config,
     parse_json,
     read_reply,
+    session_config,
     shape,
     signature_headers,
 )
@@ -155,23 +159,27 @@ class RestHooks:
 
     @hookimpl
     async def before_connect(self, session: SessionInfo) -> Refuse | Amend | None:
+        """Keep the session's restClientConfig: its application's (apps.json), with the
+        backend's ``connect`` reply over it field by field. Any answer but 200 to
+        ``connect`` refuses the session."""
         if not self.enabled:
             return None
         app = self.apps.by_key(session.app_key)
         if app is None:
             return Refuse(f"{REFUSED}: unknown appKey {session.app_key}")
-        if "connect" not in app.methods:
-            return None
-        payload = {**thaw(session.client), "appKey": session.app_key,
-                   "sessionId": session.session_id, "status": "PENDING"}
-        reply = await self._post(app, "connect", payload, DEFAULT)
-        if not reply.ok:
-            return Refuse(f"{REFUSED}: connect answered {reply.answer}")
-        configs = self.configs[session.session_id] = parse_client_config(reply.body)
+        configs = self.configs[session.session_id] = dict(app.rest_client_config)
+        fields: dict[str, Any] = {}
+        own = configs.get("connect", DEFAULT)
+        if "connect" in app.methods and own.policy != "DISABLE":
+            reply = await self._post(app, "connect", _connection(session, "PENDING"), own)
+            if not reply.ok:
+                return Refuse(f"{REFUSED}: connect answered {reply.answer}")
+            configs = self.configs[session.session_id] = session_config(
+                app.rest_client_config, reply.body, _ignored(app, session))
+            fields = overwritten(reply.body, configs.get("connect", DEFAULT))
         client_exclude = {
             m: sorted(c.client_exclude) for m, c in configs.items() if c.client_exclude
         }
-        fields = overwritten(reply.body, configs.get("connect", DEFAULT))
         if client_exclude:
             fields["clientExclude"] = client_exclude
         return Amend(fields) if fields else None
@@ -283,8 +291,11 @@ class RestHooks:
 
     # --- sending --------------------------------------------------------------------
 
-    def _config(self, session_id: str, method: str) -> MethodConfig:
-        return self.configs.get(session_id, {}).get(method, DEFAULT)
+    def _config(self, app: Application, session_id: str, method: str) -> MethodConfig:
+        """The session's entry for ``method``: kept at connect, or (a session that began
+        before this plugin heard of it) its application's."""
+        configs = self.configs.get(session_id)
+        return (app.rest_client_config if configs is None else configs).get(method, DEFAULT)
 
     def _target(
         self, app_key: str, session_id: str, method: str
@@ -293,10 +304,10 @@ class RestHooks:
         entry; None when hooks are off, the app is unknown, does not enable ``method``,
         or the session's config DISABLEs it."""
         app = self.apps.by_key(app_key) if self.enabled else None
-        config = self._config(session_id, method)
-        if app is None or method not in app.methods or config.policy == "DISABLE":
+        if app is None or method not in app.methods:
             return None
-        return app, config
+        config = self._config(app, session_id, method)
+        return None if config.policy == "DISABLE" else (app, config)
 
     async def _notify(
         self, app_key: str, session_id: str, method: str, payload: dict[str, Any]
@@ -366,8 +377,23 @@ _ATTRIBUTES = {"name": "name", "custom": "custom", "record": "record",
 
 
 def _connection(session: SessionInfo, status: str) -> dict[str, Any]:
-    return {**thaw(session.client), "appKey": session.app_key,
-            "sessionId": session.session_id, "status": status}
+    """The ``connect`` / ``ConnectionStatusEvent`` payload: what the client sent in its
+    ``connection`` message, less a ``restClientConfig`` of its own (an echoing backend
+    would hand the client its own rules), then the server's fields, which the client
+    cannot set: ``appKey``, ``sessionId``, ``remoteAddress`` (the client's IP address as
+    the server sees it) and ``status``."""
+    client = {k: v for k, v in thaw(session.client).items() if k != "restClientConfig"}
+    return {**client, "appKey": session.app_key, "sessionId": session.session_id,
+            "remoteAddress": session.remote, "status": status}
+
+
+def _ignored(app: Application, session: SessionInfo) -> Callable[[str], None]:
+    """Logs a bad value in a backend's restClientConfig (ignored: the application's
+    value or WCS's default stays)."""
+    def report(problem: str) -> None:
+        log.warning("%s: connect reply for session %s: restClientConfig.%s (ignored)",
+                    app.app_key, session.session_id, printable(problem))
+    return report
 
 
 def hookcast_plugin() -> RestHooks:

@@ -1,8 +1,10 @@
-"""What tests of the forwarding path share: a lossy stand-in for a player's socket, and
-which path players' tracks took, read from /metrics as a user would."""
+"""What tests of the forwarding path share: stand-ins for a player's socket (lossy, or
+refusing with EAGAIN), and which path players' tracks took, read from /metrics as a
+user would."""
 
 from __future__ import annotations
 
+import errno
 import random
 import re
 from typing import Any
@@ -42,3 +44,26 @@ async def relay_paths(server: Server) -> dict[str, float]:
         text = await response.text()
     found = re.findall(r'^hookcast_relay_players\{kind="(\w+)",path="(\w+)"\} (\S+)$', text, re.M)
     return {f"{kind}/{path}": float(value) for kind, path, value in found}
+
+
+class Refusing:
+    """A player's socket that refuses every send with EAGAIN (full) while ``refusing``
+    is set, and sends as the real one otherwise; ``refused`` counts refusals."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.refusing = False
+        self.refused = 0
+
+    def _refuse(self) -> None:
+        if self.refusing:
+            self.refused += 1
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    def sendto(self, data: Any, address: Any) -> None:
+        self._refuse()
+        self.sock.sendto(data, address)
+
+    def sendmsg(self, buffers: list[Any], ancillary: list[Any], flags: int, address: Any) -> None:
+        self._refuse()
+        self.sock.sendmsg(buffers, ancillary, flags, address)

@@ -73,6 +73,9 @@ def _show(apps: Applications, detail: bool) -> str:
         if detail:
             enabled = [m for m in REST_METHODS if m in app.methods]
             lines.append(f"    methods: {', '.join(enabled) or '(none)'}")
+            for method, config in sorted(app.rest_client_config.items()):
+                fields = ", ".join(f"{k}={v}" for k, v in config.to_json().items() if v)
+                lines.append(f"    restClientConfig {method}: {fields}")
     return "\n".join(lines) or "(no applications)"
 
 

@@ -3,6 +3,9 @@
 An application has a name, an ``appKey`` the client names in its ``connection``
 message, the URL its hooks are POSTed under (``<url>/<method>``) and the hook
 methods enabled for it. A newly added application has no methods enabled, as in WCS.
+It may declare its own ``restClientConfig`` (hookcast's addition): the defaults its
+sessions start from, which the backend's ``connect`` reply can override field by field
+(hookcast.config.rest_client).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import os
 import secrets
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from hookcast.config.rest_client import MethodConfig, did_you_mean, parse_rest_client_config
 from hookcast.config.settings import ConfigError
 
 #: Every hook method an application may enable, in WCS spelling.
@@ -37,12 +41,15 @@ DEFAULT_APP_KEY = "defaultApp"
 
 @dataclass(frozen=True)
 class Application:
-    """``url`` is absolute, or a path (``/apps/EchoApp``) on this server's HTTP port."""
+    """``url`` is absolute, or a path (``/apps/EchoApp``) on this server's HTTP port.
+    ``rest_client_config``: method -> the entry its sessions start from (apps.json's
+    ``restClientConfig``; a method not named has WCS's defaults)."""
 
     name: str
     app_key: str
     url: str
     methods: frozenset[str]
+    rest_client_config: Mapping[str, MethodConfig] = field(default_factory=dict)
 
     def method_url(self, method: str, local: str) -> str:
         """Where ``method`` is POSTed; ``local`` is this server's ``http://host:port``."""
@@ -50,12 +57,16 @@ class Application:
         return f"{base.rstrip('/')}/{method}"
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "name": self.name,
             "appKey": self.app_key,
             "url": self.url,
             "methods": [m for m in REST_METHODS if m in self.methods],
         }
+        if self.rest_client_config:
+            document["restClientConfig"] = {
+                m: c.to_json() for m, c in sorted(self.rest_client_config.items())}
+        return document
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,7 @@ def parse_applications(document: Any, source: str) -> Applications:
     apps = [
         app
         for index, entry in enumerate(document["apps"])
-        if (app := _parse_app(entry, f"{source}: apps[{index}]", problems)) is not None
+        if (app := _parse_app(entry, source, index, problems)) is not None
     ]
     problems += _duplicates(apps, source)
     if problems:
@@ -107,7 +118,11 @@ def parse_applications(document: Any, source: str) -> Applications:
     return Applications(tuple(apps))
 
 
-def _parse_app(entry: Any, where: str, problems: list[str]) -> Application | None:
+FIELDS = ("name", "appKey", "url", "methods", "restClientConfig")
+
+
+def _parse_app(entry: Any, source: str, index: int, problems: list[str]) -> Application | None:
+    where = f"{source}: apps[{index}]"
     if not isinstance(entry, Mapping):
         problems.append(f"{where}: expected an object with name, appKey, url, methods")
         return None
@@ -129,12 +144,15 @@ def _parse_app(entry: Any, where: str, problems: list[str]) -> Application | Non
             problems.append(
                 f"{where}.methods: unknown method {method!r}; valid: {', '.join(REST_METHODS)}"
             )
-    unknown = sorted(set(entry) - {"name", "appKey", "url", "methods"})
+    unknown = sorted(set(entry) - set(FIELDS))
     if unknown:
-        problems.append(f"{where}: unknown field {unknown[0]!r}")
+        problems.append(f"{where}: unknown field {unknown[0]!r}{did_you_mean(unknown[0], FIELDS)}")
+    named = f"{source}: application {name!r} (apps[{index}])." if name else f"{where}."
+    config = parse_rest_client_config(entry.get("restClientConfig", {}), REST_METHODS,
+                                      named, problems)
     if len(problems) > before:
         return None
-    return Application(name, app_key, url, frozenset(methods))
+    return Application(name, app_key, url, frozenset(methods), config)
 
 
 def _text(entry: Mapping[str, Any], key: str, where: str, problems: list[str]) -> str:

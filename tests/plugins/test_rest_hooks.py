@@ -4,6 +4,7 @@ as each test tells it; clients are real WCS clients over real WebRTC."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -32,16 +33,20 @@ KEEP_ALIVE_FAST = {"keep_alive_streaming_sessions_enabled": "true",
                    "streaming_sessions_keep_alive_interval": "300"}
 
 
-def write_apps(home: Home, apps: dict[str, tuple[Backend, tuple[str, ...]]]) -> None:
-    """conf/apps.json: appKey -> (the backend its hooks go to, the methods it enables)."""
+def write_apps(home: Home, apps: dict[str, tuple[Backend, tuple[str, ...]]],
+               rest_client_config: dict[str, Any] | None = None) -> None:
+    """conf/apps.json: appKey -> (the backend its hooks go to, the methods it enables);
+    every application declares ``rest_client_config`` when given."""
     home.apps_file.write_text(json.dumps({"apps": [
-        {"name": key, "appKey": key, "url": backend.url, "methods": list(methods)}
+        {"name": key, "appKey": key, "url": backend.url, "methods": list(methods),
+         **({"restClientConfig": rest_client_config} if rest_client_config else {})}
         for key, (backend, methods) in apps.items()
     ]}))
 
 
-def use_backend(home: Home, backend: Backend, methods: tuple[str, ...] = REST_METHODS) -> None:
-    write_apps(home, {"defaultApp": (backend, methods)})
+def use_backend(home: Home, backend: Backend, methods: tuple[str, ...] = REST_METHODS,
+                rest_client_config: dict[str, Any] | None = None) -> None:
+    write_apps(home, {"defaultApp": (backend, methods)}, rest_client_config)
 
 
 def rest_hooks(server: Server) -> RestHooks:
@@ -485,3 +490,123 @@ async def test_recording_status_events_reach_the_backend(
     assert 1.5 < finished["duration"] < 3.0 and finished["recovered"] is False
     assert finished["mediaSessionId"] == stream.media_session_id and finished["record"] is True
     assert set(backend.methods()) == {"RecordingStatusEvent"}
+
+
+# --- an application's own restClientConfig (apps.json) ----------------------------------------
+
+GUARDED = {"publishStream": {"restOnError": "FAIL"}, "playStream": {"restOnError": "FAIL"}}
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["app-declares-FAIL", "no-app-default"])
+@pytest.mark.parametrize("trouble", ["http-500", "timeout", "backend-down"])
+async def test_an_apps_fail_refuses_what_its_backend_cannot_answer(
+    home: Home, start_server: Start, clients: Start, trouble: str, declared: bool
+) -> None:
+    """The backend's connect reply carries no restClientConfig (it echoes): the
+    application's own decides. With it, a publish or play the backend cannot answer is
+    refused; without it, admitted (WCS's default, LOG)."""
+    async with contextlib.AsyncExitStack() as running:
+        backend = await running.enter_async_context(serving())
+        use_backend(home, backend, rest_client_config=GUARDED if declared else None)
+        server = await start_server(home, rest_request_timeout="1")
+        client = await clients(server)
+        await publish(client, "cam")  # while the backend answers
+        assert "restClientConfig" not in backend.bodies("connect")[0]
+        if trouble == "http-500":
+            for method in ("publishStream", "playStream"):
+                backend.answers[method] = (500, {"error": "boom"}, 0.0)
+        elif trouble == "timeout":
+            for method in ("publishStream", "playStream"):
+                backend.answers[method] = (200, None, 5.0)  # far past the 1 s timeout
+        else:
+            await running.aclose()  # nothing listens at its URL any more
+        published = await client.publish("cam2", [PatternVideoTrack(), AudioStreamTrack()])
+        played = await client.play("cam")
+        outcome = [await published.wait_status("PUBLISHING", "FAILED"),
+                   await played.wait_status("PLAYING", "FAILED")]
+    expected = [("FAILED", "Restricted access")] * 2 if declared else [("PUBLISHING", ""), ("PLAYING", "")]
+    assert [(event["status"], event.get("info", "")) for event in outcome] == expected
+    result = {"http-500": "http_5xx", "timeout": "timeout", "backend-down": "unreachable"}[trouble]
+    assert rest_hooks(server).counts[("publishStream", result)] == 1
+
+
+async def test_connects_entries_override_the_apps_field_by_field(
+    home: Home, backend: Backend, start_server: Start, clients: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The app says publishStream restOnError FAIL. A connect reply that sets another
+    field of publishStream keeps that FAIL; one that sets restOnError LOG wins (WCS's
+    per-session semantics); a bad value in it is ignored (logged, escaped)."""
+    caplog.set_level(logging.WARNING, logger="hookcast.rest_hooks")
+    replies = {"excluder": {"restExclude": "sdp"}, "relaxed": {"restOnError": "LOG"},
+               "garbled": {"restOnError": "NOPE\n"}}
+
+    def answer(method: str, body: dict[str, Any]) -> tuple[int, Any, float] | None:
+        if method == "connect":
+            return 200, config(publishStream=replies[body["custom"]["who"]]), 0.0
+        return (403, {}, 0.0) if method == "publishStream" else None
+
+    backend.answer_for = answer
+    use_backend(home, backend, rest_client_config={"publishStream": {"restOnError": "FAIL"}})
+    server = await start_server(home)
+    outcome = {}
+    for who in replies:
+        client = await clients(server, custom={"who": who})
+        stream = await client.publish(f"cam-{who}", [PatternVideoTrack(), AudioStreamTrack()])
+        outcome[who] = (await stream.wait_status("PUBLISHING", "FAILED"))["status"]
+    assert outcome == {"excluder": "FAILED", "relaxed": "PUBLISHING", "garbled": "FAILED"}
+    sent = {b["name"]: b for b in backend.bodies("publishStream")}
+    assert "sdp" not in sent["cam-excluder"] and sent["cam-relaxed"]["sdp"].startswith("v=0")
+    assert ("restClientConfig.publishStream.restOnError: expected LOG or FAIL, "
+            "got 'NOPE\\n' (ignored)") in caplog.text
+
+
+async def test_connect_carries_the_clients_address_and_nothing_the_client_forged(
+    home: Home, backend: Backend, start_server: Start, clients: Start
+) -> None:
+    """``remoteAddress`` is the client's IP as the server sees it; a client cannot set
+    it, nor ``sessionId``, nor slip its own restClientConfig through a backend that
+    echoes (as WCS advises backends to): the app's FAIL still holds."""
+    backend.answers["publishStream"] = (403, {}, 0.0)
+    use_backend(home, backend, rest_client_config={"publishStream": {"restOnError": "FAIL"}})
+    server = await start_server(home)
+    client = await clients(server, remoteAddress="6.6.6.6", sessionId="forged",
+                           restClientConfig={"publishStream": {"restPolicy": "DISABLE"}})
+    stream = await client.publish("cam", [PatternVideoTrack(), AudioStreamTrack()])
+    assert (await stream.wait_status("PUBLISHING", "FAILED"))["info"] == "Restricted access"
+    assert len(backend.bodies("publishStream")) == 1
+    connect = backend.bodies("connect")[0]
+    assert (connect["remoteAddress"], connect["sessionId"]) == ("127.0.0.1", client.session_id)
+    assert "restClientConfig" not in connect
+    established = (await backend.wait_for("ConnectionStatusEvent"))[0]
+    assert established["remoteAddress"] == "127.0.0.1"
+
+
+async def test_no_wcs_signature_when_send_hash_is_off(hooked: Start, backend: Backend, clients: Start) -> None:
+    """With a secret but rest_hook_send_hash off (its default): hookcast's signature
+    only, never WCS's ``Authorization: WCS ...``; without a secret, neither."""
+    server = await hooked(rest_hook_secret_key="k3y")
+    await publish(await clients(server), "cam")
+    assert {"connect", "publishStream"} <= set(backend.methods())
+    for method, _, headers, raw in backend.received:
+        assert "Authorization" not in headers, method
+        assert verify_signature(raw, headers[SIGNATURE_HEADER], "k3y", time.time()), method
+    unsigned = await hooked()  # the same backend, a server without a secret
+    before = len(backend.received)
+    await publish(await clients(unsigned), "cam2")
+    assert len(backend.received) > before
+    for method, _, headers, _ in backend.received[before:]:
+        assert "Authorization" not in headers and SIGNATURE_HEADER not in headers, method
+
+
+async def test_an_apps_own_config_holds_without_connect(
+    home: Home, backend: Backend, start_server: Start, clients: Start
+) -> None:
+    """An application that does not enable ``connect``: its own restClientConfig is the
+    session's, clientExclude included."""
+    use_backend(home, backend, ("publishStream", "StreamStatusEvent"), rest_client_config={
+        "publishStream": {"restExclude": "sdp"}, "StreamStatusEvent": {"clientExclude": "custom"}})
+    server = await start_server(home)
+    published = await publish(await clients(server), "cam", custom={"secret": 1})
+    assert "custom" not in published.last and published.last["name"] == "cam"
+    assert "sdp" not in backend.bodies("publishStream")[0]
+    assert (await backend.wait_for("StreamStatusEvent"))[0]["custom"] == {"secret": 1}

@@ -412,3 +412,37 @@ async def test_a_looped_file_that_changes_ends_the_stream_with_why(
     assert "only H.264 and VP8" in files["hevc.mp4"]["problem"]
     assert "link.mp4" not in files, "a symlink out of media/ is neither listed nor opened"
     assert files["short.mp4"]["videoCodec"] == "VP8" and files["short.mp4"]["audioCodec"] == "opus"
+
+
+async def test_a_personal_reading_starts_at_frame_0_for_a_player_that_connects_late(
+    home: Home, start_server: Start, connect_client: Connect
+) -> None:
+    """A short group of pictures (a keyframe every 5 frames) and a player whose ICE and
+    DTLS begin 1.5 s after the server answered (a slow browser): its reading starts
+    when it connects, not when it was registered, so it still sees frame 0 first, and
+    every frame after it."""
+    make_media(home.media / "short-gop.mp4", seconds=4, gop=5)
+    server = await start_server(home)
+    client: WcsClient = await connect_client(server)
+    pc = RTCPeerConnection()
+    for kind in ("audio", "video"):
+        pc.addTransceiver(kind, direction="recvonly")
+    apply_answer = pc.setRemoteDescription
+
+    async def late(description: Any) -> None:
+        await asyncio.sleep(1.5)
+        await apply_answer(description)
+
+    pc.setRemoteDescription = late  # type: ignore[method-assign]
+    asked = time.monotonic()
+    player = await client._start("playStream", "vod://short-gop.mp4", pc, published=False)
+    await player.wait_status("PLAYING")
+    assert time.monotonic() - asked >= 1.5, "the player was not late"
+    got = Received()
+    reading = asyncio.create_task(receive(list(player.tracks), got))
+    assert (await player.wait_status("STOPPED", timeout=20))["info"] == "End of file"
+    await asyncio.wait_for(reading, 10)
+    sequence = numbers(got)
+    assert sequence[:1] == [0], f"the late player's first picture is {sequence[:1]}, not frame 0"
+    assert sequence == list(range(len(sequence))), "in order, none lost or repeated"
+    assert len(sequence) >= 0.9 * 4 * FPS

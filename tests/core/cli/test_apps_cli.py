@@ -142,3 +142,26 @@ def test_apps_update_without_an_option_names_the_options(home: Home) -> None:
     result = hookcast("apps", "update", "--url", "", "MyApp", home=home)
     assert result.returncode == 2 and "url: expected a non-empty string" in result.stderr
     assert home.apps_file.read_bytes() == before
+
+
+def test_an_apps_rest_client_config_is_checked_shown_and_kept_by_edits(home: Home) -> None:
+    """A bad restClientConfig stops ``config --check``, ``apps`` and ``serve`` with the
+    application and the field named; a good one is shown and survives an edit."""
+    entry = {"name": "Guarded", "appKey": "guarded", "url": "http://127.0.0.1:9/api",
+             "methods": ["publishStream"],
+             "restClientConfig": {"publishStream": {"restOnError": "FAIL!"}}}
+    home.apps_file.write_text(json.dumps({"apps": [entry]}))
+    expected = (f"{home.apps_file}: application 'Guarded' (apps[0]).restClientConfig."
+                "publishStream.restOnError: expected LOG or FAIL, got 'FAIL!'")
+    for command in (("config", "--check"), ("apps", "show", "-d"), ("serve",)):
+        result = hookcast(*command, home=home)
+        assert result.returncode == 2 and expected in result.stderr, (command, result.stderr)
+    entry["restClientConfig"] = {"publishStream": {"restOnError": "FAIL"}}
+    home.apps_file.write_text(json.dumps({"apps": [entry]}))
+    assert hookcast("config", "--check", home=home).returncode == 0
+    shown = hookcast("apps", "show", "-d", home=home)
+    assert "    restClientConfig publishStream: restOnError=FAIL, restPolicy=NOTIFY" in shown.stdout
+    result = hookcast("apps", "update", "--url", "https://b.example/x", "Guarded", home=home)
+    assert result.returncode == 0, result.stderr
+    kept = apps(home)["Guarded"]["restClientConfig"]["publishStream"]
+    assert (kept["restOnError"], apps(home)["Guarded"]["url"]) == ("FAIL", "https://b.example/x")

@@ -11,6 +11,7 @@ from hookcast.config.apps import (
     load_applications,
     parse_applications,
 )
+from hookcast.config.rest_client import MethodConfig
 from hookcast.config.settings import ConfigError
 from tests.served import REPO
 
@@ -66,3 +67,60 @@ def test_invalid_json_names_the_line(tmp_path: Path) -> None:
     path.write_text('{\n  "apps": [,]\n}')
     with pytest.raises(ConfigError, match=r"apps.json:2: invalid JSON"):
         load_applications(path)
+
+
+# --- an application's own restClientConfig (the defaults its sessions start from) ----------
+
+FAIL_PUBLISH = {"name": "a", "appKey": "k", "url": "http://h", "methods": ["publishStream"],
+                "restClientConfig": {"publishStream": {"restOnError": "fail"},
+                                     "playStream": {"restExclude": "sdp, custom",
+                                                    "restPolicy": "DISABLED"}}}
+
+
+def test_an_apps_rest_client_config_is_read_over_wcs_defaults_and_round_trips() -> None:
+    apps = parse_applications({"apps": [FAIL_PUBLISH]}, "x")
+    config = apps.apps[0].rest_client_config
+    assert config["publishStream"] == MethodConfig(on_error="FAIL")
+    assert config["playStream"] == MethodConfig(rest_exclude=frozenset({"sdp", "custom"}),
+                                                policy="DISABLE")
+    written = apps.to_json()["apps"][0]["restClientConfig"]
+    assert written["publishStream"] == {"restExclude": "", "clientExclude": "", "restOnError": "FAIL",
+                                        "restPolicy": "NOTIFY", "restOverwrite": ""}
+    assert parse_applications(json.loads(json.dumps(apps.to_json())), "x") == apps
+    assert "restClientConfig" not in default_applications().to_json()["apps"][0]
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ([], "x: application 'a' (apps[0]).restClientConfig: expected an object of method name -> "
+         "{restExclude, clientExclude, restOnError, restPolicy, restOverwrite}"),
+    ({"publishStream": {"restOnError": "FIAL"}},
+     "x: application 'a' (apps[0]).restClientConfig.publishStream.restOnError: expected LOG or FAIL, got 'FIAL'"),
+    ({"publishStream": {"restPolicy": 1}},
+     "x: application 'a' (apps[0]).restClientConfig.publishStream.restPolicy: expected NOTIFY or OVERWRITE or DISABLE, got 1"),
+    ({"publishStream": {"restExclude": {"sdp": True}}},
+     "x: application 'a' (apps[0]).restClientConfig.publishStream.restExclude: expected comma-separated "
+     "field names (or a list of them), got {'sdp': True}"),
+    ({"publishStream": {"restOnErorr": "FAIL"}},
+     "x: application 'a' (apps[0]).restClientConfig.publishStream: unknown field 'restOnErorr'; did you mean restOnError?"),
+    ({"publishstream": {"restOnError": "FAIL"}},
+     "x: application 'a' (apps[0]).restClientConfig.publishstream: unknown method 'publishstream'; "
+     f"did you mean publishStream?; valid: {', '.join(REST_METHODS)}"),
+    ({"playStream": "FAIL"},
+     "x: application 'a' (apps[0]).restClientConfig.playStream: expected an object with any of "
+     "restExclude, clientExclude, restOnError, restPolicy, restOverwrite"),
+])
+def test_a_bad_rest_client_config_names_the_application_the_method_and_the_field(
+    config: object, message: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_applications({"apps": [{"name": "a", "appKey": "k", "url": "http://h",
+                                      "restClientConfig": config}]}, "x")
+    assert caught.value.problems == [message]
+
+
+def test_a_misspelt_application_field_gets_the_nearest_name() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_applications({"apps": [{"name": "a", "appKey": "k", "url": "http://h",
+                                      "restClientconfig": {}}]}, "x")
+    assert caught.value.problems == [
+        "x: apps[0]: unknown field 'restClientconfig'; did you mean restClientConfig?"]

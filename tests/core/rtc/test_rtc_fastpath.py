@@ -7,6 +7,8 @@ NACK repairs what was dropped, and a player whose socket fails stalls nobody els
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import errno
 import itertools
 import os
@@ -28,7 +30,7 @@ from hookcast.rtc import compat, fastpath
 from hookcast.rtc.fastpath import Fanout, FastPlayer, Layout, equal_size_runs
 from hookcast.rtc.packets import make_packet
 from hookcast.rtc.relay import PublishedTrack, SubscriberCounters
-from tests.fastpath_shims import Lossy
+from tests.fastpath_shims import Lossy, Refusing
 
 # --- what goes on the wire ----------------------------------------------------------
 
@@ -374,3 +376,66 @@ def test_a_frame_the_fast_path_cannot_take_is_skipped_not_the_broadcast() -> Non
     published._dispatch(vp8_frame(1))
     assert len(received) == 2 and not published.ended  # the recorder still gets frames
     assert exploding.desynced == 2
+
+
+def tap_rtp(receiver: Any) -> list[RtpPacket]:
+    """Every RTP packet a viewer's receiver is handed (SRTP removed, RTX not unwrapped),
+    in arrival order: what the player got on the wire."""
+    seen: list[RtpPacket] = []
+    handle = receiver._handle_rtp_packet
+
+    async def tapped(packet: RtpPacket, arrival_time_ms: int) -> None:
+        seen.append(packet)
+        await handle(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = tapped
+    return seen
+
+
+def vp8_frame_start(packet: RtpPacket) -> bool | None:
+    """For the first packet of a VP8 frame: whether it is a keyframe (the P bit of the
+    payload header is 0); None for any other packet."""
+    descriptor, data = VpxPayloadDescriptor.parse(packet.payload)
+    if not descriptor.partition_start or descriptor.partition_id != 0:
+        return None
+    return not data[0] & 0x01
+
+
+@pytestmark_media
+async def test_a_player_whose_socket_refused_gets_nothing_before_a_keyframe() -> None:
+    """EAGAIN for a stretch: the rest of that frame is lost to the player, so it must
+    wait for a keyframe, and one is asked of the publisher at once. What it receives
+    first once its socket takes sends again is a keyframe, never a P-frame (which NACK
+    and the decoder would otherwise paper over)."""
+    room = await open_room("video/VP8", fast=True)
+    try:
+        viewer = await room.add_viewer()
+        sink = viewer.sinks["video"]
+        assert await wait_for(lambda: sink.frames > 10, within=10)
+        receiver = next(t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video")
+        packets = tap_rtp(receiver)
+        assert await wait_for(lambda: len(packets) > 20, within=10)
+        # the video payload type (an RTX packet, if a rare loss made one, has its own)
+        media_type = collections.Counter(p.payload_type for p in packets).most_common(1)[0][0]
+        player = fast_player(room, 0)
+        refusing = player.sock = Refusing(player.sock)
+        asked_before = len(room.publisher_keyframe_requests)
+        refusing.refusing = True
+        assert await wait_for(lambda: refusing.refused > 0, within=10)
+        await asyncio.sleep(1.0)  # frames go on upstream; the player gets none
+        asked = len(room.publisher_keyframe_requests) - asked_before
+        mark = len(packets)
+        refusing.refusing = False
+        assert await wait_for(
+            lambda: any(p.payload_type == media_type for p in packets[mark:]), within=10
+        ), "the player received nothing once its socket took sends again"
+        first = next(p for p in packets[mark:] if p.payload_type == media_type)
+        assert vp8_frame_start(first) is True, (
+            "the first frame after the refusal is not a keyframe "
+            f"(keyframe: {vp8_frame_start(first)})")
+        assert asked > 0, "no keyframe was asked of the publisher while the player waited"
+        frames = sink.frames
+        assert await wait_for(lambda: sink.frames > frames + 10, within=10)
+        assert sink.errors == 0
+    finally:
+        await room.close()
