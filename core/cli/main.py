@@ -122,6 +122,8 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         return _command(args, home)
     except ConfigError as error:
+        for warning in error.warnings:
+            print(f"hookcast: warning: {warning}", file=sys.stderr)
         for problem in error.problems:
             print(f"hookcast: {problem}", file=sys.stderr)
         return 2
@@ -170,8 +172,8 @@ def _config_list() -> int:
 
 def _config_check(home: Home) -> int:
     """What ``serve`` checks before it listens, every problem at once: the properties,
-    apps.json, the media address (status 2). Unknown properties are warnings, as
-    ``serve`` starts with them: listed, status 0."""
+    apps.json, the media address (status 2, the warnings listed with them). Unknown
+    properties are warnings, as ``serve`` starts with them: listed, status 0."""
     problems: list[str] = []
     warnings: list[str] = []
     try:
@@ -179,14 +181,15 @@ def _config_check(home: Home) -> int:
         problems += _media_address_problems(home, settings)
     except ConfigError as error:
         problems += error.problems
+        warnings += error.warnings
     try:
         load_applications(home.apps_file)
     except ConfigError as error:
         problems += error.problems
+    if problems:
+        raise ConfigError(problems, warnings)
     for warning in warnings:
         print(f"hookcast: warning: {warning}", file=sys.stderr)
-    if problems:
-        raise ConfigError(problems)
     count = len(warnings)
     note = f" ({count} warning{'' if count == 1 else 's'})" if count else ""
     print(f"{home.conf}: configuration is valid{note}")

@@ -369,11 +369,13 @@ def known_properties() -> Iterator[PropertyInfo]:
 
 
 class ConfigError(Exception):
-    """Configuration that stops the server: every problem found, one per line."""
+    """Configuration that stops the server: every problem found, one per line, and the
+    warnings (unknown properties) found beside them, so that none is hidden."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], warnings: list[str] | None = None) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.warnings = list(warnings or [])
 
 
 def parse_properties(raw: dict[str, str], source: str) -> tuple[Settings, list[str]]:
@@ -381,7 +383,7 @@ def parse_properties(raw: dict[str, str], source: str) -> tuple[Settings, list[s
 
     Returns the settings and the warnings (unknown properties, with the nearest
     known name). Raises ConfigError naming ``source``, the property and what is
-    wrong for every bad value.
+    wrong for every bad value, carrying the warnings too.
     """
     by_name = {info.name: info for info in known_properties()}
     values: dict[str, Any] = {}
@@ -397,11 +399,11 @@ def parse_properties(raw: dict[str, str], source: str) -> tuple[Settings, list[s
         except ValueError as error:
             problems.append(f"{source}: {name}={text}: {error}")
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, warnings)
     settings = Settings(**values)
     problems = [f"{source}: {problem}" for problem in _inconsistencies(settings)]
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, warnings)
     return settings, warnings
 
 
