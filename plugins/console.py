@@ -36,6 +36,7 @@ import jinja2
 from aiohttp import web
 
 from hookcast import (
+    PublicFiles,
     RestError,
     ServerInfo,
     Settings,
@@ -119,7 +120,7 @@ class Console:
         routes: list[web.AbstractRouteDef] = [web.get(path, self.page) for path, _, _ in PAGES]
         return [
             *routes,
-            web.static("/console/static", FILES / "static"),
+            *PublicFiles("/console/static/", FILES / "static").routes(),
             web.get("/console/events", self.events),
             web.post("/console/api/{group}/{method}", self.action),
             web.post("/console/login", self.login),

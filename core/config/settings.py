@@ -34,6 +34,7 @@ from hookcast.config.properties import (
     RotationType,
     Seconds,
     Text,
+    UrlPrefix,
 )
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,17 @@ class Settings:
     rest_api_allowed_networks: tuple[str, ...] = prop(
         "rest_api_allowed_networks", (), Networks(),
         "Client networks allowed to use the REST API and /metrics (CIDRs); empty = any "
+        "(hookcast)",
+    )
+    # --- web root ----------------------------------------------------------------
+    web_root_dir: str = prop(
+        "web_root_dir", "www", Text(),
+        "Folder of public pages and files served at web_root_path on the HTTP port, as WCS "
+        "serves its example pages (relative to the home); empty = none (hookcast)",
+    )
+    web_root_path: str = prop(
+        "web_root_path", "/www/", UrlPrefix(),
+        "URL path of web_root_dir: <web_root_path>page.html is <web_root_dir>/page.html "
         "(hookcast)",
     )
     # --- REST hooks --------------------------------------------------------------
