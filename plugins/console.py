@@ -47,6 +47,7 @@ from hookcast import (
     rest_authorized,
     rest_call,
 )
+from hookcast.plugins._console_signin import SignInThrottle, TooMany
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class Console:
         self._app: web.Application | None = None
         self.watchers = 0
         self.closing = False
-        self._attempts = asyncio.Lock()
+        self.signin = SignInThrottle()
 
     # --- hooks ----------------------------------------------------------------------
 
@@ -223,8 +224,9 @@ class Console:
 
     async def login(self, request: web.Request) -> web.Response:
         """``{"token"}`` from the sign-in form: a session cookie if it is the token.
-        Attempts are taken one at a time, a wrong one costing half a second: at most two
-        guesses a second, however many are sent at once."""
+        Each client address's attempts are taken one at a time, a wrong one costing it
+        half a second (``_console_signin``): at most two guesses a second per address,
+        however many it sends at once, while other addresses sign in at once."""
         try:
             check_access(request, self.settings, authenticated=True)  # networks, origins
             self._check_csrf(request)
@@ -232,11 +234,16 @@ class Console:
         except RestError as error:
             return web.json_response(error.body(), status=error.status)
         token = body.get("token") if isinstance(body, dict) else None
-        async with self._attempts:
-            if not isinstance(token, str) or not rest_authorized(self.settings,
-                                                                 f"Bearer {token}"):
-                await asyncio.sleep(0.5)
-                return web.json_response({"status": 401, "message": "wrong token"}, status=401)
+        try:
+            async with self.signin.turn(request.remote):
+                if not isinstance(token, str) or not rest_authorized(self.settings,
+                                                                     f"Bearer {token}"):
+                    await self.signin.wrong()
+                    return web.json_response({"status": 401, "message": "wrong token"},
+                                             status=401)
+        except TooMany as error:
+            return web.json_response({"status": error.status, "message": error.message},
+                                     status=error.status, headers={"Retry-After": "5"})
         expires = int(time.time() + SESSION_SECONDS)
         response = web.json_response({"signedIn": True})
         response.set_cookie(SESSION_COOKIE, self._session_value(expires), httponly=True,
