@@ -174,7 +174,10 @@ class Console:
         app = request.app
         template = next(t for path, _, t in PAGES if path == request.path)
         data: dict[str, Any] = {}
-        if request.path == "/records":
+        if request.path == "/play":  # /play?name=X plays X at once (&wait=1: until it comes)
+            data["name"] = request.query.get("name", "stream1")
+            data["wait"] = request.query.get("wait") in ("1", "true", "on")
+        elif request.path == "/records":
             data["records"] = (await rest_call(app, "/rest-api/records/find_all"))[1] or []
         elif request.path == "/media":
             data["files"] = (await rest_call(app, "/rest-api/media/find_all"))[1] or []
