@@ -13,8 +13,10 @@ import aiohttp
 import pytest
 
 from hookcast.config.home import Home
+from hookcast.keys import ENGINE
 from hookcast.plugins._console_signin import MAX_WAITING, PENALTY, SignInThrottle, TooMany
 from hookcast.server import Server
+from tests.core.rtc.relay_harness import PatternVideoTrack
 
 TOKEN = "the-right-token"
 CSRF = {"Cookie": "hookcast_csrf=abc", "X-CSRF-Token": "abc",
@@ -93,3 +95,85 @@ async def test_the_throttle_is_bounded() -> None:
     release.set()
     await asyncio.gather(*held)
     assert throttle.addresses == 0
+
+
+HOSTILE = ("<script>alert(1)</script>", "\"'><img src=x onerror=alert(1)>")
+
+
+@pytest.fixture
+async def publishing(home: Home, start_server: Callable[..., Any],
+                     connect_client: Callable[..., Any]) -> Callable[..., Any]:
+    """``await publishing(*names, **properties)``: a server with those names PUBLISHING
+    (recorded), and the client publishing them."""
+    async def start(*names: str, **properties: str) -> tuple[Server, Any]:
+        server: Server = await start_server(home, **properties)
+        client = await connect_client(server)
+        for name in names:
+            stream = await client.publish(name, [PatternVideoTrack()], record=True)
+            await stream.wait_status("PUBLISHING")
+        return server, client
+    return start
+
+
+async def post(server: Server, path: str, headers: dict[str, str],
+               body: bytes = b"{}") -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.post(
+            f"http://127.0.0.1:{server.http_port}{path}", data=body, headers=headers) as answer:
+        return answer.status, await answer.json()
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_console_actions_need_the_csrf_token(publishing: Callable[..., Any]) -> None:
+    """A forged action (no X-CSRF-Token, a wrong one, no cookie to match) is refused
+    with 403 naming the header, and stops nothing; the page's own token works."""
+    server, _ = await publishing("cam", record_streams="false")
+    json_type = {"Content-Type": "application/json"}
+    for path in ("/console/api/stream/terminate", "/console/login"):
+        for headers in ({**json_type},
+                        {**json_type, "Cookie": "hookcast_csrf=abc"},
+                        {**json_type, "Cookie": "hookcast_csrf=abc", "X-CSRF-Token": "abd"},
+                        {**json_type, "X-CSRF-Token": "abc"},
+                        {**json_type, "Cookie": "hookcast_csrf=", "X-CSRF-Token": ""}):
+            status, answer = await post(server, path, headers)
+            assert status == 403, (path, headers)
+            assert answer["field"] == "X-CSRF-Token" and "missing or wrong" in answer["message"]
+    streams = server.http_app[ENGINE].registry
+    assert [s.status for s in streams.find()] == ["PUBLISHING"]
+    status, answer = await post(server, "/console/api/stream/terminate", CSRF)
+    assert status == 200 and len(answer["terminated"]) == 1
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_pages_show_hostile_stream_names_escaped(
+        home: Home, publishing: Callable[..., Any]) -> None:
+    """Names published by a real client (recorded under their own name) and a name in
+    /play?name= come back as text on the server-rendered pages, never as markup."""
+    server, client = await publishing(*HOSTILE, stream_record_policy="streamName")
+    await asyncio.sleep(1.5)
+    await client.close()  # the recordings are finished, named after the streams
+    base = f"http://127.0.0.1:{server.http_port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            async with http.get(f"{base}/rest-api/records/find_all") as answer:
+                if len(await answer.json()) == 2:
+                    break
+            await asyncio.sleep(0.1)
+        pages = {}
+        for path, query in (("/records", {}), ("/play", {"name": HOSTILE[0]}),
+                            ("/play", {"name": HOSTILE[1]})):
+            async with http.get(base + path, params=query) as page:
+                assert page.status == 200
+                pages[(path, query.get("name"))] = await page.text()
+    records = pages[("/records", None)]
+    for raw, escaped in (("<script>alert(1)<script>.webm",  # (the record name drops "/")
+                          "&lt;script&gt;alert(1)&lt;script&gt;.webm"),
+                         (HOSTILE[1] + ".webm",
+                          "&#34;&#39;&gt;&lt;img src=x onerror=alert(1)&gt;.webm")):
+        assert raw not in records and escaped in records
+    for name, escaped in zip(HOSTILE, ("&lt;script&gt;alert(1)&lt;/script&gt;",
+                                      "&#34;&#39;&gt;&lt;img src=x onerror=alert(1)&gt;"),
+                             strict=True):
+        page = pages[("/play", name)]
+        assert name not in page and f'value="{escaped}"' in page
+    for page in pages.values():
+        assert "<script>alert" not in page and "<img src=x" not in page
