@@ -11,7 +11,11 @@ Everything it shows and does goes through the REST API, in-process
 - Access: the REST API's networks and auth. With ``rest_api_user`` the browser asks for
   Basic credentials; with ``rest_api_token`` pages answer a sign-in form, whose token
   (checked) becomes a session cookie (an HMAC of the token, ``HttpOnly``,
-  ``SameSite=Strict``). Cross-site requests are refused (403).
+  ``SameSite=Strict``); wrong tokens are slowed per client address
+  (``_console_signin``), never for everyone. Cross-site requests are refused (403).
+- ``/console/static/`` is public (``hookcast.PublicFiles``: CORS ``*``, so other sites'
+  pages may import ``wcs.js``); nothing else of the console is.
+- ``/play?name=X`` plays X at once (``&wait=1``: tries again until it is published).
 - Cross-site request forgery: every action must carry ``X-CSRF-Token`` equal to the
   ``hookcast_csrf`` cookie (``SameSite=Strict``) the pages set and embed: another site
   can neither read nor send it (403 otherwise).
