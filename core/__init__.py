@@ -11,6 +11,7 @@ from hookcast.api.rest import plugin_rest_routes as rest_routes
 from hookcast.api.schema import Field as RestField
 from hookcast.api.schema import Method as RestMethod
 from hookcast.api.schema import RestError
+from hookcast.api.webroot import PublicFiles
 from hookcast.config.apps import REST_METHODS, Application, Applications, load_applications
 from hookcast.config.home import Home, UnsafePath, inside, media_folder
 from hookcast.config.properties import Rotation, host_allowed
@@ -56,6 +57,7 @@ __all__ = [
     "MethodConfig",
     "NameInUse",
     "NotPublished",
+    "PublicFiles",
     "RecordingInfo",
     "Refuse",
     "RestError",

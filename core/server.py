@@ -24,6 +24,7 @@ from hookcast.api.health import core_routes
 from hookcast.api.prometheus import make_registry, prometheus_routes
 from hookcast.api.records import record_routes
 from hookcast.api.rest import RestHandler, rest_middleware, rest_routes
+from hookcast.api.webroot import overlap, web_root
 from hookcast.bus import HookBus
 from hookcast.config.apps import load_applications
 from hookcast.config.home import Home, media_folder
@@ -86,6 +87,7 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
     app.add_routes(record_routes())
     app.add_routes(prometheus_routes())
     _add_plugin_routes(app, bus, settings, home)
+    _add_web_root(app, home, settings)
     app[MEDIA] = Catalogue(media_folder(home.root, settings.media_dir))
     app.cleanup_ctx.append(_plugin_reload_ctx)
     app.cleanup_ctx.append(_media_ctx)
@@ -125,6 +127,21 @@ def _add_plugin_routes(app: web.Application, bus: HookBus, settings: Settings, h
                     and isinstance(served, RestHandler):
                 app[PLUGIN_METHODS].append(served.method)
                 app[PLUGIN_HANDLERS][served.method.path] = served
+
+
+def _add_web_root(app: web.Application, home: Home, settings: Settings) -> None:
+    """``web_root_dir`` at ``web_root_path``, after every other route: a path that
+    another route already serves (or lies in) stops the start, naming the property."""
+    root = web_root(home, settings)
+    if root is None:
+        return
+    taken = overlap(root.prefix, app)
+    if taken is not None:
+        raise StartupError(f"web_root_path={root.prefix}: {taken} is already served there; "
+                           "choose another path")
+    app.add_routes(root.routes())
+    missing = "" if root.folder.is_dir() else " (missing: create it to serve pages)"
+    log.info("web root %s served at %s%s", root.folder, root.prefix, missing)
 
 
 async def _plugin_reload_ctx(app: web.Application) -> AsyncIterator[None]:

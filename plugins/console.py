@@ -11,7 +11,11 @@ Everything it shows and does goes through the REST API, in-process
 - Access: the REST API's networks and auth. With ``rest_api_user`` the browser asks for
   Basic credentials; with ``rest_api_token`` pages answer a sign-in form, whose token
   (checked) becomes a session cookie (an HMAC of the token, ``HttpOnly``,
-  ``SameSite=Strict``). Cross-site requests are refused (403).
+  ``SameSite=Strict``); wrong tokens are slowed per client address
+  (``_console_signin``), never for everyone. Cross-site requests are refused (403).
+- ``/console/static/`` is public (``hookcast.PublicFiles``: CORS ``*``, so other sites'
+  pages may import ``wcs.js``); nothing else of the console is.
+- ``/play?name=X`` plays X at once (``&wait=1``: tries again until it is published).
 - Cross-site request forgery: every action must carry ``X-CSRF-Token`` equal to the
   ``hookcast_csrf`` cookie (``SameSite=Strict``) the pages set and embed: another site
   can neither read nor send it (403 otherwise).
@@ -36,6 +40,7 @@ import jinja2
 from aiohttp import web
 
 from hookcast import (
+    PublicFiles,
     RestError,
     ServerInfo,
     Settings,
@@ -46,6 +51,7 @@ from hookcast import (
     rest_authorized,
     rest_call,
 )
+from hookcast.plugins._console_signin import SignInThrottle, TooMany
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +103,7 @@ class Console:
         self._app: web.Application | None = None
         self.watchers = 0
         self.closing = False
-        self._attempts = asyncio.Lock()
+        self.signin = SignInThrottle()
 
     # --- hooks ----------------------------------------------------------------------
 
@@ -119,7 +125,7 @@ class Console:
         routes: list[web.AbstractRouteDef] = [web.get(path, self.page) for path, _, _ in PAGES]
         return [
             *routes,
-            web.static("/console/static", FILES / "static"),
+            *PublicFiles("/console/static/", FILES / "static").routes(),
             web.get("/console/events", self.events),
             web.post("/console/api/{group}/{method}", self.action),
             web.post("/console/login", self.login),
@@ -172,7 +178,10 @@ class Console:
         app = request.app
         template = next(t for path, _, t in PAGES if path == request.path)
         data: dict[str, Any] = {}
-        if request.path == "/records":
+        if request.path == "/play":  # /play?name=X plays X at once (&wait=1: until it comes)
+            data["name"] = request.query.get("name", "stream1")
+            data["wait"] = request.query.get("wait") in ("1", "true", "on")
+        elif request.path == "/records":
             data["records"] = (await rest_call(app, "/rest-api/records/find_all"))[1] or []
         elif request.path == "/media":
             data["files"] = (await rest_call(app, "/rest-api/media/find_all"))[1] or []
@@ -222,8 +231,9 @@ class Console:
 
     async def login(self, request: web.Request) -> web.Response:
         """``{"token"}`` from the sign-in form: a session cookie if it is the token.
-        Attempts are taken one at a time, a wrong one costing half a second: at most two
-        guesses a second, however many are sent at once."""
+        Each client address's attempts are taken one at a time, a wrong one costing it
+        half a second (``_console_signin``): at most two guesses a second per address,
+        however many it sends at once, while other addresses sign in at once."""
         try:
             check_access(request, self.settings, authenticated=True)  # networks, origins
             self._check_csrf(request)
@@ -231,11 +241,16 @@ class Console:
         except RestError as error:
             return web.json_response(error.body(), status=error.status)
         token = body.get("token") if isinstance(body, dict) else None
-        async with self._attempts:
-            if not isinstance(token, str) or not rest_authorized(self.settings,
-                                                                 f"Bearer {token}"):
-                await asyncio.sleep(0.5)
-                return web.json_response({"status": 401, "message": "wrong token"}, status=401)
+        try:
+            async with self.signin.turn(request.remote):
+                if not isinstance(token, str) or not rest_authorized(self.settings,
+                                                                     f"Bearer {token}"):
+                    await self.signin.wrong()
+                    return web.json_response({"status": 401, "message": "wrong token"},
+                                             status=401)
+        except TooMany as error:
+            return web.json_response({"status": error.status, "message": error.message},
+                                     status=error.status, headers={"Retry-After": "5"})
         expires = int(time.time() + SESSION_SECONDS)
         response = web.json_response({"signedIn": True})
         response.set_cookie(SESSION_COOKIE, self._session_value(expires), httponly=True,

@@ -80,6 +80,8 @@ async def test_init_serve_publish_and_play_from_the_wheel(venv: Path, tmp_path: 
         # the console's pages and scripts come from the installed package
         assert "Dashboard" in await asyncio.to_thread(served.get, "/")
         assert "class WcsSession" in await asyncio.to_thread(served.get, "/console/static/wcs.js")
+        # the web root hookcast init wrote from the package's files
+        assert "hookcast web root" in await asyncio.to_thread(served.get, "/www/")
     finally:
         stderr = served.stop()
     assert served.process.returncode == 0, stderr

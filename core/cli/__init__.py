@@ -1,4 +1,5 @@
-"""The ``hookcast`` command line: serve, init, config, plugins, streams, apps."""
+"""The ``hookcast`` command line: serve, init, config, plugins, streams, terminate, apps,
+pull, push, records, vod."""
 
 from hookcast.cli.main import main
 

@@ -1,4 +1,5 @@
-"""The ``hookcast`` command: serve, init, config, plugins, streams, terminate, apps."""
+"""The ``hookcast`` command: serve, init, config, plugins, streams, terminate, apps,
+app-rest-method, pull, push, records, vod."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ from typing import Any
 
 from hookcast.bus import HookBus
 from hookcast.cli import apps as apps_cli
+from hookcast.cli import rest_commands
 from hookcast.cli.rest_client import (
-    STREAM_NOT_FOUND,
     RestCallError,
     Unreachable,
     call,
     format_streams,
     http_url,
     is_stream_list,
+    message_of,
+    none_found,
     not_the_rest_api,
     parse_bool,
 )
@@ -90,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     terminate.add_argument("--all", action="store_true", help="stop every stream (no filter)")
     apps_cli.add_parsers(commands, home)
+    rest_commands.add_parsers(commands, server)
     return parser
 
 
@@ -125,6 +129,8 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         return _command(args, home)
     except ConfigError as error:
+        for warning in error.warnings:
+            print(f"hookcast: warning: {warning}", file=sys.stderr)
         for problem in error.problems:
             print(f"hookcast: {problem}", file=sys.stderr)
         return 2
@@ -161,6 +167,9 @@ def _command(args: argparse.Namespace, home: Home) -> int:
         return _streams(args, settings)
     if args.command == "terminate":
         return _terminate(args, settings)
+    if args.command in rest_commands.GROUPS:
+        base = args.url or server_url(settings)
+        return rest_commands.run(args, rest_commands.Rest(base, settings))
     return _serve(home, settings)
 
 
@@ -173,8 +182,8 @@ def _config_list() -> int:
 
 def _config_check(home: Home) -> int:
     """What ``serve`` checks before it listens, every problem at once: the properties,
-    apps.json, the media address (status 2). Unknown properties are warnings, as
-    ``serve`` starts with them: listed, status 0."""
+    apps.json, the media address (status 2, the warnings listed with them). Unknown
+    properties are warnings, as ``serve`` starts with them: listed, status 0."""
     problems: list[str] = []
     warnings: list[str] = []
     try:
@@ -182,14 +191,15 @@ def _config_check(home: Home) -> int:
         problems += _media_address_problems(home, settings)
     except ConfigError as error:
         problems += error.problems
+        warnings += error.warnings
     try:
         load_applications(home.apps_file)
     except ConfigError as error:
         problems += error.problems
+    if problems:
+        raise ConfigError(problems, warnings)
     for warning in warnings:
         print(f"hookcast: warning: {warning}", file=sys.stderr)
-    if problems:
-        raise ConfigError(problems)
     count = len(warnings)
     note = f" ({count} warning{'' if count == 1 else 's'})" if count else ""
     print(f"{home.conf}: configuration is valid{note}")
@@ -225,7 +235,7 @@ def _plugins(args: argparse.Namespace, home: Home, settings: Settings) -> int:
         report = _dry_load(home, settings)
     else:
         if status != 200:
-            print(f"hookcast: {_message(report)}", file=sys.stderr)
+            print(f"hookcast: {message_of(report)}", file=sys.stderr)
             return 1
         if not (isinstance(report, dict) and all(
                 isinstance(report.get(key), list) for key in ("plugins", "disabled", "failures"))):
@@ -250,23 +260,14 @@ def _dry_load(home: Home, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _message(body: Any) -> str:
-    return str(body.get("message", body)) if isinstance(body, dict) else str(body)
-
-
-def _none_found(status: int, body: Any) -> bool:
-    """The REST API's 404 for "no stream matches" (not an unknown method's 404)."""
-    return status == 404 and _message(body) == STREAM_NOT_FOUND
-
-
 def _streams(args: argparse.Namespace, settings: Settings) -> int:
     base = args.url or server_url(settings)
     path = "/rest-api/stream/find_all"
     status, body = call(base, path, None, settings)
-    if _none_found(status, body):
+    if none_found(status, body):
         body = []
     elif status != 200:
-        print(f"hookcast: {_message(body)}", file=sys.stderr)
+        print(f"hookcast: {message_of(body)}", file=sys.stderr)
         return 1
     if not is_stream_list(body):
         raise not_the_rest_api(base, path, f"{status} JSON that is not a list of streams")
@@ -287,11 +288,11 @@ def _terminate(args: argparse.Namespace, settings: Settings) -> int:
     base = args.url or server_url(settings)
     path = "/rest-api/stream/terminate"
     status, body = call(base, path, filters, settings)
-    if _none_found(status, body) and not filters:
+    if none_found(status, body) and not filters:
         print("no streams")
         return 0
     if status != 200:
-        print(f"hookcast: {_message(body)}", file=sys.stderr)
+        print(f"hookcast: {message_of(body)}", file=sys.stderr)
         return 1
     terminated = body.get("terminated") if isinstance(body, dict) else None
     if not isinstance(terminated, list):

@@ -1,4 +1,5 @@
-"""``hookcast streams``, ``terminate`` and ``plugins``: the REST API from the command line."""
+"""Calling the REST API from the command line: the HTTP call, the checks of its answer
+and the tables (``streams``, ``terminate``, ``plugins`` and ``rest_commands``)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,17 @@ def not_the_rest_api(base: str, path: str, answer: str) -> NotTheRestApi:
     )
 
 
+def message_of(body: Any) -> str:
+    """What an error answer says (its ``message``), or the answer itself."""
+    return str(body.get("message", body)) if isinstance(body, dict) else str(body)
+
+
+def none_found(status: int, body: Any, not_found: str = STREAM_NOT_FOUND) -> bool:
+    """The 404 a method answers when nothing matches (``not_found``, as WCS words it),
+    not an unknown method's 404."""
+    return status == 404 and message_of(body) == not_found
+
+
 def is_stream_list(body: Any) -> bool:
     return isinstance(body, list) and all(
         isinstance(s, dict) and isinstance(s.get("mediaSessionId"), str)
@@ -92,30 +104,40 @@ def is_stream_list(body: Any) -> bool:
 
 
 #: Table columns: title, widest a cell may be (longer text is cut and ends with …).
-_COLUMNS = (("MEDIA SESSION", 40), ("NAME", 40), ("ROLE", 9), ("STATUS", 12), ("CODECS", 11))
+Columns = tuple[tuple[str, int], ...]
+_STREAM_COLUMNS: Columns = (("MEDIA SESSION", 40), ("NAME", 40), ("ROLE", 9), ("STATUS", 12),
+                            ("CODECS", 11), ("SIZE", 0))
 
 
-def format_streams(streams: list[dict[str, Any]]) -> str:
-    """One line a stream: id, name, role, status, codecs, size. Columns are as wide as
-    their widest cell up to a limit (wider text is cut, ending with …), measured in
-    terminal columns (a CJK character takes two); control characters are escaped."""
-    rows = [[title for title, _ in _COLUMNS] + ["SIZE"]]
-    for s in sorted(streams, key=lambda s: (s["name"], not s.get("published"))):
-        codecs = "/".join(str(c) for c in (s.get("videoCodec"), s.get("audioCodec")) if c)
-        rows.append([_printable(str(cell)) for cell in (
-            s["mediaSessionId"], s["name"], "publisher" if s.get("published") else "player",
-            s.get("status", "-"), codecs or "-",
-            f"{s.get('width', 0)}x{s.get('height', 0)}" if s.get("width") else "-",
-        )])
+def format_table(columns: Columns, rows: list[list[str]]) -> str:
+    """A header line and one line a row. Columns are as wide as their widest cell up to
+    their limit (wider text is cut, ending with …), measured in terminal columns (a CJK
+    character takes two); the last column is never cut nor padded; control characters
+    are escaped."""
+    table = [[title for title, _ in columns]]
+    table += [[_printable(cell) for cell in row] for row in rows]
     widths = [
-        min(limit, max(_width(row[index]) for row in rows))
-        for index, (_, limit) in enumerate(_COLUMNS)
+        min(limit, max(_width(row[index]) for row in table))
+        for index, (_, limit) in enumerate(columns[:-1])
     ]
     return "\n".join(
         " ".join([*(_fit(cell, width) for cell, width in zip(row[:-1], widths, strict=True)),
                   row[-1]])
-        for row in rows
+        for row in table
     )
+
+
+def format_streams(streams: list[dict[str, Any]]) -> str:
+    """One line a stream: id, name, role, status, codecs, size (``format_table``)."""
+    rows = []
+    for s in sorted(streams, key=lambda s: (s["name"], not s.get("published"))):
+        codecs = "/".join(str(c) for c in (s.get("videoCodec"), s.get("audioCodec")) if c)
+        rows.append([str(cell) for cell in (
+            s["mediaSessionId"], s["name"], "publisher" if s.get("published") else "player",
+            s.get("status", "-"), codecs or "-",
+            f"{s.get('width', 0)}x{s.get('height', 0)}" if s.get("width") else "-",
+        )])
+    return format_table(_STREAM_COLUMNS, rows)
 
 
 def _printable(text: str) -> str:

@@ -1,4 +1,4 @@
-"""The server home: the folder holding conf/, media/, records/, hooks/ and plugins/."""
+"""The server home: the folder holding conf/, media/, records/, hooks/, plugins/ and www/."""
 
 from __future__ import annotations
 
@@ -50,6 +50,11 @@ class Home:
     @property
     def plugins(self) -> Path:
         return self.root / "plugins"
+
+    @property
+    def www(self) -> Path:
+        """The web root ``hookcast init`` makes (``web_root_dir``'s default)."""
+        return self.root / "www"
 
     def resolve(self, relative: str) -> Path:
         """A path named in configuration: absolute as given, else relative to the home."""

@@ -357,3 +357,25 @@ class RecordNameEncoding(PropertyType[str]):
 
     def format(self, value: str) -> str:
         return f"true,{value}" if value else "false"
+
+
+_URL_SEGMENT = re.compile(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$")
+
+
+class UrlPrefix(PropertyType[str]):
+    """A URL path that ends with ``/`` (``/www/``, ``/client2/examples/``): segments of
+    letters, digits, ``-``, ``.``, ``_``, ``~``, none hidden (starting with ``.``); never
+    ``/`` alone (the console's dashboard)."""
+
+    name = "URL path /name/"
+
+    def parse(self, raw: str) -> str:
+        path = raw.strip()
+        if not path.endswith("/"):
+            path += "/"
+        segments = path.strip("/").split("/")
+        if not path.startswith("/") or path == "/" \
+                or not all(_URL_SEGMENT.match(segment) for segment in segments):
+            raise ValueError("expected a URL path such as /www/ (segments of letters, digits, "
+                             "- . _ ~, none starting with a dot; not / alone)")
+        return path

@@ -35,6 +35,7 @@ from hookcast.config.properties import (
     RotationType,
     Seconds,
     Text,
+    UrlPrefix,
 )
 
 log = logging.getLogger(__name__)
@@ -197,6 +198,17 @@ class Settings:
     rest_api_allowed_networks: tuple[str, ...] = prop(
         "rest_api_allowed_networks", (), Networks(),
         "Client networks allowed to use the REST API and /metrics (CIDRs); empty = any "
+        "(hookcast)",
+    )
+    # --- web root ----------------------------------------------------------------
+    web_root_dir: str = prop(
+        "web_root_dir", "www", Text(),
+        "Folder of public pages and files served at web_root_path on the HTTP port, as WCS "
+        "serves its example pages (relative to the home); empty = none (hookcast)",
+    )
+    web_root_path: str = prop(
+        "web_root_path", "/www/", UrlPrefix(),
+        "URL path of web_root_dir: <web_root_path>page.html is <web_root_dir>/page.html "
         "(hookcast)",
     )
     # --- REST hooks --------------------------------------------------------------
@@ -412,11 +424,13 @@ def known_properties() -> Iterator[PropertyInfo]:
 
 
 class ConfigError(Exception):
-    """Configuration that stops the server: every problem found, one per line."""
+    """Configuration that stops the server: every problem found, one per line, and the
+    warnings (unknown properties) found beside them, so that none is hidden."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], warnings: list[str] | None = None) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.warnings = list(warnings or [])
 
 
 def parse_properties(raw: dict[str, str], source: str) -> tuple[Settings, list[str]]:
@@ -424,7 +438,7 @@ def parse_properties(raw: dict[str, str], source: str) -> tuple[Settings, list[s
 
     Returns the settings and the warnings (unknown properties, with the nearest
     known name). Raises ConfigError naming ``source``, the property and what is
-    wrong for every bad value.
+    wrong for every bad value, carrying the warnings too.
     """
     by_name = {info.name: info for info in known_properties()}
     values: dict[str, Any] = {}
@@ -440,11 +454,11 @@ def parse_properties(raw: dict[str, str], source: str) -> tuple[Settings, list[s
         except ValueError as error:
             problems.append(f"{source}: {name}={text}: {error}")
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, warnings)
     settings = Settings(**values)
     problems = [f"{source}: {problem}" for problem in _inconsistencies(settings)]
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, warnings)
     return settings, warnings
 
 

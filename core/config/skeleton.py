@@ -2,8 +2,9 @@
 
 The home gets a commented conf/server.properties made from the settings table, the
 default conf/apps.json, an executable hooks/on_record_hook.sh, empty media/ and
-records/, and plugins/ with a short README. Nothing that exists is overwritten: if
-any of those files is already there, nothing at all is written.
+records/, plugins/ with a short README, and the web root www/ with an index.html that
+says what it is for. Nothing that exists is overwritten: if any of those files is
+already there, nothing at all is written.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def home_files(home: Home) -> dict[Path, tuple[str, int]]:
         home.apps_file: (apps, 0o644),
         home.hooks / "on_record_hook.sh": ((FILES / "on_record_hook.sh").read_text(), 0o755),
         home.plugins / "README.md": ((FILES / "plugins-README.md").read_text(), 0o644),
+        home.www / "index.html": ((FILES / "www-index.html").read_text(), 0o644),
     }
 
 
@@ -43,7 +45,7 @@ def init_home(home: Home) -> list[Path]:
         names = ", ".join(str(path.relative_to(home.root)) for path in existing)
         raise HomeExists(f"{home.root} already holds {names}; nothing was changed "
                          "(hookcast init never overwrites a file)")
-    for folder in (home.conf, home.hooks, home.plugins, home.media, home.records):
+    for folder in (home.conf, home.hooks, home.plugins, home.media, home.records, home.www):
         folder.mkdir(parents=True, exist_ok=True)
     for path, (text, mode) in planned.items():
         with open(path, "x", encoding="utf-8") as handle:  # "x": never overwrite

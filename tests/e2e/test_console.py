@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import av
@@ -93,8 +93,7 @@ async def test_publish_see_it_live_play_it_and_terminate_it(console: Console) ->
     dashboard = await console.open("/")
     await text_of(dashboard, "#streams", "cam", timeout=2)
     await text_of(dashboard, "#streams", "PUBLISHING", timeout=2)
-    player = await console.open("/play?name=cam")
-    await player.click("#start")
+    player = await console.open("/play?name=cam")  # plays at once
     await text_of(player, "#status", "PLAYING")
     await player.wait_for_function(f"() => ({FRAMES})('#video') > 30", timeout=15000)
     await text_of(player, "#resolution", "x", timeout=5)
@@ -154,8 +153,7 @@ async def test_vod_plays_from_the_media_page(console: Console, server: Server) -
     await media.click("tr[data-file='sample.mp4'] a.play")
     await media.wait_for_url(lambda url: urlsplit(url).path == "/play")
     assert await media.input_value("#name") == "vod://sample.mp4"
-    await media.click("#start")
-    await text_of(media, "#status", "PLAYING")
+    await text_of(media, "#status", "PLAYING")  # the link plays at once
     await media.wait_for_function(f"() => ({FRAMES})('#video') > 30", timeout=15000)
 
 
@@ -185,6 +183,38 @@ async def test_names_render_as_text_and_actions_need_the_token(console: Console,
             return [without.status, withToken.status];
         }""")
         assert (refused, done) == (403, 404)
+    finally:
+        await client.close()
+
+
+async def test_a_play_link_plays_at_once_and_an_early_viewer_can_wait(
+        console: Console, server: Server) -> None:
+    """/play?name=X plays X without a click. A viewer who comes before the publisher is
+    told so, may tick "wait for it" and sees the countdown to each new try; the stream
+    plays once it is published. &wait=1 waits from the start; Stop ends the waiting."""
+    player = await console.open("/play?name=later")
+    await text_of(player, "#status", "FAILED")
+    await text_of(player, "#info", "Stream not found")
+    await text_of(player, "#retry", "not published yet: tick “wait for it”")
+    await player.check("#wait")
+    await text_of(player, "#retry", "Stream not found; trying again in 5 s", timeout=2)
+    await text_of(player, "#retry", "trying again in 4 s", timeout=3)  # it counts down
+    assert await player.text_content("#start") == "Stop"
+    client = WcsClient(f"ws://127.0.0.1:{server.ws_port}/")
+    await client.connect()
+    try:
+        stream = await client.publish("later", [PatternVideoTrack()])
+        await stream.wait_status("PUBLISHING")
+        await text_of(player, "#status", "PLAYING", timeout=15)
+        await player.wait_for_function(f"() => ({FRAMES})('#video') > 30", timeout=15000)
+        assert await player.locator("#retry").is_hidden()
+        early = await console.open(f"/play?name={quote('nobody yet')}&wait=1")
+        await text_of(early, "#retry", "Stream not found; trying again in")
+        assert await early.is_checked("#wait")
+        await early.click("#start")  # Stop
+        await text_of(early, "#status", "STOPPED")
+        assert await early.locator("#retry").is_hidden()
+        assert await early.text_content("#start") == "Play"
     finally:
         await client.close()
 

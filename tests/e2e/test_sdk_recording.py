@@ -3,37 +3,32 @@ stop, follow the download link, play the file in the page's <video>.
 
 The page builds its download link from its own origin (``/client/records/<name>``, as
 WCS serves the examples and the records from one web server), so the page is served by
-hookcast itself: a drop-in plugin adds the SDK's files at /client/examples/, which is
-how an integrator would host the examples beside hookcast.
+hookcast itself: the SDK package is copied into the home's web root (www/, served at
+/www/), as an integrator hosts the examples beside hookcast.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 from collections.abc import Callable
 from typing import Any
 
 import av
 
 from hookcast.config.home import Home
-from tests.conftest import write_plugin
 from tests.e2e.conftest import Page, sdk_folder
 from tests.e2e.test_sdk_examples import wait_text
 
-EXAMPLE = "/client/examples/demo/streaming/stream_recording/recording.html"
+EXAMPLE = "/www/websdk/examples/demo/streaming/stream_recording/recording.html"
 
 
 async def test_stream_recording_example_records_and_plays_back(
     home: Home, start_server: Callable[..., Any], browser: Any
 ) -> None:
-    write_plugin(home, "examples", f"""
-    from aiohttp import web
-    from hookcast import hookimpl
-
-    @hookimpl
-    def register_rest_routes():
-        return [web.static("/client/", {str(sdk_folder())!r})]
-    """)
+    # copied (as hard links: quick), never symlinked: a symlink out of www/ is not served
+    shutil.copytree(sdk_folder(), home.www / "websdk", copy_function=os.link)
     server = await start_server(home)
     context = await browser.new_context()
     try:

@@ -1,23 +1,40 @@
 // The /play page: play a stream (live, vod:// or vod-live://), show its status and stats.
+// /play?name=X plays X at once. A stream that is not published yet ("Stream not found")
+// can be waited for: with "wait for it" ticked (or &wait=1), the page tries again every
+// RETRY_SECONDS, counting down where the viewer sees it, until it plays or Stop is pressed.
 import { serverUrl, WcsSession } from "./wcs.js";
 
+const RETRY_SECONDS = 5;
+const NOT_FOUND = "Stream not found";
+
 const $ = (id) => document.getElementById(id);
-const [form, settings, button, name] = [$("form"), $("settings"), $("start"), $("name")];
-const [statusBadge, info, video] = [$("status"), $("info"), $("video")];
+const [form, settings, button, name, wait] = [$("form"), $("settings"), $("start"), $("name"), $("wait")];
+const [statusBadge, info, retryText, video] = [$("status"), $("info"), $("retry"), $("video")];
 
 /** The playback under way, from the click to its end: {session, stream, timer, over}. */
 let run = null;
+/** The countdown to the next try while waiting for the stream: {timer, left}. */
+let retry = null;
+/** The last playback ended with "Stream not found" (ticking "wait for it" retries it). */
+let notFound = false;
 
-name.value = new URLSearchParams(location.search).get("name") || name.value;
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  if (run) stop(run);
+  if (retry) stopWaiting("Stopped by user");
+  else if (run) stop(run);
   else start();
 });
+wait.addEventListener("change", () => {
+  if (wait.checked && notFound && !run && !retry) waitForIt();
+  else if (!wait.checked && retry) stopWaiting("Stopped waiting");
+});
 addEventListener("pagehide", () => run && finish(run));
+if (new URLSearchParams(location.search).get("name")) start();
 
 async function start() {
   const current = run = { session: null, stream: null, timer: 0, over: false };
+  notFound = false;
+  hideRetry();
   setRunning(true);
   showStats({});
   try {
@@ -41,6 +58,7 @@ async function start() {
 /** The Stop button: stop playing (its STOPPED status shows), then release everything. */
 async function stop(current) {
   button.disabled = true;
+  current.stopped = true;
   if (current.stream) await current.stream.stop();
   else show("STOPPED", "Stopped by user");
   finish(current);
@@ -48,8 +66,40 @@ async function stop(current) {
 
 function showStream(current) {
   if (current !== run) return;
-  show(current.stream.status, current.stream.info);
-  if (current.stream.ended) finish(current);
+  const { status, info: text, ended } = current.stream;
+  show(status, text);
+  if (!ended) return;
+  finish(current);
+  if (status === "FAILED" && text === NOT_FOUND && !current.stopped) {
+    notFound = true;
+    if (wait.checked) waitForIt();
+    else showRetry(`not published yet: tick “wait for it” to try again every ${RETRY_SECONDS} s`);
+  }
+}
+
+/** Count RETRY_SECONDS down where the viewer sees it, then try again. */
+function waitForIt() {
+  let left = RETRY_SECONDS;
+  const tick = () => showRetry(`${NOT_FOUND}; trying again in ${left} s`);
+  retry = {
+    timer: setInterval(() => {
+      left -= 1;
+      if (left > 0) return tick();
+      clearInterval(retry.timer);
+      retry = null;
+      start();
+    }, 1000),
+  };
+  tick();
+  setRunning(true);
+}
+
+function stopWaiting(reason) {
+  clearInterval(retry.timer);
+  retry = null;
+  hideRetry();
+  show("STOPPED", reason);
+  setRunning(false);
 }
 
 /** Release the session (again if needed: a late connect too); the last frame stays shown. */
@@ -93,6 +143,16 @@ function show(status, text) {
   statusBadge.textContent = status;
   statusBadge.dataset.status = status;
   info.textContent = text;
+}
+
+function showRetry(text) {
+  retryText.textContent = text;
+  retryText.hidden = false;
+}
+
+function hideRetry() {
+  retryText.textContent = "";
+  retryText.hidden = true;
 }
 
 function setRunning(running) {

@@ -137,6 +137,25 @@ def test_config_check_reports_unknown_properties_as_warnings(home: Home) -> None
     assert result.stdout == f"{home.conf}: configuration is valid (2 warnings)\n"
 
 
+def test_config_check_lists_warnings_beside_errors(home: Home) -> None:
+    """A bad value does not hide an unknown property: every problem at once, status 2;
+    serve says the same before it refuses to start."""
+    home.properties_file.write_text("ws.prot=9000\nws.port=http\nrecord_rotatoin=20\n")
+    source = home.properties_file
+    expected = [
+        f"hookcast: warning: {source}: unknown property ws.prot; did you mean ws.port? (ignored)",
+        f"hookcast: warning: {source}: unknown property record_rotatoin; "
+        "did you mean record_rotation? (ignored)",
+        f"hookcast: {source}: ws.port=http: expected a whole number from 0 to 65535 "
+        "(TCP port, 0 picks a free one)",
+    ]
+    for command in (("config", "--check"), ("serve",)):
+        result = hookcast(*command, home=home)
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr.splitlines() == expected, command
+        assert "configuration is valid" not in result.stdout
+
+
 def test_config_check_and_serve_refuse_an_ip_not_of_this_machine(home: Home) -> None:
     """192.0.2.1 (TEST-NET-1) is never an address of this machine: an error, status 2,
     reported with every other problem; serve refuses it the same way."""

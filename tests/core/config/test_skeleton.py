@@ -28,7 +28,7 @@ def test_init_writes_a_home_that_checks_and_serves(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert sorted(tree(root)) == [
         "conf", "conf/apps.json", "conf/server.properties", "hooks", "hooks/on_record_hook.sh",
-        "media", "plugins", "plugins/README.md", "records"]
+        "media", "plugins", "plugins/README.md", "records", "www", "www/index.html"]
     assert [list((root / d).iterdir()) for d in ("media", "records")] == [[], []]
     script = root / "hooks" / "on_record_hook.sh"
     assert script.stat().st_mode & stat.S_IXUSR
@@ -42,6 +42,7 @@ def test_init_writes_a_home_that_checks_and_serves(tmp_path: Path) -> None:
     served = Served.start(home)
     try:
         assert served.wait_ready()["plugins"] == 9  # the built-ins
+        assert "<h1>hookcast web root</h1>" in served.get("/www/")  # www/index.html
     finally:
         served.stop()
 
@@ -69,7 +70,8 @@ def test_serve_on_a_missing_home_suggests_init(tmp_path: Path) -> None:
 
 
 def test_the_checkout_is_the_home_init_writes() -> None:
-    """The repository's own conf/, hooks/ and plugins/README.md are what init writes."""
+    """The repository's own conf/, hooks/, plugins/README.md and www/index.html are what
+    init writes."""
     for path, (text, mode) in home_files(Home(REPO)).items():
         assert path.read_text() == text, f"{path} differs from what hookcast init writes"
         assert path.stat().st_mode & 0o777 == mode, path
