@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from hookcast.api.guard import open_to_loopback_only
 from hookcast.api.health import core_routes
 from hookcast.api.prometheus import make_registry, prometheus_routes
 from hookcast.api.records import record_routes
@@ -295,20 +296,24 @@ class Server:
 
 
 def _warn_if_open(settings: Settings) -> None:
-    """The REST API can stop every stream: say so when anyone on the network may."""
+    """Say who may use the REST API and the console (they can stop every stream)."""
     if settings.rest_api_token or settings.rest_api_user:
         return
+    if open_to_loopback_only(settings):
+        log.info("the REST API and the console have no authentication: they answer clients "
+                 "on this machine only; set rest_api_token (or rest_api_user/"
+                 "rest_api_password) or rest_api_allowed_networks to open them")
+        return
     try:
-        loopback = ipaddress.ip_address(settings.bind_address).is_loopback
+        if ipaddress.ip_address(settings.bind_address).is_loopback:
+            return
     except ValueError:
-        loopback = False
-    if not loopback:
-        log.warning(
-            "the REST API on %s:%d has no authentication: anyone who can reach it can stop "
-            "every stream; set rest_api_token (or rest_api_user/rest_api_password), "
-            "rest_api_allowed_networks, or bind_address=127.0.0.1",
-            settings.bind_address, settings.http_port,
-        )
+        pass
+    log.warning(
+        "the REST API on %s:%d has no authentication: anyone in rest_api_allowed_networks "
+        "(%s) can stop every stream; set rest_api_token (or rest_api_user/rest_api_password)",
+        settings.bind_address, settings.http_port, ",".join(settings.rest_api_allowed_networks),
+    )
 
 
 def _say_media_addresses(settings: Settings) -> None:

@@ -3,7 +3,10 @@
 The REST API can stop every stream, so a browser page from another site must not be
 able to use it, and anything privileged honours the configured auth:
 
-- ``rest_api_allowed_networks`` (CIDRs): other client addresses get 403;
+- ``rest_api_allowed_networks`` (CIDRs): other client addresses get 403; without it, and
+  without auth, the REST API, ``/metrics`` and the console answer this machine's own
+  (loopback) clients only (``/rest-api/health`` and ``/rest-api/openapi.json`` stay open,
+  downloads follow the listed networks only);
 - cross-site browser requests (an ``Origin`` that is not this server's own) get 403
   unless ``rest_api_cors_origins`` lists the origin (or ``*``); only listed origins get
   CORS headers, so no other site can read an answer either;
@@ -39,7 +42,7 @@ def privileged(path: str) -> bool:
 def check(request: web.Request, settings: Settings) -> str | None:
     """Refuse (RestError) what the request may not do; return the cross-site origin to
     answer with CORS headers, if it is one that is allowed."""
-    _check_network(request, settings)
+    _check_network(request, settings, loopback_by_default=request.path not in OPEN_PATHS)
     _check_host(request, settings)
     origin = _cross_site_origin(request)
     if origin is not None and not _listed(settings, origin):
@@ -54,7 +57,7 @@ def check_access(request: web.Request, settings: Settings, authenticated: bool =
     """For a plugin's privileged pages (the console): networks, cross-site origins (none
     allowed) and, unless the plugin ``authenticated`` the request itself (a console
     session cookie), the REST API's auth. Raises RestError."""
-    _check_network(request, settings)
+    _check_network(request, settings, loopback_by_default=True)
     _check_host(request, settings)
     origin = _cross_site_origin(request)
     if origin is not None:
@@ -86,18 +89,32 @@ def require_json(request: web.Request) -> None:
                         "application/json")
 
 
-def _check_network(request: web.Request, settings: Settings) -> None:
-    if not settings.rest_api_allowed_networks:
+def open_to_loopback_only(settings: Settings) -> bool:
+    """True when the privileged surface answers this machine's own clients only: no
+    auth and no rest_api_allowed_networks."""
+    return not (settings.rest_api_allowed_networks or settings.rest_api_token
+                or settings.rest_api_user)
+
+
+def _check_network(request: web.Request, settings: Settings,
+                   loopback_by_default: bool = False) -> None:
+    networks = settings.rest_api_allowed_networks
+    if not networks and not (loopback_by_default and open_to_loopback_only(settings)):
         return
     try:
         address = ipaddress.ip_address((request.remote or "").split("%")[0])
     except ValueError:
         address = None
-    if address is None or not any(
-        address in ipaddress.ip_network(network) for network in settings.rest_api_allowed_networks
-    ):
-        raise RestError(403, f"client address {request.remote} is not in "
-                             "rest_api_allowed_networks")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if networks:
+        if address is None or not any(address in ipaddress.ip_network(n) for n in networks):
+            raise RestError(403, f"client address {request.remote} is not in "
+                                 "rest_api_allowed_networks")
+    elif address is None or not address.is_loopback:
+        raise RestError(403, f"client address {request.remote} is not allowed: without "
+                             "rest_api_token (or rest_api_user) this answers clients on "
+                             "this machine only; set rest_api_allowed_networks to open it")
 
 
 def request_host(request: web.Request) -> str | None:

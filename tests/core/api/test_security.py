@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -141,19 +143,99 @@ async def test_loopback_in_allowed_networks_passes(live: Callable[..., Any]) -> 
     assert status == 200 and [s["name"] for s in body] == ["cam"]
 
 
-@pytest.mark.parametrize(("properties", "warned"), [
-    ({"bind_address": "0.0.0.0"}, True),
-    ({"bind_address": "0.0.0.0", "rest_api_token": "secret"}, False),
-    ({"bind_address": "127.0.0.1"}, False),
+@pytest.mark.parametrize(("properties", "said"), [
+    ({"bind_address": "0.0.0.0"}, "answer clients on this machine only"),
+    ({"bind_address": "0.0.0.0", "rest_api_allowed_networks": "10.0.0.0/8"},
+     "anyone in rest_api_allowed_networks (10.0.0.0/8) can stop every stream"),
+    ({"bind_address": "127.0.0.1", "rest_api_allowed_networks": "10.0.0.0/8"}, None),
+    ({"bind_address": "0.0.0.0", "rest_api_token": "secret"}, None),
 ])
-async def test_startup_warns_when_the_api_is_open_to_the_network(
+async def test_startup_says_who_may_use_the_api(
     home: Home, start_server: Callable[..., Any], caplog: pytest.LogCaptureFixture,
-    properties: dict[str, str], warned: bool,
+    properties: dict[str, str], said: str | None,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="hookcast.server")
+    caplog.set_level(logging.INFO, logger="hookcast.server")
     await start_server(home, **properties)
-    warning = "has no authentication: anyone who can reach it can stop every stream"
-    assert (warning in caplog.text) is warned
+    lines = [r for r in caplog.records if "authentication" in r.getMessage()]
+    if said is None:
+        assert not lines
+    else:
+        (line,) = lines
+        assert said in line.getMessage()
+        assert line.levelno == (logging.INFO if "this machine" in said else logging.WARNING)
+
+
+@pytest.fixture
+def other_host() -> Iterator[str]:
+    """An address that is not loopback, on this namespace's loopback interface (the
+    tests' private network: nothing leaves it), for a client from "another machine"."""
+    if [name for _, name in socket.if_nameindex()] != ["lo"]:
+        pytest.skip("needs the tests' private network namespace (tests/isolated.sh) to add "
+                    "an address without touching the host's network")
+    address = "192.0.2.7"  # TEST-NET-1
+    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+    try:
+        yield address
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=False)
+
+
+async def from_host(address: str, method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(connector=connector) as http, \
+            http.request(method, url, **kwargs) as response:
+        body = await response.read()
+        try:
+            return response.status, json.loads(body)
+        except ValueError:
+            return response.status, body
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_without_auth_the_api_and_console_answer_this_machine_only(
+    live: Callable[..., Any], other_host: str,
+) -> None:
+    server = await live(bind_address="0.0.0.0")
+    base = f"http://{other_host}:{server.http_port}"
+    json_post = {"data": b"{}", "headers": {"Content-Type": "application/json"}}
+    for method, path, kwargs in [
+        ("POST", "/rest-api/stream/terminate", json_post),
+        ("POST", "/rest-api/pull/pull", {"data": b'{"uri": "ws://127.0.0.1:1/"}',
+                                         "headers": {"Content-Type": "application/json"}}),
+        ("POST", "/rest-api/records/delete", {"data": b'{"fileName": "x.mp4"}',
+                                              "headers": {"Content-Type": "application/json"}}),
+        ("GET", "/rest-api/stream/find_all", {}), ("GET", "/metrics", {}), ("GET", "/", {}),
+        ("GET", "/records", {}),
+    ]:
+        status, body = await from_host(other_host, method, f"{base}{path}", **kwargs)
+        assert status == 403, (path, status, body)
+        assert "rest_api_token" in str(body) and "rest_api_allowed_networks" in str(body), body
+    assert still_publishing(server)
+    # what stays open: health, the API's description, downloads, signalling
+    for path in ("/rest-api/health", "/rest-api/openapi.json", "/client/records/none.mp4"):
+        status, _ = await from_host(other_host, "GET", f"{base}{path}")
+        assert status in (200, 404), path
+    status, _ = await from_host("127.0.0.1", "GET",
+                                f"http://127.0.0.1:{server.http_port}/rest-api/stream/find_all")
+    assert status == 200
+    client = WcsClient(f"ws://{other_host}:{server.ws_port}/")
+    try:
+        assert (await client.connect())["sessionId"]
+    finally:
+        await client.close()
+
+
+@pytest.mark.usefixtures("loopback")
+@pytest.mark.parametrize("properties", [{"rest_api_token": "t0ken"},
+                                        {"rest_api_allowed_networks": "192.0.2.0/24"}])
+async def test_a_token_or_a_network_opens_the_api_to_other_machines(
+    live: Callable[..., Any], other_host: str, properties: dict[str, str],
+) -> None:
+    server = await live(bind_address="0.0.0.0", **properties)
+    status, body = await from_host(
+        other_host, "GET", f"http://{other_host}:{server.http_port}/rest-api/stream/find_all",
+        headers={"Authorization": "Bearer t0ken"})
+    assert status == 200, body
 
 
 @pytest.mark.parametrize("body", [b"[" * 100_000, b'{"name":' + b"[" * 40 + b"]" * 40 + b"}"])
