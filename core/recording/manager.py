@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -238,7 +239,8 @@ class Recordings:
             path, problem = await self._rename(finished, naming, found)
             finished = replace(finished, error=finished.error or problem)
         elif size:  # a crash from here on: announced again at the next start
-            await asyncio.to_thread(store.write_marker, path, _finishing(finished))
+            await _on_disk(f"{path.name}: its state", store.write_marker, path,
+                           _finishing(finished))
         await self._finished(replace(
             finished, path=path, stream=replace(finished.stream, record_name=path.name)))
 
@@ -248,8 +250,8 @@ class Recordings:
         announced again at the next start."""
         self.finished += 1
         await self.bus.on_record_finished(info)
-        await asyncio.to_thread(store.make_final, info.path,
-                                _sidecar(info) if info.size else None)
+        await _on_disk(f"{info.path.name}: its stream name and times", store.make_final,
+                       info.path, _sidecar(info) if info.size else None)
 
     async def _rename(self, finished: RecordingInfo, naming: Naming,
                       found: Probe | None) -> tuple[Path, str]:
@@ -272,7 +274,8 @@ class Recordings:
         except OSError as error:
             failure = f"cannot rename {path.name}: {type(error).__name__}: {error}"
             log.error("%s", failure)
-            await asyncio.to_thread(store.write_marker, path, _finishing(finished))
+            await _on_disk(f"{path.name}: its state", store.write_marker, path,
+                           _finishing(finished))
             return path, failure
         await asyncio.to_thread(store.marker_of(path).unlink, True)
         return renamed, ""
@@ -356,6 +359,16 @@ class Recordings:
         for media_session_id in list(self.active):
             await self.stop(media_session_id)
         await self._tasks.wait()
+
+
+async def _on_disk(what: str, function: Callable[..., None], *args: Any) -> None:
+    """Run ``function(*args)`` off the loop; a disk that refuses (full, read-only) is
+    logged, never stops the file being announced."""
+    try:
+        await asyncio.to_thread(function, *args)
+    except OSError as error:
+        log.error("%s cannot be kept: %s: %s", what, type(error).__name__,
+                  error.strerror or error)
 
 
 def _finishing(info: RecordingInfo) -> dict[str, Any]:

@@ -105,10 +105,14 @@ def media_of(marker: Path) -> Path:
 
 
 def make_final(path: Path, sidecar: dict[str, Any] | None) -> None:
-    """The file is final: its sidecar written (when there is a file), its marker gone."""
-    if sidecar is not None and os.path.lexists(path):
-        _write_json(sidecar_of(path), path.with_name(TEMPORARY.format(path.name)), sidecar)
-    marker_of(path).unlink(missing_ok=True)
+    """The file is final: its sidecar written (when there is a file), its marker gone —
+    gone even when the sidecar cannot be written (a full disk: OSError, raised after)."""
+    try:
+        if sidecar is not None and os.path.lexists(path):
+            _write_json(sidecar_of(path), path.with_name(TEMPORARY.format(path.name)),
+                        sidecar)
+    finally:
+        marker_of(path).unlink(missing_ok=True)
 
 
 # --- reading and deleting final files ----------------------------------------------------
