@@ -54,11 +54,11 @@ def requested_span(header: str | None, size: int) -> Span | None:
     if header is None:
         return None
     unit, equals, specs = header.partition("=")
-    if not equals or unit.strip().lower() != "bytes":
+    if not equals or unit.lower() != "bytes":
         return None  # another unit: ignored
     if "," in specs:
         return None  # several ranges: ignored, the whole file is served
-    match = _SPEC.fullmatch(specs.strip())
+    match = _SPEC.fullmatch(specs)
     if match is None or not any(match.groups()):
         raise Unsatisfiable(f"not a byte range: {header!r}")
     try:
