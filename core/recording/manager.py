@@ -194,7 +194,7 @@ class Recordings:
         # no file was opened at these: their markers must not look like a crash
         for path in recorder.unused_paths:
             self._namings.pop(path, None)
-        await asyncio.to_thread(_unlink_markers, recorder.unused_paths)
+        await asyncio.to_thread(store.unlink_markers, recorder.unused_paths)
 
     # --- each file ----------------------------------------------------------------------
 
@@ -240,7 +240,7 @@ class Recordings:
             finished = replace(finished, error=finished.error or problem)
         elif size:  # a crash from here on: announced again at the next start
             await _on_disk(f"{path.name}: its state", store.write_marker, path,
-                           _finishing(finished))
+                           store.finishing_marker(finished))
         await self._finished(replace(
             finished, path=path, stream=replace(finished.stream, record_name=path.name)))
 
@@ -251,7 +251,7 @@ class Recordings:
         self.finished += 1
         await self.bus.on_record_finished(info)
         await _on_disk(f"{info.path.name}: its stream name and times", store.make_final,
-                       info.path, _sidecar(info) if info.size else None)
+                       info.path, store.sidecar_for(info) if info.size else None)
 
     async def _rename(self, finished: RecordingInfo, naming: Naming,
                       found: Probe | None) -> tuple[Path, str]:
@@ -261,21 +261,21 @@ class Recordings:
         assert finished.finished_at is not None
         variables = {**naming.variables,
                      **end_variables(finished.finished_at, found.duration if found else 0.0)}
-        stream = _stream_of({"name": variables.get("streamName", ""),
+        stream = store.stream_of({"name": variables.get("streamName", ""),
                              "mediaSessionId": variables.get("mediaSessionId", ""),
                              "sessionId": variables.get("sessionId", ""),
                              "audioCodec": variables.get("audioCodec", ""),
                              "videoCodec": variables.get("videoCodec", ""),
                              "recordName": path.name})
         name = self._name(stream, naming.template, variables)
-        marker = {**_finishing(finished), "renamedFrom": path.name}
+        marker = {**store.finishing_marker(finished), "renamedFrom": path.name}
         try:
             renamed = await asyncio.to_thread(rename_safely, path, name, naming.part, marker)
         except OSError as error:
             failure = f"cannot rename {path.name}: {type(error).__name__}: {error}"
             log.error("%s", failure)
             await _on_disk(f"{path.name}: its state", store.write_marker, path,
-                           _finishing(finished))
+                           store.finishing_marker(finished))
             return path, failure
         await asyncio.to_thread(store.marker_of(path).unlink, True)
         return renamed, ""
@@ -304,7 +304,7 @@ class Recordings:
         """Finish every file a crash left unfinished (made final and announced); how
         many. Those that were finishing go first: a rename they were in the middle of
         may leave the marker of their former name."""
-        markers = await asyncio.to_thread(_read_markers, self.folder)
+        markers = await asyncio.to_thread(store.read_markers, self.folder)
         ordered = sorted(markers, key=lambda found: found[1].get("state") != "finishing")
         for marker, saved in ordered:
             if not await asyncio.to_thread(os.path.lexists, marker):
@@ -319,7 +319,7 @@ class Recordings:
         """A file cut short while it was written: made complete, renamed, announced."""
         path = store.media_of(marker)
         try:
-            stream = _stream_of(saved["stream"])
+            stream = store.stream_of(saved["stream"])
             part, started = int(saved.get("part", 1)), float(saved.get("startedAt", 0))
             naming = Naming.from_json(saved.get("naming"))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
@@ -334,10 +334,10 @@ class Recordings:
 
     async def _recover_finishing(self, path: Path, saved: dict[str, Any]) -> None:
         """A complete file whose announcement a crash cut short: announced again."""
-        exists = await asyncio.to_thread(_settle_rename, path, saved.get("renamedFrom"))
+        exists = await asyncio.to_thread(store.settle_rename, path, saved.get("renamedFrom"))
         info: RecordingInfo | None = None
         try:
-            info = _finished_of(path, saved)
+            info = store.finished_info(path, saved)
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             log.error("%s: unreadable recording marker (%s)", store.marker_of(path), error)
         if info is None or not exists:
@@ -369,70 +369,3 @@ async def _on_disk(what: str, function: Callable[..., None], *args: Any) -> None
     except OSError as error:
         log.error("%s cannot be kept: %s: %s", what, type(error).__name__,
                   error.strerror or error)
-
-
-def _finishing(info: RecordingInfo) -> dict[str, Any]:
-    """The marker of a complete file being announced: enough to announce it again."""
-    return {"state": "finishing", "stream": info.stream.to_wcs(), "part": info.part,
-            "startedAt": info.started_at, "finishedAt": info.finished_at,
-            "error": info.error, "duration": info.duration}
-
-
-def _finished_of(path: Path, saved: dict[str, Any]) -> RecordingInfo:
-    """The RecordingInfo a finishing marker stands for (recovered: announced again)."""
-    return RecordingInfo(
-        stream=replace(_stream_of(saved["stream"]), record_name=path.name), path=path,
-        part=int(saved.get("part", 1)), started_at=float(saved.get("startedAt", 0)),
-        finished_at=float(saved["finishedAt"]), error=str(saved.get("error", "")),
-        duration=float(saved.get("duration", 0.0)), recovered=True)
-
-
-def _sidecar(info: RecordingInfo) -> dict[str, Any]:
-    """What is kept with a final file: the stream it recorded, and when."""
-    return {"streamName": info.stream.name, "mediaSessionId": info.stream.media_session_id,
-            "part": info.part, "startTime": int(info.started_at * 1000),
-            "endTime": int((info.finished_at or info.started_at) * 1000)}
-
-
-def _read_markers(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Off the loop: every marker of ``folder`` with its JSON; unreadable ones are
-    removed (logged)."""
-    found = []
-    for marker in store.markers(folder):
-        try:
-            found.append((marker, store.read_marker(marker)))
-        except (OSError, ValueError) as error:
-            log.error("%s: unreadable recording marker (%s); removed", marker, error)
-            marker.unlink(missing_ok=True)
-    return found
-
-
-def _settle_rename(path: Path, former: Any) -> bool:
-    """Off the loop: finish a rename to ``path`` that a crash interrupted (the former
-    name, when it is still the same file, and its marker go); whether ``path`` exists."""
-    exists = os.path.lexists(path)
-    if isinstance(former, str) and former and "/" not in former and exists:
-        old = path.with_name(former)
-        try:
-            if os.path.lexists(old) and os.path.samefile(old, path):
-                old.unlink()
-            if not os.path.lexists(old):
-                store.marker_of(old).unlink(missing_ok=True)
-        except OSError as error:
-            log.error("%s: cannot finish its rename from %s: %s", path.name, former, error)
-    return exists
-
-
-def _unlink_markers(paths: list[Path]) -> None:
-    for path in paths:
-        store.marker_of(path).unlink(missing_ok=True)
-
-
-def _stream_of(wcs: dict[str, Any]) -> StreamInfo:
-    return StreamInfo(
-        media_session_id=str(wcs.get("mediaSessionId", "")), name=str(wcs.get("name", "")),
-        published=True, status=str(wcs.get("status", "")),
-        session_id=str(wcs.get("sessionId", "")), app_key=str(wcs.get("appKey", "")),
-        record=True, record_name=str(wcs.get("recordName", "")),
-        audio_codec=str(wcs.get("audioCodec", "")), video_codec=str(wcs.get("videoCodec", "")),
-    )

@@ -16,19 +16,26 @@ Beside each recording file ``<file>`` the server keeps two hidden files of its o
 The rule, one for listing, downloading and deleting: a file is *final* when it is a
 regular file of records/ (not a symbolic link, not a folder, not hidden, its name in
 records/ itself) and has no marker. Nothing here follows a link: names are looked up
-with ``lstat`` and files opened with ``O_NOFOLLOW``. Every function here touches the
-disk: call them off the event loop.
+with ``lstat`` and files opened with ``O_NOFOLLOW``. Every function here that touches
+the disk is to be called off the event loop; the last ones say what a marker and a
+sidecar hold (their JSON is this module's, read back after a restart).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import stat
 from collections.abc import Collection
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
+
+from hookcast.events import RecordingInfo, StreamInfo
+
+log = logging.getLogger(__name__)
 
 MARKER = ".{}.recording"
 SIDECAR = ".{}.json"
@@ -207,3 +214,76 @@ def final_files(folder: Path, extensions: Collection[str]) -> list[Path]:
                 if path.suffix.lower() in extensions and not is_unfinished(path):
                     found.append(path)
     return found
+
+
+# --- what a marker and a sidecar hold -------------------------------------------------
+
+
+def finishing_marker(info: RecordingInfo) -> dict[str, Any]:
+    """The marker of a complete file being announced: enough to announce it again
+    (``finished_info``)."""
+    return {"state": "finishing", "stream": info.stream.to_wcs(), "part": info.part,
+            "startedAt": info.started_at, "finishedAt": info.finished_at,
+            "error": info.error, "duration": info.duration}
+
+
+def finished_info(path: Path, saved: dict[str, Any]) -> RecordingInfo:
+    """The RecordingInfo a finishing marker stands for (recovered: announced again)."""
+    return RecordingInfo(
+        stream=replace(stream_of(saved["stream"]), record_name=path.name), path=path,
+        part=int(saved.get("part", 1)), started_at=float(saved.get("startedAt", 0)),
+        finished_at=float(saved["finishedAt"]), error=str(saved.get("error", "")),
+        duration=float(saved.get("duration", 0.0)), recovered=True)
+
+
+def sidecar_for(info: RecordingInfo) -> dict[str, Any]:
+    """What is kept with a final file: the stream it recorded, and when."""
+    return {"streamName": info.stream.name, "mediaSessionId": info.stream.media_session_id,
+            "part": info.part, "startTime": int(info.started_at * 1000),
+            "endTime": int((info.finished_at or info.started_at) * 1000)}
+
+
+def read_markers(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Off the loop: every marker of ``folder`` with its JSON; unreadable ones are
+    removed (logged)."""
+    found = []
+    for marker in markers(folder):
+        try:
+            found.append((marker, read_marker(marker)))
+        except (OSError, ValueError) as error:
+            log.error("%s: unreadable recording marker (%s); removed", marker, error)
+            marker.unlink(missing_ok=True)
+    return found
+
+
+def settle_rename(path: Path, former: Any) -> bool:
+    """Off the loop: finish a rename to ``path`` that a crash interrupted (the former
+    name, when it is still the same file, and its marker go); whether ``path`` exists."""
+    exists = os.path.lexists(path)
+    if isinstance(former, str) and former and not former.startswith(".") and exists \
+            and "/" not in former and "\x00" not in former:
+        old = path.with_name(former)
+        try:
+            if os.path.lexists(old) and os.path.samefile(old, path):
+                old.unlink()
+            if not os.path.lexists(old):
+                marker_of(old).unlink(missing_ok=True)
+        except OSError as error:
+            log.error("%s: cannot finish its rename from %s: %s", path.name, former, error)
+    return exists
+
+
+def unlink_markers(paths: list[Path]) -> None:
+    for path in paths:
+        marker_of(path).unlink(missing_ok=True)
+
+
+def stream_of(wcs: dict[str, Any]) -> StreamInfo:
+    """The stream a marker names (as WCS spells it: ``to_wcs``)."""
+    return StreamInfo(
+        media_session_id=str(wcs.get("mediaSessionId", "")), name=str(wcs.get("name", "")),
+        published=True, status=str(wcs.get("status", "")),
+        session_id=str(wcs.get("sessionId", "")), app_key=str(wcs.get("appKey", "")),
+        record=True, record_name=str(wcs.get("recordName", "")),
+        audio_codec=str(wcs.get("audioCodec", "")), video_codec=str(wcs.get("videoCodec", "")),
+    )

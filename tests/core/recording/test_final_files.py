@@ -24,7 +24,8 @@ import pytest
 from hookcast.config.home import Home
 from hookcast.server import Server
 from hookcast.signalling.client import WcsClient
-from tests.core.recording.test_recording import decode, http, publish, settled
+from tests.conftest import write_plugin
+from tests.core.recording.test_recording import EVENTS, decode, events, http, publish, settled
 from tests.plugins.test_record_script import install
 
 Start = Callable[..., Any]
@@ -200,3 +201,35 @@ async def test_a_pipe_or_a_link_to_one_never_holds_find_all(
     for name in ("pipe.mp4", "link.mp4"):
         status, _, _ = await asyncio.wait_for(http(server, "GET", f"/client/records/{name}"), 10)
         assert status == 404
+
+
+async def test_a_rename_a_crash_cut_short_is_finished_at_start(
+    home: Home, start_server: Start, connect_client: Connect
+) -> None:
+    """What a kill between the two steps of a rename leaves — the file under its former
+    name and its new one (hard links), the former name's marker (recording) and the new
+    one's (finishing) — becomes one final file, announced once, at the next start."""
+    write_plugin(home, "events", EVENTS)
+    server = await start_server(home)
+    last = await record(server, await connect_client(server), "cam")
+    await server.stop()
+    final = home.records / last["recordName"]
+    former = home.records / "cam-{endTimeMillis}.mp4"
+    os.link(final, former)
+    (home.records / f".{final.name}.json").unlink()
+    (home.records / f".{former.name}.recording").write_text(json.dumps({
+        "state": "recording", "stream": {"name": "cam"}, "part": 1, "startedAt": 1.0}))
+    (home.records / f".{final.name}.recording").write_text(json.dumps({
+        "state": "finishing", "stream": {"name": "cam", "mediaSessionId": "m1"}, "part": 1,
+        "startedAt": 1700000000.0, "finishedAt": 1700000002.5, "error": "", "duration": 1.5,
+        "renamedFrom": former.name}))
+    (home.root / "recordings.jsonl").unlink()
+    server = await start_server(home)
+    await until(lambda: _listed(server, final.name), "the file final")
+    (found,) = await listed(server)
+    assert (found["streamName"], found["startTime"], found["endTime"]) == (
+        "cam", 1700000000000, 1700000002500)
+    assert sorted(p.name for p in home.records.iterdir()) == [f".{final.name}.json", final.name]
+    (announced,) = events(home)
+    assert announced["file"] == final.name and announced["recovered"] is True
+    assert decode(final)["video"] > 0
