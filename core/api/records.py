@@ -3,7 +3,8 @@ list and delete finished files (REST), and download them (``/client/records/<fil
 
 Listing, downloading and deleting follow one rule (recording.store): only *final*
 files — recorded, complete, renamed and announced (the record script over) — are
-listed, downloaded and deleted; a file not final yet is 409 to a download or a delete.
+listed, downloaded and deleted; a file not final yet is 409 to a delete, and to a
+download once FINAL_WAIT has passed (at once while it is still being recorded).
 Only regular files of records/ itself: ``..``, encoded slashes, absolute paths, hidden
 files (markers, sidecars), folders and symbolic links (wherever they point) are 404,
 and no link is ever followed. Downloads are served with their Content-Type and single
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -33,6 +34,11 @@ from hookcast.recording.formats import NotRecordable
 from hookcast.recording.recorder import Recorder
 
 App = web.Application
+#: seconds a download of a file being finished waits for it to be final: the SDK's Stream
+#: Recording example loads the file as soon as the stream is UNPUBLISHED
+FINAL_WAIT = 10.0
+#: seconds between two looks at whether it is final yet
+FINAL_POLL = 0.1
 Args = dict[str, Any]
 
 
@@ -153,13 +159,27 @@ async def download(request: web.Request) -> web.StreamResponse:
     try:
         if content_type is None:
             raise store.NotFound(name)
-        file, status = await asyncio.to_thread(store.open_final, request.app[HOME].records,
-                                               name)
+        file, status = await _open_when_final(request.app, name)
     except store.NotFound:
         raise web.HTTPNotFound(text="File not found") from None
     except store.NotFinal as error:
         raise web.HTTPConflict(text=str(error)) from None
     return await serve_file(request, file, status, content_type)
+
+
+async def _open_when_final(app: App, name: str) -> tuple[IO[bytes], os.stat_result]:
+    """The final file ``name``, open. One being finished (its recording stopped) is
+    waited for, up to FINAL_WAIT seconds; one still being recorded is NotFinal at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FINAL_WAIT
+    while True:
+        try:
+            return await asyncio.to_thread(store.open_final, app[HOME].records, name)
+        except store.NotFinal:
+            recording = any(r.path.name == name for r in app[ENGINE].recordings.active.values())
+            if recording or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(FINAL_POLL)
 
 
 HANDLERS = {

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from hookcast.api import records
 from hookcast.config.home import Home
 from hookcast.server import Server
 from hookcast.signalling.client import WcsClient
@@ -70,8 +71,9 @@ async def refused_while_not_final(server: Server, name: str) -> None:
 
 
 async def test_a_file_is_listed_served_and_deleted_only_once_its_script_is_over(
-    home: Home, start_server: Start, connect_client: Connect
+    home: Home, start_server: Start, connect_client: Connect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(records, "FINAL_WAIT", 1.0)  # a download waits that long, then 409
     install(home, "hold.py", HOLDING_SCRIPT.format(python=sys.executable))
     server = await start_server(home, on_record_hook_script="hooks/hold.py")
     client: WcsClient = await connect_client(server)
@@ -96,6 +98,23 @@ async def test_a_file_is_listed_served_and_deleted_only_once_its_script_is_over(
     assert (status, answer) == (200, {"deleted": name})
     assert not (home.records / name).exists()
     assert list(home.records.iterdir()) == [], "the sidecar went with the file"
+
+
+async def test_a_download_asked_as_the_stream_stops_gets_the_final_file(
+    home: Home, start_server: Start, connect_client: Connect
+) -> None:
+    """As the SDK's Stream Recording example does at UNPUBLISHED: the download waits
+    (up to FINAL_WAIT) for the file to be final, its script over, and gets it whole."""
+    install(home, "slow.sh", "#!/bin/sh\nsleep 1\necho \"$2\" > \"$HOOKCAST_HOME/ran\"\n")
+    server = await start_server(home, on_record_hook_script="hooks/slow.sh")
+    client: WcsClient = await connect_client(server)
+    stream, _ = await publish(client, "cam", record=True)
+    await asyncio.sleep(1.5)
+    await client.stop(stream)
+    name = stream.last["recordName"]
+    status, body, _ = await http(server, "GET", f"/client/records/{name}")
+    assert status == 200 and (home.root / "ran").exists(), "served once its script was over"
+    assert body == (home.records / name).read_bytes() and decode(home.records / name)["video"]
 
 
 async def _exists(path: Path) -> bool:
