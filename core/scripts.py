@@ -109,8 +109,10 @@ class ScriptRunner:
         self._processes: set[asyncio.subprocess.Process] = set()
         self._warned: set[Path] = set()
         self._closed = False
-        #: monotonic time by which every run must be over (set once the server stops)
+        #: monotonic time by which every run must be over (set once the server stops),
+        #: and the event set then (what still runs is killed)
         self._stop_at: float | None = None
+        self._deadline = asyncio.Event()
 
     def resolve(self, script: str) -> Path:
         """A script's path: as given when absolute, else inside the home."""
@@ -174,6 +176,7 @@ class ScriptRunner:
         what is left of it as its timeout; one that would start later is dropped)."""
         if self._stop_at is None:
             self._stop_at = time.monotonic() + grace
+            asyncio.get_running_loop().call_later(grace, self._deadline.set)
 
     async def _work(self) -> None:
         assert self._queue is not None
@@ -222,12 +225,10 @@ class ScriptRunner:
         self._processes.add(process)
         assert process.stdout is not None and process.stderr is not None
         stdout, stderr = _Tail(process.stdout), _Tail(process.stderr)
-        timed_out = False
         try:
-            await asyncio.wait_for(process.wait(), timeout)
-        except TimeoutError:
-            timed_out = True
-            await _kill_group(process)
+            timed_out = not await self._ended(process, timeout)
+            if timed_out:
+                await _kill_group(process)
         finally:
             self._processes.discard(process)
         # what it wrote; a daemon it left may hold the pipes: what came so far
@@ -236,6 +237,20 @@ class ScriptRunner:
         self.seconds[run.prop] = self.seconds.get(run.prop, 0.0) + seconds
         return self._report(run, process.returncode, timed_out, timeout, seconds,
                             stdout.text(), stderr.text())
+
+    async def _ended(self, process: asyncio.subprocess.Process, limit: float) -> bool:
+        """Wait for the script to exit, at most ``limit`` seconds and never past the
+        shutdown deadline; whether it exited."""
+        exited = asyncio.ensure_future(process.wait())
+        stopped = asyncio.ensure_future(self._deadline.wait())
+        try:
+            await asyncio.wait((exited, stopped), timeout=limit,
+                               return_when=asyncio.FIRST_COMPLETED)
+            return exited.done()
+        finally:
+            for waiter in (exited, stopped):
+                waiter.cancel()
+            await asyncio.gather(exited, stopped, return_exceptions=True)
 
     def _time_left(self) -> float:
         """The timeout of a run starting now (less once the server is stopping)."""
@@ -249,7 +264,10 @@ class ScriptRunner:
         outcome."""
         said = "".join(f"; {name}: {tail}" for name, tail in (("stdout", stdout),
                                                               ("stderr", stderr)) if tail)
-        if timed_out:
+        if timed_out and self._deadline.is_set():
+            outcome, level = "timeout", logging.WARNING
+            ending = f"killed after {seconds:.2f} s: the server is stopping"
+        elif timed_out:
             outcome, level = "timeout", logging.WARNING
             ending = f"killed after {timeout:g} s (record_hook_timeout or stream_hook_timeout)"
         elif code == 0:

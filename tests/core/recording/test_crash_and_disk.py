@@ -281,3 +281,31 @@ async def test_kill_9_keeps_the_end_time_and_what_is_not_final_yet(home: Home) -
     assert (sidecar["streamName"], sidecar["endTime"]) == ("cam", int(ended * 1000))
     assert sorted(p.name for p in home.records.iterdir()) == [f".{final_name}.json", final_name]
     assert decode(home.records / final_name)["video"] >= 30
+
+
+async def test_sigterm_gives_a_running_record_script_the_grace_then_ends(home: Home) -> None:
+    """A file is final once its record script is over; at shutdown a script still
+    running gets what is left of the 10 s grace, is killed, and the file is final: the
+    server exits in time and leaves no marker."""
+    (home.hooks / "hold.sh").write_text(HOLDING)
+    (home.hooks / "hold.sh").chmod(0o755)
+    configure(home, ip="127.0.0.1", on_record_hook_script="hooks/hold.sh")
+    served = Served.start(home)
+    await asyncio.to_thread(served.wait_ready)
+    client, stream = await publish(served.ws_port, "cam", record=True)
+    name = stream.last["recordName"]
+    try:
+        await asyncio.sleep(2)
+    finally:
+        await client.close()  # the stream ends: its file is finished, its script starts
+    await wait_until(lambda: (home.root / "held").exists(), "the record script started")
+    began = time.monotonic()
+    stderr = await asyncio.to_thread(served.stop, 30)
+    took = time.monotonic() - began
+    assert served.process.returncode == 0, stderr
+    assert 8 < took < 20, f"stopped in {took:.1f} s"
+    assert "killed after" in stderr, stderr[-2000:]
+    (pid,) = (home.root / "held").read_text().split()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)
+    assert sorted(p.name for p in home.records.iterdir()) == [f".{name}.json", name]
