@@ -262,23 +262,26 @@ class Recordings:
         variables = {**naming.variables,
                      **end_variables(finished.finished_at, found.duration if found else 0.0)}
         stream = store.stream_of({"name": variables.get("streamName", ""),
-                             "mediaSessionId": variables.get("mediaSessionId", ""),
-                             "sessionId": variables.get("sessionId", ""),
-                             "audioCodec": variables.get("audioCodec", ""),
-                             "videoCodec": variables.get("videoCodec", ""),
-                             "recordName": path.name})
+                                  "mediaSessionId": variables.get("mediaSessionId", ""),
+                                  "sessionId": variables.get("sessionId", ""),
+                                  "audioCodec": variables.get("audioCodec", ""),
+                                  "videoCodec": variables.get("videoCodec", ""),
+                                  "recordName": path.name})
         name = self._name(stream, naming.template, variables)
         marker = {**store.finishing_marker(finished), "renamedFrom": path.name}
+        failure = ""
         try:
             renamed = await asyncio.to_thread(rename_safely, path, name, naming.part, marker)
         except OSError as error:
             failure = f"cannot rename {path.name}: {type(error).__name__}: {error}"
             log.error("%s", failure)
+            renamed = path
+        if renamed == path:  # kept its name: its own marker says it is finishing
             await _on_disk(f"{path.name}: its state", store.write_marker, path,
                            store.finishing_marker(finished))
-            return path, failure
-        await asyncio.to_thread(store.marker_of(path).unlink, True)
-        return renamed, ""
+        else:  # the new name's marker is there: the former name's goes
+            await asyncio.to_thread(store.marker_of(path).unlink, True)
+        return renamed, failure
 
     @staticmethod
     def _finish_file(path: Path, recovered: bool,
