@@ -280,7 +280,15 @@ def on_record_started(recording: RecordingInfo) -> None:
 
 @notify
 def on_record_finished(recording: RecordingInfo) -> None:
-    """Runs after a recording file (or part) was closed and is complete on disk.
+    """Runs after a recording file (or part) was closed and is complete on disk, with its
+    last name.
+
+    The file becomes *final* — listed by ``/rest-api/records/find_all``, downloadable,
+    deletable — once every implementation has returned (an async one is awaited, under
+    its plugin's timeout): a plugin that works on the file (copies it, uploads it, as
+    the record script does) does so before returning. A crash before then leaves the
+    file unfinished, and it is announced again at the next start (``recovered=True``):
+    at least once.
 
     :param recording: the stream, the file path, part number, times and size.
     Kind: notify; the return value is ignored.

@@ -5,9 +5,15 @@ unpublish, play and stop scripts). At most ``concurrency`` run at once; the othe
 in a queue of QUEUE_LIMIT, and a run that finds it full is dropped, logged and counted.
 A script still running after ``timeout`` seconds gets SIGTERM, then SIGKILL
 KILL_GRACE seconds later, sent to its whole process group (it runs in a session of its
-own, so what it started goes too). Exit status, duration and the tail of stderr are
-logged; outcomes are counted for Prometheus. A missing or non-executable script is
-warned about once (again only after it was found in between) and counted.
+own, so what it started goes too). Exit status and duration are logged in one line with
+the tails of the script's stdout and stderr (the last LOGGED_CHARACTERS of each, control
+characters escaped); outcomes are counted for Prometheus. A missing or non-executable
+script is warned about once (again only after it was found in between) and counted.
+
+``submit`` queues a run and returns at once; ``run`` queues one and returns its outcome
+once it is over (bounded: see ``longest_wait``). Once the server stops (``stopping``),
+runs get what is left of the shutdown grace, and those that would start after it are
+dropped.
 
 The environment holds nothing of the server's but PATH, HOME, LANG, LC_ALL, TZ, USER,
 LOGNAME and any variable named ``HOOKCAST_SCRIPT_*`` (the operator's settings for
@@ -38,13 +44,16 @@ log = logging.getLogger(__name__)
 QUEUE_LIMIT = 1000
 #: seconds between SIGTERM and SIGKILL for a script past its timeout
 KILL_GRACE = 2.0
-#: bytes of stderr (and stdout) kept for the log
+#: bytes of stdout and of stderr kept for the log
 TAIL_BYTES = 2000
+#: characters of each tail in the log line (escaped, cut from the start)
+LOGGED_CHARACTERS = 500
 #: seconds to wait for the pipes once the script has exited (a daemon it left may hold them)
 PIPE_GRACE = 1.0
 PASSED_THROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME")
 OPERATOR_PREFIX = "HOOKCAST_SCRIPT_"
 OUTCOMES = ("ok", "failed", "timeout", "error", "missing", "dropped")
+Outcome = str  # one of OUTCOMES
 #: seconds given at shutdown to the scripts still waiting or running (then they are killed)
 SHUTDOWN_GRACE = 10.0
 
@@ -74,6 +83,12 @@ class Run:
     args: tuple[str, ...]
     variables: Mapping[str, str]
     about: str  # for log lines: what the run is for ("stream 'cam'")
+    #: resolved with the run's outcome once it is over (``ScriptRunner.run``)
+    done: asyncio.Future[Outcome] | None = None
+
+    def end(self, outcome: Outcome) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(outcome)
 
 
 class ScriptRunner:
@@ -94,6 +109,10 @@ class ScriptRunner:
         self._processes: set[asyncio.subprocess.Process] = set()
         self._warned: set[Path] = set()
         self._closed = False
+        #: monotonic time by which every run must be over (set once the server stops),
+        #: and the event set then (what still runs is killed)
+        self._stop_at: float | None = None
+        self._deadline = asyncio.Event()
 
     def resolve(self, script: str) -> Path:
         """A script's path: as given when absolute, else inside the home."""
@@ -112,41 +131,70 @@ class ScriptRunner:
     def waiting(self) -> int:
         return self._queue.qsize() if self._queue is not None else 0
 
+    @property
+    def longest_wait(self) -> float:
+        """Seconds ``run`` can take at most: a full queue ahead of it, each run killed at
+        its timeout."""
+        one = self.timeout + 2 * KILL_GRACE + PIPE_GRACE + 1
+        return (QUEUE_LIMIT // self.concurrency + 1) * one
+
     def submit(self, prop: str, script: str, args: Sequence[str],
                variables: Mapping[str, str], about: str) -> bool:
         """Queue one run (returns at once); False when it was dropped."""
+        return self._enqueue(Run(prop, self.resolve(script), tuple(_no_nul(a) for a in args),
+                                 dict(variables), about))
+
+    async def run(self, prop: str, script: str, args: Sequence[str],
+                  variables: Mapping[str, str], about: str) -> Outcome:
+        """Queue one run and return its outcome once it is over (``dropped`` at once when
+        the queue is full or the runner is closed)."""
+        done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        run = Run(prop, self.resolve(script), tuple(_no_nul(a) for a in args),
+                  dict(variables), about, done)
+        if not self._enqueue(run):
+            return "dropped"
+        return await done
+
+    def _enqueue(self, run: Run) -> bool:
         if self._closed:
             return False
         if self._queue is None:
             self._queue = asyncio.Queue(QUEUE_LIMIT)
             self._workers = [asyncio.create_task(self._work(), name=f"{self.kind} script {n}")
                              for n in range(self.concurrency)]
-        run = Run(prop, self.resolve(script), tuple(_no_nul(a) for a in args),
-                  dict(variables), about)
         try:
             self._queue.put_nowait(run)
         except asyncio.QueueFull:
-            self.outcomes[prop, "dropped"] += 1
-            log.error("%s=%s not run for %s: %d runs already wait (dropped)", prop, script,
-                      about, QUEUE_LIMIT)
+            self.outcomes[run.prop, "dropped"] += 1
+            log.error("%s=%s not run for %s: %d runs already wait (dropped)", run.prop,
+                      run.script, run.about, QUEUE_LIMIT)
             return False
         return True
+
+    def stopping(self, grace: float) -> None:
+        """The server stops: every run must be over within ``grace`` seconds (each gets
+        what is left of it as its timeout; one that would start later is dropped)."""
+        if self._stop_at is None:
+            self._stop_at = time.monotonic() + grace
+            asyncio.get_running_loop().call_later(grace, self._deadline.set)
 
     async def _work(self) -> None:
         assert self._queue is not None
         while True:
             run = await self._queue.get()
             self.running += 1
+            outcome = "error"  # also when the worker is cancelled (the server stops)
             try:
-                await self._run(run)
+                outcome = await self._run(run)
             except Exception:  # a bug here must not stop the other runs
                 log.exception("%s=%s for %s failed", run.prop, run.script, run.about)
                 self.outcomes[run.prop, "error"] += 1
             finally:
                 self.running -= 1
                 self._queue.task_done()
+                run.end(outcome)
 
-    async def _run(self, run: Run) -> None:
+    async def _run(self, run: Run) -> Outcome:
         problem = _unrunnable(run.script)
         if problem:
             self.outcomes[run.prop, "missing"] += 1
@@ -154,8 +202,14 @@ class ScriptRunner:
                 self._warned.add(run.script)
                 log.warning("%s=%s: %s; not run for %s", run.prop, run.script, problem,
                             run.about)
-            return
+            return "missing"
         self._warned.discard(run.script)
+        timeout = self._time_left()
+        if timeout <= 0:
+            self.outcomes[run.prop, "dropped"] += 1
+            log.warning("%s=%s not run for %s: the server is stopping", run.prop, run.script,
+                        run.about)
+            return "dropped"
         started = time.monotonic()
         try:
             process = await asyncio.create_subprocess_exec(
@@ -167,43 +221,62 @@ class ScriptRunner:
         except OSError as error:  # e.g. a bad #! line
             self.outcomes[run.prop, "error"] += 1
             log.warning("%s=%s cannot start for %s: %s", run.prop, run.script, run.about, error)
-            return
+            return "error"
         self._processes.add(process)
         assert process.stdout is not None and process.stderr is not None
-        pipes = asyncio.gather(_tail(process.stdout), _tail(process.stderr))
-        timed_out = False
+        stdout, stderr = _Tail(process.stdout), _Tail(process.stderr)
         try:
-            await asyncio.wait_for(process.wait(), self.timeout)
-        except TimeoutError:
-            timed_out = True
-            await _kill_group(process)
+            timed_out = not await self._ended(process, timeout)
+            if timed_out:
+                await _kill_group(process)
         finally:
             self._processes.discard(process)
-        try:
-            _, stderr = await asyncio.wait_for(pipes, PIPE_GRACE)
-        except TimeoutError:  # something it started still holds the pipes
-            stderr = b""
+        # what it wrote; a daemon it left may hold the pipes: what came so far
+        await _Tail.finish(PIPE_GRACE, stdout, stderr)
         seconds = time.monotonic() - started
         self.seconds[run.prop] = self.seconds.get(run.prop, 0.0) + seconds
-        self._report(run, process.returncode, timed_out, seconds, stderr)
+        return self._report(run, process.returncode, timed_out, timeout, seconds,
+                            stdout.text(), stderr.text())
 
-    def _report(self, run: Run, code: int | None, timed_out: bool, seconds: float,
-                stderr: bytes) -> None:
-        tail = printable(stderr.decode("utf-8", "replace").strip(), 500)
-        said = f"; stderr: {tail}" if tail else ""
-        if timed_out:
-            self.outcomes[run.prop, "timeout"] += 1
-            log.warning("%s=%s for %s: killed after %g s (record_hook_timeout or "
-                        "stream_hook_timeout)%s", run.prop, run.script, run.about,
-                        self.timeout, said)
+    async def _ended(self, process: asyncio.subprocess.Process, limit: float) -> bool:
+        """Wait for the script to exit, at most ``limit`` seconds and never past the
+        shutdown deadline; whether it exited."""
+        exited = asyncio.ensure_future(process.wait())
+        stopped = asyncio.ensure_future(self._deadline.wait())
+        try:
+            await asyncio.wait((exited, stopped), timeout=limit,
+                               return_when=asyncio.FIRST_COMPLETED)
+            return exited.done()
+        finally:
+            for waiter in (exited, stopped):
+                waiter.cancel()
+            await asyncio.gather(exited, stopped, return_exceptions=True)
+
+    def _time_left(self) -> float:
+        """The timeout of a run starting now (less once the server is stopping)."""
+        if self._stop_at is None:
+            return self.timeout
+        return min(self.timeout, self._stop_at - time.monotonic())
+
+    def _report(self, run: Run, code: int | None, timed_out: bool, timeout: float,
+                seconds: float, stdout: str, stderr: str) -> Outcome:
+        """Log the run's end in one line, with what it wrote; count and return its
+        outcome."""
+        said = "".join(f"; {name}: {tail}" for name, tail in (("stdout", stdout),
+                                                              ("stderr", stderr)) if tail)
+        if timed_out and self._deadline.is_set():
+            outcome, level = "timeout", logging.WARNING
+            ending = f"killed after {seconds:.2f} s: the server is stopping"
+        elif timed_out:
+            outcome, level = "timeout", logging.WARNING
+            ending = f"killed after {timeout:g} s (record_hook_timeout or stream_hook_timeout)"
         elif code == 0:
-            self.outcomes[run.prop, "ok"] += 1
-            log.info("%s=%s for %s: exit 0 in %.2f s%s", run.prop, run.script, run.about,
-                     seconds, said)
+            outcome, level, ending = "ok", logging.INFO, f"exit 0 in {seconds:.2f} s"
         else:
-            self.outcomes[run.prop, "failed"] += 1
-            log.warning("%s=%s for %s: exit %s in %.2f s%s", run.prop, run.script, run.about,
-                        code, seconds, said)
+            outcome, level, ending = "failed", logging.WARNING, f"exit {code} in {seconds:.2f} s"
+        self.outcomes[run.prop, outcome] += 1
+        log.log(level, "%s=%s for %s: %s%s", run.prop, run.script, run.about, ending, said)
+        return outcome
 
     async def close(self, grace: float) -> None:
         """Take no more runs; let those queued and running finish for up to ``grace``
@@ -217,6 +290,11 @@ class ScriptRunner:
         if left:
             log.warning("%d %s script runs not started: the server is stopping", left,
                         self.kind)
+        while not self._queue.empty():  # those waiting on them hear they were dropped
+            run = self._queue.get_nowait()
+            self.outcomes[run.prop, "dropped"] += 1
+            run.end("dropped")
+            self._queue.task_done()
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
@@ -249,12 +327,34 @@ def _unrunnable(path: Path) -> str | None:
     return None
 
 
-async def _tail(stream: asyncio.StreamReader) -> bytes:
-    """Read a pipe to its end, keeping its last TAIL_BYTES."""
-    kept = b""
-    while chunk := await stream.read(65536):
-        kept = (kept + chunk)[-TAIL_BYTES:]
-    return kept
+class _Tail:
+    """Reads one of a script's pipes to its end in the background, keeping its last
+    TAIL_BYTES."""
+
+    def __init__(self, stream: asyncio.StreamReader) -> None:
+        self.kept = b""
+        self._task = asyncio.create_task(self._read(stream))
+
+    async def _read(self, stream: asyncio.StreamReader) -> None:
+        while chunk := await stream.read(65536):
+            self.kept = (self.kept + chunk)[-TAIL_BYTES:]
+
+    def text(self) -> str:
+        """The tail for a log line: decoded, stripped, escaped, its last
+        LOGGED_CHARACTERS."""
+        text = self.kept.decode("utf-8", "replace").strip()
+        if len(text) > LOGGED_CHARACTERS:
+            text = "..." + text[-LOGGED_CHARACTERS:]
+        return printable(text, LOGGED_CHARACTERS * 4 + 3)
+
+    @staticmethod
+    async def finish(grace: float, *tails: _Tail) -> None:
+        """Wait up to ``grace`` seconds for the pipes to close; stop reading them then."""
+        tasks = [tail._task for tail in tails]
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _kill_group(process: asyncio.subprocess.Process) -> None:
@@ -275,10 +375,16 @@ async def _kill_group(process: asyncio.subprocess.Process) -> None:
 
 class ScriptPlugin:
     """What a plugin running scripts shares: its ``runner`` (None while it runs none) is
-    closed at shutdown, within SHUTDOWN_GRACE, and its counts go to Prometheus."""
+    closed at shutdown, within SHUTDOWN_GRACE from the moment the server starts stopping,
+    and its counts go to Prometheus."""
 
     runner: ScriptRunner | None = None
     hookcast_timeout = SHUTDOWN_GRACE + 5  # after_server_stop waits for the scripts
+
+    @hookimpl
+    def before_server_stop(self) -> None:
+        if self.runner is not None:
+            self.runner.stopping(SHUTDOWN_GRACE)
 
     @hookimpl
     async def after_server_stop(self) -> None:

@@ -33,6 +33,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,7 @@ class Console:
             loader=jinja2.FileSystemLoader(FILES / "templates"),
             autoescape=True, undefined=jinja2.StrictUndefined,
         )
+        self.templates.filters["utc"] = utc
         self.snapshot: dict[str, Any] = {}
         self.event = b""
         self.history: dict[str, deque[int]] = {}
@@ -357,6 +359,13 @@ class Console:
             "pulls": await listed("/rest-api/pull/find_all"),
             "vod": await listed("/rest-api/vod/find_all"),
         }
+
+
+def utc(millis: int) -> str:
+    """Epoch milliseconds as an ISO 8601 UTC time (the pages' scripts show it in the
+    reader's own time)."""
+    moment = datetime.fromtimestamp(millis / 1000, UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 async def json_body(request: web.Request) -> Any:

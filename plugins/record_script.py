@@ -13,11 +13,17 @@ environment and these variables:
 short, finished at the next start), ``HOOKCAST_ERROR`` (empty, or why the recording
 ended early), ``HOOKCAST_HOME``, ``HOOKCAST_RECORDS``.
 
+The file becomes final (listed, downloadable, deletable) once its script is over: this
+plugin's ``on_record_finished`` returns when the run has ended (exited, failed, killed
+at its timeout, or dropped), never before.
+
 An empty ``on_record_hook_script`` turns it off; so does
 ``disabled_plugins=record_script``, to put another plugin in its place.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from hookcast import RecordingInfo, ScriptPlugin, ScriptRunner, ServerInfo, hookimpl, printable
 
@@ -39,14 +45,17 @@ class RecordScript(ScriptPlugin):
         self.runner = ScriptRunner("record", server.home, settings.record_hook_concurrency,
                                    settings.record_hook_timeout)
         self.runner.check(PROPERTY, self.script)
+        # the hook returns once the run is over: give it the longest a run can take
+        self.hookcast_timeout = self.runner.longest_wait
 
     @hookimpl
-    def on_record_finished(self, recording: RecordingInfo) -> None:
+    async def on_record_finished(self, recording: RecordingInfo) -> None:
         if self.runner is None or self.server is None or not recording.size:
             return  # off, or no file was written
         stream = recording.stream
-        path = str(recording.path.resolve())
-        self.runner.submit(PROPERTY, self.script, [stream.name, path], {
+        resolved = await asyncio.to_thread(recording.path.resolve)  # file system: off the loop
+        path = str(resolved)
+        await self.runner.run(PROPERTY, self.script, [stream.name, path], {
             "HOOKCAST_EVENT": "record",
             "HOOKCAST_STREAM_NAME": stream.name,
             "HOOKCAST_MEDIA_SESSION_ID": stream.media_session_id,
@@ -60,7 +69,7 @@ class RecordScript(ScriptPlugin):
             "HOOKCAST_RECOVERED": "true" if recording.recovered else "false",
             "HOOKCAST_ERROR": recording.error,
             "HOOKCAST_HOME": str(self.server.home),
-            "HOOKCAST_RECORDS": str(recording.path.parent.resolve()),
+            "HOOKCAST_RECORDS": str(resolved.parent),
         }, f"stream {printable(stream.name, 100)!r}, file {printable(recording.path.name, 100)!r}")
 
 

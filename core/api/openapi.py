@@ -93,6 +93,14 @@ RECORD_FILE = {
         "width": {"type": "integer"}, "height": {"type": "integer"},
         "createDate": {"type": "integer", "description": "epoch milliseconds"},
         "url": {"type": "string", "description": "where it downloads: /client/records/<file>"},
+        "streamName": {"type": "string",
+                       "description": "the stream recorded (empty when not known)"},
+        "startTime": {"type": "integer",
+                      "description": "when the file started, epoch milliseconds (0 when "
+                                     "not known)"},
+        "endTime": {"type": "integer",
+                    "description": "when the file ended, epoch milliseconds (0 when not "
+                                   "known)"},
     },
 }
 DELETED = {"type": "object", "required": ["deleted"],

@@ -1,32 +1,44 @@
 """Recording over HTTP: start and stop recording a stream, list what is recording,
 list and delete finished files (REST), and download them (``/client/records/<file>``).
 
-Downloads are served with their Content-Type and HTTP Range requests (a ``<video>``
-seeks), only from records/ (``..``, encoded slashes, absolute paths, symlinks out,
-hidden files and markers are 404), under the REST API's network allowlist and auth
-when they are configured; cross-site pages may link to them (a ``<video>`` or ``<a>``
-reads, it cannot act).
+Listing, downloading and deleting follow one rule (recording.store): only *final*
+files — recorded, complete, renamed and announced (the record script over) — are
+listed, downloaded and deleted; a file not final yet is 409 to a delete, and to a
+download once FINAL_WAIT has passed (at once while it is still being recorded).
+Only regular files of records/ itself: ``..``, encoded slashes, absolute paths, hidden
+files (markers, sidecars), folders and symbolic links (wherever they point) are 404,
+and no link is ever followed. Downloads are served with their Content-Type and single
+HTTP byte ranges (a ``<video>`` seeks; api.download), under the REST API's network
+allowlist and auth when they are configured; cross-site pages may link to them (a
+``<video>`` or ``<a>`` reads, it cannot act).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from aiohttp import web
 
 from hookcast.api import guard
+from hookcast.api.download import serve_file
 from hookcast.api.schema import Method, RestError
-from hookcast.config.home import UnsafePath, inside
 from hookcast.engine.engine import Engine
 from hookcast.keys import ENGINE, HOME, SETTINGS
+from hookcast.recording import store
 from hookcast.recording.files import CONTENT_TYPES, Probe, probe
 from hookcast.recording.formats import NotRecordable
 from hookcast.recording.recorder import Recorder
 
 App = web.Application
+#: seconds a download of a file being finished waits for it to be final: the SDK's Stream
+#: Recording example loads the file as soon as the stream is UNPUBLISHED
+FINAL_WAIT = 10.0
+#: seconds between two looks at whether it is final yet
+FINAL_POLL = 0.1
 Args = dict[str, Any]
 
 
@@ -79,59 +91,62 @@ async def recorder_find_all(app: App, method: Method, args: Args) -> web.Respons
 
 
 async def records_find_all(app: App, method: Method, args: Args) -> web.Response:
-    engine: Engine = app[ENGINE]
-    recording = {r.path for r in engine.recordings.active.values()}
-    files = await asyncio.to_thread(_finished_files, app[HOME].records, recording)
+    files = await asyncio.to_thread(_finished_files, app[HOME].records)
     return web.json_response(files)
 
 
-def _finished_files(folder: Path, recording: set[Path]) -> list[dict[str, Any]]:
-    """Off the loop: every finished recording in ``folder``, newest first."""
+def _finished_files(folder: Path) -> list[dict[str, Any]]:
+    """Off the loop: every final recording in ``folder``, newest first."""
     found = []
-    for path in folder.iterdir() if folder.is_dir() else ():
-        if path.name.startswith(".") or path.suffix.lower() not in CONTENT_TYPES \
-                or path in recording or not path.is_file() \
-                or path.with_name(f".{path.name}.recording").exists():
-            continue
-        stat = path.stat()
+    for path in store.final_files(folder, CONTENT_TYPES):
         try:
-            media: Probe | None = probe(path)
-        except Exception:  # a file that is not (or no longer) a readable recording
-            media = None
-        found.append({
-            "fileName": path.name, "size": stat.st_size, "createDate": int(stat.st_mtime * 1000),
-            "duration": media.duration if media else 0.0,
-            "videoCodec": media.video_codec if media else "",
-            "audioCodec": media.audio_codec if media else "",
-            "width": media.width if media else 0, "height": media.height if media else 0,
-            "url": f"/client/records/{quote(path.name)}",
-        })
+            file, status = store.open_final(folder, path.name)
+        except (store.NotFound, store.NotFinal):  # gone, or replaced, meanwhile
+            continue
+        with file:
+            try:
+                media: Probe | None = probe(file)
+            except Exception:  # a file that is not (or no longer) a readable recording
+                media = None
+        found.append({**_described(path.name, status, media),
+                      **_recorded(store.read_sidecar(path))})
     return sorted(found, key=lambda f: (-f["createDate"], f["fileName"]))
 
 
+def _described(name: str, status: os.stat_result, media: Probe | None) -> dict[str, Any]:
+    return {
+        "fileName": name, "size": status.st_size, "createDate": int(status.st_mtime * 1000),
+        "duration": media.duration if media else 0.0,
+        "videoCodec": media.video_codec if media else "",
+        "audioCodec": media.audio_codec if media else "",
+        "width": media.width if media else 0, "height": media.height if media else 0,
+        "url": f"/client/records/{quote(name)}",
+    }
+
+
+def _recorded(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """The stream and times a file's sidecar keeps ("" and 0 when it has none: a file
+    put in records/ by hand, or recorded by an older version)."""
+    name = sidecar.get("streamName")
+    times = {key: sidecar.get(key) for key in ("startTime", "endTime")}
+    return {"streamName": name if isinstance(name, str) else "",
+            **{key: value if isinstance(value, int) and not isinstance(value, bool) else 0
+               for key, value in times.items()}}
+
+
 async def records_delete(app: App, method: Method, args: Args) -> web.Response:
-    engine: Engine = app[ENGINE]
-    path = _record_path(app[HOME].records, args["file_name"])
-    if path is None or not await asyncio.to_thread(path.is_file):
-        raise RestError(404, method.not_found or "File not found")
-    if any(r.path == path for r in engine.recordings.active.values()):
-        raise RestError(409, f"{path.name} is being recorded; stop the recording first")
-    await asyncio.to_thread(path.unlink)
-    return web.json_response({"deleted": path.name})
-
-
-def _record_path(folder: Path, name: str) -> Path | None:
-    """``name`` in records/, or None for anything that would leave it or is hidden."""
-    if not name or name.startswith(".") or "/" in name or "\\" in name or len(name) > 255:
-        return None
+    name = args["file_name"]
     try:
-        return inside(folder, name)
-    except (UnsafePath, OSError, ValueError):  # outside, a name the file system refuses
-        return None
+        await asyncio.to_thread(store.delete, app[HOME].records, name)
+    except store.NotFound:
+        raise RestError(404, method.not_found or "File not found") from None
+    except store.NotFinal as error:
+        raise RestError(409, str(error)) from None
+    return web.json_response({"deleted": name})
 
 
 async def download(request: web.Request) -> web.StreamResponse:
-    """``GET /client/records/<file>``: the file, with Range support."""
+    """``GET /client/records/<file>``: a final file, with single byte ranges."""
     try:
         guard.check_reader(request, request.app[SETTINGS])
     except RestError as error:
@@ -139,11 +154,32 @@ async def download(request: web.Request) -> web.StreamResponse:
         if error.status == 401:  # a browser asks for Basic credentials itself
             response.headers["WWW-Authenticate"] = 'Bearer, Basic realm="hookcast"'
         return response
-    path = _record_path(request.app[HOME].records, request.match_info["name"])
-    if path is None or path.suffix.lower() not in CONTENT_TYPES \
-            or not await asyncio.to_thread(path.is_file):
-        raise web.HTTPNotFound(text="File not found")
-    return web.FileResponse(path, headers={"Content-Type": CONTENT_TYPES[path.suffix.lower()]})
+    name = request.match_info["name"]
+    content_type = CONTENT_TYPES.get(Path(name).suffix.lower())
+    try:
+        if content_type is None:
+            raise store.NotFound(name)
+        file, status = await _open_when_final(request.app, name)
+    except store.NotFound:
+        raise web.HTTPNotFound(text="File not found") from None
+    except store.NotFinal as error:
+        raise web.HTTPConflict(text=str(error)) from None
+    return await serve_file(request, file, status, content_type)
+
+
+async def _open_when_final(app: App, name: str) -> tuple[IO[bytes], os.stat_result]:
+    """The final file ``name``, open. One being finished (its recording stopped) is
+    waited for, up to FINAL_WAIT seconds; one still being recorded is NotFinal at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FINAL_WAIT
+    while True:
+        try:
+            return await asyncio.to_thread(store.open_final, app[HOME].records, name)
+        except store.NotFinal:
+            recording = any(r.path.name == name for r in app[ENGINE].recordings.active.values())
+            if recording or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(FINAL_POLL)
 
 
 HANDLERS = {

@@ -222,9 +222,12 @@ METHODS = {
           for group, name in (("stream", "stopRecording"), ("recorder", "terminate"))),
         Method("recorder", "find_all", "Recordings in progress", response="Recording[]",
                not_found="Recording not found", get=True),
-        Method("records", "find_all", "Finished files in records/, newest first (an empty "
-               "list when there are none)", response="RecordFile[]", get=True),
-        Method("records", "delete", "Delete a finished file from records/", (FILE_NAME,),
+        Method("records", "find_all", "Final files in records/ (recorded, complete and "
+               "announced, the record script over), newest first, with the stream they "
+               "recorded (an empty list when there are none)", response="RecordFile[]",
+               get=True),
+        Method("records", "delete", "Delete a final file (and what is kept with it) from "
+               "records/; 409 while it is not final yet", (FILE_NAME,),
                ("fileName",), response="Deleted", not_found="File not found",
                changes_state=True),
         Method("vod", "startup", "Start a shared reading of a file (vod-live://) under "

@@ -84,6 +84,17 @@ def inside(folder: Path, name: str) -> Path:
     return target
 
 
+def visible_inside(folder: Path, name: str) -> Path:
+    """``inside(folder, name)``, refusing hidden files too (UnsafePath): a name with a
+    component starting with ``.``, or symlinks that lead to a hidden file or folder of
+    ``folder``."""
+    target = inside(folder, name)
+    shown = Path(name).parts + target.relative_to(folder.resolve()).parts
+    if any(part.startswith(".") for part in shown):
+        raise UnsafePath(f"{name!r} is a hidden file of {folder.name}/")
+    return target
+
+
 def media_folder(home: Path, media_dir: str) -> Path:
     """The folder ``media_dir`` names: as given when absolute, else inside the home."""
     folder = Path(media_dir).expanduser()

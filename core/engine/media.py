@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from aiortc.mediastreams import MediaStreamTrack
 
-from hookcast.config.home import UnsafePath, inside
+from hookcast.config.home import UnsafePath, visible_inside
 from hookcast.media.reader import (
     FILE_NOT_FOUND_INFO,
     WRONG_FORMAT_INFO,
@@ -72,7 +72,8 @@ class MediaSource(Protocol):
 class FileSource:
     """The file ``name`` of ``folder`` read in real time: MP4 (H.264, AAC) or WebM/MKV
     (VP8, Opus). A name that leads out of ``folder`` (``..``, an absolute path, a
-    symlink out, NUL) is ``File not found``: nothing outside is ever opened."""
+    symlink out, NUL) or to a hidden file of it (a name or a symlink target starting
+    with ``.``) is ``File not found``: nothing outside is ever opened."""
 
     def __init__(self, uri: str, folder: Path, name: str, shared: bool,
                  loop: bool = False) -> None:
@@ -85,7 +86,7 @@ class FileSource:
 
     def _inspect(self) -> FileInfo:
         try:
-            path = inside(self.folder, self.name)
+            path = visible_inside(self.folder, self.name)
             return inspect_file(path)
         except WrongFormat as error:
             raise SourceUnavailable(WRONG_FORMAT, str(error)) from None

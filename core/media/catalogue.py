@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hookcast.config.home import UnsafePath, inside
+from hookcast.config.home import UnsafePath, visible_inside
 from hookcast.config.watch import FolderWatcher
 from hookcast.media.reader import WrongFormat, inspect_file
 from hookcast.recording.files import CODEC_NAMES, Probe, probe
@@ -38,11 +38,12 @@ class MediaFile:
 
 def _probe(folder: Path, path: Path) -> MediaFile | None:
     """Off the loop: what ``path`` holds; None when it is not a media file of ``folder``
-    (any more): hidden, another extension, not a regular file, or a symlink out."""
+    (any more): hidden, another extension, not a regular file, or a symlink out of
+    ``folder`` or to a hidden file of it."""
     if path.name.startswith(".") or path.suffix.lower() not in EXTENSIONS:
         return None
     try:
-        inside(folder, path.name)
+        visible_inside(folder, path.name)
         if not path.is_file():
             return None
         stat = path.stat()

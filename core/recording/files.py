@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import av
 
@@ -62,10 +62,11 @@ def _copy(source: Any, target: Any) -> None:
         target.mux(packet)
 
 
-def probe(path: Path) -> Probe:
-    """Duration and codecs of a recording file (reads its header, and its packets'
-    times when the container states no duration)."""
-    with av.open(str(path)) as container:
+def probe(source: Path | IO[bytes]) -> Probe:
+    """Duration and codecs of a recording file, given by path or open (reads its header,
+    and its packets' times when the container states no duration)."""
+    opened = av.open(str(source)) if isinstance(source, Path) else av.open(source, "r")
+    with opened as container:
         video: Any = next((s for s in container.streams if s.type == "video"), None)
         audio: Any = next((s for s in container.streams if s.type == "audio"), None)
         duration = container.duration / av.time_base if container.duration else 0.0

@@ -1,20 +1,26 @@
 """The engine's recordings: start and stop them, tell plugins of each file, recover.
 
-Every file gets a marker beside it while it is written (``.<file>.recording``, the
-stream it records, as JSON). A normal end makes the file final (an MP4 gets its index
-at the front), announces it (``on_record_finished``) and removes the marker. A marker
-found at start belongs to a file a crash cut short: the file is made final and
-announced with ``recovered=True``. Files are named by the ``record_file_name`` hook
-(the template ``stream_record_policy_template`` when no plugin decides) and made safe
-by the core (recording.naming). All disk work runs off the event loop.
+A file goes through three states, kept on disk beside it (recording.store) so that they
+survive a crash: *recording* (its marker ``.<file>.recording`` is written when it is
+named, before it exists), *finishing* (complete — an MP4 gets its index at the front — and
+renamed when its name holds variables known only at its end; ``on_record_finished`` runs,
+the record script included) and *final* (the marker gone, the sidecar ``.<file>.json``
+holding its stream name, start and end time). Only final files are listed, downloaded
+and deleted. A marker found at start is a file a crash cut short: a *recording* one is
+made final and announced with ``recovered=True``, ending at its last write; a
+*finishing* one is announced again (at least once). Files are named by the
+``record_file_name`` hook (the template ``stream_record_policy_template`` when no plugin
+decides) and made safe by the core (recording.naming). All disk work runs off the event
+loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,7 @@ from hookcast.config.settings import Settings
 from hookcast.engine.streams import Stream
 from hookcast.engine.tasks import Tasks
 from hookcast.events import RecordingInfo, StreamInfo
+from hookcast.recording import store
 from hookcast.recording.files import Probe, finalize, probe
 from hookcast.recording.formats import Format, choose
 from hookcast.recording.naming import (
@@ -42,13 +49,10 @@ from hookcast.rtc.relay import PublishedTrack
 
 log = logging.getLogger(__name__)
 
-MARKER = ".{}.recording"
 #: seconds a writer may take to write what it still holds and close its file
 WRITER_END_TIMEOUT = 60
-
-
-def marker_of(path: Path) -> Path:
-    return path.with_name(MARKER.format(path.name))
+#: attempts at claiming a free name for a new file (two recordings may want one name)
+CLAIM_ATTEMPTS = 100
 
 
 @dataclass(frozen=True)
@@ -157,14 +161,18 @@ class Recordings:
 
     def _new_file(self, naming: Naming, fmt: Format, stream: StreamInfo, started: float,
                   part: int) -> Path:
-        """Off the loop: a free, safe path in records/, with its marker written."""
+        """Off the loop: a free, safe path in records/, claimed by writing its marker."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        path = safe_path(self.folder, naming.answer, fmt.extension, naming.part)
-        marker_of(path).write_text(json.dumps({
-            "stream": stream.to_wcs(), "part": part, "startedAt": started,
-            "naming": asdict(naming),
-        }))
-        return path
+        marker = {"state": "recording", "stream": stream.to_wcs(), "part": part,
+                  "startedAt": started, "naming": asdict(naming)}
+        for _ in range(CLAIM_ATTEMPTS):
+            path = safe_path(self.folder, naming.answer, fmt.extension, naming.part)
+            try:
+                store.claim_marker(path, marker)
+            except FileExistsError:  # another recording took that name meanwhile
+                continue
+            return path
+        raise FileExistsError(f"no free file name for {naming.answer!r} in {self.folder}")
 
     async def stop(self, media_session_id: str) -> Recorder | None:
         """Stop recording that stream; its last file is made final in the background."""
@@ -186,7 +194,7 @@ class Recordings:
         # no file was opened at these: their markers must not look like a crash
         for path in recorder.unused_paths:
             self._namings.pop(path, None)
-        await asyncio.to_thread(_unlink_markers, recorder.unused_paths)
+        await asyncio.to_thread(store.unlink_markers, recorder.unused_paths)
 
     # --- each file ----------------------------------------------------------------------
 
@@ -216,56 +224,77 @@ class Recordings:
         self._tasks.spawn(self._announce(info, recovered=False))
 
     async def _announce(self, info: RecordingInfo, recovered: bool) -> None:
+        """Make the file complete, give it its last name, announce it; it is final once
+        every ``on_record_finished`` is over."""
         naming = self._namings.pop(info.path, None)
-        path = info.path
-        try:
-            size, found, problem, finished_at = await asyncio.to_thread(
-                self._finish_file, path, recovered, info.error)
-            if naming is not None and size and naming.renamed_at_end:
-                path, problem = await self._rename(path, naming, finished_at, found, problem)
-        finally:
-            await asyncio.to_thread(marker_of(info.path).unlink, True)
-        self.finished += 1
-        await self.bus.on_record_finished(replace(
-            info, stream=replace(info.stream, record_name=path.name), path=path,
-            finished_at=finished_at, size=size, recovered=recovered,
-            error=info.error or problem,
-            duration=found.duration if found else 0.0,
+        size, found, problem, finished_at = await asyncio.to_thread(
+            self._finish_file, info.path, recovered, info.error)
+        finished = replace(
+            info, finished_at=finished_at, size=size, recovered=recovered,
+            error=info.error or problem, duration=found.duration if found else 0.0,
             video_codec=found.video_codec if found else info.video_codec,
-            audio_codec=found.audio_codec if found else info.audio_codec,
-        ))
+            audio_codec=found.audio_codec if found else info.audio_codec)
+        path = info.path
+        if size and naming is not None and naming.renamed_at_end:
+            path, problem = await self._rename(finished, naming, found)
+            finished = replace(finished, error=finished.error or problem)
+        elif size:  # a crash from here on: announced again at the next start
+            await _on_disk(f"{path.name}: its state", store.write_marker, path,
+                           store.finishing_marker(finished))
+        await self._finished(replace(
+            finished, path=path, stream=replace(finished.stream, record_name=path.name)))
 
-    async def _rename(self, path: Path, naming: Naming, finished_at: float,
-                      found: Probe | None, problem: str) -> tuple[Path, str]:
-        """The finished file renamed with the variables known at its end."""
+    async def _finished(self, info: RecordingInfo) -> None:
+        """Announce a complete file; then it is final (its sidecar written, its marker
+        gone). Cancelled meanwhile (the server stops): it stays unfinished, and is
+        announced again at the next start."""
+        self.finished += 1
+        await self.bus.on_record_finished(info)
+        await _on_disk(f"{info.path.name}: its stream name and times", store.make_final,
+                       info.path, store.sidecar_for(info) if info.size else None)
+
+    async def _rename(self, finished: RecordingInfo, naming: Naming,
+                      found: Probe | None) -> tuple[Path, str]:
+        """The complete file renamed with the variables known at its end; the new name's
+        marker (state finishing) is written before the file takes that name."""
+        path = finished.path
+        assert finished.finished_at is not None
         variables = {**naming.variables,
-                     **end_variables(finished_at, found.duration if found else 0.0)}
-        stream = _stream_of({"name": variables.get("streamName", ""),
-                             "mediaSessionId": variables.get("mediaSessionId", ""),
-                             "sessionId": variables.get("sessionId", ""),
-                             "audioCodec": variables.get("audioCodec", ""),
-                             "videoCodec": variables.get("videoCodec", ""),
-                             "recordName": path.name})
+                     **end_variables(finished.finished_at, found.duration if found else 0.0)}
+        stream = store.stream_of({"name": variables.get("streamName", ""),
+                                  "mediaSessionId": variables.get("mediaSessionId", ""),
+                                  "sessionId": variables.get("sessionId", ""),
+                                  "audioCodec": variables.get("audioCodec", ""),
+                                  "videoCodec": variables.get("videoCodec", ""),
+                                  "recordName": path.name})
         name = self._name(stream, naming.template, variables)
+        marker = {**store.finishing_marker(finished), "renamedFrom": path.name}
+        failure = ""
         try:
-            return await asyncio.to_thread(rename_safely, path, name, naming.part), problem
+            renamed = await asyncio.to_thread(rename_safely, path, name, naming.part, marker)
         except OSError as error:
             failure = f"cannot rename {path.name}: {type(error).__name__}: {error}"
             log.error("%s", failure)
-            return path, problem or failure
+            renamed = path
+        if renamed == path:  # kept its name: its own marker says it is finishing
+            await _on_disk(f"{path.name}: its state", store.write_marker, path,
+                           store.finishing_marker(finished))
+        else:  # the new name's marker is there: the former name's goes
+            await asyncio.to_thread(store.marker_of(path).unlink, True)
+        return renamed, failure
 
     @staticmethod
     def _finish_file(path: Path, recovered: bool,
                      error: str) -> tuple[int, Probe | None, str, float]:
-        """Off the loop: make the file final and read what it holds (size, probe,
-        problem, when it was last written)."""
+        """Off the loop: make the file complete and read what it holds (size, probe,
+        problem, when it ended: now, or its last write for a file a crash cut short)."""
         try:
             if not path.exists() or path.stat().st_size == 0:
                 path.unlink(missing_ok=True)
                 return 0, None, error or "no media was written", time.time()
+            written = path.stat().st_mtime if recovered else time.time()
             if recovered or path.suffix == ".mp4":
                 finalize(path)
-            written = path.stat().st_mtime if recovered else time.time()
             return path.stat().st_size, probe(path), "", written
         except Exception as failure:  # a file a crash or a full disk left unreadable
             problem = f"cannot make {path.name} final: {type(failure).__name__}: {failure}"
@@ -275,28 +304,58 @@ class Recordings:
     # --- start and shutdown -------------------------------------------------------------
 
     async def recover(self) -> int:
-        """Make final and announce every recording a crash cut short; how many."""
-        markers = await asyncio.to_thread(lambda: sorted(self.folder.glob(".*.recording")))
-        for marker in markers:
-            await self._recover(marker)
+        """Finish every file a crash left unfinished (made final and announced); how
+        many. Those that were finishing go first: a rename they were in the middle of
+        may leave the marker of their former name."""
+        markers = await asyncio.to_thread(store.read_markers, self.folder)
+        ordered = sorted(markers, key=lambda found: found[1].get("state") != "finishing")
+        for marker, saved in ordered:
+            if not await asyncio.to_thread(os.path.lexists, marker):
+                continue  # a former name, cleared by the rename it belonged to
+            if saved.get("state") == "finishing":
+                await self._recover_finishing(store.media_of(marker), saved)
+            else:
+                await self._recover(marker, saved)
         return len(markers)
 
-    async def _recover(self, marker: Path) -> None:
-        path = marker.with_name(marker.name[1:-len(".recording")])
+    async def _recover(self, marker: Path, saved: dict[str, Any]) -> None:
+        """A file cut short while it was written: made complete, renamed, announced."""
+        path = store.media_of(marker)
         try:
-            saved: dict[str, Any] = json.loads(await asyncio.to_thread(marker.read_text))
-            stream = _stream_of(saved["stream"])
+            stream = store.stream_of(saved["stream"])
             part, started = int(saved.get("part", 1)), float(saved.get("startedAt", 0))
             naming = Naming.from_json(saved.get("naming"))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             log.error("%s: unreadable recording marker (%s); removed", marker, error)
             await asyncio.to_thread(marker.unlink, True)
             return
         log.info("recovering %s, cut short when the server stopped", path.name)
-        info = RecordingInfo(stream=stream, path=path, part=part, started_at=started)
         if naming is not None:
             self._namings[path] = naming
-        await self._announce(info, recovered=True)
+        await self._announce(RecordingInfo(stream=stream, path=path, part=part,
+                                           started_at=started), recovered=True)
+
+    async def _recover_finishing(self, path: Path, saved: dict[str, Any]) -> None:
+        """A complete file whose announcement a crash cut short: announced again."""
+        exists = await asyncio.to_thread(store.settle_rename, path, saved.get("renamedFrom"))
+        info: RecordingInfo | None = None
+        try:
+            info = store.finished_info(path, saved)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            log.error("%s: unreadable recording marker (%s)", store.marker_of(path), error)
+        if info is None or not exists:
+            await asyncio.to_thread(store.marker_of(path).unlink, True)
+            return
+        log.info("announcing %s again: the server stopped before it was final", path.name)
+        try:
+            size, found = await asyncio.to_thread(lambda: (path.stat().st_size, probe(path)))
+        except Exception as error:  # removed or spoilt meanwhile: announced as it is
+            log.error("%s: %s: %s", path.name, type(error).__name__, error)
+            size, found = 0, None
+        await self._finished(replace(
+            info, size=size, duration=found.duration if found else info.duration,
+            video_codec=found.video_codec if found else info.video_codec,
+            audio_codec=found.audio_codec if found else info.audio_codec))
 
     async def close(self) -> None:
         """Stop every recording; return once every file is final and announced."""
@@ -305,16 +364,11 @@ class Recordings:
         await self._tasks.wait()
 
 
-def _unlink_markers(paths: list[Path]) -> None:
-    for path in paths:
-        marker_of(path).unlink(missing_ok=True)
-
-
-def _stream_of(wcs: dict[str, Any]) -> StreamInfo:
-    return StreamInfo(
-        media_session_id=str(wcs.get("mediaSessionId", "")), name=str(wcs.get("name", "")),
-        published=True, status=str(wcs.get("status", "")),
-        session_id=str(wcs.get("sessionId", "")), app_key=str(wcs.get("appKey", "")),
-        record=True, record_name=str(wcs.get("recordName", "")),
-        audio_codec=str(wcs.get("audioCodec", "")), video_codec=str(wcs.get("videoCodec", "")),
-    )
+async def _on_disk(what: str, function: Callable[..., None], *args: Any) -> None:
+    """Run ``function(*args)`` off the loop; a disk that refuses (full, read-only) is
+    logged, never stops the file being announced."""
+    try:
+        await asyncio.to_thread(function, *args)
+    except OSError as error:
+        log.error("%s cannot be kept: %s: %s", what, type(error).__name__,
+                  error.strerror or error)

@@ -19,6 +19,7 @@ from typing import Any
 from hookcast.config.home import inside
 from hookcast.config.properties import RECORD_END_VARIABLES, TEMPLATE_VARIABLE
 from hookcast.events import StreamInfo
+from hookcast.recording.store import claim_marker, marker_of
 
 #: longest file name: 255 bytes less the 11 of the marker written beside it while it is
 #: recorded (``.<name>.recording``), so that the marker's own name fits too
@@ -80,8 +81,7 @@ def safe_path(folder: Path, name: str, extension: str, part: int | None = None) 
     for attempt in range(10_000):
         unique = numbered if attempt == 0 else f"{numbered}_{attempt}"
         candidate = inside(folder, _fit(stem, f"{unique}.{extension}"))
-        marker = candidate.with_name(f".{candidate.name}.recording")
-        if not candidate.exists() and not marker.exists():
+        if not os.path.lexists(candidate) and not os.path.lexists(marker_of(candidate)):
             return candidate
     raise FileExistsError(f"no free file name for {name!r} in {folder}")
 
@@ -97,9 +97,12 @@ def login_of(client: Mapping[str, Any]) -> str:
     return ""
 
 
-def rename_safely(path: Path, name: str, part: int | None = None) -> Path:
+def rename_safely(path: Path, name: str, part: int | None = None,
+                  marker: dict[str, Any] | None = None) -> Path:
     """Give the finished file ``path`` the safe name for ``name`` (same extension),
-    never replacing another file; returns the path it now has."""
+    never replacing another file; returns the path it now has. With ``marker``, the new
+    name's marker is written (exclusively: it claims the name) before the file takes it,
+    so the file is never seen under its new name without one."""
     extension = path.suffix.lstrip(".")
     numbered = "" if part is None else f"-{part}"
     if _fit(clean(name), f"{numbered}.{extension}") == path.name:
@@ -107,14 +110,33 @@ def rename_safely(path: Path, name: str, part: int | None = None) -> Path:
     for _ in range(100):
         target = safe_path(path.parent, name, extension, part)
         try:
-            os.link(path, target)  # fails if the name was taken meanwhile: never replaces
-        except FileExistsError:
+            if marker is not None:
+                claim_marker(target, marker)
+        except FileExistsError:  # claimed meanwhile
             continue
-        except OSError:  # a file system without hard links
-            if target.exists():
-                continue
-            path.rename(target)
-            return target
-        path.unlink()
+        try:
+            _link(path, target)
+        except FileExistsError:  # taken meanwhile
+            if marker is not None:
+                marker_of(target).unlink(missing_ok=True)
+            continue
+        except BaseException:
+            if marker is not None:
+                marker_of(target).unlink(missing_ok=True)
+            raise
         return target
     raise FileExistsError(f"no free file name for {name!r} in {path.parent}")
+
+
+def _link(path: Path, target: Path) -> None:
+    """Move ``path`` to ``target`` unless ``target`` exists (FileExistsError)."""
+    try:
+        os.link(path, target)  # fails if the name was taken meanwhile: never replaces
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links
+        if os.path.lexists(target):
+            raise FileExistsError(target) from None
+        path.rename(target)
+        return
+    path.unlink()

@@ -114,7 +114,7 @@ class Recorder:
     def _deliver(self, packet: Timed) -> None:
         if self._writer is None:
             self._writer = Writer(self.path, self.format, self._size, self._from_writer,
-                                  self.name)
+                                  self.name, on_gap=self._request_keyframe)
             self._writer.start()
         elif self._due(packet):
             self._cutting = asyncio.create_task(self._cut(), name=f"recorder {self.name} cut")
@@ -141,8 +141,12 @@ class Recorder:
         self._named.append(path)
         assert self._writer is not None
         self._writer.cut(path)
-        video = self._tracks.get("video")  # the next part starts at the next keyframe:
-        if video is not None:               # ask for one now rather than wait for it
+        self._request_keyframe()  # the next part starts at it: ask now rather than wait
+
+    def _request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe (a new part or the end of a gap waits for one)."""
+        video = self._tracks.get("video")
+        if video is not None:
             video.request_keyframe()
 
     def _from_writer(self, event: WriterEvent) -> None:

@@ -5,8 +5,10 @@ thread in batches (every BATCH_DELAY seconds, or BATCH_MAX packets), so the thre
 wakes ten times a second, not at every packet. Overflow policy:
 when the disk cannot keep up and the queue is full, packets are dropped from there on
 until the next video keyframe (audio included), so the file has a gap, never a broken
-picture; each gap is logged once and counted. An error writing (disk full, records/ not
-writable) ends the recording: the thread reports it and discards what still comes.
+picture; each gap is logged once and counted, and ``on_gap`` is called (the recorder
+asks the publisher for that keyframe: a browser may send none for minutes unasked).
+An error writing (disk full, records/ not writable) ends the recording: the thread
+reports it and discards what still comes.
 
 Parts: ``cut(path)`` (from the loop) makes the thread close the current file at the
 next video keyframe (or the next packet, audio only) and go on in ``path``; each file's
@@ -79,8 +81,10 @@ class Writer:
     """Owns one recording's thread, its queue and its current Muxer."""
 
     def __init__(self, path: Path, fmt: Format, size: tuple[int, int] | None,
-                 events: Callable[[WriterEvent], None], name: str) -> None:
+                 events: Callable[[WriterEvent], None], name: str,
+                 on_gap: Callable[[], None] | None = None) -> None:
         self.format = fmt
+        self._on_gap = on_gap
         self.progress = Progress()
         self._path = path
         self._size = size
@@ -129,6 +133,8 @@ class Writer:
             self.progress.dropped += len(batch)
             log.warning("recording %s: the disk is not keeping up; dropping to the next "
                         "keyframe (gap %d)", self._path.name, self.progress.gaps)
+            if self._gap and self._on_gap is not None:
+                self._on_gap()
 
     def cut(self, path: Path) -> None:
         """Go on in ``path`` from the next video keyframe (the next packet, audio only)."""

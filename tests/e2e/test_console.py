@@ -32,7 +32,9 @@ class Console:
         self.browser = browser
         self.base = f"http://127.0.0.1:{server.http_port}"
         self.requests: list[str] = []
-        self.dialogs: list[str] = []
+        self.dialogs: list[str] = []  # dialogs no test expected (dismissed)
+        self.confirms: list[str] = []  # confirm() dialogs a test answered
+        self.answers: list[bool] = []  # what to answer the next confirm() dialogs
         self.logs: list[str] = []
         self.contexts: list[Any] = []
 
@@ -42,11 +44,19 @@ class Console:
         page = await context.new_page()
         page.on("request", lambda request: self.requests.append(request.url))
         page.on("websocket", lambda socket: self.requests.append(socket.url))
-        page.on("dialog", lambda dialog: self.dialogs.append(dialog.message))
+        page.on("dialog", self._dialog)
         page.on("console", lambda message: self.logs.append(f"{message.type}: {message.text}"))
         page.on("pageerror", lambda error: self.logs.append(f"pageerror: {error}"))
         await page.goto(self.base + path)
         return page
+
+    async def _dialog(self, dialog: Any) -> None:
+        if dialog.type == "confirm" and self.answers:
+            self.confirms.append(dialog.message)
+            await (dialog.accept() if self.answers.pop(0) else dialog.dismiss())
+            return
+        self.dialogs.append(dialog.message)
+        await dialog.dismiss()
 
     def foreign(self) -> list[str]:
         return [url for url in self.requests if urlsplit(url).hostname != "127.0.0.1"]
@@ -126,6 +136,11 @@ async def test_record_stop_find_play_seek_download_delete(console: Console, serv
     row = records.locator("tr[data-file]").first
     name = await row.get_attribute("data-file")
     assert name and name.endswith(".webm")
+    # told apart by the stream it recorded and when, in the reader's own time
+    assert await row.locator("[data-field=stream]").text_content() == "recorded"
+    for field in ("started", "ended"):
+        shown = await row.locator(f"[data-field={field}] time").text_content()
+        assert shown and "T" not in shown and "Z" not in shown, shown  # localised
     await row.get_by_role("button", name="play").click()
     await records.wait_for_function(f"() => ({FRAMES})('#video') > 10", timeout=15000)
     assert await records.evaluate("() => document.querySelector('#video').duration") > 3
@@ -141,9 +156,16 @@ async def test_record_stop_find_play_seek_download_delete(console: Console, serv
     await download.save_as(saved)
     with av.open(str(saved)) as container:
         assert sum(1 for _ in container.decode(video=0)) > 60
+    console.answers.append(False)  # asked to confirm, naming the file: not deleted
+    await row.get_by_role("button", name="delete").click()
+    await records.wait_for_function("() => !document.querySelector('button:disabled')")
+    assert console.confirms == [f"Delete the recording {name}? This cannot be undone."]
+    assert (server.home.records / name).exists()
+    assert await records.locator("tr[data-file]").count() == 1
+    console.answers.append(True)
     await row.get_by_role("button", name="delete").click()
     await records.wait_for_function("() => !document.querySelector('tr[data-file]')", timeout=5000)
-    assert not (server.home.records / name).exists()
+    assert not (server.home.records / name).exists() and len(console.confirms) == 2
 
 
 async def test_vod_plays_from_the_media_page(console: Console, server: Server) -> None:

@@ -69,6 +69,8 @@ async def test_template_with_every_variable_and_end_variables_renamed(
                           "H264"]
     assert before - 1 <= start <= start_ms / 1000 <= end_ms / 1000 <= after
     assert end == end_ms // 1000 and start == start_ms // 1000
+    # milliseconds, not seconds x 1000: the very end time the file was announced with
+    assert end_ms == int(finished["finished"] * 1000), (end_ms, finished["finished"])
     media = decode(home.records / name)
     assert abs(duration / 1000 - media["duration"]) < 0.05
     assert abs((end_ms - start_ms) / 1000 - media["duration"]) < 1.5
@@ -82,8 +84,12 @@ async def test_template_with_every_variable_and_end_variables_renamed(
      b"show/one".hex() + ".mp4"),
     ({"stream_record_policy": "streamName", "encode_record_name": "true,BASE64"},
      "show/one?>>", base64.urlsafe_b64encode(b"show/one?>>").decode() + ".mp4"),
+    # the file-name-safe alphabet: "-" for "+" and "_" for "/" (the standard alphabet
+    # would give Pj4+Pz8/, which the core's cleaning alone would not turn into this)
+    ({"stream_record_policy": "streamName", "encode_record_name": "true,BASE64"},
+     ">>>???", "Pj4-Pz8_.mp4"),
     ({"stream_record_policy_template": "rec-{streamName}"}, "cam", "rec-cam.mp4"),
-], ids=["streamName", "excluded", "hex", "base64", "template"])
+], ids=["streamName", "excluded", "hex", "base64", "base64-url-safe", "template"])
 async def test_policies_and_encodings(
     home: Home, start_server: Start, connect_client: Connect, properties: dict[str, str],
     name: str, expected: str

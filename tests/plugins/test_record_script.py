@@ -72,6 +72,7 @@ async def test_argv_and_environment_as_documented(
 ) -> None:
     script = install(home, "log.py", LOGGING_SCRIPT.format(python=sys.executable))
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "server-secret")
+    monkeypatch.setenv("HOOKCAST_SECRET", "the server's own, not the scripts'")
     monkeypatch.setenv("HOOKCAST_SCRIPT_BUCKET", "for-scripts")
     server = await start_server(home, on_record_hook_script="hooks/log.py",
                                 stream_record_policy="streamName")
@@ -99,7 +100,7 @@ async def test_argv_and_environment_as_documented(
     assert 1.0 < float(hookcast["HOOKCAST_DURATION"]) < 2.5
     assert hookcast["HOOKCAST_RECOVERED"] == "false" and hookcast["HOOKCAST_ERROR"] == ""
     assert hookcast["HOOKCAST_SCRIPT_BUCKET"] == "for-scripts"
-    assert "AWS_SECRET_ACCESS_KEY" not in env and "PATH" in env
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "HOOKCAST_SECRET" not in env and "PATH" in env
     assert run["cwd"] == str(home.root)
     assert 'hookcast_record_scripts_total{outcome="ok",property="on_record_hook_script"} 1.0' \
         in await metrics(server)
@@ -214,3 +215,27 @@ async def test_the_shipped_script_copies_the_file(
         await asyncio.sleep(0.2)
     assert copy.read_bytes() == original.read_bytes()
     assert [p.name for p in copies.iterdir()] == [original.name]
+
+
+async def test_what_a_script_prints_is_logged_with_its_exit(
+    home: Home, start_server: Start, connect_client: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    """stdout and stderr tails in the exit line: escaped, the last LOGGED_CHARACTERS of
+    each (a script printing 100 KB does not make a 100 KB line)."""
+    install(home, "talk.sh", "#!/bin/sh\n"
+                             "echo 'uploading'; printf 'done \\033[31mred\\n'\n"
+                             "echo 'a warning' >&2\n"
+                             "head -c 100000 /dev/zero | tr '\\0' x >&2; echo ' the end' >&2\n"
+                             "exit 3\n")
+    server = await start_server(home, on_record_hook_script="hooks/talk.sh")
+    client: WcsClient = await connect_client(server)
+    stream, _ = await publish(client, "cam", record=True)
+    await asyncio.sleep(1)
+    await client.stop(stream)
+    await settled(server)  # the file is final once its script is over: it has run
+    (line,) = [r.getMessage() for r in caplog.records if "hooks/talk.sh for stream" in
+               r.getMessage()]
+    assert ": exit 3 in " in line, line
+    assert "; stdout: uploading\\ndone \\x1b[31mred; stderr: ..." in line, line
+    stderr = line.split("; stderr: ", 1)[1]
+    assert stderr.startswith("...x") and stderr.endswith("x the end") and len(stderr) == 503

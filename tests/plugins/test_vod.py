@@ -446,3 +446,36 @@ async def test_a_personal_reading_starts_at_frame_0_for_a_player_that_connects_l
     assert sequence[:1] == [0], f"the late player's first picture is {sequence[:1]}, not frame 0"
     assert sequence == list(range(len(sequence))), "in order, none lost or repeated"
     assert len(sequence) >= 0.9 * 4 * FPS
+
+
+async def test_links_and_hidden_files_of_media_are_never_played_or_listed(
+    home: Home, start_server: Start, connect_client: Connect, tmp_path: Path
+) -> None:
+    """A link is followed only to a file shown in media/ itself: never out of it, never
+    to a hidden file or into a hidden folder; hidden names are not played either."""
+    make_media(home.media / "good.mp4", seconds=1)
+    shutil.copy(home.media / "good.mp4", home.media / ".private.mp4")
+    (home.media / ".drafts").mkdir()
+    shutil.copy(home.media / "good.mp4", home.media / ".drafts" / "cut.mp4")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(home.media / "good.mp4", outside / "good.mp4")
+    (home.media / "peek.mp4").symlink_to(".private.mp4")
+    (home.media / "drafts").symlink_to(".drafts")
+    (home.media / "elsewhere").symlink_to(outside)
+    (home.media / "alias.mp4").symlink_to("good.mp4")  # inside, shown: played
+    server = await start_server(home)
+    client: WcsClient = await connect_client(server)
+    for name in ("vod://peek.mp4", "vod://.private.mp4", "vod://drafts/cut.mp4",
+                 "vod://.drafts/cut.mp4", "vod://elsewhere/good.mp4", "vod-live://peek.mp4"):
+        player = await client.play(name)
+        failed = await player.wait_status("FAILED")
+        assert failed["info"] == "File not found", name
+    status, answer = await rest(server, "vod/startup", {"uri": "vod-live://peek.mp4"})
+    assert status == 404, answer
+    player, got, reading = await play(client, "vod://alias.mp4")
+    await player.wait_status("STOPPED")
+    await asyncio.wait_for(reading, 10)
+    assert len(got.pictures) >= 20
+    status, media = await rest(server, "media/find_all")
+    assert sorted(m["fileName"] for m in media) == ["alias.mp4", "good.mp4"]

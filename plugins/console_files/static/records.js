@@ -1,9 +1,12 @@
-// The recordings page: play a file (seekable: the server answers range requests),
-// download it, delete it.
+// The recordings page: each file's stream and times, play it (seekable: the server
+// answers range requests), download it, delete it (after a confirmation naming it).
 import { bytes, run } from "./console.js";
 
 for (const cell of document.querySelectorAll("[data-bytes]")) {
   cell.textContent = bytes(Number(cell.dataset.bytes));
+}
+for (const time of document.querySelectorAll("time[data-when]")) {
+  time.textContent = new Date(Number(time.dataset.when)).toLocaleString();
 }
 document.querySelector("tbody")?.addEventListener("click", async (event) => {
   const button = event.target.closest("button");
@@ -17,6 +20,7 @@ document.querySelector("tbody")?.addEventListener("click", async (event) => {
     video.src = row.querySelector("a.download").href;
     video.play().catch(() => {});
   } else if (button.dataset.action === "delete") {
+    if (!confirm(`Delete the recording ${file}? This cannot be undone.`)) return;
     if (await run(button, "records/delete", { fileName: file })) row.remove();
   }
 });

@@ -133,7 +133,8 @@ async def test_h264_is_recorded_to_mp4_byte_for_byte(
     assert finished["size"] == path.stat().st_size and finished["error"] == ""
     assert (finished["video"], finished["audio"]) == ("H264", "AAC")
     assert abs(finished["duration"] - media["duration"]) < 0.1 and not finished["recovered"]
-    assert not list(home.records.glob(".*")), "no marker is left once a file is final"
+    assert not list(home.records.glob(".*.recording")), "no marker is left once a file is final"
+    assert json.loads((home.records / f".{record_name}.json").read_text())["streamName"] == "cam"
     with av.open(str(path)) as container:  # final: the index (moov) before the media
         assert container.format.name.startswith("mov")
     assert path.read_bytes()[4:8] == b"ftyp" and b"moov" in path.read_bytes()[:4096]
