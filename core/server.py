@@ -17,6 +17,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -201,7 +202,7 @@ class Server:
         self.ws_app = create_ws_app(self.http_app)
         # a backstop: sessions close within ws_send_timeout and plugins within their
         # timeouts; a handler still running after this is cancelled
-        access = {} if settings.access_log else {"access_log": None}
+        access: dict[str, Any] = {} if settings.access_log else {"access_log": None}
         self._http_runner = web.AppRunner(self.http_app, handle_signals=False,
                                           shutdown_timeout=SHUTDOWN_BACKSTOP, **access)
         self._ws_runner = web.AppRunner(self.ws_app, handle_signals=False,

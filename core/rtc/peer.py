@@ -87,7 +87,7 @@ def parse_offer(sdp: str) -> list[OfferedMedia]:
         raise BadOffer("invalid SDP offer: no DTLS fingerprint (a=fingerprint)")
     mids = {media.rtp.muxId for media in description.media}
     for group in description.group:
-        unknown = [mid for mid in group.items if mid not in mids]
+        unknown = [str(mid) for mid in group.items if mid not in mids]
         if unknown:
             raise BadOffer(f"invalid SDP offer: group {group.semantic} names media "
                            f"{', '.join(unknown)} that the offer does not have")
