@@ -85,6 +85,11 @@ class Settings:
         "then per player a header rewrite, SRTP and a UDP send; false = aiortc's own "
         "sender per player (hookcast)",
     )
+    relay_lean_receive: bool = prop(
+        "relay_lean_receive", True, Boolean(),
+        "Receive publishers' RTP on the event loop as it arrives (unprotect, reorder, "
+        "assemble frames); false = aiortc's own receiver and its decoder thread (hookcast)",
+    )
     relay_gso: bool = prop(
         "relay_gso", True, Boolean(),
         "On the dedicated path, send each player's frame with UDP GSO (one sendmsg per run "

@@ -166,7 +166,8 @@ class Engine:
         if live is None:
             return
         try:
-            leg, answer = await open_publisher(offer_sdp, self._config, stream.name)
+            leg, answer = await open_publisher(offer_sdp, self._config, stream.name,
+                                               self.settings.relay_lean_receive)
         except Exception as error:
             return await self.stop(stream, Status.FAILED, setup_failure(stream, error))
         if stream.final:  # stopped while the answer was being made

@@ -26,6 +26,7 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 
+from hookcast.rtc.aiortc.receiver import LeanReceiver, take_over
 from hookcast.rtc.compat import (
     force_codec,
     on_keyframe_request,
@@ -194,9 +195,12 @@ def _pli_sender(receiver: RTCRtpReceiver):  # type: ignore[no-untyped-def]
 
 
 async def open_publisher(
-    offer_sdp: str, config: RTCConfiguration, name: str
+    offer_sdp: str, config: RTCConfiguration, name: str, lean: bool = True
 ) -> tuple[PublisherLeg, str]:
-    """Answer a publisher; its tracks start relaying at once. Raises BadOffer or NoCommonCodecs."""
+    """Answer a publisher; its tracks start relaying at once. Raises BadOffer or NoCommonCodecs.
+
+    ``lean``: its RTP is received on the event loop (hookcast.rtc.aiortc.receiver);
+    otherwise by aiortc's own receiver and its decoder thread."""
     offered = parse_offer(offer_sdp)
     chosen = [(media, choose_codec(media)) for media in offered]
     if all(mime is None for _, mime in chosen):
@@ -212,17 +216,21 @@ async def open_publisher(
                 transceivers.append((transceiver, mime))
         answer = await _answer(pc, offer_sdp)
         leg.payload_types = payload_types(answer)
+        receivers = []
         for transceiver, mime in transceivers:
             kind = mime.split("/")[0]
             on_nack_sent(transceiver.receiver, _counting(leg.nacks, kind))
             track = PublishedTrack(
-                transceiver.receiver.track,
+                None if lean else transceiver.receiver.track, kind=kind,
                 send_pli=_pli_sender(transceiver.receiver),
                 name=f"{name}/{kind}",
             )
+            if lean:
+                receivers.append(LeanReceiver(transceiver.receiver, kind, track.push))
             track.start()
             leg.tracks[kind] = track
             leg.codecs[kind] = mime
+        take_over(receivers)
     except BaseException:
         await leg.close()
         raise

@@ -198,16 +198,17 @@ class PublishedTrack:
 
     def __init__(
         self,
-        source: MediaStreamTrack,
+        source: MediaStreamTrack | None,
         *,
+        kind: str = "",
         send_pli: SendPli | None = None,
         pli_interval: float = PLI_INTERVAL,
         name: str = "",
         keep_gop: bool = False,
     ) -> None:
         self.source = source
-        self.kind = source.kind
-        self.name = name or f"{source.kind}:{source.id}"
+        self.kind = source.kind if source is not None else kind
+        self.name = name or (f"{source.kind}:{source.id}" if source is not None else self.kind)
         self.counters = PublishedCounters()
         self.last_keyframe: EncodedPacket | None = None
         self.last_keyframe_at: float | None = None
@@ -229,6 +230,7 @@ class PublishedTrack:
         #: the players on the dedicated forwarding path (go_fast()); None until the first
         self._fanout: Fanout | None = None
         self._ended = False
+        self._started = False
         self._done = asyncio.Event()
 
     @property
@@ -268,11 +270,19 @@ class PublishedTrack:
         return True
 
     def start(self) -> None:
-        """Start reading the source (idempotent)."""
-        if self._task is None and not self._ended:
+        """Start reading the source, or taking what is pushed (idempotent)."""
+        if self._started or self._ended:
+            return
+        self._started = True
+        if self.source is not None:
             self._task = asyncio.create_task(self._read(), name=f"relay {self.name}")
-            if self._keyframes is not None:
-                self._keyframes.start()
+        if self._keyframes is not None:
+            self._keyframes.start()
+
+    def push(self, packet: EncodedPacket) -> None:
+        """A frame from a source that pushes (a publisher's receive path, on the loop)."""
+        if not self._ended:
+            self._dispatch(packet)
 
     def subscribe(self, queue_size: int | None = None) -> SubscriberTrack:
         """A new SubscriberTrack; video ones wait for a keyframe, which is requested.
