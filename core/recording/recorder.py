@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -22,10 +23,21 @@ from hookcast.config.properties import Rotation
 from hookcast.recording.formats import Format
 from hookcast.recording.timeline import Arrived, Timed, Timeline
 from hookcast.recording.writer import FileDone, FileOpened, Writer, WriterEnded, WriterEvent
+from hookcast.rtc.gate import KeyframeGate, gate_for
 from hookcast.rtc.packets import EncodedPacket, FrameMeta
 from hookcast.rtc.relay import PublishedTrack
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True, eq=False)
+class _Track:
+    """The recorder's sink on one kind of the broadcast: a video file starts at a
+    keyframe and, after frames were lost upstream, goes on at the next one (its gate)."""
+
+    kind: str
+    gate: KeyframeGate
+    offer: Callable[[EncodedPacket], None]
 
 
 class Recorder:
@@ -51,7 +63,7 @@ class Recorder:
         self._next_path = next_path
         self._opened, self._closed = opened, closed
         self._timeline = Timeline(frozenset(self._tracks))
-        self._sinks: list[tuple[PublishedTrack, Callable[[EncodedPacket], None]]] = []
+        self._sinks: list[tuple[PublishedTrack, _Track]] = []
         self._writer: Writer | None = None
         self._loop = asyncio.get_running_loop()
         self._size: tuple[int, int] | None = None
@@ -73,7 +85,8 @@ class Recorder:
     def start(self) -> None:
         for kind, track in self._tracks.items():
             rate = 90000 if kind == "video" else (48000 if self.format.audio_in == "opus" else 8000)
-            sink = partial(self._on_packet, kind, rate)
+            sink = _Track(kind, gate_for(kind, track.request_keyframe),
+                          partial(self._on_packet, kind, rate))
             self._sinks.append((track, sink))
             track.attach(sink)
 

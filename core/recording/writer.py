@@ -29,6 +29,7 @@ from pathlib import Path
 from hookcast.recording.formats import Format
 from hookcast.recording.muxer import Muxer
 from hookcast.recording.timeline import Timed
+from hookcast.rtc.gate import KeyframeGate, OpenGate
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,6 @@ class Writer:
                  events: Callable[[WriterEvent], None], name: str,
                  on_gap: Callable[[], None] | None = None) -> None:
         self.format = fmt
-        self._on_gap = on_gap
         self.progress = Progress()
         self._path = path
         self._size = size
@@ -93,8 +93,9 @@ class Writer:
         self._batch: list[Timed] = []
         self._loop = asyncio.get_running_loop()
         self._flush_at: asyncio.TimerHandle | None = None
-        self._gap = False
         self._has_video = fmt.video is not None
+        #: in sync but for a gap: then every packet waits for the next video keyframe
+        self._gate = KeyframeGate(on_gap, synced=True) if self._has_video else OpenGate()
         self._next_path: Path | None = None
         self._parts_opened = 0
         self._failed = False
@@ -107,11 +108,10 @@ class Writer:
 
     def put(self, packet: Timed) -> None:
         """Queue one packet; never blocks (the overflow policy drops to a keyframe)."""
-        if self._gap:
-            if not (packet.kind == "video" and packet.keyframe) and self._has_video:
-                self.progress.dropped += 1
-                return
-            self._gap = False
+        if not self._gate.synced and not self._gate.passes(
+                packet.kind == "video" and packet.keyframe):  # audio waits for it too
+            self.progress.dropped += 1
+            return
         self._batch.append(packet)
         if len(self._batch) >= BATCH_MAX:
             self._flush()
@@ -128,13 +128,11 @@ class Writer:
         try:
             self._queue.put_nowait(batch)
         except queue.Full:
-            self._gap = self._has_video
             self.progress.gaps += 1
             self.progress.dropped += len(batch)
             log.warning("recording %s: the disk is not keeping up; dropping to the next "
                         "keyframe (gap %d)", self._path.name, self.progress.gaps)
-            if self._gap and self._on_gap is not None:
-                self._on_gap()
+            self._gate.unsync()  # and the publisher is asked for that keyframe
 
     def cut(self, path: Path) -> None:
         """Go on in ``path`` from the next video keyframe (the next packet, audio only)."""

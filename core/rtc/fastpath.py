@@ -30,7 +30,7 @@ import logging
 import random
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -150,8 +150,8 @@ class FastPlayer:
     numbers and timestamp origin, its keyframe gate and its packet history."""
 
     __slots__ = (
-        "_fell_behind",
         "counters",
+        "gate",
         "gso",
         "history",
         "layout",
@@ -168,13 +168,13 @@ class FastPlayer:
         "srtp",
         "ssrc",
         "subscriber",
-        "synced",
     )
 
     def __init__(self, subscriber: SubscriberTrack, sender: RTCRtpSender,
-                 path: compat.SenderPath, layout: Layout, gso: bool,
-                 fell_behind: Callable[[], None]) -> None:
+                 path: compat.SenderPath, layout: Layout, gso: bool) -> None:
         self.subscriber = subscriber
+        #: the subscriber's keyframe gate goes on here (hookcast.rtc.gate)
+        self.gate = subscriber.gate
         self.counters = subscriber.counters
         self.sender = sender
         self.layout = layout
@@ -192,9 +192,7 @@ class FastPlayer:
         self.sequence = random.getrandbits(15)
         self.rtx_sequence = random.getrandbits(15)
         self.origin = random.getrandbits(32)
-        self.synced = subscriber.synced
         self.history: list[tuple[int, int, bytearray] | None] = [None] * HISTORY_SIZE
-        self._fell_behind = fell_behind
 
     def send(self, buffer: compat.ProtectBuffer, timestamp: int, ntp: int,
              payload_bytes: int, frame_size: int) -> bool:
@@ -231,10 +229,8 @@ class FastPlayer:
         return True
 
     def unsync(self) -> None:
-        """Video: wait for a keyframe, and ask for one."""
-        if self.subscriber.kind == "video":
-            self.synced = False
-            self._fell_behind()
+        """It fell behind: video waits for a keyframe, and asks for one."""
+        self.gate.unsync()
 
     def _send_each(self, packets: list[bytearray], buffer: compat.ProtectBuffer,
                    sequence: int, timestamp: int) -> None:
@@ -326,15 +322,13 @@ class Buffered:
 
 class Fanout:
     """Every fast-path player of one published track; forward() is called with each of
-    its frames. ``request_keyframe`` asks the publisher (a player fell behind)."""
+    its frames and the players whose gate admitted it."""
 
-    def __init__(self, kind: str, codec: Any, request_keyframe: Callable[[], None],
-                 gso: bool) -> None:
+    def __init__(self, kind: str, codec: Any, gso: bool) -> None:
         self.kind = kind
         self.codec = codec
         self.encoder = get_encoder(codec)
         self.gso = gso and gso_supported()
-        self._request_keyframe = request_keyframe
         self._layouts: dict[tuple[Any, ...], Layout] = {}
         self._players: dict[SubscriberTrack, FastPlayer] = {}
         self._order: tuple[FastPlayer, ...] = ()
@@ -353,7 +347,7 @@ class Fanout:
         if layout is None:
             layout = self._layouts[key] = Layout(path)
         layout.users += 1
-        player = FastPlayer(subscriber, sender, path, layout, self.gso, self._request_keyframe)
+        player = FastPlayer(subscriber, sender, path, layout, self.gso)
         compat.answer_retransmits(sender, player.retransmit)
         self._players[subscriber] = player
         self._order = tuple(self._players.values())
@@ -391,19 +385,14 @@ class Fanout:
         if not player.layout.users:
             self._layouts = {k: v for k, v in self._layouts.items() if v.users}
 
-    def desync(self) -> None:
-        """Every video player waits for the next keyframe (frames were lost upstream)."""
-        if self.kind == "video":
-            for player in self._order:
-                player.synced = False
+    def forward(self, packet: EncodedPacket, players: list[FastPlayer]) -> None:
+        """Send one frame to ``players`` (those whose gate admitted it). A frame the
+        packetiser or a layout cannot take raises (the caller skips it); a player's own
+        failure drops that player."""
+        if players:
+            self._forward(packet, players, self._layouts.values(), self.encoder)
 
-    def forward(self, packet: EncodedPacket) -> None:
-        """Send one frame to every player. A frame the packetiser or a layout cannot
-        take raises (the caller skips it); a player's own failure drops that player."""
-        if self._order:
-            self._forward(packet, self._order, self._layouts.values(), self.encoder)
-
-    def _forward(self, packet: EncodedPacket, players: tuple[FastPlayer, ...],
+    def _forward(self, packet: EncodedPacket, players: Sequence[FastPlayer],
                  layouts: Any, packer: Any) -> None:
         payloads, timestamp = packer.pack(packet)
         if not payloads:
@@ -412,16 +401,10 @@ class Fanout:
         abs_send_time = (ntp >> 14) & 0x00FFFFFF
         for layout in layouts:
             layout.build(payloads, abs_send_time)
-        keyframe = packet.is_keyframe
         payload_bytes = sum(map(len, payloads))
         size = packet.size
         gone = []
         for player in players:
-            if not player.synced:
-                if not keyframe:
-                    player.counters.dropped += 1
-                    continue
-                player.synced = True
             try:
                 if not player.send(self._buffer, timestamp, ntp, payload_bytes, size):
                     gone.append(player)

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -30,6 +30,7 @@ from aiortc.rtcrtpsender import RTCRtpSender
 
 from hookcast.rtc.compat import SenderPath
 from hookcast.rtc.fastpath import Fanout
+from hookcast.rtc.gate import KeyframeGate, gate_for
 from hookcast.rtc.keyframes import PLI_INTERVAL, KeyframeController, SendPli, cancel_and_wait
 from hookcast.rtc.packets import EncodedPacket, FrameMeta
 
@@ -71,6 +72,16 @@ class PublishedCounters:
     keyframe_requests: int = 0
 
 
+class SinkTrack(Protocol):
+    """One kind of a sink of a broadcast (a recorder's track, ...): ``gate`` decides
+    what it takes (hookcast.rtc.gate), ``offer`` takes it, synchronously, never blocking."""
+
+    kind: str
+    gate: KeyframeGate
+
+    def offer(self, packet: EncodedPacket) -> None: ...
+
+
 class SubscriberTrack(MediaStreamTrack):
     """One subscriber's view of a PublishedTrack; recv() returns the shared av.Packet.
 
@@ -92,7 +103,7 @@ class SubscriberTrack(MediaStreamTrack):
         self._publisher = publisher
         self._queue: deque[EncodedPacket] = deque()
         self._queue_size = queue_size
-        self._synced = publisher.kind != "video"
+        self.gate = gate_for(self.kind, publisher.request_keyframe)
         self._source_ended = False
         self._reading = False
         self._wakeup = asyncio.Event()
@@ -102,7 +113,7 @@ class SubscriberTrack(MediaStreamTrack):
     @property
     def synced(self) -> bool:
         """False while a video subscriber waits for a keyframe."""
-        return self._synced
+        return self.gate.synced
 
     @property
     def queued(self) -> int:
@@ -113,16 +124,11 @@ class SubscriberTrack(MediaStreamTrack):
         self.counters.keyframe_requests += 1
         self._publisher.request_keyframe()
 
-    def desync(self) -> None:
-        """Accept nothing more until a keyframe (video only)."""
-        if self.kind == "video":
-            self._synced = False
-
     async def recv(self) -> EncodedPacket:
         if not self._reading:
             # the remote peer connected and its sender starts reading: now a keyframe helps
             self._reading = True
-            if not self._synced:
+            if not self.gate.synced:
                 self._publisher.request_keyframe()
         while not self._queue:
             if self.readyState != "live" or self._source_ended:
@@ -142,23 +148,17 @@ class SubscriberTrack(MediaStreamTrack):
         self._queue.clear()
         self._wakeup.set()
 
-    def _offer(self, packet: EncodedPacket) -> None:
-        """Called by the publisher for every packet, synchronously; never blocks."""
+    def offer(self, packet: EncodedPacket) -> None:
+        """A packet its gate admitted, from the publisher, synchronously; never blocks."""
         if packet.is_keyframe and not self._reading and self.kind == "video":
             # nobody reads yet (ICE still connecting): keep only the newest picture's GOP
             self.counters.dropped += len(self._queue)
             self._queue.clear()
-        if not self._synced:
-            if not packet.is_keyframe:
-                self.counters.dropped += 1
-                return
-            self._synced = True
         if len(self._queue) >= self._queue_size:
             self._overflow()
-            if not self._synced and not packet.is_keyframe:
+            if not self.gate.admit(packet):
                 self.counters.dropped += 1
                 return
-            self._synced = True
         self._queue.append(packet)
         self._wakeup.set()
 
@@ -170,9 +170,8 @@ class SubscriberTrack(MediaStreamTrack):
             return
         self.counters.dropped += len(self._queue)
         self._queue.clear()
-        self._synced = False
-        if self._reading:  # before the first recv() a keyframe would only overflow again
-            self._publisher.request_keyframe()
+        # before the first recv() a keyframe would only overflow again: none is asked
+        self.gate.unsync(ask=self._reading)
 
     def _end_of_source(self) -> None:
         self._source_ended = True
@@ -213,8 +212,8 @@ class PublishedTrack:
         self.last_keyframe: EncodedPacket | None = None
         self.last_keyframe_at: float | None = None
         self._subscribers: dict[SubscriberTrack, None] = {}
-        #: synchronous sinks (a recorder): called with every packet, on the loop
-        self._sinks: list[Callable[[EncodedPacket], None]] = []
+        #: other sinks of this track (a recorder's): offered every packet their gate admits
+        self._sinks: dict[SinkTrack, None] = {}
         self._keyframes = (
             KeyframeController(send_pli, interval=pli_interval, name=self.name)
             if send_pli is not None and self.kind == "video"
@@ -259,7 +258,7 @@ class PublishedTrack:
         if self._ended or subscriber not in self._subscribers:
             return False
         if self._fanout is None:
-            self._fanout = Fanout(self.kind, path.codec, self.request_keyframe, gso)
+            self._fanout = Fanout(self.kind, path.codec, gso)
         del self._subscribers[subscriber]
         queued = list(subscriber._queue)
         subscriber._queue.clear()
@@ -297,23 +296,23 @@ class PublishedTrack:
             subscriber._end_of_source()
             return subscriber
         for packet in cached:  # from the last keyframe: the picture comes at once
-            subscriber._offer(packet)
+            if subscriber.gate.admit(packet):
+                subscriber.offer(packet)
         self._subscribers[subscriber] = None
         if self.kind == "video":
             self.request_keyframe()
         return subscriber
 
-    def attach(self, sink: Callable[[EncodedPacket], None]) -> None:
-        """Call ``sink(packet)`` with every packet from now on, synchronously, in the
-        reading task (no queue, no task, no wake-up: the sink must not block, and owns
+    def attach(self, sink: SinkTrack) -> None:
+        """Offer ``sink`` every packet its gate admits from now on, synchronously, as the
+        packet comes (no queue, no task, no wake-up: the sink must not block, and owns
         what it keeps). Video: a keyframe is requested, so the sink can start at once."""
-        self._sinks.append(sink)
+        self._sinks[sink] = None
         if self.kind == "video":
             self.request_keyframe()
 
-    def detach(self, sink: Callable[[EncodedPacket], None]) -> None:
-        if sink in self._sinks:
-            self._sinks.remove(sink)
+    def detach(self, sink: SinkTrack) -> None:
+        self._sinks.pop(sink, None)
 
     def request_keyframe(self) -> None:
         """Ask the source for a keyframe (coalesced and rate-limited)."""
@@ -376,21 +375,26 @@ class PublishedTrack:
         if self.kind == "video":
             self._track_video(packet)
         for subscriber in tuple(self._subscribers):
-            subscriber._offer(packet)
+            if self._admitted(subscriber.gate, subscriber.counters, packet):
+                subscriber.offer(packet)
         if self._fanout is not None:
+            players = [p for p in self._fanout.players
+                       if self._admitted(p.gate, p.counters, packet)]
             try:
-                self._fanout.forward(packet)
+                self._fanout.forward(packet, players)
             except Exception:  # a frame aiortc's packetiser cannot take: skipped
                 logger.exception("%s: a frame could not be forwarded; skipped", self.name)
-                self._fanout.desync()
+                for player in self._fanout.players:
+                    player.gate.unsync(ask=False)
                 self.request_keyframe()
-        for sink in self._sinks:
+        for sink in tuple(self._sinks):
+            if not sink.gate.admit(packet):
+                continue
             try:
-                sink(packet)
+                sink.offer(packet)
             except Exception:  # a sink's bug never stops the relay
                 logger.exception("%s: a sink failed; detached", self.name)
-                self._sinks.remove(sink)
-                break
+                self._sinks.pop(sink, None)
 
     def _track_video(self, packet: EncodedPacket) -> None:
         if self._keep_gop:
@@ -412,8 +416,23 @@ class PublishedTrack:
         meta = packet.opaque
         if isinstance(meta, FrameMeta) and not meta.complete:
             self.counters.discontinuities += 1
-            for subscriber in self._subscribers:
-                subscriber.desync()
-            if self._fanout is not None:
-                self._fanout.desync()
-            self.request_keyframe()
+            self._unsync_all()
+
+    @staticmethod
+    def _admitted(gate: KeyframeGate, counters: SubscriberCounters,
+                  packet: EncodedPacket) -> bool:
+        if gate.admit(packet):
+            return True
+        counters.dropped += 1
+        return False
+
+    def _unsync_all(self) -> None:
+        """Frames were lost upstream (or could not be sent): every sink of this track
+        waits for the next keyframe, which is asked for once."""
+        for gate in self._gates():
+            gate.unsync(ask=False)
+        self.request_keyframe()
+
+    def _gates(self) -> list[KeyframeGate]:
+        fast = [p.gate for p in self._fanout.players] if self._fanout is not None else []
+        return [*(s.gate for s in self._subscribers), *(s.gate for s in self._sinks), *fast]

@@ -4,6 +4,7 @@ files in records/, decoded with PyAV; the REST surface and downloads over real H
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import time
@@ -403,3 +404,64 @@ async def test_downloads_honour_rest_auth_and_recordings_show_in_prometheus(
     assert status == 401 and "Bearer" in headers["WWW-Authenticate"]
     status, body, _ = await http(server, "GET", path, headers=bearer)
     assert status == 200 and body == (home.records / stream.last["recordName"]).read_bytes()
+
+
+class Blackout:
+    """The publisher's leg loses every video packet for a while (and every video
+    retransmission all along, so NACK cannot repair the hole): frames are lost upstream."""
+
+    def __init__(self, stream: ClientStream) -> None:
+        sdp = stream.pc.localDescription.sdp
+        video = sdp[sdp.index("m=video"):]
+        line = video.split("\r\n")[0]
+        self.video_types = {int(t) for t in line.split()[3:]}
+        self.rtx_types = {int(x.split()[0].split(":")[1]) for x in video.split("\r\n")
+                          if x.startswith("a=rtpmap:") and " rtx/" in x}
+        sender = next(s for s in stream.pc.getSenders() if s.kind == "video")
+        self.connection = sender.transport.transport._connection
+        self.original = self.connection.sendto
+        self.dark = False
+        self.dropped = 0
+        self.connection.sendto = self.sendto
+
+    async def sendto(self, data: bytes, component: int) -> None:
+        if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
+            payload_type = data[1] & 0x7F
+            if payload_type in self.rtx_types or (self.dark and payload_type in self.video_types):
+                self.dropped += 1
+                return
+        await self.original(data, component)
+
+
+@pytest.mark.usefixtures("loopback")
+async def test_a_recording_goes_on_at_a_keyframe_after_frames_are_lost_upstream(
+    home: Home, start_server: Start, connect_client: Callable[..., Any]
+) -> None:
+    """The recorder keeps the same keyframe gate as every player: after frames the
+    server could not get (a hole NACK cannot fill), the file goes on at the next
+    keyframe, never at a picture whose references were lost."""
+    server = await start_server(home)
+    client: WcsClient = await connect_client(server)
+    with captured_h264() as published:
+        stream, _ = await publish(client, "cam", record=True)
+        record_name = stream.last["recordName"]
+        blackout = Blackout(stream)
+        await asyncio.sleep(2)
+        blackout.dark = True
+        await asyncio.sleep(0.6)
+        blackout.dark = False
+        await asyncio.sleep(3)
+        await client.stop(stream)
+    await settled(server)
+    assert blackout.dropped > 10
+    path = home.records / record_name
+    pictures = [slices(nals) for nals in published]
+    keyframes = {i for i, nals in enumerate(published) if any(n and n[0] & 0x1F == 5 for n in nals)}
+    numbers = [pictures.index(picture) for picture in recorded_h264(str(path))]
+    resumed = [b for a, b in itertools.pairwise(numbers) if b != a + 1]
+    assert resumed, f"no hole in the recording: {numbers}"
+    assert all(number in keyframes for number in resumed), (
+        f"after a hole the file goes on at pictures {resumed}, keyframes are {sorted(keyframes)}")
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            assert frame.width == 320

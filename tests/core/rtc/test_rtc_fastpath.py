@@ -28,6 +28,7 @@ from relay_harness import Room, assert_kept_up, counted_over, open_room, reading
 
 from hookcast.rtc import compat, fastpath
 from hookcast.rtc.fastpath import Fanout, FastPlayer, Layout, equal_size_runs
+from hookcast.rtc.gate import KeyframeGate
 from hookcast.rtc.packets import make_packet
 from hookcast.rtc.relay import PublishedTrack, SubscriberCounters
 from tests.fastpath_shims import Lossy, Refusing
@@ -108,10 +109,10 @@ class Sender:
 
 class Subscriber:
     kind = "video"
-    synced = True
 
     def __init__(self) -> None:
         self.counters = SubscriberCounters()
+        self.gate = KeyframeGate(synced=True)
 
 
 def extensions_map() -> HeaderExtensionsMap:
@@ -140,8 +141,7 @@ def player_on(capture: Capture, gso: bool) -> tuple[FastPlayer, Session, HeaderE
         extension_ids={"abs_send_time": 3, "mid": 9}, srtp=tx, sock=capture,
         socket=Transport(capture),
         remote=("127.0.0.1", 9), extensions_map=extensions)
-    player = FastPlayer(Subscriber(), Sender(), path, Layout(path), gso,  # type: ignore[arg-type]
-                        lambda: None)
+    player = FastPlayer(Subscriber(), Sender(), path, Layout(path), gso)  # type: ignore[arg-type]
     PATHS[id(capture)] = path
     return player, rx, extensions
 
@@ -229,13 +229,13 @@ def picture_ids(packets: list[RtpPacket]) -> list[int]:
 
 def test_a_joiners_replay_leaves_no_gap_in_anyones_picture_ids() -> None:
     vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
-    fanout = Fanout("video", vp8, lambda: None, gso=True)
+    fanout = Fanout("video", vp8, gso=True)
     first, second = Capture(), Full(refusals=1)
     _, rx1, ext1 = player_on(first, True)
     _, rx2, ext2 = player_on(second, True)
     one = fanout.add(FakeSubscriber(), Sender(), first_path(first, rx1), [])  # type: ignore[arg-type]
     for number in range(3):
-        fanout.forward(vp8_frame(number))
+        fanout.forward(vp8_frame(number), list(fanout.players))
     # the second player joins with two frames it had queued before it connected
     two = fanout.add(FakeSubscriber(), Sender(), first_path(second, rx2),  # type: ignore[arg-type]
                      [vp8_frame(1), vp8_frame(2)])
@@ -245,7 +245,7 @@ def test_a_joiners_replay_leaves_no_gap_in_anyones_picture_ids() -> None:
     assert kept > 0 and second.gso_sends == 1
     sent_first = len(second.datagrams)
     for number in range(3, 5):
-        fanout.forward(vp8_frame(number))
+        fanout.forward(vp8_frame(number), list(fanout.players))
     assert second.gso_sends == 3 and PATHS[id(second)].socket.sent == kept
     assert len(second.datagrams) > sent_first
     got_one = [RtpPacket.parse(rx1.unprotect(d), ext1) for d in first.datagrams]
@@ -359,23 +359,38 @@ def test_a_frame_the_fast_path_cannot_take_is_skipped_not_the_broadcast() -> Non
     class Source:
         kind, id = "video", "source"
 
+    class Player:
+        def __init__(self) -> None:
+            self.gate = KeyframeGate(synced=True)
+            self.counters = SubscriberCounters()
+
     class Exploding:
-        desynced = 0
+        players = (Player(),)
 
-        def forward(self, packet: Any) -> None:
-            raise IndexError("a frame aiortc's packetiser cannot take")
+        def forward(self, packet: Any, players: Any) -> None:
+            if players:
+                raise IndexError("a frame aiortc's packetiser cannot take")
 
-        def desync(self) -> None:
-            self.desynced += 1
+    class Recorder:
+        kind = "video"
+
+        def __init__(self) -> None:
+            self.gate = KeyframeGate(synced=True)
+            self.received: list[Any] = []
+
+        def offer(self, packet: Any) -> None:
+            self.received.append(packet)
 
     published = PublishedTrack(Source())  # type: ignore[arg-type]
     exploding = published._fanout = Exploding()  # type: ignore[assignment]
-    received: list[Any] = []
-    published.attach(received.append)
+    recorder = Recorder()
+    published.attach(recorder)
     published._dispatch(vp8_frame(0))
+    assert not exploding.players[0].gate.synced  # the skipped frame: it waits for a keyframe
     published._dispatch(vp8_frame(1))
-    assert len(received) == 2 and not published.ended  # the recorder still gets frames
-    assert exploding.desynced == 2
+    assert not published.ended  # not the broadcast: the recorder got both frames
+    assert len(recorder.received) == 2 and recorder.gate.synced
+    assert published.counters.keyframe_requests == 2  # the recorder's, the fast path's
 
 
 def tap_rtp(receiver: Any) -> list[RtpPacket]:
