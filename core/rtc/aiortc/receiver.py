@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -62,6 +63,49 @@ def _private(receiver: RTCRtpReceiver, name: str) -> Any:
     return getattr(receiver, f"_RTCRtpReceiver__{name}")
 
 
+class WindowRate:
+    """aiortc's RateCounter (the bitrate over the last ``window_ms``, which its bitrate
+    estimator reads at every packet) with the same answers, kept as a queue of
+    (arrival, size) instead of one bucket per millisecond swept at every packet."""
+
+    __slots__ = ("_origin_ms", "_packets", "_scale", "_total", "_window_ms")
+
+    def __init__(self, window_ms: int = 1000, scale: int = 8000) -> None:
+        self._window_ms = window_ms
+        self._scale = scale
+        self.reset()
+
+    def reset(self) -> None:
+        self._packets: deque[tuple[int, int]] = deque()
+        self._total = 0
+        self._origin_ms: int | None = None
+
+    def add(self, value: int, now_ms: int) -> None:
+        if self._origin_ms is None:
+            self._origin_ms = now_ms
+        else:
+            self._erase_old(now_ms)
+        self._packets.append((now_ms, value))
+        self._total += value
+
+    def rate(self, now_ms: int) -> int | None:
+        if self._origin_ms is None:
+            return None
+        self._erase_old(now_ms)
+        active = now_ms - self._origin_ms + 1
+        if self._packets and active > 1:
+            return round(self._scale * self._total / active)
+        return None
+
+    def _erase_old(self, now_ms: int) -> None:
+        oldest = now_ms - self._window_ms + 1
+        if self._origin_ms is not None and self._origin_ms < oldest:
+            self._origin_ms = oldest
+        packets = self._packets
+        while packets and packets[0][0] < oldest:
+            self._total -= packets.popleft()[1]
+
+
 class LeanReceiver:
     """The per-packet work of one aiortc RTCRtpReceiver (one kind), done synchronously.
 
@@ -84,6 +128,8 @@ class LeanReceiver:
         self._active: dict[int, Any] = _private(receiver, "active_ssrc")
         self._nacks = _private(receiver, "nack_generator")
         self._remb = _private(receiver, "remote_bitrate_estimator")
+        if self._remb is not None:
+            self._remb.incoming_bitrate = WindowRate()
         self._mapper = _private(receiver, "timestamp_mapper")
         self._seen: dict[int, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()

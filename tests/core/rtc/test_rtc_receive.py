@@ -136,3 +136,26 @@ async def test_receiver_reports_and_remb_reach_the_publisher(
     stats = await sender.getStats()
     remote = [s for s in stats.values() if s.type == "remote-inbound-rtp"]
     assert remote and remote[0].packetsLost == 0
+
+
+def test_window_rate_answers_as_aiortcs_rate_counter() -> None:
+    """The bitrate estimator reads the same incoming rate from hookcast's queue as from
+    aiortc's per-millisecond buckets, at every packet of a random (monotonic) arrival."""
+    from aiortc.rate import RateCounter
+
+    from hookcast.rtc.aiortc.receiver import WindowRate
+
+    rand = random.Random(5)
+    for _ in range(20):
+        theirs, ours = RateCounter(1000, 8000), WindowRate(1000, 8000)
+        now = rand.randint(0, 10**6)
+        for _ in range(2000):
+            now += rand.choice([0, 0, 1, 2, 3, 5, 8, 20, 200, 1500])
+            size = rand.randint(50, 1200)
+            if rand.random() < 0.002:
+                theirs.reset()
+                ours.reset()
+            theirs.add(size, now)
+            ours.add(size, now)
+            now += rand.choice([0, 0, 1, 50, 999, 1000, 1001, 3000])
+            assert ours.rate(now) == theirs.rate(now)
