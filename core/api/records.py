@@ -57,13 +57,12 @@ async def start_recording(app: App, method: Method, args: Args) -> web.Response:
     if not stream.published:
         raise RestError(400, f"mediaSessionId: {media_session_id} is a player; only published "
                              "streams are recorded", "mediaSessionId", "a publisher's id")
-    broadcast = engine.broadcasts.get(stream.name)
-    if broadcast is None or broadcast.publisher is not stream:
-        raise RestError(409, f"stream {stream.name} has no media yet (status {stream.status})")
     config = args.get("config") or {}
     try:
-        await engine.recordings.start(stream, broadcast.leg.tracks, config.get("template"),
-                                      config.get("rotation"), engine.login_of(stream))
+        await engine.start_recording(stream, config.get("template"), config.get("rotation"))
+    except LookupError:
+        raise RestError(409, f"stream {stream.name} has no media yet (status {stream.status})"
+                        ) from None
     except NotRecordable as error:
         raise RestError(409, f"stream {stream.name} cannot be recorded: {error}") from None
     except OSError as error:

@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from hookcast.api.schema import Method, RestError
+from hookcast.engine.broadcast import Origin
 from hookcast.engine.engine import Engine
 from hookcast.engine.media import FILE_NOT_FOUND, SourceUnavailable
 from hookcast.engine.sources import TOO_MANY
@@ -29,14 +30,19 @@ def _entry(stream: Stream, uri: str, loop: bool) -> dict[str, Any]:
             "hasVideo": stream.has_video, "record": stream.record, "loop": loop}
 
 
-def _entries(engine: Engine) -> list[dict[str, Any]]:
-    found = [_entry(s.stream, s.uri, s.loop) for s in engine.sources.shared.values()
-             if not s.hosted]
-    for media_session_id, uri in engine.sources.personal.items():
+def _readings(engine: Engine) -> list[tuple[Stream, Origin]]:
+    """The VOD readings: shared ones (their stream) and players' own (the player)."""
+    found = [(b.publisher, b.origin) for b in engine.sources.shared()
+             if b.origin is not None and not b.origin.hosted and b.publisher is not None]
+    for media_session_id, broadcast in engine.sources.personal():
         player = engine.registry.get(media_session_id)
-        if player is not None:
-            found.append(_entry(player, uri, False))
+        if player is not None and broadcast.origin is not None:
+            found.append((player, broadcast.origin))
     return found
+
+
+def _entries(engine: Engine) -> list[dict[str, Any]]:
+    return [_entry(stream, origin.uri, origin.loop) for stream, origin in _readings(engine)]
 
 
 async def vod_startup(app: App, method: Method, args: Args) -> web.Response:
@@ -61,8 +67,8 @@ async def vod_startup(app: App, method: Method, args: Args) -> web.Response:
     except SourceUnavailable as error:
         status = {FILE_NOT_FOUND: 404, TOO_MANY: 503}.get(error.info, 400)
         raise RestError(status, f"uri: {error.info}", "uri") from None
-    loop = bool(getattr(source, "loop", False))
-    return web.json_response(_entry(broadcast.publisher, uri, loop))
+    assert broadcast.publisher is not None and broadcast.origin is not None  # listed
+    return web.json_response(_entry(broadcast.publisher, uri, broadcast.origin.loop))
 
 
 async def vod_find(app: App, method: Method, args: Args) -> web.Response:
@@ -83,13 +89,13 @@ async def vod_find_all(app: App, method: Method, args: Args) -> web.Response:
 async def vod_terminate(app: App, method: Method, args: Args) -> web.Response:
     engine: Engine = app[ENGINE]
     name, uri = args["local_stream_name"], args.get("uri")
-    chosen = [s for s in engine.sources.shared.values()
-              if s.stream.name == name and (not uri or s.uri == uri) and not s.hosted]
+    chosen = [stream for stream, origin in _readings(engine) if stream.published
+              and stream.name == name and (not uri or origin.uri == uri)]
     if not chosen:
         raise RestError(404, method.not_found or "Not found")
-    for shared in chosen:
-        await engine.stop(shared.stream, Status.UNPUBLISHED, Info.REST_TERMINATE)
-    return web.json_response({"terminated": [s.stream.media_session_id for s in chosen]})
+    for stream in chosen:
+        await engine.stop(stream, Status.UNPUBLISHED, Info.REST_TERMINATE)
+    return web.json_response({"terminated": [s.media_session_id for s in chosen]})
 
 
 async def media_find_all(app: App, method: Method, args: Args) -> web.Response:

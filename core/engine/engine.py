@@ -17,6 +17,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from hookcast.bus import HookBus
+from hookcast.config.properties import Rotation
 from hookcast.config.settings import Settings
 from hookcast.engine.admission import Client, amend, describe, setup_failure
 from hookcast.engine.broadcast import Broadcast
@@ -26,8 +27,9 @@ from hookcast.engine.media import SourceUnavailable
 from hookcast.engine.memory import HeapTrim
 from hookcast.engine.metrics import Meters, stream_metrics
 from hookcast.engine.pending import MADE_ROOM, PendingStreams
+from hookcast.engine.router import Router
 from hookcast.engine.sessions import Sessions
-from hookcast.engine.sources import Sources, is_uri, start_leg
+from hookcast.engine.sources import Sources, is_uri
 from hookcast.engine.streams import IdInUse, Info, NameInUse, Status, Stream, StreamRegistry
 from hookcast.engine.tasks import Tasks
 from hookcast.events import SessionInfo, StreamInfo, thaw
@@ -71,7 +73,8 @@ class Engine:
         self.settings = settings
         self.bus = bus
         self.registry = StreamRegistry()
-        self.broadcasts: dict[str, Broadcast] = {}
+        #: published names and their broadcasts; which broadcast each player plays
+        self.router = Router()
         self._live: dict[str, _Live] = {}
         self._config = rtc_configuration(settings.stun_server)
         self._tasks = Tasks("engine operation")
@@ -174,24 +177,42 @@ class Engine:
             await leg.close()
             return
         live.leg = leg
-        describe(stream, leg.codecs)
-        broadcast = self.broadcasts[stream.name] = Broadcast(stream, leg)
-        video = leg.tracks.get("video")
-        if video is not None:
-            video.on_keyframe = lambda _: self._resized(broadcast)
+        broadcast = self._publish_broadcast(stream, Broadcast(stream.name, leg, stream))
         if stream.record and self.settings.record_streams:
-            await self._record(stream, leg)
+            await self._record(stream, broadcast)
         assert leg.pc is not None  # a WebRTC publisher's leg
         self._watch(stream, leg.pc, Status.PUBLISHING)
         await self._answer(client, stream, answer)
 
-    async def _record(self, stream: Stream, leg: PublisherLeg) -> None:
+    def _publish_broadcast(self, stream: Stream, broadcast: Broadcast) -> Broadcast:
+        """List a publisher's broadcast under its name (the registry reserved it)."""
+        describe(stream, broadcast.codecs)
+        self.router.publish(broadcast)
+        video = broadcast.tracks.get("video")
+        if video is not None:
+            video.on_keyframe = lambda _: self._resized(broadcast)
+        return broadcast
+
+    async def _record(self, stream: Stream, broadcast: Broadcast) -> None:
         """Record a publisher that asked for it (``record: true``); a recording that cannot
         start is logged, and the stream goes on without one."""
         try:
-            await self.recordings.start(stream, leg.tracks, login=self.login_of(stream))
+            await self.start_recording(stream)
         except (NotRecordable, OSError) as error:
             log.error("stream %s asked to be recorded, but cannot be: %s", stream.name, error)
+
+    async def start_recording(self, stream: Stream, template: str | None = None,
+                              rotation: Rotation | None = None) -> Path:
+        """Record the published ``stream`` (a recording running already is replaced):
+        the recorder is a sink of its broadcast. Returns the first file's path. Raises
+        LookupError (no media yet), NotRecordable or OSError."""
+        broadcast = self.router.get(stream.name)
+        if broadcast is None or broadcast.publisher is not stream:
+            raise LookupError(stream.name)
+        first = await self.recordings.start(stream.snapshot(), broadcast, template, rotation,
+                                            self.login_of(stream))
+        stream.record, stream.record_name = True, first.name
+        return first
 
     def login_of(self, stream: Stream) -> str:
         """The ``{login}`` of a stream's signalling session (empty when none)."""
@@ -210,11 +231,10 @@ class Engine:
         live = await self._begin(client, stream, self.bus.before_play)
         if live is None:
             return
-        broadcast = self.broadcasts.get(stream.name)
-        own: PublisherLeg | None = None
+        broadcast = self.router.get(stream.name)
         if broadcast is None and is_uri(stream.name):
             try:
-                broadcast, own = await self.sources.for_player(stream)
+                broadcast = await self.sources.for_player(stream)
             except (SourceUnavailable, NameInUse) as error:
                 info = error.info if isinstance(error, SourceUnavailable) else Info.NOT_FOUND
                 log.info("player of %s: %s", stream.name, error)
@@ -223,47 +243,53 @@ class Engine:
                 log.error("player of %s: its source failed to open: %s: %s", stream.name,
                           type(error).__name__, printable(str(error)))
                 return await self.stop(stream, Status.FAILED, Info.ERROR)
-        source = own or (broadcast.leg if broadcast is not None else None)
-        if source is None:
+        if broadcast is None:
             return await self.stop(stream, Status.FAILED, Info.NOT_FOUND)
         try:
-            leg, answer = await open_player(offer_sdp, self._config, source.tracks,
-                                            source.codecs, self.settings.relay_fast_path,
+            leg, answer = await open_player(offer_sdp, self._config, broadcast.tracks,
+                                            broadcast.codecs, self.settings.relay_fast_path,
                                             self.settings.relay_gso)
             pc = leg.pc
             assert pc is not None  # a WebRTC player's leg
         except Exception as error:
-            if own is not None:
-                await own.close()
+            await self._let_go(broadcast)
             return await self.stop(stream, Status.FAILED, setup_failure(stream, error))
-        leg.own = own
-        if stream.final or (own is None and self.broadcasts.get(stream.name) is not broadcast):
+        gone = broadcast.listed and self.router.get(stream.name) is not broadcast
+        if stream.final or gone:
             await leg.close()
+            await self._let_go(broadcast)
             if not stream.final:
                 await self.stop(stream, Status.STOPPED, Info.PUBLISHER_STOP)
             return
         live.leg = leg
-        if broadcast is not None:
-            broadcast.players[stream.media_session_id] = stream
-        describe(stream, leg.codecs)
-        if own is not None:  # its own reading: from the start, once it can receive
-            self._watch(stream, pc, Status.PLAYING, connected=lambda: start_leg(own))
-            self.spawn(self.sources.until_personal_end(stream, own))
-        else:
-            self._watch(stream, pc, Status.PLAYING)
+        self._play_broadcast(stream, broadcast, leg)
+        # a private source (a player's own reading) starts once its player can receive
+        self._watch(stream, pc, Status.PLAYING, connected=broadcast.sink_ready)
         await self._answer(client, stream, answer)
 
-    async def begin_source(self, client: Client, stream: Stream, leg: PublisherLeg) -> None:
-        """Register a stream the server runs itself (a shared source). Raises NameInUse."""
+    def _play_broadcast(self, stream: Stream, broadcast: Broadcast, leg: PlayerLeg) -> None:
+        leg.stream = stream
+        self.router.attach(broadcast, stream, leg)
+        describe(stream, leg.codecs)
+
+    async def _let_go(self, broadcast: Broadcast) -> None:
+        """A private broadcast with no sink left is over."""
+        if not broadcast.listed and broadcast.idle:
+            await broadcast.close()
+
+    async def begin_source(self, client: Client, stream: Stream, broadcast: Broadcast) -> None:
+        """Register a stream the server runs itself (a shared source) and list its
+        broadcast. Raises NameInUse."""
         self.registry.add(stream)
-        self._live[stream.media_session_id] = _Live(client, leg=leg)
+        self._live[stream.media_session_id] = _Live(client, leg=broadcast.source)  # type: ignore[arg-type]
+        self._publish_broadcast(stream, broadcast)
 
     async def begin_sink(self, client: Client, stream: Stream, leg: PlayerLeg,
                          broadcast: Broadcast) -> None:
         """Register a player the server runs itself (a push), PLAYING at once."""
         self.registry.add(stream)
         self._live[stream.media_session_id] = _Live(client, leg=leg)
-        broadcast.players[stream.media_session_id] = stream
+        self._play_broadcast(stream, broadcast, leg)
         await self._set_status(stream, Status.PLAYING)
 
     @property
@@ -414,24 +440,29 @@ class Engine:
         self.heap.freed()
         self.registry.remove(stream)
         players: list[Stream] = []
-        broadcast = self.broadcasts.get(stream.name)
+        ending: Broadcast | None = None
         if stream.published:
+            broadcast = self.router.get(stream.name)
             if broadcast is not None and broadcast.publisher is stream:
-                del self.broadcasts[stream.name]
+                self.router.unpublish(broadcast)
                 players = list(broadcast.players.values())
-        elif broadcast is not None:
-            broadcast.players.pop(stream.media_session_id, None)
-        if stream.published:
-            self.sources.ended(stream)
-            await self.recordings.stop(stream.media_session_id)  # its file closes meanwhile
+                ending = broadcast
+        else:
+            played = self.router.detach(stream)
+            if played is not None and not played.listed and played.idle:
+                ending = played  # a player's own reading ends with it
         previous = await self._tell(stream, status, info, live)
         if live is not None:  # media ends before plugins hear of it: a hook never holds it
             self._cancel_watchdog(live)
-            if live.leg is not None:
-                try:
+            try:
+                if ending is not None and ending.source is live.leg:
+                    await ending.close()  # its sinks (the recorder), then its source
+                elif live.leg is not None:
                     await live.leg.close()
-                except Exception:  # its players and plugins must hear of the end all the same
-                    log.exception("closing the media of %s failed", stream.name)
+            except Exception:  # its players and plugins must hear of the end all the same
+                log.exception("closing the media of %s failed", stream.name)
+        if ending is not None and not ending.closed:
+            await ending.close()
         return previous, players
 
     async def _announce_end(
@@ -470,6 +501,11 @@ class Engine:
         """Stop a stream the normal way: a publisher UNPUBLISHED, a player STOPPED."""
         await self.stop(stream, Status.UNPUBLISHED if stream.published else Status.STOPPED, info)
 
+    @property
+    def broadcasts(self) -> dict[str, Broadcast]:
+        """The published names and their broadcasts (the router's)."""
+        return self.router.broadcasts
+
     def _resized(self, broadcast: Broadcast) -> None:
         """A keyframe arrived: its picture size is the stream's (and its players')."""
         for stream in broadcast.streams():
@@ -477,7 +513,7 @@ class Engine:
 
     def refresh(self, stream: Stream) -> Stream:
         """Update what the media knows and signalling does not: the picture size."""
-        broadcast = self.broadcasts.get(stream.name)
+        broadcast = self.router.get(stream.name) or self.router.playing(stream)
         size = broadcast.picture_size() if broadcast is not None else None
         if size is not None:
             stream.width, stream.height = size

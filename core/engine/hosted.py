@@ -52,7 +52,7 @@ class Feed:
     @property
     def codecs(self) -> dict[str, str]:
         """The MIME type (``video/H264``, ``audio/opus``, ...) of each kind."""
-        return dict(self._broadcast.leg.codecs)
+        return dict(self._broadcast.codecs)
 
     def subscribe(self) -> dict[str, SubscriberTrack]:
         """New subscriber tracks by kind ({} once ended); video waits for a keyframe,
@@ -61,7 +61,7 @@ class Feed:
         if self.ended.is_set():
             return {}
         tracks = {kind: published.subscribe()
-                  for kind, published in self._broadcast.leg.tracks.items()}
+                  for kind, published in self._broadcast.tracks.items()}
         self._leg.subscribers.extend(tracks.values())
         return tracks
 
@@ -90,8 +90,9 @@ class MediaCore:
 
     def find(self, name: str) -> StreamInfo | None:
         """The stream published under ``name``, if any."""
-        broadcast = self._engine.broadcasts.get(name)
-        return broadcast.publisher.snapshot() if broadcast is not None else None
+        broadcast = self._engine.router.get(name)
+        publisher = broadcast.publisher if broadcast is not None else None
+        return publisher.snapshot() if publisher is not None else None
 
     async def publish(self, name: str, source: MediaSource, uri: str) -> StreamInfo:
         """Publish ``source`` (opened here) as ``name``; it runs until its tracks end or
@@ -101,20 +102,22 @@ class MediaCore:
             raise SourceUnavailable("Server is shutting down")
         broadcast = await self._engine.sources.start_shared(uri, name, source, join=False,
                                                             hosted=True)
+        assert broadcast.publisher is not None  # a listed broadcast
         return broadcast.publisher.snapshot()
 
     async def play(self, name: str, remote: str) -> Feed:
         """A player of the stream published as ``name``, run by the server; ``remote`` is
         where it goes (plugins see it as the session's address). Raises NotPublished."""
         engine = self._engine
-        broadcast = engine.broadcasts.get(name)
-        if broadcast is None or broadcast.publisher.final or engine.closing:
+        broadcast = engine.router.get(name)
+        if broadcast is None or broadcast.publisher is None or broadcast.publisher.final \
+                or engine.closing:
             raise NotPublished(name)
         stream = Stream(media_session_id=str(uuid.uuid4()), name=name, published=False,
                         session_id="", app_key="")
-        leg = PlayerLeg(None, codecs=dict(broadcast.leg.codecs))
+        leg = PlayerLeg(None, codecs=dict(broadcast.codecs))
         feed = Feed(stream, broadcast, leg)
-        leg.sink = feed
+        leg.feed = feed
         describe(stream, leg.codecs)
         await engine.begin_sink(ServerClient(remote), stream, leg, broadcast)
         return feed

@@ -22,11 +22,9 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hookcast.engine.admission import describe
-from hookcast.engine.broadcast import Broadcast
+from hookcast.engine.broadcast import Broadcast, Origin
 from hookcast.engine.media import MediaSource, SourceUnavailable
 from hookcast.engine.streams import NameInUse, Status, Stream
 from hookcast.events import SessionInfo
@@ -50,12 +48,6 @@ def is_uri(name: str) -> bool:
     return "://" in name
 
 
-def ended_because(leg: PublisherLeg) -> str:
-    """The info of a source's end: End of file, or why it ended before (the file
-    vanished or changed)."""
-    return getattr(leg.source, "failure", "") or END_OF_FILE
-
-
 class ServerClient:
     """The client of a stream the server runs itself (a shared source, a push): nobody
     to tell. ``remote`` is what plugins see as its address ("server", or the URI of the
@@ -75,19 +67,6 @@ class ServerClient:
 
     async def send(self, message: str, *data: Any) -> None:
         return None
-
-
-@dataclass
-class Shared:
-    """A running shared source: its stream, URI, loop flag and since when it is idle.
-    ``hosted``: started through hookcast.engine.hosted (a pulled stream): not a VOD
-    reading, never stopped for being idle."""
-
-    stream: Stream
-    uri: str
-    loop: bool
-    hosted: bool = False
-    idle_since: float | None = field(default_factory=time.monotonic)
 
 
 TOO_MANY = "Too many VOD readings"
@@ -144,28 +123,20 @@ async def open_leg(source: MediaSource, name: str, keep_gop: bool,
     return leg
 
 
-def start_leg(leg: PublisherLeg) -> None:
-    """Begin reading a source leg."""
-    if isinstance(leg.source, Counted):
-        leg.source.start()
-    for track in leg.tracks.values():
-        track.start()
-
-
 class Sources:
-    """The engine's shared sources by stream name, and the start of personal ones."""
+    """The broadcasts whose source is a media source: opening them for players and REST,
+    ending them at the end of their file, stopping idle shared ones."""
 
     def __init__(self, engine: Engine, resolve: Callable[[str, bool | None], Any],
                  idle_timeout: float) -> None:
         self.engine = engine
         self.resolve = resolve  # (uri, loop) -> MediaSource | None
         self.idle_timeout = idle_timeout
-        self.shared: dict[str, Shared] = {}
-        #: personal readings: player's mediaSessionId -> uri
-        self.personal: dict[str, str] = {}
         self._starting: dict[str, asyncio.Lock] = {}
         #: sources open now (files being read), at most vod_max_readings
         self.readings: set[Counted] = set()
+        #: since when each listed media broadcast has had no sink
+        self._idle_since: dict[Broadcast, float] = {}
         self._idle_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -186,31 +157,46 @@ class Sources:
         found = self.resolve(uri, loop)
         return found if isinstance(found, MediaSource) else None
 
-    async def for_player(self, player: Stream) -> tuple[Broadcast | None, PublisherLeg | None]:
-        """What a player of a URI plays: a shared broadcast (started if need be) or its
-        own leg; (None, None) when no plugin knows the URI. Raises SourceUnavailable."""
+    def shared(self) -> list[Broadcast]:
+        """The listed broadcasts a media source feeds (VOD readings and hosted ones)."""
+        return [b for b in self.engine.router if b.origin is not None]
+
+    def personal(self) -> list[tuple[str, Broadcast]]:
+        """Each player's own reading, with its player's mediaSessionId."""
+        return self.engine.router.private()
+
+    async def for_player(self, player: Stream) -> Broadcast | None:
+        """What a player of a URI plays: a shared broadcast (started if need be), or one
+        of its own (not started: it starts once the player is connected); None when no
+        plugin knows the URI. Raises SourceUnavailable."""
         source = self.source(player.name)
         if source is None:
-            return None, None
+            return None
         if source.shared:
-            return await self.start_shared(player.name, player.name, source), None
+            return await self.start_shared(player.name, player.name, source)
         self._check_room()
-        return None, await open_leg(source, player.name, False, self.readings)
+        leg = await open_leg(source, player.name, False, self.readings)
+        broadcast = Broadcast(player.name, leg, None, listed=False, origin=Origin(player.name))
+        self.engine.spawn(self._until_private_end(player, broadcast))
+        return broadcast
 
     async def start_shared(self, uri: str, name: str, source: MediaSource,
                            join: bool = True, hosted: bool = False) -> Broadcast:
         """The broadcast of the shared ``source`` named ``name``: the running one (when
         ``join``), else a new one. Raises SourceUnavailable, or NameInUse when ``name``
         is in use (by another stream, or by this source when not ``join``). ``hosted``:
-        a source a plugin runs (see Shared), not counted in vod_max_readings."""
+        a source a plugin runs (see Origin), not counted in vod_max_readings."""
         lock = self._starting.setdefault(name, asyncio.Lock())
         async with lock:
-            running = self.engine.broadcasts.get(name)
+            running = self.engine.router.get(name)
             if running is not None:
-                if join and name in self.shared:
+                if join and running.origin is not None:
                     return running
                 raise NameInUse(name)
-            return await self._open_shared(uri, name, source, hosted)
+            try:
+                return await self._open_shared(uri, name, source, hosted)
+            finally:
+                self._starting.pop(name, None)
 
     async def _open_shared(self, uri: str, name: str, source: MediaSource,
                            hosted: bool) -> Broadcast:
@@ -219,61 +205,41 @@ class Sources:
         if not hosted:
             self._check_room()
         leg = await open_leg(source, name, True, None if hosted else self.readings)
-        client = ServerClient(uri if hosted else "server")
+        origin = Origin(uri, bool(getattr(source, "loop", False)), hosted)
+        broadcast = Broadcast(name, leg, stream, origin=origin)
         try:
-            await self.engine.begin_source(client, stream, leg)
+            await self.engine.begin_source(ServerClient(uri if hosted else "server"), stream,
+                                           broadcast)
         except BaseException:
             await leg.close()
             raise
-        describe(stream, leg.codecs)
-        broadcast = Broadcast(stream, leg)
-        self.engine.broadcasts[name] = broadcast
-        self.shared[name] = Shared(stream, uri, bool(getattr(source, "loop", False)), hosted)
-        start_leg(leg)
+        leg.start()
         await self.engine.source_running(stream)
-        self.engine.spawn(self._until_end(stream, leg))
+        self.engine.spawn(self._until_end(stream, broadcast))
         log.info("%s: reading %s for every player", name, uri)
         return broadcast
 
-    async def _until_end(self, stream: Stream, leg: PublisherLeg) -> None:
-        await asyncio.gather(*(t.wait_ended() for t in leg.tracks.values()))
+    async def _until_end(self, stream: Stream, broadcast: Broadcast) -> None:
+        failure = await broadcast.until_ended()
         await asyncio.sleep(END_GRACE)
         if not stream.final:
-            await self.engine.stop(stream, Status.UNPUBLISHED, ended_because(leg))
+            await self.engine.stop(stream, Status.UNPUBLISHED, failure or END_OF_FILE)
 
-    async def until_personal_end(self, player: Stream, leg: PublisherLeg) -> None:
-        """Stop a personal player once its file has been sent (listed meanwhile)."""
-        self.personal[player.media_session_id] = player.name
-        try:
-            await asyncio.gather(*(t.wait_ended() for t in leg.tracks.values()))
-            await asyncio.sleep(END_GRACE)
-            if not player.final:
-                await self.engine.stop(player, Status.STOPPED, ended_because(leg))
-        finally:
-            self.personal.pop(player.media_session_id, None)
-
-    def ended(self, stream: Stream) -> None:
-        """A stream ended: forget it if it was a shared source."""
-        shared = self.shared.get(stream.name)
-        if shared is not None and shared.stream is stream:
-            del self.shared[stream.name]
-            self._starting.pop(stream.name, None)
+    async def _until_private_end(self, player: Stream, broadcast: Broadcast) -> None:
+        """Stop a player once its own file has been sent."""
+        failure = await broadcast.until_ended()
+        await asyncio.sleep(END_GRACE)
+        if not player.final:
+            await self.engine.stop(player, Status.STOPPED, failure or END_OF_FILE)
 
     async def _watch_idle(self) -> None:
         while True:
             await asyncio.sleep(IDLE_CHECK)
             now = time.monotonic()
-            for name, shared in list(self.shared.items()):
-                if shared.hosted:
-                    continue
-                broadcast = self.engine.broadcasts.get(name)
-                busy = broadcast is not None and (
-                    broadcast.players
-                    or shared.stream.media_session_id in self.engine.recordings.active)
-                if busy:
-                    shared.idle_since = None
-                elif shared.idle_since is None:
-                    shared.idle_since = now
-                elif now - shared.idle_since >= self.idle_timeout and not shared.stream.final:
-                    log.info("%s: no player for %g s, stopped", name, self.idle_timeout)
-                    self.engine.spawn(self.engine.stop(shared.stream, Status.UNPUBLISHED, IDLE))
+            running = [b for b in self.shared() if not b.origin.hosted]  # type: ignore[union-attr]
+            self._idle_since = {b: self._idle_since.get(b, now) for b in running if b.idle}
+            for broadcast, since in self._idle_since.items():
+                stream = broadcast.publisher
+                if now - since >= self.idle_timeout and stream is not None and not stream.final:
+                    log.info("%s: no player for %g s, stopped", broadcast.name, self.idle_timeout)
+                    self.engine.spawn(self.engine.stop(stream, Status.UNPUBLISHED, IDLE))

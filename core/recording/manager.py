@@ -28,7 +28,7 @@ from typing import Any
 from hookcast.bus import HookBus
 from hookcast.config.properties import Rotation
 from hookcast.config.settings import Settings
-from hookcast.engine.streams import Stream
+from hookcast.engine.broadcast import Broadcast
 from hookcast.engine.tasks import Tasks
 from hookcast.events import RecordingInfo, StreamInfo
 from hookcast.recording import store
@@ -45,7 +45,6 @@ from hookcast.recording.naming import (
 )
 from hookcast.recording.recorder import Recorder
 from hookcast.recording.writer import FileDone
-from hookcast.rtc.relay import PublishedTrack
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +79,25 @@ class Naming:
                    str(saved["answer"]), int(part) if part is not None else None)
 
 
+def sink_key(media_session_id: str) -> str:
+    """The key a recording is attached to its broadcast under."""
+    return f"recording:{media_session_id}"
+
+
+class RecordingSink:
+    """A recording as a sink of its broadcast (hookcast.engine.broadcast.Sink): not a
+    stream; closing it stops the recording (its file is made final in the background)."""
+
+    stream = None
+
+    def __init__(self, recordings: Recordings, media_session_id: str) -> None:
+        self._recordings = recordings
+        self._media_session_id = media_session_id
+
+    async def close(self) -> None:
+        await self._recordings.stop(self._media_session_id)
+
+
 class Recordings:
     """Active recordings by the mediaSessionId of the stream they record."""
 
@@ -89,6 +107,7 @@ class Recordings:
         self.folder = folder
         self.active: dict[str, Recorder] = {}
         self._streams: dict[Recorder, StreamInfo] = {}
+        self._broadcasts: dict[Recorder, Broadcast] = {}
         #: when each open file started (Unix time), for its RecordingInfo
         self._part_started: dict[Path, float] = {}
         #: how each file not yet announced was named (to rename it at its end)
@@ -108,16 +127,17 @@ class Recordings:
     def gaps(self) -> int:
         return self._gaps_done + sum(r.gaps for r in self.active.values())
 
-    async def start(self, stream: Stream, tracks: dict[str, PublishedTrack],
+    async def start(self, snapshot: StreamInfo, broadcast: Broadcast,
                     template: str | None = None, rotation: Rotation | None = None,
                     login: str = "") -> Path:
-        """Record ``stream`` (a publisher) from its next keyframe; a recording already
-        running for it is stopped first. ``template`` and ``rotation`` are a REST
-        request's; ``login`` is the publisher's (``{login}``). Returns the first file's
-        path. Raises NotRecordable (codecs) or OSError (records/ cannot be written)."""
+        """Record the publisher ``snapshot`` from its next keyframe: a recorder becomes a
+        sink of its ``broadcast`` (closed with it); a recording already running for it is
+        stopped first. ``template`` and ``rotation`` are a REST request's; ``login`` is the
+        publisher's (``{login}``). Returns the first file's path. Raises NotRecordable
+        (codecs) or OSError (records/ cannot be written)."""
+        stream = snapshot
         fmt = choose(stream.video_codec, stream.audio_codec, self.settings.record_formats)
         await self.stop(stream.media_session_id)
-        snapshot = stream.snapshot()
         template = template or self.settings.stream_record_policy_template
         rotation = self.bus.record_rotation_policy(snapshot, self.settings.record_rotation,
                                                    rotation)
@@ -144,13 +164,15 @@ class Recordings:
             raise
 
         recorder = Recorder(
-            stream.name, tracks, fmt, first, rotation, new_file,
+            stream.name, broadcast.tracks, fmt, first, rotation, new_file,
             opened=lambda path, number: self._opened(recorder, path, number),
             closed=lambda done, number: self._closed(recorder, done, number),
         )
         self._streams[recorder] = replace(snapshot, record=True, record_name=first.name)
         self.active[stream.media_session_id] = recorder
-        stream.record, stream.record_name = True, first.name
+        self._broadcasts[recorder] = broadcast
+        broadcast.attach(sink_key(stream.media_session_id),
+                         RecordingSink(self, stream.media_session_id))
         recorder.start()
         log.info("recording %s (%s) to %s", stream.name, stream.media_session_id, first.name)
         return first
@@ -178,6 +200,9 @@ class Recordings:
         """Stop recording that stream; its last file is made final in the background."""
         recorder = self.active.pop(media_session_id, None)
         if recorder is not None:
+            broadcast = self._broadcasts.pop(recorder, None)
+            if broadcast is not None:
+                broadcast.detach(sink_key(media_session_id))
             await recorder.stop()
             self._tasks.spawn(self._ended(recorder))
         return recorder

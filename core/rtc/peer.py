@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiortc import (
     RTCConfiguration,
@@ -26,7 +26,7 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 
-from hookcast.rtc.aiortc.receiver import LeanReceiver, take_over
+from hookcast.rtc.aiortc.receiver import LeanIngress, LeanReceiver, take_over
 from hookcast.rtc.compat import (
     force_codec,
     on_keyframe_request,
@@ -49,6 +49,15 @@ RELAYABLE = {
 
 class Closable(Protocol):
     async def close(self) -> None: ...
+
+
+class Reading(Closable, Protocol):
+    """A media source a leg reads (hookcast.engine.sources.Counted)."""
+
+    def start(self) -> None: ...
+
+    @property
+    def failure(self) -> str: ...
 
 
 class NoCommonCodecs(Exception):
@@ -140,9 +149,27 @@ class PublisherLeg:
     codecs: dict[str, str] = field(default_factory=dict)
     payload_types: dict[str, int] = field(default_factory=dict)
     nacks: Counter[str] = field(default_factory=Counter)
-    source: Closable | None = None
+    source: Reading | None = None
+    #: a WebRTC publisher's receive path on the loop (hookcast.rtc.aiortc.receiver)
+    ingresses: list[LeanIngress] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Begin: a media source's reading starts, and its tracks take what it reads (a
+        WebRTC publisher's tracks started with it). Idempotent."""
+        if self.source is not None:
+            self.source.start()
+        for track in self.tracks.values():
+            track.start()
+
+    @property
+    def failure(self) -> str:
+        """Why a media source ended before its end ("" when it did not, or for a
+        WebRTC publisher)."""
+        return self.source.failure if self.source is not None else ""
 
     async def close(self) -> None:
+        for ingress in self.ingresses:
+            ingress.close()
         for track in self.tracks.values():
             await track.close()
         if self.pc is not None:
@@ -153,12 +180,12 @@ class PublisherLeg:
 
 @dataclass
 class PlayerLeg:
-    """A player's peer connection and the subscriber tracks it sends.
+    """A player's peer connection and the subscriber tracks it sends: a sink of the
+    broadcast it plays (hookcast.engine.broadcast.Sink), for ``stream``.
 
-    ``nacks`` counts, per kind, packets the player asked the server to resend. ``own``
-    is a source leg of this player alone (a personal ``vod://`` reading), closed with it.
-    A sink the server runs itself (a push to another server) has no ``pc`` of its own
-    here: its ``sink`` is closed with the leg.
+    ``nacks`` counts, per kind, packets the player asked the server to resend. A player
+    the server runs itself (a push to another server) has no ``pc`` of its own here: its
+    ``feed`` is closed with the leg.
     """
 
     pc: RTCPeerConnection | None
@@ -166,18 +193,16 @@ class PlayerLeg:
     codecs: dict[str, str] = field(default_factory=dict)
     payload_types: dict[str, int] = field(default_factory=dict)
     nacks: Counter[str] = field(default_factory=Counter)
-    own: PublisherLeg | None = None
-    sink: Closable | None = None
+    feed: Closable | None = None
+    stream: Any = None
 
     async def close(self) -> None:
         for subscriber in self.subscribers:
             subscriber.stop()
         if self.pc is not None:
             await self.pc.close()
-        if self.own is not None:
-            await self.own.close()
-        if self.sink is not None:
-            await self.sink.close()
+        if self.feed is not None:
+            await self.feed.close()
 
 
 def _counting(counter: Counter[str], kind: str) -> Callable[[int], None]:
@@ -230,7 +255,7 @@ async def open_publisher(
             track.start()
             leg.tracks[kind] = track
             leg.codecs[kind] = mime
-        take_over(receivers)
+        leg.ingresses = take_over(receivers)
     except BaseException:
         await leg.close()
         raise

@@ -355,6 +355,7 @@ class PublishedTrack:
         self._subscribers.clear()
 
     async def _read(self) -> None:
+        assert self.source is not None  # started only for a source that is read
         try:
             while True:
                 packet = await self.source.recv()

@@ -88,7 +88,7 @@ async def test_sdk_plays_from_the_fast_path_and_nacks_are_answered(
     engine = server.http_app[ENGINE]
     (stream,) = engine.registry.players_of("cam")
     leg = engine.leg_of(stream)
-    (player,) = engine.broadcasts["cam"].leg.tracks["video"].fanout.players
+    (player,) = engine.broadcasts["cam"].tracks["video"].fanout.players
     assert player.subscriber in leg.subscribers and player.sender in leg.pc.getSenders()
 
     first = await player_stats(b)

@@ -87,7 +87,7 @@ async def wait_entry(server: Server, local: str, *statuses: str,
 
 
 def publisher_plis(server: Server, name: str) -> int:
-    return int(server.http_app[ENGINE].broadcasts[name].leg.tracks["video"].stats()["plis_sent"])
+    return int(server.http_app[ENGINE].broadcasts[name].tracks["video"].stats()["plis_sent"])
 
 
 @pytest.mark.parametrize("codec", ["VP8", "H264"])

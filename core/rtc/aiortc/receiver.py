@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -146,7 +147,8 @@ class LeanReceiver:
         if _private(receiver, "started"):
             return
         for codec in parameters.codecs:
-            self._codecs[codec.payloadType] = codec
+            if codec.payloadType is not None:
+                self._codecs[codec.payloadType] = codec
         for encoding in parameters.encodings:
             if encoding.rtx:
                 self._rtx[encoding.rtx.ssrc] = encoding.ssrc
@@ -223,30 +225,43 @@ class LeanReceiver:
 class LeanIngress:
     """Takes a DTLS transport's SRTP-protected RTP where asyncio hands each datagram to
     aioice, and gives it to the LeanReceiver of its kind; everything else (STUN, DTLS,
-    RTCP, RTP before DTLS is up) goes aioice's and aiortc's own way."""
+    RTCP, RTP before DTLS is up) goes aioice's and aiortc's own way.
+
+    Its owner (the publisher's leg) keeps it and ``close()``s it; the sockets' protocols
+    hold it weakly, so nothing they are referenced from (a log record of aioice's) keeps
+    a peer connection alive."""
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self.dtls = dtls
-        self.receivers: dict[RTCRtpReceiver, LeanReceiver] = {}
+        self.receivers: dict[object, LeanReceiver] = {}
         #: datagrams SRTP refused (replays, a forged or damaged packet)
         self.refused = 0
-        connection = dtls.transport._connection
-        for protocol in connection._protocols:
+        self._protocols = list(dtls.transport._connection._protocols)
+        me = weakref.ref(self)
+        for protocol in self._protocols:
             original = protocol.datagram_received
 
             def datagram_received(data: bytes, addr: tuple[Any, ...],
                                   original: Callable[[bytes, tuple[Any, ...]], None] = original,
                                   ) -> None:
-                if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209 \
-                        and self.dtls._rx_srtp is not None:
-                    self.rtp(data)
+                ingress = me()
+                if ingress is not None and len(data) > 12 and 127 < data[0] < 192 \
+                        and not 191 < data[1] < 209 and ingress.dtls._rx_srtp is not None:
+                    ingress.rtp(data)
                 else:
                     original(data, addr)
 
-            protocol.datagram_received = datagram_received
+            protocol.datagram_received = datagram_received  # type: ignore[method-assign,assignment]
 
     def add(self, lean: LeanReceiver) -> None:
         self.receivers[lean.receiver] = lean
+
+    def close(self) -> None:
+        """Give the sockets back to aioice's own handling (idempotent)."""
+        for protocol in self._protocols:
+            protocol.__dict__.pop("datagram_received", None)
+        self._protocols = []
+        self.receivers.clear()
 
     def rtp(self, data: bytes) -> None:
         dtls = self.dtls
