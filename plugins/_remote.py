@@ -562,6 +562,7 @@ class Push(Link):
         remote = await client.publish(
             self.remote_name, list(tracks.values()), codecs=self.feed.codecs,
             keyframe_requests={kind: t.request_keyframe for kind, t in tracks.items()},
+            on_sender=self.feed.sent_by,
             custom={**self.options.custom, HOPS: self.hops()},
             hasAudio="audio" in tracks, hasVideo="video" in tracks,
         )

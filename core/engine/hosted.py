@@ -14,7 +14,8 @@ import asyncio
 import uuid
 from typing import TYPE_CHECKING
 
-from aiortc import RTCConfiguration
+from aiortc import RTCConfiguration, RTCRtpSender
+from aiortc.mediastreams import MediaStreamTrack
 
 from hookcast.engine.admission import describe
 from hookcast.engine.broadcast import Broadcast
@@ -22,7 +23,7 @@ from hookcast.engine.media import MediaSource, SourceUnavailable
 from hookcast.engine.sources import ServerClient
 from hookcast.engine.streams import Info, Stream
 from hookcast.events import StreamInfo
-from hookcast.rtc.peer import PlayerLeg
+from hookcast.rtc.peer import PlayerLeg, serve_fast
 from hookcast.rtc.relay import SubscriberTrack
 
 if TYPE_CHECKING:
@@ -39,10 +40,12 @@ class Feed:
     reconnection: the previous ones stop); ``ended`` is set once the stream stopped (its
     publisher stopped, REST terminated it, or ``MediaCore.stop``)."""
 
-    def __init__(self, stream: Stream, broadcast: Broadcast, leg: PlayerLeg) -> None:
+    def __init__(self, stream: Stream, broadcast: Broadcast, leg: PlayerLeg,
+                 fast_path: bool = True, gso: bool = True) -> None:
         self._stream = stream
         self._broadcast = broadcast
         self._leg = leg
+        self._fast = (fast_path, gso)
         self.ended = asyncio.Event()
 
     @property
@@ -64,6 +67,15 @@ class Feed:
                   for kind, published in self._broadcast.tracks.items()}
         self._leg.subscribers.extend(tracks.values())
         return tracks
+
+    def sent_by(self, sender: RTCRtpSender, track: MediaStreamTrack) -> None:
+        """``track`` (one of ``subscribe()``'s) is sent by ``sender`` of a peer connection
+        of the plugin's: once that sender has started, it goes on the dedicated forwarding
+        path, as a player's would (``relay_fast_path``). Call it before the offer."""
+        fast_path, gso = self._fast
+        published = self._broadcast.tracks.get(track.kind)
+        if fast_path and published is not None and track in self._leg.subscribers:
+            serve_fast(published, track, sender, gso)  # type: ignore[arg-type]
 
     def unsubscribe(self) -> None:
         """Stop the subscriber tracks handed out (the stream goes on)."""
@@ -116,7 +128,8 @@ class MediaCore:
         stream = Stream(media_session_id=str(uuid.uuid4()), name=name, published=False,
                         session_id="", app_key="")
         leg = PlayerLeg(None, codecs=dict(broadcast.codecs))
-        feed = Feed(stream, broadcast, leg)
+        settings = engine.settings
+        feed = Feed(stream, broadcast, leg, settings.relay_fast_path, settings.relay_gso)
         leg.feed = feed
         describe(stream, leg.codecs)
         await engine.begin_sink(ServerClient(remote), stream, leg, broadcast)

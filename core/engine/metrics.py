@@ -102,7 +102,7 @@ class Meters:
         (kind, path)."""
         paths: Counter[tuple[str, str]] = Counter()
         for _, leg in self._legs():
-            if isinstance(leg, PlayerLeg) and leg.pc is not None:
+            if isinstance(leg, PlayerLeg):  # a push's leg too (its peer connection is its own)
                 for subscriber in leg.subscribers:
                     paths[(subscriber.kind, "fast" if subscriber.fast else "aiortc")] += 1
         return paths

@@ -262,6 +262,13 @@ async def open_publisher(
     return leg, answer
 
 
+def serve_fast(published: PublishedTrack, subscriber: SubscriberTrack, sender: RTCRtpSender,
+               gso: bool) -> None:
+    """Move ``subscriber`` to the dedicated forwarding path once ``sender`` (which sends
+    it) has started, as a player's own tracks are (call before the offer or answer)."""
+    remember_parameters(sender, _fast_path_when_started(published, subscriber, gso))
+
+
 def _fast_path_when_started(published: PublishedTrack, subscriber: SubscriberTrack,
                             gso: bool) -> Callable[[RTCRtpSender], None]:
     def started(sender: RTCRtpSender) -> None:
@@ -306,8 +313,7 @@ async def open_player(
             on_keyframe_request(transceiver.sender, subscriber.request_keyframe)
             on_retransmit(transceiver.sender, partial(_counting(leg.nacks, media.kind), 1))
             if fast_path:
-                remember_parameters(transceiver.sender,
-                                    _fast_path_when_started(published, subscriber, gso))
+                serve_fast(published, subscriber, transceiver.sender, gso)
             leg.codecs[media.kind] = mime
         answer = await _answer(pc, offer_sdp)
         leg.payload_types = payload_types(answer)

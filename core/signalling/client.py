@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
@@ -191,13 +197,16 @@ class WcsClient:
         self, name: str, tracks: Iterable[MediaStreamTrack], *, video_codec: str = "VP8",
         codecs: Mapping[str, str] | None = None,
         keyframe_requests: Mapping[str, Callable[[], None]] | None = None,
+        on_sender: Callable[[RTCRtpSender, MediaStreamTrack], None] | None = None,
         **fields: Any,
     ) -> ClientStream:
         """Publish ``tracks`` as ``name``; returns once the answer is applied.
 
         ``codecs`` forces a MIME type per kind (default: ``video/<video_codec>``,
         ``audio/opus``); ``keyframe_requests[kind]()`` is called when the server asks
-        for a keyframe of that kind (a relay passes the request on to its source)."""
+        for a keyframe of that kind (a relay passes the request on to its source);
+        ``on_sender(sender, track)`` is called for each track's sender before the offer
+        (a relay puts it on its forwarding path: ``hookcast.Feed.sent_by``)."""
         pc = RTCPeerConnection(self.rtc)
         for track in tracks:
             transceiver = pc.addTransceiver(track, direction="sendonly")
@@ -206,6 +215,8 @@ class WcsClient:
             callback = (keyframe_requests or {}).get(track.kind)
             if callback is not None:
                 on_keyframe_request(transceiver.sender, callback)
+            if on_sender is not None:
+                on_sender(transceiver.sender, track)
         return await self._start("publishStream", name, pc, published=True, **fields)
 
     async def play(self, name: str, *, kinds: Sequence[str] = ("audio", "video"),

@@ -30,6 +30,7 @@ from tests.core.rtc.relay_harness import (
     reading,
     wait_for,
 )
+from tests.fastpath_shims import relay_paths
 from tests.served import Served, configure
 
 Start = Callable[..., Any]
@@ -120,6 +121,9 @@ async def test_a_player_on_b_gets_the_publishers_frames_on_a_as_they_are(
     assert_kept_up(sent_video, [got_video])
     assert_kept_up(sent_audio, [got_audio], "audio frames")
     assert sinks["video"].errors == 0 and sinks["video"].codecs == {MIMES[codec].lower()}
+    if direction == "push":  # a push is sent on the forwarding path, as a player is
+        paths = await relay_paths(a)
+        assert (paths["video/fast"], paths["audio/fast"]) == (1, 1), paths
 
     # both ends list it as an ordinary stream: B a publisher, A a player of "cam"
     _, on_b = await rest(b, "stream/find", {"name": "copy", "published": True})
