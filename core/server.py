@@ -3,8 +3,11 @@
 The HTTP application (port ``http.port``) owns every shared resource (settings, the
 hook bus, plugins, applications) and opens and closes them in its cleanup context.
 The WebSocket application (port ``ws.port``) serves signalling on ``/`` and
-``/websocket`` (any path) and shares those resources. Shutdown closes the WebSocket side first
-(sessions, then their streams), then the HTTP side, then the shared resources.
+``/websocket`` (any path) and shares those resources. Shutdown goes sinks, sources,
+sockets: every player, push and recording ends, then every publisher and media source
+(their clients are told), then the signalling sockets close, then the HTTP side and
+its cleanup contexts in reverse (the engine's last work and every recording file made
+final, plugin reloads, the media catalogue).
 """
 
 from __future__ import annotations
@@ -91,9 +94,20 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
     _add_plugin_routes(app, bus, settings, home)
     _add_web_root(app, home, settings)
     app[MEDIA] = Catalogue(media_folder(home.root, settings.media_dir))
+    app.cleanup_ctx.append(_engine_ctx)
     app.cleanup_ctx.append(_plugin_reload_ctx)
     app.cleanup_ctx.append(_media_ctx)
     return app
+
+
+async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The engine's background work (rate sampler, keep-alive, idle sources, memory) from
+    the start; at the end, after its streams ended (Server.stop), its last operations
+    and every recording file made final."""
+    engine = app[ENGINE]
+    engine.start()
+    yield
+    await engine.close()
 
 
 async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -254,7 +268,6 @@ class Server:
         _warn_if_open(s)
         _say_media_addresses(s)
         engine = self.http_app[ENGINE]
-        engine.start()
         await self.bus.after_server_start(info)
         # recordings a crash cut short: made final and announced, in the background
         engine.spawn(engine.recordings.recover())
@@ -286,12 +299,14 @@ class Server:
         if self.info is not None:
             await self.bus.before_server_stop(self.info)
         engine = self.http_app[ENGINE]
-        await engine.stop_background()
+        # sinks, then sources (their clients are told), then sockets
+        await engine.end_streams()
         await asyncio.gather(*(s.close("Server shutdown") for s in list(engine.sessions.values())))
         await self._ws_runner.cleanup()
-        await engine.close()
+        await engine.close()  # its last operations; every recording file final and announced
         if self.info is not None:
             await self.bus.after_server_stop(self.info)
+        # the cleanup contexts, in reverse: the engine (closed already), plugin reloads, media/
         await self._http_runner.cleanup()
         log.info("stopped")
 

@@ -96,6 +96,7 @@ class Engine:
         self.sources = Sources(self, resolve, settings.vod_live_idle_timeout)
         self.media = MediaCore(self)
         self._closing = False
+        self._closed = False
         self.keep_alive: KeepAlive | None = None
         if settings.keep_alive_streaming_sessions_enabled:
             interval = settings.streaming_sessions_keep_alive_interval / 1000
@@ -566,11 +567,25 @@ class Engine:
         if self.keep_alive is not None:
             await self.keep_alive.close()
 
-    async def close(self) -> None:
-        """Stop every stream (players see `Requested stream shutdown`), then wait for tasks."""
+    async def end_streams(self) -> None:
+        """Shutdown, in order: no new stream; the background work stops; every sink ends
+        (players and pushes `STOPPED` `Requested stream shutdown`, then every recording:
+        its file is finished), then every source (publishers `UNPUBLISHED`, media
+        sources). Clients are told while their sockets are still open. Idempotent."""
         self._closing = True
         await self.stop_background()
+        await asyncio.gather(*(self.end(s, Info.SHUTDOWN) for s in self.registry
+                               if not s.published))
+        await self.recordings.stop_all()
         await asyncio.gather(*(self.end(s, Info.SHUTDOWN) for s in self.registry))
+
+    async def close(self) -> None:
+        """The last step: every stream ended (end_streams, if it was not called), every
+        background operation done, every file final and announced."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.end_streams()
         await self.settle()
-        await self.recordings.close()  # every file final and announced
+        await self.recordings.close()
 

@@ -196,6 +196,10 @@ class Recordings:
             return path
         raise FileExistsError(f"no free file name for {naming.answer!r} in {self.folder}")
 
+    async def stop_all(self) -> None:
+        """Stop every recording (shutdown: sinks end before sources)."""
+        await asyncio.gather(*(self.stop(key) for key in list(self.active)))
+
     async def stop(self, media_session_id: str) -> Recorder | None:
         """Stop recording that stream; its last file is made final in the background."""
         recorder = self.active.pop(media_session_id, None)
