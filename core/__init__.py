@@ -18,8 +18,14 @@ from hookcast.config.properties import Rotation, host_allowed
 from hookcast.config.rest_client import MethodConfig
 from hookcast.config.settings import Settings, server_url
 from hookcast.config.watch import FolderWatcher
-from hookcast.engine.hosted import Feed, MediaCore, NotPublished
-from hookcast.engine.media import FileSource, MediaSource, SourceUnavailable, Unavailable
+from hookcast.engine.hosted import Feed, MediaCore, NotPublished, Reading
+from hookcast.engine.media import (
+    FileSource,
+    MediaSource,
+    SourceTrack,
+    SourceUnavailable,
+    Unavailable,
+)
 from hookcast.engine.streams import Info, NameInUse, stream_name_problem
 from hookcast.events import (
     Amend,
@@ -35,6 +41,7 @@ from hookcast.events import (
 from hookcast.hookspecs import hookimpl
 from hookcast.recording.naming import expand as expand_template
 from hookcast.rtc.compat import request_keyframe
+from hookcast.rtc.packets import make_packet as make_frame
 from hookcast.scripts import ScriptPlugin, ScriptRunner
 from hookcast.signalling.client import ClientStream, WcsClient, WcsError
 from hookcast.untrusted import LogBudget, printable
@@ -58,6 +65,7 @@ __all__ = [
     "NameInUse",
     "NotPublished",
     "PublicFiles",
+    "Reading",
     "RecordingInfo",
     "Refuse",
     "RestError",
@@ -69,6 +77,7 @@ __all__ = [
     "ServerInfo",
     "SessionInfo",
     "Settings",
+    "SourceTrack",
     "SourceUnavailable",
     "StreamInfo",
     "Terminate",
@@ -84,6 +93,7 @@ __all__ = [
     "host_allowed",
     "inside",
     "load_applications",
+    "make_frame",
     "media_folder",
     "printable",
     "request_host",

@@ -279,5 +279,6 @@ class HookBus:
 
     def media_source_for_uri(self, uri: str, home: Home,
                              loop: bool | None = None) -> MediaSource | None:
-        result = self._decide("media_source_for_uri", uri=uri, home=home, loop=loop)
-        return result if isinstance(result, MediaSource) else None
+        result: MediaSource | None = self._decide("media_source_for_uri", uri=uri, home=home,
+                                                  loop=loop)
+        return result  # checked against the MediaSource contract by the engine's Sources

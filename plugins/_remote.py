@@ -46,6 +46,7 @@ from hookcast import (
     MediaCore,
     NameInUse,
     Settings,
+    SourceTrack,
     WcsClient,
     WcsError,
     printable,
@@ -92,6 +93,8 @@ class PulledTrack(MediaStreamTrack):
     were, plus the time the link was down); ``end`` ends it for good. ``mime`` is the
     codec; ``request_keyframe`` sends a PLI to the remote.
     """
+
+    keyframes_on_request = True
 
     def __init__(self, kind: str, mime: str) -> None:
         super().__init__()
@@ -154,6 +157,7 @@ class PulledSource:
     """The MediaSource of a pull (shared: every local player joins it)."""
 
     shared = True
+    loop = False
 
     def __init__(self, uri: str, tracks: Sequence[PulledTrack]) -> None:
         self.uri = uri
@@ -161,7 +165,7 @@ class PulledSource:
         self.closed = asyncio.Event()
         self.failure = ""
 
-    async def open(self) -> Sequence[MediaStreamTrack]:
+    async def open(self) -> Sequence[SourceTrack]:
         return self.tracks
 
     def start(self) -> None:

@@ -1,10 +1,16 @@
-"""VOD: ``vod://name`` and ``vod-live://name`` play files of ``media_dir``.
+"""VOD: ``vod://name`` and ``vod-live://name`` play files of ``media_dir``, and WCS's
+``/rest-api/vod/*`` methods.
 
 ``vod://file.mp4`` is personal: each player gets its own reading, from the start.
 ``vod-live://file.mp4`` is shared: one reading, started by the first player (or REST
 ``/vod/startup``), joined by the others where it is; it loops with ``vod_live_loop``
 (or REST ``loop``). Files: MP4 with H.264 and AAC, WebM/MKV with VP8 and Opus (so
 hookcast's own recordings play back); video is sent as it is, AAC becomes Opus.
+
+REST: ``/vod/startup`` starts a shared reading under ``localStreamName``;
+``/vod/find``, ``/vod/find_all`` list the readings running (shared ones and players'
+personal ones), ``/vod/terminate`` stops a shared one (its players are ``STOPPED``,
+``Stopped by publisher stop``). Everything goes through ``hookcast.MediaCore``.
 
 Another source (an S3 bucket, an HTTP URL) is a plugin answering
 ``media_source_for_uri`` for its own scheme, beside this one.
@@ -13,21 +19,84 @@ Another source (an S3 bucket, an HTTP URL) is a plugin answering
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from hookcast import FileSource, Home, MediaSource, ServerInfo, hookimpl, media_folder
+from aiohttp import web
+
+from hookcast import (
+    FileSource,
+    Home,
+    Info,
+    MediaCore,
+    MediaSource,
+    NameInUse,
+    Reading,
+    RestError,
+    RestField,
+    RestMethod,
+    ServerInfo,
+    SourceUnavailable,
+    hookimpl,
+    media_folder,
+    rest_routes,
+    stream_name_problem,
+)
 
 SCHEMES = {"vod://": False, "vod-live://": True}  # scheme -> shared
+#: what a failed start answers, by the source's info (400 otherwise)
+STATUSES = {"File not found": 404, "Too many VOD readings": 503}
+
+URI = RestField("uri", "uri", "uri", "a source URI: vod-live://file.mp4")
+LOCAL_NAME = RestField("localStreamName", "local_stream_name", "string",
+                       "the stream name it is published under")
+LOOP = RestField("loop", "loop", "boolean", "start again at the end of the file")
+ENTRY = {
+    "type": "object",
+    "required": ["localMediaSessionId", "localStreamName", "uri", "status", "loop"],
+    "properties": {
+        "localMediaSessionId": {"type": "string"}, "localStreamName": {"type": "string"},
+        "uri": {"type": "string"}, "status": {"type": "string", "enum": ["PROCESSED_LOCAL"]},
+        "hasAudio": {"type": "boolean"}, "hasVideo": {"type": "boolean"},
+        "record": {"type": "boolean"}, "loop": {"type": "boolean"},
+    },
+}
+ENTRIES = {"type": "array", "items": ENTRY}
+STARTUP = RestMethod("vod", "startup", "Start a shared reading of a file (vod-live://) under "
+                     "localStreamName (the URI when not given); players play that name",
+                     (URI, LOCAL_NAME, LOOP), ("uri",), answer_schema=ENTRY,
+                     not_found="File not found", changes_state=True)
+FIND = RestMethod("vod", "find", "The VOD readings of a stream name", (LOCAL_NAME,),
+                  ("localStreamName",), answer_schema=ENTRIES, not_found="Not found")
+FIND_ALL = RestMethod("vod", "find_all", "Every VOD reading: shared ones and players' own",
+                      answer_schema=ENTRIES, not_found="Not found", get=True)
+TERMINATE = RestMethod("vod", "terminate", "Stop a shared VOD reading; its players stop",
+                       (URI, LOCAL_NAME), ("localStreamName",),
+                       answer_schema={"type": "object", "required": ["terminated"],
+                                      "properties": {"terminated": {
+                                          "type": "array", "items": {"type": "string"}}}},
+                       not_found="Not found", changes_state=True)
+
+
+def entry(reading: Reading) -> dict[str, Any]:
+    stream = reading.stream
+    return {"localMediaSessionId": stream.media_session_id, "localStreamName": stream.name,
+            "uri": reading.uri, "status": "PROCESSED_LOCAL", "hasAudio": stream.has_audio,
+            "hasVideo": stream.has_video, "record": stream.record, "loop": reading.loop}
 
 
 class Vod:
     def __init__(self) -> None:
         self.folder: Path | None = None
         self.loop = False
+        self.media: MediaCore | None = None
+        self.max_name = 256
 
     @hookimpl
     def after_server_start(self, server: ServerInfo) -> None:
         self.folder = media_folder(server.home, server.settings.media_dir)
         self.loop = server.settings.vod_live_loop
+        self.max_name = server.settings.max_stream_name_length
+        self.media = server.media
 
     @hookimpl
     def media_source_for_uri(self, uri: str, home: Home, loop: bool | None) -> MediaSource | None:
@@ -37,6 +106,63 @@ class Vod:
                 return FileSource(uri, folder, uri[len(scheme):], shared,
                                   loop=(self.loop if loop is None else loop) and shared)
         return None
+
+    @hookimpl
+    def register_rest_routes(self) -> list[web.RouteDef]:
+        return rest_routes([(STARTUP, self.startup), (FIND, self.find),
+                            (FIND_ALL, self.find_all), (TERMINATE, self.terminate)])
+
+    # --- REST -----------------------------------------------------------------------
+
+    def _media(self) -> MediaCore:
+        if self.media is None:
+            raise RestError(503, "the server is starting")
+        return self.media
+
+    async def startup(self, args: dict[str, Any]) -> dict[str, Any]:
+        uri = args["uri"]
+        name = args.get("local_stream_name") or uri
+        if name != uri:
+            problem = stream_name_problem(name, self.max_name)
+            if problem:
+                raise RestError(400, f"localStreamName: {problem}", "localStreamName")
+        try:
+            reading = await self._media().start_reading(uri, name, args.get("loop"))
+        except LookupError:
+            raise RestError(404, f"uri: no source plugin knows {uri!r}", "uri") from None
+        except ValueError:  # a personal reading (vod://) is its player's alone
+            raise RestError(404, f"uri: {uri!r} is not a shared source; only those "
+                                 "(vod-live://) can be started", "uri", "vod-live://...") from None
+        except NameInUse:
+            raise RestError(409, f"localStreamName: {name!r} is already in use",
+                            "localStreamName") from None
+        except SourceUnavailable as error:
+            raise RestError(STATUSES.get(error.info, 400), f"uri: {error.info}", "uri") from None
+        return entry(reading)
+
+    async def find(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        found = [entry(r) for r in self._media().readings()
+                 if r.stream.name == args.get("local_stream_name")]
+        if not found:
+            raise RestError(404, FIND.not_found or "Not found")
+        return found
+
+    async def find_all(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        found = [entry(r) for r in self._media().readings()]
+        if not found:
+            raise RestError(404, FIND_ALL.not_found or "Not found")
+        return found
+
+    async def terminate(self, args: dict[str, Any]) -> dict[str, Any]:
+        media = self._media()
+        name, uri = args["local_stream_name"], args.get("uri")
+        chosen = [r.stream.media_session_id for r in media.readings()
+                  if r.shared and r.stream.name == name and (not uri or r.uri == uri)]
+        if not chosen:
+            raise RestError(404, TERMINATE.not_found or "Not found")
+        for media_session_id in chosen:
+            await media.stop(media_session_id, Info.REST_TERMINATE)
+        return {"terminated": chosen}
 
 
 def hookcast_plugin() -> Vod:

@@ -105,16 +105,6 @@ RECORD_FILE = {
 }
 DELETED = {"type": "object", "required": ["deleted"],
            "properties": {"deleted": {"type": "string"}}}
-VOD = {
-    "type": "object",
-    "required": ["localMediaSessionId", "localStreamName", "uri", "status", "loop"],
-    "properties": {
-        "localMediaSessionId": {"type": "string"}, "localStreamName": {"type": "string"},
-        "uri": {"type": "string"}, "status": {"type": "string", "enum": ["PROCESSED_LOCAL"]},
-        "hasAudio": {"type": "boolean"}, "hasVideo": {"type": "boolean"},
-        "record": {"type": "boolean"}, "loop": {"type": "boolean"},
-    },
-}
 MEDIA_FILE = {
     "type": "object", "required": ["fileName", "size", "duration", "uri"],
     "properties": {
@@ -130,7 +120,7 @@ MEDIA_FILE = {
 #: every schema a method may answer with (``Method.response`` names one)
 SCHEMAS = {"Error": ERROR, "Stream": STREAM, "Connection": CONNECTION, "Metrics": METRICS,
            "Terminated": TERMINATED, "Plugins": PLUGINS, "Recording": RECORDING,
-           "RecordFile": RECORD_FILE, "Deleted": DELETED, "Vod": VOD, "MediaFile": MEDIA_FILE}
+           "RecordFile": RECORD_FILE, "Deleted": DELETED, "MediaFile": MEDIA_FILE}
 
 
 def _ref(name: str) -> dict[str, Any]:

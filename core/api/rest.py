@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hookcast.api import guard, records, vod
+from hookcast.api import guard, media, records
 from hookcast.api.openapi import openapi_document
 from hookcast.api.schema import METHODS, Method, RestError
 from hookcast.engine.streams import Info
@@ -106,7 +106,7 @@ HANDLERS: dict[str, Handler] = {
     "/rest-api/connection/terminate": connection_terminate,
     "/rest-api/plugins/find_all": plugins_find_all,
     **records.HANDLERS,
-    **vod.HANDLERS,
+    **media.HANDLERS,
 }
 
 

@@ -145,10 +145,6 @@ SESSION = Field("sessionId", "session_id", "string", "the signalling session")
 RECORD_CONFIG = Field("config", "config", "record_config",
                       "overrides of stream_record_policy_template and record_rotation")
 FILE_NAME = Field("fileName", "file_name", "string", "a file in records/")
-URI = Field("uri", "uri", "uri", "a source URI: vod-live://file.mp4")
-LOCAL_NAME = Field("localStreamName", "local_stream_name", "string",
-                   "the stream name it is published under")
-LOOP = Field("loop", "loop", "boolean", "start again at the end of the file")
 
 
 @dataclass(frozen=True)
@@ -229,18 +225,6 @@ METHODS = {
         Method("records", "delete", "Delete a final file (and what is kept with it) from "
                "records/; 409 while it is not final yet", (FILE_NAME,),
                ("fileName",), response="Deleted", not_found="File not found",
-               changes_state=True),
-        Method("vod", "startup", "Start a shared reading of a file (vod-live://) under "
-               "localStreamName (the URI when not given); players play that name",
-               (URI, LOCAL_NAME, LOOP), ("uri",), response="Vod", not_found="File not found",
-               changes_state=True),
-        Method("vod", "find", "The VOD readings of a stream name", (LOCAL_NAME,),
-               ("localStreamName",), response="Vod[]", not_found="Not found"),
-        Method("vod", "find_all", "Every VOD reading: shared ones and players' own",
-               response="Vod[]", not_found="Not found", get=True),
-        Method("vod", "terminate", "Stop a shared VOD reading; its players stop",
-               (URI, LOCAL_NAME), ("localStreamName",), response="Terminated",
-               not_found="Not found",
                changes_state=True),
         Method("media", "find_all", "Files of media_dir with duration, codecs and size (an "
                "empty list when there are none)", response="MediaFile[]", get=True),

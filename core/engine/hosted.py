@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiortc import RTCConfiguration, RTCRtpSender
@@ -75,7 +76,7 @@ class Feed:
         fast_path, gso = self._fast
         published = self._broadcast.tracks.get(track.kind)
         if fast_path and published is not None and track in self._leg.subscribers:
-            serve_fast(published, track, sender, gso)  # type: ignore[arg-type]
+            serve_fast(published, track, sender, gso)
 
     def unsubscribe(self) -> None:
         """Stop the subscriber tracks handed out (the stream goes on)."""
@@ -86,6 +87,18 @@ class Feed:
     async def close(self) -> None:
         """Called by the engine as the stream stops (the leg's sink)."""
         self.ended.set()
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A media source being read (``MediaCore.readings``): the stream it is (a shared
+    reading's published stream, or the player of a personal one), the URI, whether it
+    loops, and whether it is shared."""
+
+    stream: StreamInfo
+    uri: str
+    loop: bool
+    shared: bool
 
 
 class MediaCore:
@@ -116,6 +129,36 @@ class MediaCore:
                                                             hosted=True)
         assert broadcast.publisher is not None  # a listed broadcast
         return broadcast.publisher.snapshot()
+
+    def readings(self) -> list[Reading]:
+        """Every media source read now that a plugin did not host (``publish``): shared
+        ones (``vod-live://``) and players' own (``vod://``)."""
+        engine = self._engine
+        found = [Reading(b.publisher.snapshot(), b.origin.uri, b.origin.loop, True)
+                 for b in engine.sources.shared()
+                 if b.origin is not None and not b.origin.hosted and b.publisher is not None]
+        for media_session_id, broadcast in engine.sources.personal():
+            player = engine.registry.get(media_session_id)
+            if player is not None and broadcast.origin is not None:
+                found.append(Reading(player.snapshot(), broadcast.origin.uri, False, False))
+        return found
+
+    async def start_reading(self, uri: str, name: str, loop: bool | None = None) -> Reading:
+        """Start the shared source of ``uri`` (``media_source_for_uri``) as the stream
+        ``name``, as the first player of it would. Raises LookupError (no plugin knows
+        the URI), ValueError (its source is a player's own, not shared), NameInUse or
+        SourceUnavailable (``info``: ``File not found``, ``Too many VOD readings``, ...)."""
+        engine = self._engine
+        if engine.closing:
+            raise SourceUnavailable("Server is shutting down")
+        source = engine.sources.source(uri, loop)
+        if source is None:
+            raise LookupError(uri)
+        if not source.shared:
+            raise ValueError(f"{uri} is not a shared source")
+        broadcast = await engine.sources.start_shared(uri, name, source, join=False)
+        assert broadcast.publisher is not None and broadcast.origin is not None  # listed
+        return Reading(broadcast.publisher.snapshot(), uri, broadcast.origin.loop, True)
 
     async def play(self, name: str, remote: str) -> Feed:
         """A player of the stream published as ``name``, run by the server; ``remote`` is

@@ -10,11 +10,9 @@ source that fails with the ``info`` the player should see.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
-
-from aiortc.mediastreams import MediaStreamTrack
+from typing import Any, Protocol, runtime_checkable
 
 from hookcast.config.home import UnsafePath, visible_inside
 from hookcast.media.reader import (
@@ -40,33 +38,65 @@ class SourceUnavailable(Exception):
 
 @runtime_checkable
 class SourceTrack(Protocol):
-    """One track of a source: ``kind``, ``mime`` (``video/H264``, ``video/VP8``,
-    ``audio/opus``, ...) and ``recv()`` returning ``av.Packet`` with pts in 1/90000
-    (video) or 1/48000 (Opus), at the time each is due; MediaStreamError at the end."""
+    """One track of a ``MediaSource``: everything the core reads of it.
+
+    ``kind``: ``"audio"`` or ``"video"``. ``mime``: its codec, ``video/H264``,
+    ``video/VP8``, ``audio/opus``, ``audio/PCMU`` or ``audio/PCMA`` (what WebRTC players
+    take; the core never transcodes a track). ``keyframes_on_request``: True when
+    ``request_keyframe()`` makes the source send a keyframe soon (a live or pulled
+    stream): the core asks when a player joins or frames were lost; False (a file): the
+    core keeps the last group of pictures for joiners instead.
+
+    ``recv()`` returns the next frame when it is due (the core sends what it gets at once),
+    as an ``av.Packet`` holding one encoded frame with ``pts`` in the codec's clock
+    (1/90000 video, 1/48000 Opus, 1/8000 G.711), ``hookcast.make_frame`` builds it; it
+    raises ``MediaStreamError`` at the end. ``request_keyframe()`` may be a coroutine
+    function; requests are coalesced by the core (at most one in flight).
+    """
 
     kind: str
     mime: str
+    keyframes_on_request: bool
+
+    async def recv(self) -> Any: ...
+
+    def request_keyframe(self) -> Awaitable[None] | None: ...
 
 
 @runtime_checkable
 class MediaSource(Protocol):
-    """A source of encoded media that is not a WebRTC publisher.
+    """A source of encoded media that is not a WebRTC publisher: everything the core
+    reads of it.
 
-    ``shared``: True when every player of the name joins one reading (``vod-live://``),
-    False when each player gets its own from the start (``vod://``). ``open`` returns
-    the tracks (``SourceTrack``s) or raises SourceUnavailable; ``start`` begins the
-    reading (the core calls it when the first viewer is ready); ``close`` releases what
-    ``open`` acquired. The core calls each once.
+    ``uri``: what it was asked for. ``shared``: True when every player of the name joins
+    one reading (``vod-live://``), False when each player gets its own from the start
+    (``vod://``). ``loop``: whether it starts again at its end (listed by ``/vod/*``).
+    ``failure``: once its tracks have ended, why, when it was not simply their end
+    (``File not found``, ``File has wrong format``: the player or stream ends with it);
+    "" otherwise. ``open`` returns the tracks (``SourceTrack``: at most one per kind) or
+    raises SourceUnavailable; ``start`` begins the reading (the core calls it when the
+    first viewer is ready); ``close`` releases what ``open`` acquired. The core calls
+    each once, ``open`` off nothing but the event loop (do blocking work in a thread).
     """
 
     uri: str
     shared: bool
+    loop: bool
 
-    async def open(self) -> Sequence[MediaStreamTrack]: ...
+    @property
+    def failure(self) -> str: ...
+
+    async def open(self) -> Sequence[SourceTrack]: ...
 
     def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def missing_members(source: object) -> list[str]:
+    """What ``source`` lacks of the MediaSource protocol ([] when nothing)."""
+    names = ("uri", "shared", "loop", "failure", "open", "start", "close")
+    return [name for name in names if not hasattr(source, name)]
 
 
 class FileSource:
@@ -94,7 +124,7 @@ class FileSource:
             # missing, outside, a symlink loop, a name too long for the file system
             raise SourceUnavailable(FILE_NOT_FOUND, type(error).__name__) from None
 
-    async def open(self) -> Sequence[MediaStreamTrack]:
+    async def open(self) -> Sequence[SourceTrack]:
         info = await asyncio.to_thread(self._inspect)
         self.reading = FileReading(info, self.loop, name=self.uri)
         return list(self.reading.tracks.values())
@@ -117,13 +147,15 @@ class Unavailable:
     """A source that fails to open with ``info`` (a name outside media/, a bad URI)."""
 
     shared = False
+    loop = False
+    failure = ""
 
     def __init__(self, uri: str, info: str = FILE_NOT_FOUND, detail: str = "") -> None:
         self.uri = uri
         self.info = info
         self.detail = detail
 
-    async def open(self) -> Sequence[MediaStreamTrack]:
+    async def open(self) -> Sequence[SourceTrack]:
         raise SourceUnavailable(self.info, self.detail)
 
     def start(self) -> None:

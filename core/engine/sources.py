@@ -25,11 +25,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hookcast.engine.broadcast import Broadcast, Origin
-from hookcast.engine.media import MediaSource, SourceUnavailable
-from hookcast.engine.streams import NameInUse, Status, Stream
+from hookcast.engine.media import MediaSource, SourceUnavailable, missing_members
+from hookcast.engine.streams import Info, NameInUse, Status, Stream
 from hookcast.events import SessionInfo
 from hookcast.rtc.peer import PublisherLeg
 from hookcast.rtc.relay import PublishedTrack
+from hookcast.untrusted import printable
 
 if TYPE_CHECKING:
     from hookcast.engine.engine import Engine
@@ -82,7 +83,7 @@ class Counted:
 
     @property
     def failure(self) -> str:
-        return str(getattr(self.source, "failure", ""))
+        return self.source.failure
 
     def start(self) -> None:
         self.source.start()
@@ -104,15 +105,16 @@ async def open_leg(source: MediaSource, name: str, keep_gop: bool,
     leg = PublisherLeg(None, source=counted)
     try:
         for track in tracks:
-            mime = getattr(track, "mime", "")
+            mime = track.mime
             if track.kind not in ("audio", "video") or not mime or track.kind in leg.tracks:
                 raise SourceUnavailable("File has wrong format", f"track {track.kind} {mime}")
             # a source that can make keyframes (a pulled stream) is asked for them; one that
             # cannot (a file) keeps its group of pictures for joiners when ``keep_gop``
-            send_pli = getattr(track, "request_keyframe", None)
+            on_request = track.keyframes_on_request
             leg.tracks[track.kind] = PublishedTrack(
-                track, name=f"{name}/{track.kind}", send_pli=send_pli,
-                keep_gop=keep_gop and send_pli is None)
+                track, name=f"{name}/{track.kind}",  # type: ignore[arg-type]
+                send_pli=track.request_keyframe if on_request else None,
+                keep_gop=keep_gop and not on_request)
             leg.codecs[track.kind] = mime
     except BaseException:
         await leg.close()
@@ -154,8 +156,18 @@ class Sources:
             await asyncio.gather(self._idle_task, return_exceptions=True)
 
     def source(self, uri: str, loop: bool | None = None) -> MediaSource | None:
+        """The plugins' source for ``uri`` (None when no plugin knows it). A plugin's
+        answer that is not a whole MediaSource is refused, naming what it lacks."""
         found = self.resolve(uri, loop)
-        return found if isinstance(found, MediaSource) else None
+        if found is None:
+            return None
+        missing = missing_members(found)
+        if missing:
+            log.error("a media_source_for_uri plugin answered %s with a %s, which is not a "
+                      "MediaSource: it lacks %s", printable(uri), type(found).__name__,
+                      ", ".join(missing))
+            raise SourceUnavailable(Info.ERROR, "not a MediaSource")
+        return found  # type: ignore[no-any-return]
 
     def shared(self) -> list[Broadcast]:
         """The listed broadcasts a media source feeds (VOD readings and hosted ones)."""
@@ -205,7 +217,7 @@ class Sources:
         if not hosted:
             self._check_room()
         leg = await open_leg(source, name, True, None if hosted else self.readings)
-        origin = Origin(uri, bool(getattr(source, "loop", False)), hosted)
+        origin = Origin(uri, source.loop, hosted)
         broadcast = Broadcast(name, leg, stream, origin=origin)
         try:
             await self.engine.begin_source(ServerClient(uri if hosted else "server"), stream,

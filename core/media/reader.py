@@ -357,7 +357,13 @@ class _OpusOut:
 
 
 class FileTrack(MediaStreamTrack):
-    """One kind of a FileReading; ``recv()`` returns each packet at its time."""
+    """One kind of a FileReading; ``recv()`` returns each packet at its time
+    (hookcast.MediaSource's SourceTrack: a file cannot make keyframes on request)."""
+
+    keyframes_on_request = False
+
+    def request_keyframe(self) -> None:
+        """A file has the keyframes it has."""
 
     def __init__(self, reading: FileReading, kind: str, mime: str) -> None:
         super().__init__()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,7 +12,7 @@ logger = logging.getLogger(__name__)
 
 PLI_INTERVAL = 0.5  # seconds between two keyframe requests to one publisher, at least
 
-SendPli = Callable[[], Awaitable[Any]]
+SendPli = Callable[[], Awaitable[Any] | None]
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
@@ -81,7 +82,9 @@ class KeyframeController:
 
     async def _send(self) -> None:
         try:
-            await self._send_pli()
+            sent = self._send_pli()
+            if inspect.isawaitable(sent):  # a coroutine function, or a plain one
+                await sent
             self.plis_sent += 1
         except Exception:
             logger.exception("keyframe request to %s failed", self._name)
