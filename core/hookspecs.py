@@ -161,7 +161,11 @@ def before_connect(session: SessionInfo) -> Refuse | Amend | None:
 
     :param session: the new session (status ``PENDING``) with the client's fields.
     Kind: admit; ``Refuse(reason)`` closes the session with the reason, ``None``
-    accepts it.
+    accepts it, ``Amend(**fields)`` accepts it and adds those fields to what the
+    client's ``getUserData`` echoes (a backend's ``authToken``, say; ``appKey`` and
+    ``sessionId`` stay the server's), where ``clientExclude`` (a mapping of hook method
+    to comma-separated field names, as in WCS's ``restClientConfig``) names fields this
+    client is never sent.
     """
 
 
@@ -196,8 +200,11 @@ def before_publish(session: SessionInfo, stream: StreamInfo) -> Refuse | Amend |
 
     :param session: the publishing client's session.
     :param stream: the stream as requested (status ``PENDING``).
-    Kind: admit; ``Refuse(reason)`` makes the stream ``FAILED`` with that ``info``,
-    ``Amend(name=...)`` publishes under changed fields.
+    Kind: admit; ``Refuse(reason)`` makes the stream ``FAILED`` with that ``info``;
+    ``Amend(...)`` publishes it with changed fields, of these only: ``name`` (a
+    non-empty text: it is published under that name), ``custom`` (an object),
+    ``record`` (a boolean: record it or not), ``has_audio``, ``has_video`` (booleans).
+    Any other field, or a value of the wrong type, is ignored and logged.
     """
 
 
@@ -207,7 +214,9 @@ def before_play(session: SessionInfo, stream: StreamInfo) -> Refuse | Amend | No
 
     :param session: the playing client's session.
     :param stream: the player's stream as requested (``published`` false, ``PENDING``).
-    Kind: admit; ``Refuse(reason)`` makes the player ``FAILED`` with that ``info``.
+    Kind: admit; ``Refuse(reason)`` makes the player ``FAILED`` with that ``info``;
+    ``Amend(...)`` plays with changed fields, the same as ``before_publish``'s: ``name``
+    (it plays that stream instead), ``custom``, ``record``, ``has_audio``, ``has_video``.
     """
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,14 @@ def test_the_core_calls_every_hook_in_a_real_server_test(
     if narrowed:
         pytest.skip("a narrowed run (files, -k or -m given): run the whole suite to check")
     assert name in hook_coverage.CALLED_BY_CORE, f"no real-server test made the core call {name}"
+
+
+def test_the_fields_an_admission_may_amend_are_the_ones_its_hookspec_names() -> None:
+    """before_publish/before_play say which fields an Amend may change: exactly the ones
+    the engine applies (hookcast.engine.admission.AMENDABLE)."""
+    from hookcast import hookspecs
+    from hookcast.engine.admission import AMENDABLE
+
+    for spec in (hookspecs.before_publish, hookspecs.before_play):
+        documented = set(re.findall(r"``(\w+)``", spec.__doc__ or ""))
+        assert set(AMENDABLE) <= documented, (spec.__name__, set(AMENDABLE) - documented)
