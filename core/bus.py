@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from hookcast import hookspecs
-from hookcast.config.properties import Rotation
+from hookcast.config.properties import Property, Rotation
+from hookcast.config.settings import known_properties
 from hookcast.engine.media import MediaSource
 from hookcast.events import Amend, Refuse, Terminate, Verdict
 from hookcast.hookspecs import KINDS
@@ -209,6 +210,24 @@ class HookBus:
 
     async def after_server_stop(self, server: ServerInfo) -> None:
         await self._notify("after_server_stop", server=server)
+
+    def plugin_properties(self) -> list[tuple[str, Property]]:
+        """(plugin name, property) for every property a plugin declares, in plugin
+        order. Raises ValueError naming both when two declare one name (or one the
+        core has)."""
+        owners = {info.name: "the core" for info in known_properties()}
+        found: list[tuple[str, Property]] = []
+        for name, declared in self._collect("plugin_properties"):
+            for prop in declared or ():
+                if not isinstance(prop, Property):
+                    raise ValueError(f"plugin {name}: plugin_properties returned "
+                                     f"{type(prop).__name__}, not a hookcast.properties.Property")
+                owner = owners.setdefault(prop.name, f"plugin {name}")
+                if owner != f"plugin {name}":
+                    raise ValueError(f"plugin {name}: property {prop.name} is declared "
+                                     f"by {owner} already")
+                found.append((name, prop))
+        return found
 
     def register_rest_routes(
         self, settings: Settings, home: Home

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
     from hookcast.config.home import Home
-    from hookcast.config.properties import Rotation
+    from hookcast.config.properties import Property, Rotation
     from hookcast.config.settings import Settings
     from hookcast.engine.media import MediaSource
     from hookcast.events import (
@@ -118,6 +118,24 @@ def after_server_stop(server: ServerInfo) -> None:
 
     :param server: the same object ``after_server_start`` received.
     Kind: notify; the return value is ignored.
+    """
+
+
+@collect
+def plugin_properties() -> Iterable[Property] | None:
+    """Declares the properties this plugin reads from conf/server.properties.
+
+    Runs once, right after the plugins are loaded and before anything else is built.
+    Each ``hookcast.properties.Property`` names a property (WCS's name when WCS has one),
+    its default, its type (``hookcast.properties.Integer(minimum=1)``, ``Boolean()``,
+    ``Seconds()``, ``Text()``, ...) and a one-line description. The server validates
+    their values with the core's (a bad one stops the start naming the file and the
+    property), ``hookcast config --list`` lists them, ``hookcast init`` writes them with
+    their defaults, and unknown-property warnings know them. Read a value with
+    ``settings.value(name)`` (``ServerInfo.settings``).
+
+    Kind: collect; return an iterable of ``Property`` or ``None``. A name the core or
+    another plugin declares already makes the server refuse to start, naming both.
     """
 
 

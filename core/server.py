@@ -79,6 +79,7 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
     loader = PluginLoader(bus, home.plugins, settings.disabled_plugins)
     loader.load_all()
     app[LOADER] = loader
+    app[SETTINGS] = settings = plugin_settings(bus, settings)
     compat.install()
     compat.use_host_addresses(settings.ip or None)
     app[ENGINE] = Engine(settings, bus, home.records,
@@ -98,6 +99,20 @@ def create_http_app(home: Home, settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_plugin_reload_ctx)
     app.cleanup_ctx.append(_media_ctx)
     return app
+
+
+def plugin_settings(bus: HookBus, settings: Settings) -> Settings:
+    """``settings`` with the loaded plugins' properties resolved; unknown properties
+    logged. Raises StartupError (two plugins declare one property) or ConfigError (a
+    bad value)."""
+    try:
+        declared = bus.plugin_properties()
+    except ValueError as error:
+        raise StartupError(str(error)) from error
+    resolved, warnings = settings.with_plugins(declared)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return resolved
 
 
 async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -213,6 +228,7 @@ class Server:
         if problem is not None:
             raise StartupError(problem)
         self.http_app = create_http_app(home, settings)
+        self.settings = self.http_app[SETTINGS]  # with the plugins' properties
         self.ws_app = create_ws_app(self.http_app)
         # a backstop: sessions close within ws_send_timeout and plugins within their
         # timeouts; a handler still running after this is cancelled

@@ -286,7 +286,7 @@ class Link(abc.ABC):
     def _client(self) -> WcsClient:
         return WcsClient(self.uri, rtc=self.media.rtc_configuration(),
                          ssl_context=self.options.tls,
-                         timeout=self.settings.pull_connect_timeout,
+                         timeout=self.settings.value("pull_connect_timeout"),
                          log_budget=self.log_budget)
 
     async def _connecting(self, opening: Awaitable[T]) -> T:
@@ -296,7 +296,7 @@ class Link(abc.ABC):
         task = asyncio.ensure_future(opening)
         stop = asyncio.ensure_future(self._stop.wait())
         try:
-            async with asyncio.timeout(self.settings.pull_connect_timeout):
+            async with asyncio.timeout(self.settings.value("pull_connect_timeout")):
                 await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiting in (task, stop):
@@ -345,7 +345,7 @@ class Link(abc.ABC):
                 if self._stop.is_set() or self._local_ended():
                     break
                 failures += 1
-                if failures > self.settings.pull_retry_attempts:
+                if failures > self.settings.value("pull_retry_attempts"):
                     return self._end(GiveUp(f"gave up after {failures} failed attempt"
                                             f"{'s' if failures > 1 else ''}: {self.error}"))
                 await self._retry(failures)
@@ -375,8 +375,8 @@ class Link(abc.ABC):
         at most the maximum."""
         self._set(RETRYING)
         self.retries += 1
-        delay = min(self.settings.pull_retry_initial_delay * 2 ** min(failures - 1, 20),
-                    self.settings.pull_retry_max_delay)
+        delay = min(self.settings.value("pull_retry_initial_delay") * 2 ** min(failures - 1, 20),
+                    self.settings.value("pull_retry_max_delay"))
         self.log_budget.info("%s %s: again in %.1f s", self.direction, printable(self.uri),
                              delay)
         await self._pause(delay)

@@ -58,6 +58,7 @@ from hookcast.plugins._remote import (
     Push,
 )
 from hookcast.plugins._remote_errors import LOOP
+from hookcast.properties import HostPatterns, Integer, Property, Seconds, Text
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,46 @@ TERMINATE = RestMethod("pull", "terminate", "Stop and forget the pulls and pushe
                        not_found="Not found", changes_state=True)
 
 
+#: the properties this plugin reads (``settings.value(name)``)
+PROPERTIES = [
+    Property(
+        "pull_retry_attempts", 10, Integer(minimum=0, unit="attempts"),
+        "Reconnections a pull or push tries after its remote fails or drops, before it "
+        "gives up (FAILED); 0: none (hookcast)",
+    ),
+    Property(
+        "pull_retry_initial_delay", 1.0, Seconds(minimum=0.1),
+        "Wait before the first reconnection; it doubles with each failed one (hookcast)",
+    ),
+    Property(
+        "pull_retry_max_delay", 30.0, Seconds(minimum=0.1),
+        "Longest wait between two reconnections (hookcast)",
+    ),
+    Property(
+        "pull_connect_timeout", 15.0, Seconds(minimum=1),
+        "Seconds a pull or push gets to connect to its remote, be accepted and have its "
+        "media flowing; longer is a failed attempt (hookcast)",
+    ),
+    Property(
+        "pull_tls_ca_file", "", Text(),
+        "PEM file of extra certificate authorities trusted for wss:// pulls and pushes "
+        "(beside the system's), relative to the home or absolute (hookcast)",
+    ),
+    Property(
+        "pull_max", 100, Integer(minimum=1, unit="pulls and pushes"),
+        "Pulls and pushes at once (ended ones listed by /pull/find_all count too, until "
+        "terminated); beyond it REST answers 503 (hookcast)",
+    ),
+    Property(
+        "pull_allowed_hosts", (), HostPatterns(),
+        "Hosts pulls and pushes may connect to: names with * wildcards "
+        "(media-*.example.com) and CIDR networks (10.0.0.0/8); an address in the URI "
+        "matches the networks, a name the name patterns (it is not resolved to check); "
+        "other URIs get 403; empty = any (hookcast)",
+    ),
+]
+
+
 class PullPlugin:
     #: stopping every link at shutdown may take STOP_TIMEOUT (they stop in parallel)
     hookcast_timeout = STOP_TIMEOUT + 5
@@ -125,6 +166,10 @@ class PullPlugin:
         self.outcomes: Counter[tuple[str, str]] = Counter()
 
     # --- hooks ----------------------------------------------------------------------
+
+    @hookimpl
+    def plugin_properties(self) -> list[Property]:
+        return PROPERTIES
 
     @hookimpl
     def after_server_start(self, server: ServerInfo) -> None:
@@ -200,7 +245,7 @@ class PullPlugin:
 
     def _room(self, settings: Settings) -> None:
         listed = self._listed()
-        if len(listed) < settings.pull_max:
+        if len(listed) < settings.value("pull_max"):
             return
         ended = [link for link in listed if link.status in ENDED]
         if not ended:
@@ -213,10 +258,10 @@ class PullPlugin:
     async def _tls_context(self, settings: Settings) -> ssl.SSLContext | bool:
         """What verifies wss:// remotes: the system's authorities, plus those of
         pull_tls_ca_file (loaded once, off the event loop)."""
-        if not settings.pull_tls_ca_file:
+        if not settings.value("pull_tls_ca_file"):
             return True
         if self._tls is None:
-            path = Path(settings.pull_tls_ca_file)
+            path = Path(settings.value("pull_tls_ca_file"))
             if not path.is_absolute() and self.home is not None:
                 path = self.home / path
 
@@ -238,7 +283,7 @@ class PullPlugin:
         remote = args.get("remote_name") or local
         uri_problem(args["uri"])
         host = URL(args["uri"]).host or ""
-        if not host_allowed(host, settings.pull_allowed_hosts):
+        if not host_allowed(host, settings.value("pull_allowed_hosts")):
             raise RestError(403, f"uri: the host {printable(host)!r} is not in "
                                  "pull_allowed_hosts", "uri")
         problem = stream_name_problem(local, settings.max_stream_name_length)
@@ -295,7 +340,7 @@ class PullPlugin:
     async def _begin(self, link: Link) -> dict[str, Any]:
         link.start()
         assert self.settings is not None
-        await link.first_outcome(self.settings.pull_connect_timeout + 5)
+        await link.first_outcome(self.settings.value("pull_connect_timeout") + 5)
         if link.status == FAILED and link.refused_field:
             self._forget(link)
             raise RestError(409, f"{link.direction} refused: {link.error}", link.refused_field)

@@ -26,8 +26,27 @@ from __future__ import annotations
 import asyncio
 
 from hookcast import RecordingInfo, ScriptPlugin, ScriptRunner, ServerInfo, hookimpl, printable
+from hookcast.properties import Integer, Property, Seconds, Text
 
 PROPERTY = "on_record_hook_script"
+
+
+#: the properties this plugin reads (``settings.value(name)``)
+PROPERTIES = [
+    Property(
+        "on_record_hook_script", "hooks/on_record_hook.sh", Text(),
+        "Script run with (stream name, file path) when a recording part is finished; "
+        "relative to the home; empty = none (plugin record_script)",
+    ),
+    Property(
+        "record_hook_concurrency", 4, Integer(minimum=1, unit="scripts"),
+        "Record scripts running at once; the others wait in a queue",
+    ),
+    Property(
+        "record_hook_timeout", 60.0, Seconds(minimum=0.1),
+        "A record script still running after this is killed (its process group)",
+    ),
+]
 
 
 class RecordScript(ScriptPlugin):
@@ -37,13 +56,17 @@ class RecordScript(ScriptPlugin):
         self.script = ""
 
     @hookimpl
+    def plugin_properties(self) -> list[Property]:
+        return PROPERTIES
+
+    @hookimpl
     def after_server_start(self, server: ServerInfo) -> None:
         settings = server.settings
-        self.server, self.script = server, settings.on_record_hook_script.strip()
+        self.server, self.script = server, settings.value("on_record_hook_script").strip()
         if not self.script:
             return
-        self.runner = ScriptRunner("record", server.home, settings.record_hook_concurrency,
-                                   settings.record_hook_timeout)
+        self.runner = ScriptRunner("record", server.home, settings.value("record_hook_concurrency"),
+                                   settings.value("record_hook_timeout"))
         self.runner.check(PROPERTY, self.script)
         # the hook returns once the run is over: give it the longest a run can take
         self.hookcast_timeout = self.runner.longest_wait

@@ -79,6 +79,7 @@ from hookcast.plugins._rest_config import (
     shape,
     signature_headers,
 )
+from hookcast.properties import Boolean, Integer, Property, Text
 
 log = logging.getLogger("hookcast.rest_hooks")
 
@@ -108,6 +109,26 @@ NO_TIMEOUT = 3600.0  # rest_request_timeout=0: no request timeout (bounded all t
 KEEP_ALIVE = "StreamKeepAliveEvent"
 
 
+#: the properties this plugin reads (``settings.value(name)``)
+PROPERTIES = [
+    Property(
+        "disable_rest_requests", False, Boolean(), "Send no REST hooks to applications"
+    ),
+    Property(
+        "rest_request_timeout", 15, Integer(minimum=0, unit="s"),
+        "Timeout of one REST hook request; 0 = no timeout",
+    ),
+    Property(
+        "rest_hook_send_hash", False, Boolean(),
+        "Sign REST hook bodies with rest_hook_secret_key (Authorization: WCS <hash>)",
+        requires=("rest_hook_secret_key",),
+    ),
+    Property(
+        "rest_hook_secret_key", "", Text(), "Secret key for signed REST hooks"
+    ),
+]
+
+
 class RestHooks:
     def __init__(self) -> None:
         self.server: ServerInfo | None = None
@@ -124,11 +145,15 @@ class RestHooks:
     # --- lifecycle ----------------------------------------------------------------
 
     @hookimpl
+    def plugin_properties(self) -> list[Property]:
+        return PROPERTIES
+
+    @hookimpl
     async def after_server_start(self, server: ServerInfo) -> None:
         self.server = server
         #: this server's own HTTP address, for applications given as a path (/apps/EchoApp)
         self._local = server_url(server.settings, server.http_port)
-        timeout = server.settings.rest_request_timeout or NO_TIMEOUT
+        timeout = server.settings.value("rest_request_timeout") or NO_TIMEOUT
         self.hookcast_timeout = timeout + 1.0  # the bus must not cut a request short
         self._load_apps()
         conf = server.home / "conf"
@@ -153,7 +178,7 @@ class RestHooks:
 
     @property
     def enabled(self) -> bool:
-        return self.server is not None and not self.server.settings.disable_rest_requests
+        return self.server is not None and not self.server.settings.value("disable_rest_requests")
 
     # --- sessions -----------------------------------------------------------------
 
@@ -323,7 +348,8 @@ class RestHooks:
         body = encode(shape(payload, config))
         headers = {
             "Content-Type": "application/json;charset=UTF-8", "Accept": "application/json",
-            **signature_headers(body, settings.rest_hook_secret_key, settings.rest_hook_send_hash),
+            **signature_headers(body, settings.value("rest_hook_secret_key"),
+                                settings.value("rest_hook_send_hash")),
         }
         url = app.method_url(method, self._local)
         started = time.monotonic()
@@ -363,7 +389,7 @@ class RestHooks:
     def _client(self) -> aiohttp.ClientSession:
         if self._http is None:
             assert self.server is not None
-            seconds = self.server.settings.rest_request_timeout or NO_TIMEOUT
+            seconds = self.server.settings.value("rest_request_timeout") or NO_TIMEOUT
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
                 timeout=aiohttp.ClientTimeout(total=seconds),

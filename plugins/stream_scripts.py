@@ -20,6 +20,7 @@ Every property is empty by default: nothing runs until one is set.
 from __future__ import annotations
 
 from hookcast import ScriptPlugin, ScriptRunner, ServerInfo, StreamInfo, hookimpl, printable
+from hookcast.properties import Integer, Property, Seconds, Text
 
 LIVE = {"publish": "PUBLISHING", "play": "PLAYING"}
 ENDED = ("UNPUBLISHED", "STOPPED", "FAILED")
@@ -37,6 +38,36 @@ def event_of(stream: StreamInfo, previous_status: str | None) -> str | None:
     return None
 
 
+#: the properties this plugin reads (``settings.value(name)``)
+PROPERTIES = [
+    Property(
+        "on_publish_hook_script", "", Text(),
+        "Script run with (stream name, mediaSessionId) when a stream starts publishing "
+        "(hookcast; plugin stream_scripts)",
+    ),
+    Property(
+        "on_unpublish_hook_script", "", Text(),
+        "Script run with (stream name, mediaSessionId) when a published stream ends (hookcast)",
+    ),
+    Property(
+        "on_play_hook_script", "", Text(),
+        "Script run with (stream name, mediaSessionId) when a player starts playing (hookcast)",
+    ),
+    Property(
+        "on_stop_hook_script", "", Text(),
+        "Script run with (stream name, mediaSessionId) when a player stops (hookcast)",
+    ),
+    Property(
+        "stream_hook_concurrency", 4, Integer(minimum=1, unit="scripts"),
+        "Publish/unpublish/play/stop scripts running at once; the others wait (hookcast)",
+    ),
+    Property(
+        "stream_hook_timeout", 60.0, Seconds(minimum=0.1),
+        "A publish/unpublish/play/stop script still running after this is killed (hookcast)",
+    ),
+]
+
+
 class StreamScripts(ScriptPlugin):
     def __init__(self) -> None:
         self.server: ServerInfo | None = None
@@ -44,19 +75,23 @@ class StreamScripts(ScriptPlugin):
         self.scripts: dict[str, str] = {}
 
     @hookimpl
+    def plugin_properties(self) -> list[Property]:
+        return PROPERTIES
+
+    @hookimpl
     def after_server_start(self, server: ServerInfo) -> None:
         settings = server.settings
         self.server = server
-        configured = {"publish": settings.on_publish_hook_script,
-                      "unpublish": settings.on_unpublish_hook_script,
-                      "play": settings.on_play_hook_script,
-                      "stop": settings.on_stop_hook_script}
+        configured = {"publish": settings.value("on_publish_hook_script"),
+                      "unpublish": settings.value("on_unpublish_hook_script"),
+                      "play": settings.value("on_play_hook_script"),
+                      "stop": settings.value("on_stop_hook_script")}
         self.scripts = {event: script.strip() for event, script in configured.items()
                         if script.strip()}
         if not self.scripts:
             return
-        self.runner = ScriptRunner("stream", server.home, settings.stream_hook_concurrency,
-                                   settings.stream_hook_timeout)
+        self.runner = ScriptRunner("stream", server.home, settings.value("stream_hook_concurrency"),
+                                   settings.value("stream_hook_timeout"))
         for event, script in self.scripts.items():
             self.runner.check(f"on_{event}_hook_script", script)
 

@@ -41,6 +41,7 @@ from hookcast import (
     rest_routes,
     stream_name_problem,
 )
+from hookcast.properties import Boolean, Property
 
 SCHEMES = {"vod://": False, "vod-live://": True}  # scheme -> shared
 #: what a failed start answers, by the source's info (400 otherwise)
@@ -84,6 +85,15 @@ def entry(reading: Reading) -> dict[str, Any]:
             "hasVideo": stream.has_video, "record": stream.record, "loop": reading.loop}
 
 
+#: the properties this plugin reads (``settings.value(name)``)
+PROPERTIES = [
+    Property(
+        "vod_live_loop", False, Boolean(),
+        "Loop vod-live:// files when they end (REST /vod/startup loop overrides)",
+    ),
+]
+
+
 class Vod:
     def __init__(self) -> None:
         self.folder: Path | None = None
@@ -92,9 +102,13 @@ class Vod:
         self.max_name = 256
 
     @hookimpl
+    def plugin_properties(self) -> list[Property]:
+        return PROPERTIES
+
+    @hookimpl
     def after_server_start(self, server: ServerInfo) -> None:
         self.folder = media_folder(server.home, server.settings.media_dir)
-        self.loop = server.settings.vod_live_loop
+        self.loop = server.settings.value("vod_live_loop")
         self.max_name = server.settings.max_stream_name_length
         self.media = server.media
 

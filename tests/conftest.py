@@ -10,8 +10,11 @@ from typing import Any
 import aioice.ice
 import pytest
 
+from hookcast.bus import HookBus
 from hookcast.config.home import Home
+from hookcast.config.properties import Property
 from hookcast.config.settings import Settings, parse_properties
+from hookcast.loader import PluginLoader
 from hookcast.rtc import compat
 from hookcast.server import Server
 from tests import hook_coverage
@@ -47,6 +50,13 @@ def write_plugin(home: Home, name: str, source: str) -> Path:
     path = home.plugins / f"{name}.py"
     path.write_text(textwrap.dedent(source))
     return path
+
+
+def builtin_properties() -> list[tuple[str, Property]]:
+    """What the built-in plugins declare (plugin_properties), as a server resolves them."""
+    bus = HookBus()
+    PluginLoader(bus, Path("/nonexistent-plugins-folder")).load_all()
+    return bus.plugin_properties()
 
 
 def make_settings(**properties: str) -> Settings:

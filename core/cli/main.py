@@ -30,11 +30,11 @@ from hookcast.cli.rest_client import (
 )
 from hookcast.config.apps import load_applications
 from hookcast.config.home import Home
+from hookcast.config.properties import Property
 from hookcast.config.settings import (
     ConfigError,
     Settings,
     known_properties,
-    load_settings,
     media_address_problem,
     read_settings,
     render_default_properties,
@@ -146,9 +146,9 @@ def _command(args: argparse.Namespace, home: Home) -> int:
     if args.command == "init":
         return _init(home)
     if args.command == "config" and args.list:
-        return _config_list()
+        return _config_list(home)
     if args.command == "config" and args.defaults:
-        print(render_default_properties(), end="")
+        print(render_default_properties(_declared(home)), end="")
         return 0
     if not home.root.is_dir():
         print(f"hookcast: the server home {home.root} does not exist; "
@@ -159,7 +159,15 @@ def _command(args: argparse.Namespace, home: Home) -> int:
         return 0
     if args.command == "config":
         return _config_check(home)
-    settings = load_settings(home.properties_file)
+    if args.command == "serve":
+        try:  # the core's properties; the server resolves its plugins' and warns
+            settings, _ = read_settings(home.properties_file)
+        except ConfigError:
+            _load(home)  # loads the plugins too, to name every problem and warning
+            raise
+        load_applications(home.apps_file)
+        return _serve(home, settings)
+    settings, _ = read_settings(home.properties_file)  # what a client command needs
     load_applications(home.apps_file)
     if args.command == "plugins":
         return _plugins(args, home, settings)
@@ -167,17 +175,43 @@ def _command(args: argparse.Namespace, home: Home) -> int:
         return _streams(args, settings)
     if args.command == "terminate":
         return _terminate(args, settings)
-    if args.command in rest_commands.GROUPS:
-        base = args.url or server_url(settings)
-        return rest_commands.run(args, rest_commands.Rest(base, settings))
-    return _serve(home, settings)
+    base = args.url or server_url(settings)
+    return rest_commands.run(args, rest_commands.Rest(base, settings))
 
 
-def _config_list() -> int:
+def _declared(home: Home, disabled: tuple[str, ...] = ()) -> list[tuple[str, Property]]:
+    """The properties the plugins declare (``plugin_properties``): the built-in and
+    installed ones, and the home's drop-ins when the home has any, but the ``disabled``
+    ones (``disabled_plugins``)."""
+    bus = HookBus()
+    PluginLoader(bus, home.plugins, disabled).load_all()
+    return bus.plugin_properties()
+
+
+def _config_list(home: Home) -> int:
     for info in known_properties():
         print(f"{info.name}={info.default_text}")
         print(f"    {info.type.name}: {info.description}")
+    for plugin, declared in _declared(home):
+        print(f"{declared.name}={declared.default_text}")
+        print(f"    {declared.type.name}: {declared.description} (plugin {plugin})")
     return 0
+
+
+def _load(home: Home) -> tuple[Settings, list[str]]:
+    """The home's settings, the plugins' properties known (the built-in, installed and
+    drop-in plugins but the disabled ones), and the warnings (unknown properties): a
+    ConfigError lists every problem with every warning beside them."""
+    try:
+        core, _ = read_settings(home.properties_file)
+        disabled = core.disabled_plugins
+    except ConfigError:
+        disabled = ()
+    try:
+        declared = _declared(home, disabled)
+    except ValueError as error:  # two plugins declare one property
+        raise ConfigError([f"{home.plugins}: {error}"]) from None
+    return read_settings(home.properties_file, declared)
 
 
 def _config_check(home: Home) -> int:
@@ -187,7 +221,7 @@ def _config_check(home: Home) -> int:
     problems: list[str] = []
     warnings: list[str] = []
     try:
-        settings, warnings = read_settings(home.properties_file)
+        settings, warnings = _load(home)
         problems += _media_address_problems(home, settings)
     except ConfigError as error:
         problems += error.problems
@@ -213,7 +247,7 @@ def _media_address_problems(home: Home, settings: Settings) -> list[str]:
 
 def _init(home: Home) -> int:
     try:
-        written = init_home(home)
+        written = init_home(home, _declared(home))
     except HomeExists as error:
         print(f"hookcast: {error}", file=sys.stderr)
         return 1

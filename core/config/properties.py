@@ -13,9 +13,29 @@ import socket
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Property:
+    """One property of conf/server.properties that a plugin declares
+    (``plugin_properties``): its name (WCS's when WCS has it), default, type (a
+    ``PropertyType``: the text it takes, the sentence saying what was expected) and a
+    one-line description (``hookcast config --list``, the commented file ``hookcast
+    init`` writes). ``requires``: properties that must be set (not empty) when this one
+    is (true, non-empty)."""
+
+    name: str
+    default: Any
+    type: PropertyType[Any]
+    description: str
+    requires: tuple[str, ...] = ()
+
+    @property
+    def default_text(self) -> str:
+        return self.type.format(self.default)
 
 
 class PropertyType(ABC, Generic[T]):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import difflib
 import logging
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,11 @@ from hookcast.config.properties import (
     Boolean,
     Choices,
     CommaList,
-    HostPatterns,
     Integer,
     Networks,
-    OneOf,
     Port,
+    Property,
     PropertyType,
-    RecordNameEncoding,
     RecordTemplate,
     Rotation,
     RotationType,
@@ -217,20 +215,6 @@ class Settings:
         "(hookcast)",
     )
     # --- REST hooks --------------------------------------------------------------
-    disable_rest_requests: bool = prop(
-        "disable_rest_requests", False, Boolean(), "Send no REST hooks to applications"
-    )
-    rest_request_timeout: int = prop(
-        "rest_request_timeout", 15, Integer(minimum=0, unit="s"),
-        "Timeout of one REST hook request; 0 = no timeout",
-    )
-    rest_hook_send_hash: bool = prop(
-        "rest_hook_send_hash", False, Boolean(),
-        "Sign REST hook bodies with rest_hook_secret_key (Authorization: WCS <hash>)",
-    )
-    rest_hook_secret_key: str = prop(
-        "rest_hook_secret_key", "", Text(), "Secret key for signed REST hooks"
-    )
     keep_alive_streaming_sessions_enabled: bool = prop(
         "keep_alive_streaming_sessions_enabled", False, Boolean(),
         "Send StreamKeepAliveEvent for every stream each interval",
@@ -254,75 +238,20 @@ class Settings:
         Choices(("h264-mp4", "h264-mkv", "vp8-webm", "vp8-mkv")),
         "Container per video codec (audio-only streams: MP4 with AAC)",
     )
-    stream_record_policy: str = prop(
-        "stream_record_policy", "template", OneOf(("template", "streamName")),
-        "Record file names: from stream_record_policy_template, or the stream name "
-        "(plugin record_naming)",
-    )
     stream_record_policy_template: str = prop(
         "stream_record_policy_template", "stream-{sessionId}-{mediaSessionId}",
         RecordTemplate(),
         "Record file name template (without extension); {endTime}, {endTimeMillis} and "
         "{duration} are filled in when the file is finished",
     )
-    encode_record_name: str = prop(
-        "encode_record_name", "", RecordNameEncoding(),
-        "Encode record file names in hexadecimal or file-name-safe BASE64",
-    )
-    exclude_record_name_characters: str = prop(
-        "exclude_record_name_characters", "/", Text(),
-        "Characters removed from record file names (not applied when they are encoded)",
-    )
     record_rotation: Rotation | None = prop(
         "record_rotation", None, RotationType(),
         "Cut recordings into parts of N seconds (20) or N megabytes (20M); empty = never "
         "(plugin record_rotation)",
     )
-    on_record_hook_script: str = prop(
-        "on_record_hook_script", "hooks/on_record_hook.sh", Text(),
-        "Script run with (stream name, file path) when a recording part is finished; "
-        "relative to the home; empty = none (plugin record_script)",
-    )
-    record_hook_concurrency: int = prop(
-        "record_hook_concurrency", 4, Integer(minimum=1, unit="scripts"),
-        "Record scripts running at once; the others wait in a queue",
-    )
-    record_hook_timeout: float = prop(
-        "record_hook_timeout", 60.0, Seconds(minimum=0.1),
-        "A record script still running after this is killed (its process group)",
-    )
-    on_publish_hook_script: str = prop(
-        "on_publish_hook_script", "", Text(),
-        "Script run with (stream name, mediaSessionId) when a stream starts publishing "
-        "(hookcast; plugin stream_scripts)",
-    )
-    on_unpublish_hook_script: str = prop(
-        "on_unpublish_hook_script", "", Text(),
-        "Script run with (stream name, mediaSessionId) when a published stream ends (hookcast)",
-    )
-    on_play_hook_script: str = prop(
-        "on_play_hook_script", "", Text(),
-        "Script run with (stream name, mediaSessionId) when a player starts playing (hookcast)",
-    )
-    on_stop_hook_script: str = prop(
-        "on_stop_hook_script", "", Text(),
-        "Script run with (stream name, mediaSessionId) when a player stops (hookcast)",
-    )
-    stream_hook_concurrency: int = prop(
-        "stream_hook_concurrency", 4, Integer(minimum=1, unit="scripts"),
-        "Publish/unpublish/play/stop scripts running at once; the others wait (hookcast)",
-    )
-    stream_hook_timeout: float = prop(
-        "stream_hook_timeout", 60.0, Seconds(minimum=0.1),
-        "A publish/unpublish/play/stop script still running after this is killed (hookcast)",
-    )
     media_dir: str = prop(
         "media_dir", "media", Text(),
         "Folder of the files vod:// and vod-live:// play (relative to the home)",
-    )
-    vod_live_loop: bool = prop(
-        "vod_live_loop", False, Boolean(),
-        "Loop vod-live:// files when they end (REST /vod/startup loop overrides)",
     )
     vod_max_readings: int = prop(
         "vod_max_readings", 32, Integer(minimum=1, unit="readings"),
@@ -335,45 +264,43 @@ class Settings:
         "(hookcast)",
     )
 
-    pull_retry_attempts: int = prop(
-        "pull_retry_attempts", 10, Integer(minimum=0, unit="attempts"),
-        "Reconnections a pull or push tries after its remote fails or drops, before it "
-        "gives up (FAILED); 0: none (hookcast)",
-    )
-    pull_retry_initial_delay: float = prop(
-        "pull_retry_initial_delay", 1.0, Seconds(minimum=0.1),
-        "Wait before the first reconnection; it doubles with each failed one (hookcast)",
-    )
-    pull_retry_max_delay: float = prop(
-        "pull_retry_max_delay", 30.0, Seconds(minimum=0.1),
-        "Longest wait between two reconnections (hookcast)",
-    )
-    pull_connect_timeout: float = prop(
-        "pull_connect_timeout", 15.0, Seconds(minimum=1),
-        "Seconds a pull or push gets to connect to its remote, be accepted and have its "
-        "media flowing; longer is a failed attempt (hookcast)",
-    )
-    pull_tls_ca_file: str = prop(
-        "pull_tls_ca_file", "", Text(),
-        "PEM file of extra certificate authorities trusted for wss:// pulls and pushes "
-        "(beside the system's), relative to the home or absolute (hookcast)",
-    )
-    pull_allowed_hosts: tuple[str, ...] = prop(
-        "pull_allowed_hosts", (), HostPatterns(),
-        "Hosts pulls and pushes may connect to: names with * wildcards "
-        "(media-*.example.com) and CIDR networks (10.0.0.0/8); an address in the URI "
-        "matches the networks, a name the name patterns (it is not resolved to check); "
-        "other URIs get 403; empty = any (hookcast)",
-    )
-    pull_max: int = prop(
-        "pull_max", 100, Integer(minimum=1, unit="pulls and pushes"),
-        "Pulls and pushes at once (ended ones listed by /pull/find_all count too, until "
-        "terminated); beyond it REST answers 503 (hookcast)",
-    )
+
+    # --- not properties: what the server resolved --------------------------------
+    #: the plugins' properties (``plugin_properties``), by property name, once resolved
+    plugin_values: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    #: the raw properties that are not the core's: the plugins' (and unknown ones)
+    others: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: where the properties were read (a file, or "defaults")
+    source: str = field(default="defaults", compare=False)
 
     @classmethod
     def defaults(cls) -> Settings:
         return cls()
+
+    def value(self, name: str) -> Any:
+        """The value of the property ``name`` (``keep_alive.probes``, a plugin's
+        ``pull_max``): a core property's, else a plugin's. KeyError naming it when
+        no core property and no loaded plugin declares it."""
+        core = _CORE_ATTRIBUTES.get(name)
+        if core is not None:
+            return getattr(self, core)
+        try:
+            return self.plugin_values[name]
+        except KeyError:
+            raise KeyError(f"no property {name}: neither the core's nor a loaded "
+                           "plugin's (plugin_properties)") from None
+
+    def with_plugins(self, declared: Sequence[tuple[str, Property]]) -> tuple[Settings, list[str]]:
+        """These settings with the plugins' properties resolved: each declared one's
+        value from the raw properties (or its default). Returns them and the warnings
+        for properties nobody declares (with the nearest known name). Raises
+        ConfigError naming the file, the property and what is wrong."""
+        values, problems, unknown = _parse_declared(self.others, declared, self.source)
+        known = [info.name for info in known_properties()] + [p.name for _, p in declared]
+        warnings = [_unknown_property(self.source, name, known) for name in unknown]
+        if problems:
+            raise ConfigError(problems, warnings)
+        return replace(self, plugin_values=values), warnings
 
 
 def server_url(settings: Settings, port: int | None = None) -> str:
@@ -418,7 +345,10 @@ class PropertyInfo:
 
 
 def known_properties() -> Iterator[PropertyInfo]:
+    """The core's properties (plugins declare theirs: ``plugin_properties``)."""
     for f in fields(Settings):
+        if "property" not in f.metadata:
+            continue
         yield PropertyInfo(
             name=f.metadata["property"],
             attribute=f.name,
@@ -426,6 +356,10 @@ def known_properties() -> Iterator[PropertyInfo]:
             default=f.default,
             description=f.metadata["description"],
         )
+
+
+#: property name -> Settings attribute, for the core's properties
+_CORE_ATTRIBUTES: dict[str, str] = {}
 
 
 class ConfigError(Exception):
@@ -438,43 +372,73 @@ class ConfigError(Exception):
         self.warnings = list(warnings or [])
 
 
-def parse_properties(raw: dict[str, str], source: str) -> tuple[Settings, list[str]]:
+def parse_properties(raw: dict[str, str], source: str,
+                     declared: Sequence[tuple[str, Property]] | None = None,
+                     ) -> tuple[Settings, list[str]]:
     """Turn raw properties into Settings.
 
-    Returns the settings and the warnings (unknown properties, with the nearest
-    known name). Raises ConfigError naming ``source``, the property and what is
-    wrong for every bad value, carrying the warnings too.
+    ``declared``: the plugins' properties (``plugin_properties``), when the plugins are
+    known; with None they are resolved later (``Settings.with_plugins``, by the server
+    once it has loaded them), and what is not the core's is kept (``others``), unwarned, until then.
+    Returns the settings and the warnings (unknown properties, with the nearest known
+    name). Raises ConfigError naming ``source``, the property and what is wrong for
+    every bad value, carrying the warnings too.
     """
     by_name = {info.name: info for info in known_properties()}
     values: dict[str, Any] = {}
     problems: list[str] = []
-    warnings: list[str] = []
+    others: dict[str, str] = {}
     for name, text in raw.items():
         info = by_name.get(name)
         if info is None:
-            warnings.append(_unknown_property(source, name, list(by_name)))
+            others[name] = text
             continue
         try:
             values[info.attribute] = info.type.parse(text)
         except ValueError as error:
             problems.append(f"{source}: {name}={text}: {error}")
-    if problems:
-        raise ConfigError(problems, warnings)
-    settings = Settings(**values)
-    problems = [f"{source}: {problem}" for problem in _inconsistencies(settings)]
+    problems += [f"{source}: {problem}" for problem in _inconsistencies(values)]
+    settings = Settings(**values, others=others, source=source)
+    warnings: list[str] = []
+    if declared is not None:
+        try:
+            settings, warnings = settings.with_plugins(declared)
+        except ConfigError as error:
+            raise ConfigError(problems + error.problems, error.warnings) from None
     if problems:
         raise ConfigError(problems, warnings)
     return settings, warnings
 
 
-def _inconsistencies(settings: Settings) -> Iterator[str]:
-    """Properties that are valid alone but not together."""
+def _parse_declared(raw: Mapping[str, str], declared: Sequence[tuple[str, Property]],
+                    source: str) -> tuple[dict[str, Any], list[str], list[str]]:
+    """(values of the declared properties, problems, names of raw ones nobody declares)."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for _, prop_ in declared:
+        text = raw.get(prop_.name)
+        if text is None:
+            values[prop_.name] = prop_.default
+            continue
+        try:
+            values[prop_.name] = prop_.type.parse(text)
+        except ValueError as error:
+            problems.append(f"{source}: {prop_.name}={text}: {error}")
+    for _, prop_ in declared:
+        if values.get(prop_.name):
+            problems += [f"{source}: {needed}: required when {prop_.name}={raw.get(prop_.name)}"
+                         for needed in prop_.requires if not values.get(needed)]
+    names = {p.name for _, p in declared}
+    return values, problems, [name for name in raw if name not in names]
+
+
+def _inconsistencies(values: dict[str, Any]) -> Iterator[str]:
+    """Properties that are valid alone but not together (by attribute, as parsed)."""
+    settings = Settings(**values)
     if bool(settings.tls_certificate) != bool(settings.tls_private_key):
         yield "tls_certificate and tls_private_key must be set together"
     if bool(settings.rest_api_user) != bool(settings.rest_api_password):
         yield "rest_api_user and rest_api_password must be set together"
-    if settings.rest_hook_send_hash and not settings.rest_hook_secret_key:
-        yield "rest_hook_secret_key: required when rest_hook_send_hash=true"
     ports = {
         "ws.port": settings.ws_port,
         "http.port": settings.http_port,
@@ -494,8 +458,9 @@ def _unknown_property(source: str, name: str, known: list[str]) -> str:
     return f"{source}: unknown property {name}{hint} (ignored)"
 
 
-def render_default_properties() -> str:
-    """The commented default conf/server.properties (``hookcast config --defaults``)."""
+def render_default_properties(declared: Sequence[tuple[str, Property]] = ()) -> str:
+    """The commented default conf/server.properties (``hookcast config --defaults``):
+    the core's properties, then each plugin's (``declared``)."""
     lines = [
         "# hookcast server properties (WCS names where WCS has the property).",
         "# Every property hookcast knows is listed with its default value;",
@@ -506,27 +471,40 @@ def render_default_properties() -> str:
         lines.append(f"# {info.description} [{info.type.name}]")
         lines.append(f"{info.name}={info.default_text}")
         lines.append("")
+    plugin = None
+    for name, prop_ in declared:
+        if name != plugin:
+            plugin = name
+            lines.append(f"# --- plugin {name} " + "-" * max(3, 70 - len(name)))
+            lines.append("")
+        lines.append(f"# {prop_.description} [{prop_.type.name}]")
+        lines.append(f"{prop_.name}={prop_.default_text}")
+        lines.append("")
     return "\n".join(lines)
 
 
-def read_settings(path: Path) -> tuple[Settings, list[str]]:
+def read_settings(path: Path, declared: Sequence[tuple[str, Property]] | None = None,
+                  ) -> tuple[Settings, list[str]]:
     """Read ``path`` (a missing file means all defaults): the settings and the warnings
-    (unknown properties, with the nearest known name). Raises ConfigError."""
-    if not path.exists():
-        return Settings(), []
-    try:
-        with path.open(encoding="utf-8") as handle:
-            raw = javaproperties.load(handle)
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ConfigError([f"{path}: cannot be read: {error}"]) from error
-    return parse_properties(raw, str(path))
+    (unknown properties, with the nearest known name), the plugins' properties resolved
+    when ``declared`` (see parse_properties). Raises ConfigError."""
+    raw: dict[str, str] = {}
+    if path.exists():
+        try:
+            with path.open(encoding="utf-8") as handle:
+                raw = javaproperties.load(handle)
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise ConfigError([f"{path}: cannot be read: {error}"]) from error
+    return parse_properties(raw, str(path), declared)
 
 
 def load_settings(path: Path) -> Settings:
-    """Read ``path`` (a missing file means all defaults) and log unknown properties."""
+    """Read ``path`` (a missing file means all defaults); the plugins' properties are
+    resolved, and unknown ones warned about, once the server has loaded the plugins."""
     if not path.exists():
         log.info("%s not found, using default settings", path)
-    settings, warnings = read_settings(path)
-    for warning in warnings:
-        log.warning("%s", warning)
+    settings, _ = read_settings(path)
     return settings
+
+
+_CORE_ATTRIBUTES.update({info.name: info.attribute for info in known_properties()})

@@ -18,11 +18,13 @@ import pytest
 
 from hookcast import RecordingInfo, SessionInfo, StreamInfo, Terminate
 from hookcast.config.home import Home
+from hookcast.config.settings import ConfigError
 from hookcast.keys import ENGINE
 from hookcast.server import Server, StartupError
 from hookcast.signalling.client import WcsClient, WcsError
 from tests.conftest import make_settings, write_plugin
 from tests.core.rtc.relay_harness import PatternVideoTrack
+from tests.served import hookcast
 
 SESSION = SessionInfo(session_id="s1", app_key="defaultApp", status="PENDING", remote="127.0.0.1")
 STREAM = StreamInfo(
@@ -125,6 +127,45 @@ async def test_hook_prometheus_metrics(home: Home, start_server: Start) -> None:
     assert "my_plugin_queue_depth 7.0" in text
     assert "hookcast_sessions 0.0" in text, "a failing plugin does not spoil the scrape"
     assert server.bus.outcomes[("prometheus_metrics", "broken_gauges", "error")] == 1
+
+
+async def test_hook_plugin_properties(home: Home, start_server: Start) -> None:
+    """A plugin's own properties: validated with the core's, read with settings.value,
+    listed by ``config --list``; a name taken by the core refuses the start."""
+    write_plugin(home, "greeter", """
+    from pathlib import Path
+    from hookcast import hookimpl
+    from hookcast.properties import Integer, Property, Text
+
+    @hookimpl
+    def plugin_properties():
+        return [Property("greeting", "hello", Text(), "What the greeter says"),
+                Property("greeting_repeat", 1, Integer(minimum=0), "How often it says it")]
+
+    @hookimpl
+    def after_server_start(server):
+        said = " ".join([server.settings.value("greeting")] * server.settings.value("greeting_repeat"))
+        (Path(__file__).parents[1] / "said.txt").write_text(said)
+    """)
+    await start_server(home, greeting="hi", greeting_repeat="2")
+    assert (home.root / "said.txt").read_text() == "hi hi"
+    with pytest.raises(ConfigError) as caught:
+        Server(home, make_settings(greeting_repeat="-1"))
+    assert caught.value.problems == [
+        "test: greeting_repeat=-1: expected a whole number of at least 0"]
+    listed = hookcast("config", "--list", home=home).stdout
+    assert "greeting=hello\n    text: What the greeter says (plugin greeter)" in listed
+    write_plugin(home, "thief", """
+    from hookcast import hookimpl
+    from hookcast.properties import Integer, Property
+
+    @hookimpl
+    def plugin_properties():
+        return [Property("ws.port", 1, Integer(), "mine")]
+    """)
+    with pytest.raises(StartupError, match=r"plugin thief: property ws\.port is declared by "
+                                           r"the core already"):
+        Server(home, make_settings())
 
 
 async def test_hook_register_rest_routes(home: Home, start_server: Start) -> None:

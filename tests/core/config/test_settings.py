@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from hookcast.config.home import Home
 from hookcast.config.properties import Rotation
 from hookcast.config.settings import (
     ConfigError,
@@ -14,16 +17,18 @@ from hookcast.config.settings import (
     read_settings,
     render_default_properties,
 )
+from tests.conftest import builtin_properties
 from tests.served import REPO
 
 
 def test_defaults_match_wcs() -> None:
-    settings = Settings()
+    settings, _ = parse_properties({}, "defaults", builtin_properties())
     assert settings.ws_port == 8080
     assert settings.http_port == 8081
     assert settings.wss_port == 8443
     assert settings.https_port == 8444
-    assert settings.rest_request_timeout == 15
+    assert settings.value("rest_request_timeout") == 15
+    assert settings.value("ws.port") == 8080
     assert settings.streaming_sessions_keep_alive_interval == 10000
     assert settings.streaming_sessions_keep_alive_app_keys == ("defaultApp",)
     assert settings.record_formats == ("h264-mp4", "vp8-webm")
@@ -38,26 +43,33 @@ def test_missing_file_means_defaults(tmp_path: Path) -> None:
 def test_read_settings_returns_the_warnings_without_logging_them(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """``hookcast config --check`` prints them itself; ``load_settings`` logs them."""
+    """``hookcast config --check`` prints them itself; the server logs them once it knows
+    its plugins' properties: until then what is not the core's is kept, unwarned."""
     path = tmp_path / "server.properties"
-    path.write_text("ws.prot=9000\nhttp.port=9001\n")
-    settings, warnings = read_settings(path)
-    assert settings.http_port == 9001
+    path.write_text("ws.prot=9000\nhttp.port=9001\npull_max=7\n")
+    settings, warnings = read_settings(path, builtin_properties())
+    assert settings.http_port == 9001 and settings.value("pull_max") == 7
     assert warnings == [f"{path}: unknown property ws.prot; did you mean ws.port? (ignored)"]
     assert caplog.records == []
     assert read_settings(tmp_path / "absent.properties") == (Settings(), [])
-    assert load_settings(path) == settings
-    assert [r.getMessage() for r in caplog.records] == warnings
+    core, deferred = read_settings(path)
+    assert deferred == [] and dict(core.others) == {"ws.prot": "9000", "pull_max": "7"}
+    assert load_settings(path) == core and caplog.records == []
 
 
 def test_shipped_file_lists_every_property_with_its_default() -> None:
     shipped = REPO / "conf" / "server.properties"
-    assert shipped.read_text() == render_default_properties()
-    assert load_settings(shipped) == Settings()
+    declared = builtin_properties()
+    assert shipped.read_text() == render_default_properties(declared)
+    settings, warnings = read_settings(shipped, declared)
+    assert settings == Settings() and warnings == []
     text = shipped.read_text()
     for info in known_properties():
         assert f"\n{info.name}=" in text
         assert info.description
+    for plugin, declaration in declared:
+        assert f"\n{declaration.name}=" in text and declaration.description, plugin
+        assert settings.value(declaration.name) == declaration.default
 
 
 def test_every_property_has_type_default_and_description() -> None:
@@ -113,7 +125,7 @@ def test_real_properties_syntax(tmp_path: Path) -> None:
 )
 def test_bad_value_names_file_property_and_expectation(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        parse_properties({name: value}, "conf/server.properties")
+        parse_properties({name: value}, "conf/server.properties", builtin_properties())
     assert str(caught.value).startswith(f"conf/server.properties: {message}")
 
 
@@ -127,7 +139,7 @@ def test_bad_value_names_file_property_and_expectation(name: str, value: str, me
 )
 def test_inconsistent_properties(raw: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=rf"^s: {message}"):
-        parse_properties(raw, "s")
+        parse_properties(raw, "s", builtin_properties())
 
 
 def test_all_problems_are_reported_together() -> None:
@@ -137,7 +149,8 @@ def test_all_problems_are_reported_together() -> None:
 
 
 def test_unknown_property_warns_with_nearest_name() -> None:
-    settings, warnings = parse_properties({"ws.prot": "1", "zzzz": "2"}, "f")
+    settings, warnings = parse_properties({"ws.prot": "1", "zzzz": "2"}, "f",
+                                          builtin_properties())
     assert settings == Settings()
     assert warnings == [
         "f: unknown property ws.prot; did you mean ws.port? (ignored)",
@@ -145,11 +158,14 @@ def test_unknown_property_warns_with_nearest_name() -> None:
     ]
 
 
-def test_unknown_property_is_logged_at_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    path = tmp_path / "server.properties"
-    path.write_text("record_rotaton=20\n")
-    load_settings(path)
+async def test_unknown_property_is_logged_at_start(
+    home: Home, start_server: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once the plugins' properties are known: a plugin's is no unknown one."""
+    await start_server(home, record_rotaton="20", pull_mx="3", pull_max="3")
     assert "unknown property record_rotaton; did you mean record_rotation?" in caplog.text
+    assert "unknown property pull_mx; did you mean pull_max?" in caplog.text
+    assert "unknown property pull_max" not in caplog.text
 
 
 def test_settings_are_immutable() -> None:

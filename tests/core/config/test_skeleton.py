@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hookcast.config.home import Home
 from hookcast.config.skeleton import home_files
+from tests.conftest import builtin_properties
 from tests.served import REPO, Served, configure, hookcast
 
 
@@ -72,6 +73,6 @@ def test_serve_on_a_missing_home_suggests_init(tmp_path: Path) -> None:
 def test_the_checkout_is_the_home_init_writes() -> None:
     """The repository's own conf/, hooks/, plugins/README.md and www/index.html are what
     init writes."""
-    for path, (text, mode) in home_files(Home(REPO)).items():
+    for path, (text, mode) in home_files(Home(REPO), builtin_properties()).items():
         assert path.read_text() == text, f"{path} differs from what hookcast init writes"
         assert path.stat().st_mode & 0o777 == mode, path
