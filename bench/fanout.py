@@ -66,12 +66,15 @@ NCPU = os.cpu_count() or 1
 STREAM = "bench"
 
 GOAL_PER_PLAYER = 0.1  # % of one core per extra player: >= 1,000 players per core
+GOAL_PER_LOSSY_PLAYER = 0.15  # ... when players lose 2 % of the packets
 STRETCH_PER_PLAYER = 0.05  # >= 2,000 per core (SRS's C++ figure)
 GOAL_BITRATE = 1.0  # Mb/s
 GOAL_FRAMES = 99.0  # % of the publisher's frames, every player
 #: the hookcast servers: label -> properties
 HOOKCAST = {
     "fast": "relay_fast_path=true\nrelay_gso=true\n",
+    # the same server; its players lose --loss of the packets and NACK them
+    "fast-loss": "relay_fast_path=true\nrelay_gso=true\n",
     "fast-nogso": "relay_fast_path=true\nrelay_gso=false\n",
     "aiortc": "relay_fast_path=false\n",
 }
@@ -377,6 +380,19 @@ class Rig:
         received = [b.players[i][0] - a.players[i][0] for i in range(joined)]
         payload = [b.players[i][1] - a.players[i][1] for i in range(joined)]
         pct = [100 * r / frames if frames else 0.0 for r in received] or [0.0]
+        lossy = {}
+        if joined and len(b.players[0]) >= 5:  # count mode: audio, dropped, RTX per player
+            audio, dropped, rtx = ([b.players[i][k] - a.players[i][k] for i in range(joined)]
+                                   for k in (2, 3, 4))
+            lossy = {"audio_pps": round(statistics.median(audio) / span, 1),
+                     "dropped_per_player": round(statistics.fmean(dropped), 1),
+                     "rtx_per_player": round(statistics.fmean(rtx), 1)}
+            if sum(dropped):
+                # losses NACKed: a repair is a frame counted only if nothing else was lost,
+                # so the share of frames is taken over the RTX answers instead
+                lossy["repaired_pct"] = round(100 * sum(rtx) / sum(dropped), 1)
+                pct = [min(100.0, 100 * (r + d) / frames) if frames else 0.0
+                       for r, d in zip(received, dropped, strict=True)] or [0.0]
         return Point(
             server=self.kind,
             players=joined,
@@ -396,7 +412,7 @@ class Rig:
             below_goal=sum(p < GOAL_FRAMES for p in pct) if joined else 0,
             player_mbps=statistics.median([8 * x / span / 1e6 for x in payload] or [0.0]),
             server_rss_mib=self.rss_mib(),
-            extra={"publisher_status": b.publisher.get("status"),
+            extra={**lossy, "publisher_status": b.publisher.get("status"),
                    "server_cpu_windows": [round(x, 2) for x in sub],
                    "unsteady": (max(sub) - min(sub))
                    > max(UNSTEADY * statistics.fmean(sub), UNSTEADY_FLOOR)},
@@ -413,14 +429,17 @@ async def rig(kind: str, children: Children, workdir: Path, args: argparse.Names
     gen = [sys.executable, str(HERE / "loadgen.py")]
     common = ["--url", url, "--name", STREAM]
     try:
+        audio = ["--audio" if args.audio else "--no-audio"]
         publisher = await children.start(
-            f"{kind}-publisher", [*gen, "publisher", *common, "--bitrate", str(args.bitrate)],
-            talk=True,
+            f"{kind}-publisher",
+            [*gen, "publisher", *common, "--bitrate", str(args.bitrate), *audio], talk=True,
         )
         await publisher.read(timeout=30)  # {"event": "ready"}: PUBLISHING
+        loss = ["--loss", str(args.loss)] if kind == "fast-loss" else []
         procs = [
             await children.start(f"{kind}-players{i}",
-                                 [*gen, "players", *common, "--mode", args.player_mode], talk=True)
+                                 [*gen, "players", *common, "--mode", args.player_mode, *audio,
+                                  *loss], talk=True)
             for i in range(args.player_procs)
         ]
         yield Rig(kind, server, publisher, procs)
@@ -669,6 +688,13 @@ def summary(runs: dict[str, list[Point]]) -> list[str]:
             if kind != "fast"))
     lines.append("")
     lines.append("goals (fast path):")
+    if "fast-loss" in slopes:
+        lossy = usable(runs["fast-loss"])
+        repaired = [p.extra.get("repaired_pct", 0.0) for p in lossy]
+        lines.append(f"  <= {GOAL_PER_LOSSY_PLAYER} % of a core per extra player whose network "
+                     f"loses packets: {verdict(slopes['fast-loss'] <= GOAL_PER_LOSSY_PLAYER)} "
+                     f"({slopes['fast-loss']:.3f} %; losses answered by RTX: "
+                     f"{min(repaired, default=0):.0f}-{max(repaired, default=0):.0f} %)")
     if "fast" in slopes:
         good = usable(fast)
         rate = min(p.player_mbps for p in good)
@@ -823,7 +849,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="hookcast fan-out benchmark: server CPU per extra player, fast path vs "
                     "aiortc's senders vs MediaRelay")
-    parser.add_argument("--paths", type=parse_paths, default=parse_paths("fast,fast-nogso,aiortc"),
+    parser.add_argument("--paths", type=parse_paths,
+                        default=parse_paths("fast,fast-loss,fast-nogso,aiortc"),
                         help="hookcast servers to measure, in order (default "
                              "fast,fast-nogso,aiortc)")
     parser.add_argument("--players", type=parse_ns, default=parse_ns("1,10,50,100,200"),
@@ -849,6 +876,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "work replaced by a frame counter; full: hookcast.rtc.compat.install() "
                         "and aiortc's whole receive path (see loadgen.py)")
     parser.add_argument("--skip-baseline", action="store_true", help="hookcast only")
+    parser.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
+                        help="the publisher sends Opus beside the video, players play both")
+    parser.add_argument("--loss", type=float, default=0.02,
+                        help="share of packets the fast-loss run's players lose and NACK")
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto",
                         help="py-spy a hookcast server at its largest N: the fast path's "
                         "(auto, the default), every one's (always) or none (never)")

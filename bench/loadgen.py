@@ -53,7 +53,7 @@ from typing import Any
 import av
 from aiortc import VideoStreamTrack
 from aiortc.codecs import vpx
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
 from hookcast.rtc import compat
 from hookcast.signalling.client import ClientStream, WcsClient
@@ -143,9 +143,12 @@ async def run_publisher(args: argparse.Namespace) -> None:
     track = TextureVideoTrack()
     client = WcsClient(args.url)
     await client.connect()
-    stream = await client.publish(args.name, [track], video_codec="VP8")
+    tracks: list[MediaStreamTrack] = [track]
+    if args.audio:  # Opus, as real publishers send (aiortc's silence, encoded)
+        tracks.append(AudioStreamTrack())
+    stream = await client.publish(args.name, tracks, video_codec="VP8")
     await stream.wait_status("PUBLISHING")
-    sender = stream.pc.getSenders()[0]
+    sender = next(s for s in stream.pc.getSenders() if s.kind == "video")
     reply({"event": "ready"})
     try:
         while line := await commands.readline():
@@ -229,17 +232,25 @@ SRTP_TAGS = {b"SRTP_AEAD_AES_256_GCM": 16, b"SRTP_AEAD_AES_128_GCM": 16,
 
 
 class Counted:
-    """Count mode: one player's RTP, counted in the reading thread from clear headers."""
+    """Count mode: one player's RTP, counted in the reading thread from clear headers,
+    per SSRC: video frames (complete from the packet after a marker to the next marker)
+    and payload bytes, audio packets. With ``loss``, that share of media packets is
+    dropped as it is read (as a lossy network would) and a video loss is NACKed at once,
+    as a browser's NACK module does; RTX packets (the server's answers) are counted."""
 
-    __slots__ = ("bytes", "frames", "in_frame_ok", "loop", "next_seq", "protocol", "sock",
-                 "tag")
+    __slots__ = ("audio", "bytes", "dropped", "frames", "loop", "loss", "nack", "next_seq",
+                 "ok", "protocol", "random", "rtx", "sock", "tag", "video_types")
 
     def __init__(self, sock: socket.socket, protocol: Any, tag: int,
-                 loop: asyncio.AbstractEventLoop, lean: LeanReceive) -> None:
+                 loop: asyncio.AbstractEventLoop, lean: LeanReceive, video_types: dict[int, str],
+                 loss: float, nack: Any) -> None:
         self.sock, self.protocol, self.tag, self.loop = sock, protocol, tag, loop
         self.frames, self.bytes = lean.frames, lean.bytes
-        self.next_seq: int | None = None
-        self.in_frame_ok = True
+        self.video_types, self.loss, self.nack = video_types, loss, nack
+        self.random = random.Random(sock.fileno())
+        self.next_seq: dict[int, int] = {}
+        self.ok: dict[int, bool] = {}
+        self.audio = self.rtx = self.dropped = 0
 
     def drain(self) -> None:
         """Read everything waiting; RTP is counted, anything else goes to aioice."""
@@ -251,19 +262,39 @@ class Counted:
             except OSError:  # closed under us: the player is going away
                 return
             if len(data) >= 12 and 128 <= data[0] < 192 and not 192 <= data[1] <= 223:
-                seq = int.from_bytes(data[2:4], "big")
-                if self.next_seq is not None and seq != self.next_seq:
-                    self.in_frame_ok = False
-                self.next_seq = (seq + 1) & 0xFFFF
-                header = 12 + 4 * (data[0] & 0x0F)
-                if data[0] & 0x10:  # header extension
-                    header += 4 + 4 * int.from_bytes(data[header + 2:header + 4], "big")
-                self.bytes += len(data) - header - self.tag
-                if data[1] & 0x80:
-                    self.frames += self.in_frame_ok
-                    self.in_frame_ok = True
+                self._rtp(data)
             else:
                 self.loop.call_soon_threadsafe(self.protocol.datagram_received, data, address)
+
+    def _rtp(self, data: bytes) -> None:
+        payload_type = data[1] & 0x7F
+        ssrc = int.from_bytes(data[8:12], "big")
+        seq = int.from_bytes(data[2:4], "big")
+        if payload_type not in self.video_types:
+            if self.loss and self.random.random() < self.loss:
+                self.dropped += 1
+            else:
+                self.audio += 1
+            return
+        if self.video_types[payload_type] == "rtx":
+            self.rtx += 1
+            return
+        expected = self.next_seq.get(ssrc)
+        self.next_seq[ssrc] = (seq + 1) & 0xFFFF
+        if self.loss and self.random.random() < self.loss:
+            self.dropped += 1
+            self.ok[ssrc] = False
+            self.loop.call_soon_threadsafe(self.nack, ssrc, [seq])
+            return
+        if expected is not None and seq != expected:
+            self.ok[ssrc] = False
+        header = 12 + 4 * (data[0] & 0x0F)
+        if data[0] & 0x10:  # header extension
+            header += 4 + 4 * int.from_bytes(data[header + 2:header + 4], "big")
+        self.bytes += len(data) - header - self.tag
+        if data[1] & 0x80:
+            self.frames += self.ok.get(ssrc, True)
+            self.ok[ssrc] = True
 
 
 class CountingThread:
@@ -299,8 +330,9 @@ class CountingThread:
 _COUNTING: CountingThread | None = None
 
 
-def start_counting(receiver: Any, lean: LeanReceive) -> Counted:
-    """Take the player's ICE socket off asyncio and count its RTP in the epoll thread."""
+def start_counting(receiver: Any, lean: LeanReceive, loss: float = 0.0) -> Counted:
+    """Take the player's ICE socket off asyncio and count its RTP in the epoll thread
+    (``receiver``: its video receiver; ``loss``: the share of packets dropped)."""
     global _COUNTING
     if _COUNTING is None:
         _COUNTING = CountingThread()
@@ -309,7 +341,18 @@ def start_counting(receiver: Any, lean: LeanReceive) -> Counted:
     transport = pair.protocol.transport
     sock = transport.get_extra_info("socket")._sock
     tag = SRTP_TAGS.get(dtls._ssl.get_selected_srtp_profile(), 16)
-    counted = Counted(sock, pair.protocol, tag, asyncio.get_running_loop(), lean)
+    codecs = receiver._RTCRtpReceiver__codecs
+    video_types = {pt: ("rtx" if c.name.lower() == "rtx" else "media") for pt, c in codecs.items()}
+
+    sending: set[asyncio.Future[None]] = set()
+
+    def nack(ssrc: int, lost: list[int]) -> None:
+        task = asyncio.ensure_future(receiver._send_rtcp_nack(ssrc, lost))
+        sending.add(task)
+        task.add_done_callback(sending.discard)
+
+    counted = Counted(sock, pair.protocol, tag, asyncio.get_running_loop(), lean,
+                      video_types, loss, nack)
     transport.pause_reading()
     _COUNTING.add(counted)
     return counted
@@ -332,7 +375,10 @@ async def send_remb(receiver: Any) -> None:
 class Player:
     """One WcsClient playing the stream; counts the encoded frames it receives."""
 
-    def __init__(self, url: str, name: str, lean: bool, count: bool = False) -> None:
+    def __init__(self, url: str, name: str, lean: bool, count: bool = False,
+                 audio: bool = True, loss: float = 0.0) -> None:
+        self.audio = audio
+        self.loss = loss
         self.client = WcsClient(url)
         self.name = name
         self.lean = lean or count
@@ -347,9 +393,11 @@ class Player:
 
     @property
     def counts(self) -> list[int]:
-        """[frames, bytes] received so far."""
+        """[frames, bytes] received so far (count mode: then audio packets, video packets
+        dropped by the simulated loss, RTX packets received)."""
         if self.counted is not None:
-            return [self.counted.frames, self.counted.bytes]
+            c = self.counted
+            return [c.frames, c.bytes, c.audio, c.dropped, c.rtx]
         if self.lean:
             lean = self.receiver.__dict__.get("_lean") if self.receiver is not None else None
             return [lean.frames, lean.bytes] if lean is not None else [0, 0]
@@ -357,9 +405,10 @@ class Player:
 
     async def start(self) -> None:
         await self.client.connect()
-        self.stream = await self.client.play(self.name, kinds=("video",))
+        kinds = ("audio", "video") if self.audio and self.count else ("video",)
+        self.stream = await self.client.play(self.name, kinds=kinds)
         await self.stream.wait_status("PLAYING")
-        transceiver = self.stream.pc.getTransceivers()[0]
+        transceiver = next(t for t in self.stream.pc.getTransceivers() if t.kind == "video")
         self.receiver = transceiver.receiver
         if self.lean:
             # RemoteStreamTrack stays empty: nothing to read
@@ -369,7 +418,7 @@ class Player:
                     raise TimeoutError("no complete frame received")
                 await asyncio.sleep(0.05)
             if self.count:
-                self.counted = start_counting(self.receiver, self.receiver._lean)
+                self.counted = start_counting(self.receiver, self.receiver._lean, self.loss)
                 self._task = asyncio.create_task(send_remb(self.receiver))
             return
         video = next(t for t in self.stream.tracks if t.kind == "video")
@@ -406,7 +455,8 @@ async def run_players(args: argparse.Namespace) -> None:
 
     async def add_one() -> Player | str:
         async with limit:
-            player = Player(args.url, args.name, args.mode == "lean", args.mode == "count")
+            player = Player(args.url, args.name, args.mode == "lean", args.mode == "count",
+                            args.audio, args.loss)
             try:
                 await player.start()
             except Exception as error:  # reported, and the player is not counted
@@ -439,6 +489,10 @@ def main() -> None:
     parser.add_argument("--name", default="bench")
     parser.add_argument("--bitrate", type=int, default=1_200_000)
     parser.add_argument("--mode", choices=("full", "lean", "count"), default="full")
+    parser.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
+                        help="the publisher sends Opus too; count-mode players play it")
+    parser.add_argument("--loss", type=float, default=0.0,
+                        help="count mode: share of packets a player drops (and NACKs)")
     args = parser.parse_args()
     die_with_parent()
     compat.use_host_addresses("127.0.0.1")

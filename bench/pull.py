@@ -15,6 +15,11 @@ core) is measured, in alternating windows of --seconds, while
 with nothing else on B, and with B idle before both (the idle figure is subtracted:
 what is left is the stream's cost). Goal: pulled / local <= 1.3.
 
+Push: A's CPU with one publisher on it, then with --pushes fast-path players of that
+stream (bench/loadgen.py, count mode), then instead with as many pushes of it to B
+(REST /pull/push): a push is sent on the forwarding path as a player is. Goal: one
+push costs what one player costs, within 20 %.
+
 Latency: a publisher in this process draws the wall clock (milliseconds, 24 bits as
 black and white blocks) into every picture and publishes on A (aiortc encodes VP8);
 one player plays it on A, another on B through a pull; both decode each picture and
@@ -37,7 +42,7 @@ import av
 from aiortc import VideoStreamTrack
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from clips import load
-from fanout import HOST, ROOT, Children
+from fanout import HERE, HOST, ROOT, Children
 from recording import cpu_over, publishers, rest, start_hookcast
 
 from hookcast.rtc import compat
@@ -45,6 +50,7 @@ from hookcast.signalling.client import WcsClient
 
 GOAL_RATIO = 1.3
 GOAL_LATENCY_MS = 60.0
+GOAL_PUSH_SPREAD = 0.2  # a push costs what a fast-path player costs, +-20 %
 BITS = 24
 WIDTH, HEIGHT = 640, 480
 BLOCK = WIDTH // 12  # 12 x 2 blocks of 53 x 53 pixels, one bit each
@@ -148,6 +154,38 @@ async def cpu(children: Children, args: argparse.Namespace, clip: Path, a_ws: in
     return found
 
 
+async def push_cost(children: Children, args: argparse.Namespace, clip: Path, a: Any,
+                    a_ws: int, a_http: int, b_ws: int) -> dict[str, float]:
+    """A's CPU (% of a core) with one publisher on A; then with --pushes players of it
+    (fast-path players, bench/loadgen.py in count mode: they read and count the RTP and
+    send what a lean player sends back); then, instead, with --pushes pushes of it to B.
+    Per unit: (with - alone) / --pushes."""
+    count = args.pushes
+    load_child, _ = await publishers(children, a_ws, "VP8", clip, 1, False, "src")
+    try:
+        await asyncio.sleep(args.settle)
+        alone = await cpu_over(a.proc.pid, args.seconds)
+        players = await children.start("push-players", [
+            sys.executable, str(HERE / "loadgen.py"), "players", "--url", f"ws://{HOST}:{a_ws}/",
+            "--name", "src-0", "--mode", "count"], talk=True)
+        added = await players.ask({"cmd": "add", "count": count}, timeout=120)
+        await asyncio.sleep(args.settle)
+        with_players = await cpu_over(a.proc.pid, args.seconds)
+        await children.stop(players)
+        await asyncio.sleep(args.settle)
+        for index in range(count):
+            rest(a_http, "/pull/push", {"uri": f"ws://{HOST}:{b_ws}/", "localStreamName": "src-0",
+                                        "remoteStreamName": f"copy-{index}"})
+        await asyncio.sleep(args.settle)
+        with_pushes = await cpu_over(a.proc.pid, args.seconds)
+        rest(a_http, "/pull/terminate", {"localStreamName": "src-0"})
+    finally:
+        await children.stop(load_child)
+    return {"alone": alone, "players": added["players"],
+            "per_player": (with_players - alone) / count,
+            "per_push": (with_pushes - alone) / count}
+
+
 async def run(args: argparse.Namespace) -> int:
     cache = ROOT / ".cache" / "bench"
     cache.mkdir(parents=True, exist_ok=True)
@@ -156,8 +194,10 @@ async def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="hookcast-bench-pull-"))
     children = Children(workdir)
     try:
-        _, a_ws, _ = await start_hookcast(children, workdir, "a")
+        a, a_ws, a_http = await start_hookcast(children, workdir, "a")
         b, b_ws, b_http = await start_hookcast(children, workdir, "b")
+        print(f"A's CPU per push and per fast-path player ({args.pushes} of each):", flush=True)
+        pushes = await push_cost(children, args, clip, a, a_ws, a_http, b_ws)
         print(f"CPU of B, {args.rounds} round(s) of {args.seconds:g} s windows:", flush=True)
         found = await cpu(children, args, clip, a_ws, b, b_ws, b_http)
         idle = statistics.mean(found["idle"])
@@ -168,6 +208,8 @@ async def run(args: argparse.Namespace) -> int:
         await children.stop_all()
     added = median_b - median_a
     cpu_met, latency_met = ratio <= GOAL_RATIO, added <= GOAL_LATENCY_MS
+    push_ratio = pushes["per_push"] / max(pushes["per_player"], 0.001)
+    push_met = abs(push_ratio - 1) <= GOAL_PUSH_SPREAD
     print("\n".join([
         "",
         f"stream: VP8 640x480@30 at {args.bitrate / 1e6:.1f} Mb/s + Opus",
@@ -181,9 +223,14 @@ async def run(args: argparse.Namespace) -> int:
         f"glass-to-glass over {pictures} pictures: median {median_a:.1f} ms playing on A, "
         f"{median_b:.1f} ms playing on B through the pull: **{added:.1f} ms added** "
         f"(goal <= {GOAL_LATENCY_MS:.0f} ms: {'met' if latency_met else 'NOT met'})",
+        "",
+        f"A with one publisher: {pushes['alone']:.2f} % of a core; per fast-path player "
+        f"{pushes['per_player']:.3f} % ({pushes['players']:.0f} players), per push "
+        f"{pushes['per_push']:.3f} %: a push costs **{push_ratio:.2f}x** a player "
+        f"(goal within {GOAL_PUSH_SPREAD:.0%}: {'met' if push_met else 'NOT met'})",
         f"\nlogs: {workdir}",
     ]))
-    return 0 if cpu_met and latency_met else 1
+    return 0 if cpu_met and latency_met and push_met else 1
 
 
 def main() -> int:
@@ -193,6 +240,8 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--bitrate", type=int, default=1_500_000, help="clip's video bitrate")
     parser.add_argument("--latency-seconds", type=float, default=15.0)
+    parser.add_argument("--pushes", type=int, default=10,
+                        help="pushes (and, before them, players) of one stream on A")
     return asyncio.run(run(parser.parse_args()))
 
 
