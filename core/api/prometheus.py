@@ -90,10 +90,20 @@ class HookcastCollector(Collector):
             "Encoded frames the relay forwarded to or dropped for players",
             labels=["kind", "result"],
         )
-        counts = {(k, r): 0 for k in ("audio", "video") for r in ("dropped", "forwarded")}
-        for (kind, result), count in sorted({**counts, **engine.meters.relay_counts()}.items()):
-            relay.add_metric([kind, result], count)
+        nacks = CounterMetricFamily(
+            "hookcast_relay_nacks",
+            "RTP packets players asked again (NACK: asked) and packets the forwarding path "
+            "sent them again (answered); per player: divide by hookcast_relay_players",
+            labels=["kind", "result"],
+        )
+        counted = engine.meters.relay_counts()
+        for kind in ("audio", "video"):
+            for result in ("dropped", "forwarded"):
+                relay.add_metric([kind, result], counted[(kind, result)])
+            nacks.add_metric([kind, "asked"], counted[(kind, "nacked")])
+            nacks.add_metric([kind, "answered"], counted[(kind, "retransmitted")])
         yield relay
+        yield nacks
         paths = GaugeMetricFamily(
             "hookcast_relay_players",
             "Players' tracks by sending path: fast (the dedicated forwarding path) or "

@@ -89,7 +89,9 @@ class Meters:
             _add_player_counts(self._ended, leg)
 
     def relay_counts(self) -> Counter[tuple[str, str]]:
-        """Packets forwarded to and dropped for players so far, by (kind, result)."""
+        """So far, by (kind, result): frames forwarded to and dropped for players, packets
+        players NACKed (nacked) and packets the forwarding path sent them again
+        (retransmitted)."""
         counts = Counter(self._ended)
         for _, leg in self._legs():
             if isinstance(leg, PlayerLeg):
@@ -112,6 +114,9 @@ def _add_player_counts(counts: Counter[tuple[str, str]], leg: PlayerLeg) -> None
     for subscriber in leg.subscribers:
         counts[(subscriber.kind, "forwarded")] += subscriber.counters.forwarded
         counts[(subscriber.kind, "dropped")] += subscriber.counters.dropped
+        counts[(subscriber.kind, "retransmitted")] += subscriber.counters.retransmits
+    for kind, asked in leg.nacks.items():
+        counts[(kind, "nacked")] += asked
 
 
 def _totals(leg: PublisherLeg | PlayerLeg) -> dict[str, tuple[int, int]]:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from hookcast.config.home import Home
@@ -337,5 +338,39 @@ async def test_a_pair_the_fast_path_cannot_serve_falls_back_to_aiortcs_sender(
     assert sinks["video"].errors == 0
     assert await relay_paths(server) == {"audio/aiortc": 1, "video/aiortc": 1,
                                          "audio/fast": 0, "video/fast": 0}
+    for sink in sinks.values():
+        await sink.close()
+
+
+async def test_a_lossy_players_nacks_are_answered_and_counted(
+    clients: Callable[..., Any], server: Server
+) -> None:
+    """A player whose network loses 5 % of its packets NACKs them; the forwarding path
+    answers from its history, and /metrics says how many were asked and answered."""
+    from tests.fastpath_shims import Lossy
+
+    video, audio = PatternVideoTrack(), CountingAudioTrack()
+    await publish(await clients(), "cam", "VP8", (video, audio))
+    _, sinks = await play(await clients(), "cam")
+    while sinks["video"].first_frame_at is None:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    engine = server.http_app[ENGINE]
+    for _ in range(100):  # the player moves to the fast path once connected
+        fanout = engine.broadcasts["cam"].tracks["video"].fanout
+        if fanout is not None and fanout.players:
+            break
+        await asyncio.sleep(0.05)
+    (player,) = fanout.players
+    lossy = player.sock = Lossy(player.sock, 0.05)
+    sent, got = await counted_over(4.0, reading(video, "count"), reading(sinks["video"], "frames"))
+    async with aiohttp.ClientSession() as http, http.get(
+            f"http://127.0.0.1:{server.http_port}/metrics") as response:
+        text = await response.text()
+    asked = float(text.split('hookcast_relay_nacks_total{kind="video",result="asked"} ')[1].split()[0])
+    answered = float(text.split('hookcast_relay_nacks_total{kind="video",result="answered"} ')[1]
+                     .split()[0])
+    assert lossy.dropped > 5, "the player lost too little to tell"
+    assert asked >= lossy.dropped // 2 and answered >= asked // 2, (lossy.dropped, asked, answered)
+    assert sinks["video"].errors == 0 and got >= 0.9 * sent
     for sink in sinks.values():
         await sink.close()
