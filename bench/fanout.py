@@ -873,7 +873,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--player-mode", choices=("count", "lean", "full"), default="count",
                         help="count (default): RTP counted off the ICE socket from clear "
                         "headers, RTCP as lean; lean: full WebRTC stack, per-packet receive "
-                        "work replaced by a frame counter; full: hookcast.rtc.compat.install() "
+                        "work replaced by a frame counter; full: hookcast.rtc.aiortc.install() "
                         "and aiortc's whole receive path (see loadgen.py)")
     parser.add_argument("--skip-baseline", action="store_true", help="hookcast only")
     parser.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,

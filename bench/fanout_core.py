@@ -76,7 +76,7 @@ async def offer_via(pc: Any, pipe: Connection) -> None:
 async def edge_main(pipe: Connection, mime: str, subscribers: int) -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection
 
-    from hookcast.rtc import compat
+    from hookcast.rtc import aiortc as compat
 
     config = RTCConfiguration(iceServers=[])
     publisher = RTCPeerConnection(config)
@@ -111,7 +111,7 @@ async def sfu_main(
     from aiortc import RTCConfiguration, RTCPeerConnection
     from aiortc.contrib.media import MediaRelay
 
-    from hookcast.rtc import compat
+    from hookcast.rtc import aiortc as compat
     from hookcast.rtc.relay import PublishedTrack
 
     if mode == "relay":

@@ -15,7 +15,7 @@ lines: commands on stdin, one reply line per command on stdout; EOF on stdin end
 Both sides use hookcast's WcsClient (hookcast.signalling.client) and gather ICE candidates on
 127.0.0.1 only. Players never decode. Two ways to receive (--mode):
 
-  full  hookcast.rtc.compat.install(): aiortc's whole receive path (REMB estimator, NACK
+  full  hookcast.rtc.aiortc.install(): aiortc's whole receive path (REMB estimator, NACK
         generator, hookcast's RelayJitterBuffer, a decoder thread per player handing
         over av.Packet). One av.Packet is one video frame; players count them. Measured
         here: 1.4-2 % of a core per player, so 100 of them do not fit on 2 cores.
@@ -55,7 +55,7 @@ from aiortc import VideoStreamTrack
 from aiortc.codecs import vpx
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
-from hookcast.rtc import compat
+from hookcast.rtc import aiortc as compat
 from hookcast.signalling.client import ClientStream, WcsClient
 
 WIDTH, HEIGHT = 640, 480

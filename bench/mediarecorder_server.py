@@ -2,7 +2,7 @@
 
 Just enough WCS signalling for WcsClient (``connection``, ``publishStream`` ->
 ``setRemoteSDP`` + PUBLISHING, ``ping``). Media: aiortc as it comes (no
-hookcast.rtc.compat): the receiver decodes video and audio, and
+hookcast.rtc.aiortc): the receiver decodes video and audio, and
 ``aiortc.contrib.media.MediaRecorder`` re-encodes both into the file (libvpx + Opus
 for WebM, libx264 + AAC for MP4). With ``--blackhole`` the decoded frames go to a
 ``MediaBlackhole`` instead: the same receive and decode, no recording, so the

@@ -4,7 +4,7 @@ Just enough WCS signalling for hookcast.signalling.client.WcsClient: ``connectio
 ``publishStream`` / ``playStream`` -> ``setRemoteSDP`` then ``notifyStreamStatusEvent``
 (PUBLISHING / PLAYING once the peer connection is connected); ``ping`` -> ``pong``.
 
-Media: aiortc as it comes, without hookcast.rtc.compat.install(). The publisher's VP8 is
+Media: aiortc as it comes, without hookcast.rtc.aiortc.install(). The publisher's VP8 is
 decoded once (aiortc's receiver), ``aiortc.contrib.media.MediaRelay`` shares the
 decoded frames, and every player's RTCRtpSender re-encodes them with its own VP8
 encoder. That is aiortc's documented way to serve one source to many viewers.

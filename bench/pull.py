@@ -45,7 +45,7 @@ from clips import load
 from fanout import HERE, HOST, ROOT, Children
 from recording import cpu_over, publishers, rest, start_hookcast
 
-from hookcast.rtc import compat
+from hookcast.rtc import aiortc as compat
 from hookcast.signalling.client import WcsClient
 
 GOAL_RATIO = 1.3

@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--name", default="rec")
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args()
-    from hookcast.rtc import compat
+    from hookcast.rtc import aiortc as compat
 
     compat.use_host_addresses("127.0.0.1")
     asyncio.run(run(args, pickle.loads(Path(args.clip).read_bytes())))

@@ -39,7 +39,7 @@ from aiortc.mediastreams import MediaStreamError
 from fanout import HOST, ROOT, Child, Children, process_cpu
 from loadgen import TextureVideoTrack
 
-from hookcast.rtc import compat
+from hookcast.rtc import aiortc as compat
 from hookcast.signalling.client import WcsClient
 
 HERE = Path(__file__).resolve().parent

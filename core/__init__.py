@@ -40,7 +40,7 @@ from hookcast.events import (
 )
 from hookcast.hookspecs import hookimpl
 from hookcast.recording.naming import expand as expand_template
-from hookcast.rtc.compat import request_keyframe
+from hookcast.rtc.aiortc import request_keyframe
 from hookcast.rtc.packets import make_packet as make_frame
 from hookcast.scripts import ScriptPlugin, ScriptRunner
 from hookcast.signalling.client import ClientStream, WcsClient, WcsError

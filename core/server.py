@@ -52,7 +52,7 @@ from hookcast.keys import (
 )
 from hookcast.loader import PluginLoader
 from hookcast.media.catalogue import Catalogue
-from hookcast.rtc import compat
+from hookcast.rtc import aiortc as compat
 from hookcast.signalling.session import signalling_routes
 from hookcast.version import __version__
 

@@ -15,7 +15,7 @@ from hookcast.config.home import Home
 from hookcast.config.properties import Property
 from hookcast.config.settings import Settings, parse_properties
 from hookcast.loader import PluginLoader
-from hookcast.rtc import compat
+from hookcast.rtc import aiortc as compat
 from hookcast.server import Server
 from tests import hook_coverage
 from tests.backend import backend  # noqa: F401  (the fixture, for every test)

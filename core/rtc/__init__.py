@@ -1,12 +1,12 @@
 """hookcast's media relay on aiortc: encoded frames in, the same frames out, no re-encoding.
 
-Importing this package checks the installed aiortc (hookcast.rtc.compat.check_compat) and
+Importing this package checks the installed aiortc (hookcast.rtc.aiortc.check_compat) and
 raises AiortcCompatError if an internal the relay relies on has changed.
 """
 
 from __future__ import annotations
 
-from hookcast.rtc.compat import (
+from hookcast.rtc.aiortc import (
     AiortcCompatError,
     check_compat,
     force_codec,

@@ -9,7 +9,7 @@ r"""The dedicated forwarding path: one fan-out per published track, no task or q
                                      of equal-size packets, or one sendto per packet
 
 A player moves here once its RTCRtpSender has started (DTLS connected) and
-hookcast.rtc.compat.sender_path() can serve its ICE pair (not TURN); otherwise it stays on
+hookcast.rtc.aiortc.sender_path() can serve its ICE pair (not TURN); otherwise it stays on
 aiortc's own path (a SubscriberTrack read by its sender). Its sender stays, parked (its
 track yields nothing), for RTCP: sender reports from the counters count_sent() keeps,
 PLI/FIR to the publisher as before, and NACKs answered here from the player's history of
@@ -38,7 +38,7 @@ from aiortc.codecs import get_encoder
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtpPacket
 
-from hookcast.rtc import compat
+from hookcast.rtc import aiortc as compat
 from hookcast.rtc.packets import EncodedPacket
 
 if TYPE_CHECKING:

@@ -26,8 +26,7 @@ from aiortc import (
 )
 from aiortc.sdp import SessionDescription
 
-from hookcast.rtc.aiortc.receiver import LeanIngress, LeanReceiver, take_over
-from hookcast.rtc.compat import (
+from hookcast.rtc.aiortc import (
     force_codec,
     on_keyframe_request,
     on_nack_sent,
@@ -36,6 +35,7 @@ from hookcast.rtc.compat import (
     request_keyframe,
     sender_path,
 )
+from hookcast.rtc.aiortc.receiver import LeanIngress, LeanReceiver, take_over
 from hookcast.rtc.relay import PublishedTrack, SubscriberTrack
 
 logger = logging.getLogger(__name__)

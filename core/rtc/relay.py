@@ -28,7 +28,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from hookcast.rtc.compat import SenderPath
+from hookcast.rtc.aiortc import SenderPath
 from hookcast.rtc.fastpath import Fanout
 from hookcast.rtc.gate import KeyframeGate, gate_for
 from hookcast.rtc.keyframes import PLI_INTERVAL, KeyframeController, SendPli, cancel_and_wait
@@ -181,7 +181,7 @@ class SubscriberTrack(MediaStreamTrack):
 class PublishedTrack:
     """The only reader of one source track; fans each packet out to its subscribers.
 
-    `source` yields av.Packet (a RemoteStreamTrack with hookcast.rtc.compat installed, or a
+    `source` yields av.Packet (a RemoteStreamTrack with hookcast.rtc.aiortc installed, or a
     VOD reader). start() launches the reading task, which reads without pause so that
     aiortc's unbounded track queue never grows, and hands the *same* packet to every
     subscriber synchronously. Video: a keyframe is recorded in `last_keyframe`; a

@@ -35,7 +35,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
-from hookcast.rtc.compat import force_codec, on_keyframe_request
+from hookcast.rtc.aiortc import force_codec, on_keyframe_request
 from hookcast.untrusted import LogBudget, printable
 
 log = logging.getLogger(__name__)

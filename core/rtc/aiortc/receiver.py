@@ -27,18 +27,18 @@ What it reads and writes of aiortc's private state is named here and checked by
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import aiortc.clock
 import pylibsrtp
-from aiortc import clock
+from aiortc import clock, rtcrtpreceiver
 from aiortc.codecs import depayload, is_rtx
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -48,10 +48,9 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 
+from hookcast.rtc.aiortc.sender import _STOCK_NTP_TIME, fast_ntp_time
 from hookcast.rtc.jitter import RelayJitterBuffer
 from hookcast.rtc.packets import EncodedPacket, make_packet
-
-logger = logging.getLogger(__name__)
 
 #: milliseconds from the NTP epoch (1900) to the Unix one: aiortc's arrival clock
 _NTP_MS = 2_208_988_800_000
@@ -292,3 +291,96 @@ def take_over(receivers: list[LeanReceiver]) -> list[LeanIngress]:
             ingress = ingresses[dtls] = LeanIngress(dtls)
         ingress.add(lean)
     return list(ingresses.values())
+
+
+# --- aiortc's own receive path, passing frames through (relay_lean_receive=false, pulls)
+
+
+_RECEIVER_MODULE: Any = rtcrtpreceiver  # install() swaps two of its globals
+_STOCK_GET_DECODER = _RECEIVER_MODULE.get_decoder
+_STOCK_JITTER_BUFFER = _RECEIVER_MODULE.JitterBuffer
+
+
+class PassthroughDecoder:
+    """Stands in for aiortc's Decoder (codecs/base.py): yields the frame, not pictures.
+
+    decode() runs on aiortc's decoder thread and never raises: it returns exactly one
+    av.Packet per frame (none for an empty frame), built by hookcast.rtc.packets.make_packet
+    with pts = dts = the frame's rebased RTP timestamp and time_base = 1/clock rate. The
+    frame's `complete` and `arrival` attributes (set by RelayJitterBuffer) go into its
+    FrameMeta; frames from another jitter buffer count as complete, arriving now.
+    """
+
+    def __init__(self, codec: RTCRtpCodecParameters) -> None:
+        self.mime = codec.mimeType.lower()
+        self.clock_rate = codec.clockRate
+
+    def decode(self, encoded_frame: Any) -> list[EncodedPacket]:
+        if not encoded_frame.data:
+            return []
+        return [
+            make_packet(
+                self.mime,
+                self.clock_rate,
+                encoded_frame.data,
+                encoded_frame.timestamp,
+                complete=getattr(encoded_frame, "complete", True),
+                arrival=getattr(encoded_frame, "arrival", None),
+            )
+        ]
+
+
+def passthrough_get_decoder(codec: RTCRtpCodecParameters) -> PassthroughDecoder:
+    """Replacement for aiortc.rtcrtpreceiver.get_decoder."""
+    return PassthroughDecoder(codec)
+
+
+def install() -> None:
+    """Make every aiortc receiver in this process relay encoded frames. Idempotent.
+
+    Affects receivers created (JitterBuffer) and decoder threads that start decoding
+    (get_decoder) after the call, so call it before creating any RTCPeerConnection.
+    Every RemoteStreamTrack then yields av.Packet with FrameMeta in `.opaque`, and
+    every sender stamps packets with fast_ntp_time.
+    """
+    _RECEIVER_MODULE.get_decoder = passthrough_get_decoder
+    _RECEIVER_MODULE.JitterBuffer = RelayJitterBuffer
+    aiortc.clock.current_ntp_time = fast_ntp_time
+
+
+def uninstall() -> None:
+    """Restore aiortc's own decoder lookup and jitter buffer. Idempotent."""
+    _RECEIVER_MODULE.get_decoder = _STOCK_GET_DECODER
+    _RECEIVER_MODULE.JitterBuffer = _STOCK_JITTER_BUFFER
+    aiortc.clock.current_ntp_time = _STOCK_NTP_TIME
+
+
+def is_installed() -> bool:
+    """True while install() is in effect."""
+    return bool(_RECEIVER_MODULE.get_decoder is passthrough_get_decoder)
+
+
+async def request_keyframe(receiver: RTCRtpReceiver) -> int:
+    """Send an RTCP PLI for every SSRC `receiver` heard in the last 10 s.
+
+    Returns the number of PLIs sent: 0 before any media arrived (no SSRC known yet) or
+    before the transport is up. RTX SSRCs are included; a PLI for them is ignored.
+    """
+    sources = receiver.getSynchronizationSources()
+    for source in sources:
+        await receiver._send_rtcp_pli(source.source)
+    return len(sources)
+
+
+
+def on_nack_sent(receiver: RTCRtpReceiver, callback: Callable[[int], None]) -> None:
+    """Call ``callback(lost)`` each time ``receiver`` asks its sender to retransmit."""
+    previous = receiver._send_rtcp_nack
+
+    async def send_nack(media_ssrc: int, lost: list[int]) -> None:
+        callback(len(lost))
+        await previous(media_ssrc, lost)
+
+    receiver._send_rtcp_nack = send_nack  # type: ignore[method-assign]
+
+

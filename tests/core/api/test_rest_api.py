@@ -15,7 +15,7 @@ import pytest
 from hookcast.config.home import Home
 from hookcast.engine.streams import Status
 from hookcast.keys import ENGINE
-from hookcast.rtc import compat
+from hookcast.rtc import aiortc as compat
 from hookcast.server import Server
 from hookcast.signalling.client import ClientStream, WcsClient
 from tests.core.rtc.relay_harness import (

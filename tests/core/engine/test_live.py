@@ -211,7 +211,7 @@ async def test_playing_an_unpublished_name_fails_stream_not_found(
 async def test_player_without_the_publishers_codec_fails_no_common_codecs(
     clients: Callable[..., Any],
 ) -> None:
-    from hookcast.rtc.compat import force_codec
+    from hookcast.rtc.aiortc import force_codec
 
     await publish(await clients(), "cam", "H264")
     viewer = await clients()

@@ -23,7 +23,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
-from hookcast.rtc import compat
+from hookcast.rtc import aiortc as compat
 from hookcast.rtc.keyframes import SendPli
 from hookcast.rtc.packets import EncodedPacket, meta_of
 from hookcast.rtc.relay import PublishedTrack, SubscriberTrack

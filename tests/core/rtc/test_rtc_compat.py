@@ -20,7 +20,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
 
-from hookcast.rtc import compat
+from hookcast.rtc import aiortc as compat
 from hookcast.rtc.bitstream import inspect_h264, inspect_vp8, iter_annexb_nals
 from hookcast.rtc.jitter import RelayJitterBuffer, RelayJitterFrame
 from hookcast.rtc.packets import copy_packet, meta_of
@@ -74,6 +74,24 @@ def test_a_changed_internal_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert any(
         "JitterBuffer.__init__ takes ['self', 'capacity', 'is_video']" in p for p in problems
     )
+
+
+def test_a_changed_receiver_internal_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the receive path reads of aiortc's receiver and of aioice is checked too."""
+    from aioice.ice import StunProtocol
+    from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+    def init(self: RTCRtpReceiver, kind: str, transport: object) -> None:
+        self._codecs = {}  # type: ignore[attr-defined]  # a hypothetical rename
+
+    def datagram_received(self: StunProtocol, data: bytes, addr: object) -> None:
+        self.receiver.on_data(data)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(RTCRtpReceiver, "__init__", init)
+    monkeypatch.setattr(StunProtocol, "datagram_received", datagram_received)
+    problems = compat.compat_problems()
+    assert any(p.startswith("RTCRtpReceiver.__init__ no longer sets codecs") for p in problems)
+    assert any("aioice's StunProtocol/Connection" in p for p in problems)
 
 
 def test_install_is_idempotent_and_uninstall_restores_aiortc() -> None:
@@ -230,7 +248,7 @@ def test_vp8_keyframe_needs_its_start_code() -> None:
 def test_fast_ntp_time_matches_aiortcs_clock() -> None:
     import aiortc.clock
 
-    from hookcast.rtc.compat import _STOCK_NTP_TIME, fast_ntp_time
+    from hookcast.rtc.aiortc.sender import _STOCK_NTP_TIME, fast_ntp_time
 
     for _ in range(5):
         stock, fast = _STOCK_NTP_TIME(), fast_ntp_time()

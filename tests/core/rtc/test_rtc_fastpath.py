@@ -26,7 +26,8 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket, unwrap_rtx
 from pylibsrtp import Policy, Session
 from relay_harness import Room, assert_kept_up, counted_over, open_room, reading, wait_for
 
-from hookcast.rtc import compat, fastpath
+from hookcast.rtc import aiortc as compat
+from hookcast.rtc import fastpath
 from hookcast.rtc.fastpath import Fanout, FastPlayer, Layout, equal_size_runs
 from hookcast.rtc.gate import KeyframeGate
 from hookcast.rtc.packets import make_packet

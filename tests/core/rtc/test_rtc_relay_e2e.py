@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from relay_harness import Room, assert_kept_up, counted_over, open_room, reading, wait_for
 
-from hookcast.rtc import compat
+from hookcast.rtc import aiortc as compat
 from hookcast.rtc.packets import meta_of
 from hookcast.rtc.relay import VIDEO_QUEUE_SIZE
 

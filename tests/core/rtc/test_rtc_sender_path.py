@@ -14,7 +14,7 @@ from aiortc.codecs import vpx
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
-from hookcast.rtc import compat
+from hookcast.rtc import aiortc as compat
 from tests.core.rtc.relay_harness import (
     PatternVideoTrack,
     add_forced,
