@@ -39,6 +39,7 @@ from pathlib import Path
 from clips import load
 from fanout import (
     HOST,
+    ONE_ADDRESS,
     Child,
     Children,
     free_port,
@@ -81,7 +82,7 @@ async def start_server(children: Children, workdir: Path, path: str) -> tuple[Ch
     ws_port, http_port = free_port(), free_port()
     (home / "conf" / "server.properties").write_text(
         f"ip={HOST}\nbind_address={HOST}\nws.port={ws_port}\nhttp.port={http_port}\n"
-        f"on_record_hook_script=\n{PATHS[path]}")
+        f"on_record_hook_script=\n{ONE_ADDRESS}{PATHS[path]}")
     argv = [*hookcast_command(), "serve", "--home", str(home), "--log-level", "WARNING"]
     server = await children.start(f"server-{path}", argv, talk=False)
     await wait_listening(server, http_port)

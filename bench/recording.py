@@ -40,6 +40,7 @@ from clips import SECONDS, load
 from fanout import (
     CLK_TCK,
     HOST,
+    ONE_ADDRESS,
     ROOT,
     Child,
     Children,
@@ -65,7 +66,7 @@ async def start_hookcast(children: Children, workdir: Path, name: str,
     ws_port, http_port = free_port(), free_port()
     (home / "conf" / "server.properties").write_text(
         f"ip={HOST}\nbind_address={HOST}\nws.port={ws_port}\nhttp.port={http_port}\n"
-        + properties)
+        + ONE_ADDRESS + properties)
     argv = [*hookcast_command(), "serve", "--home", str(home), "--log-level", "WARNING"]
     server = await children.start(name, argv, talk=False)
     await wait_listening(server, ws_port)
