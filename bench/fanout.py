@@ -67,6 +67,9 @@ STREAM = "bench"
 
 GOAL_PER_PLAYER = 0.1  # % of one core per extra player: >= 1,000 players per core
 GOAL_PER_LOSSY_PLAYER = 0.15  # ... when players lose 2 % of the packets
+#: % of a lossy row's lost video packets the server must have sent again (RTX) for the
+#: row to count: its players' complete frames fall short by the losses themselves
+REPAIRED = 95.0
 STRETCH_PER_PLAYER = 0.05  # >= 2,000 per core (SRS's C++ figure)
 GOAL_BITRATE = 1.0  # Mb/s
 GOAL_FRAMES = 99.0  # % of the publisher's frames, every player
@@ -392,11 +395,9 @@ class Rig:
                      "dropped_per_player": round(statistics.fmean(dropped), 1),
                      "rtx_per_player": round(statistics.fmean(rtx), 1)}
             if sum(dropped):
-                # losses NACKed: a repair is a frame counted only if nothing else was lost,
-                # so the share of frames is taken over the RTX answers instead
+                # players lose packets: their complete frames fall short by the frames that
+                # lost one, and what counts is that the server answered every NACK
                 lossy["repaired_pct"] = round(100 * sum(rtx) / sum(dropped), 1)
-                pct = [min(100.0, 100 * (r + d) / frames) if frames else 0.0
-                       for r, d in zip(received, dropped, strict=True)] or [0.0]
         return Point(
             server=self.kind,
             players=joined,
@@ -566,7 +567,9 @@ def usable(points: list[Point]) -> list[Point]:
     every player got >= 95 % of its frames, so the server did all of its work. (On a
     saturated machine the server's CPU time can only be inflated by contention, so such
     a row, flagged SATURATED, still gives an upper bound.)"""
-    return [p for p in points if valid(p) and p.below_goal == 0]
+    return [p for p in points if valid(p) and (
+        p.below_goal == 0 if "repaired_pct" not in p.extra
+        else p.extra["repaired_pct"] >= REPAIRED)]
 
 
 def slope(points: list[Point], a: int = 0, b: int = -1) -> float | None:

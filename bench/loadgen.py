@@ -236,7 +236,8 @@ class Counted:
     per SSRC: video frames (complete from the packet after a marker to the next marker)
     and payload bytes, audio packets. With ``loss``, that share of media packets is
     dropped as it is read (as a lossy network would) and a video loss is NACKed at once,
-    as a browser's NACK module does; RTX packets (the server's answers) are counted."""
+    as a browser's NACK module does (``dropped`` counts those); RTX packets (the server's
+    answers) are counted. Audio losses are lost: browsers do not NACK Opus."""
 
     __slots__ = ("audio", "bytes", "dropped", "frames", "loop", "loss", "nack", "next_seq",
                  "ok", "protocol", "random", "rtx", "sock", "tag", "video_types")
@@ -270,10 +271,8 @@ class Counted:
         payload_type = data[1] & 0x7F
         ssrc = int.from_bytes(data[8:12], "big")
         seq = int.from_bytes(data[2:4], "big")
-        if payload_type not in self.video_types:
-            if self.loss and self.random.random() < self.loss:
-                self.dropped += 1
-            else:
+        if payload_type not in self.video_types:  # audio: lost or not, never NACKed
+            if not (self.loss and self.random.random() < self.loss):
                 self.audio += 1
             return
         if self.video_types[payload_type] == "rtx":
