@@ -475,7 +475,7 @@ class Pull(Link):
     async def _open(self, client: WcsClient) -> ClientStream:
         """Connect, play the remote stream, wait until it is PLAYING."""
         await self._connect(client)
-        remote = await client.play(self.remote_name,
+        remote = await client.play(self.remote_name, lean=True,  # received as a publisher is
                                    custom={**self.options.custom, HOPS: self.hops()})
         await self._accepted(remote, "PLAYING")
         return remote

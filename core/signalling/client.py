@@ -21,7 +21,7 @@ import ssl
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aiohttp
@@ -32,10 +32,17 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
-from hookcast.rtc.aiortc import force_codec, on_keyframe_request
+from hookcast.rtc.aiortc import (
+    LeanIngress,
+    LeanReceiver,
+    force_codec,
+    on_keyframe_request,
+    take_over,
+)
+from hookcast.rtc.packets import EncodedPacket, FrameMeta
 from hookcast.untrusted import LogBudget, printable
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,49 @@ MAX_MESSAGE = 1 << 20
 KEPT = 256
 #: seconds the WebSocket gets to close cleanly before it is dropped
 CLOSE_WAIT = 2.0
+
+
+class FrameTrack(MediaStreamTrack):
+    """The frames of one kind a lean player receives (``WcsClient.play(lean=True)``),
+    pushed by its receive path: ``recv()`` returns them in order. At most ``limit`` wait:
+    a reader that fell behind loses the oldest, and the next video frame says so
+    (``complete=False``: a relay waits for a keyframe). Ended when its connection is."""
+
+    def __init__(self, kind: str, limit: int = 120) -> None:
+        super().__init__()
+        self.kind = kind
+        self._frames: deque[EncodedPacket] = deque()
+        self._limit = limit
+        self._lost = False
+        self._ended = False
+        self._ready = asyncio.Event()
+        #: frames lost because the reader fell behind
+        self.dropped = 0
+
+    def push(self, packet: EncodedPacket) -> None:
+        if self._ended:
+            return
+        if len(self._frames) >= self._limit:
+            self._frames.popleft()
+            self.dropped += 1
+            self._lost = self.kind == "video"
+        if self._lost and isinstance(packet.opaque, FrameMeta) and not packet.is_keyframe:
+            packet.opaque = replace(packet.opaque, complete=False)
+            self._lost = False
+        self._frames.append(packet)
+        self._ready.set()
+
+    def end(self) -> None:
+        self._ended = True
+        self._ready.set()
+
+    async def recv(self) -> EncodedPacket:
+        while not self._frames:
+            if self._ended or self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        return self._frames.popleft()
 
 
 class WcsError(Exception):
@@ -79,6 +129,8 @@ class ClientStream:
     last: dict[str, Any] = field(default_factory=dict)
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=KEPT))
     tracks: list[MediaStreamTrack] = field(default_factory=list)
+    #: a lean player's receive path (play(lean=True)), closed with its connection
+    ingresses: list[LeanIngress] = field(default_factory=list)
     #: the negotiated codec (MIME type) of each kind, from the server's answer
     codecs: dict[str, str] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -220,21 +272,43 @@ class WcsClient:
         return await self._start("publishStream", name, pc, published=True, **fields)
 
     async def play(self, name: str, *, kinds: Sequence[str] = ("audio", "video"),
-                   **fields: Any) -> ClientStream:
-        """Play ``name``; the received tracks appear in ``stream.tracks``."""
+                   lean: bool = False, **fields: Any) -> ClientStream:
+        """Play ``name``; the received tracks appear in ``stream.tracks``.
+
+        ``lean``: receive on the event loop as a server receives a publisher
+        (hookcast.rtc.aiortc.LeanReceiver): each track yields the encoded frames (av.Packet
+        with FrameMeta) as they are assembled, no decoder thread in between; otherwise
+        aiortc's own receiver (decoded frames, or encoded ones where
+        hookcast.rtc.aiortc.install() is in effect)."""
         pc = RTCPeerConnection(self.rtc)
+        frames: list[FrameTrack] = []
+        receivers: list[LeanReceiver] = []
         for kind in kinds:
-            pc.addTransceiver(kind, direction="recvonly")
-        return await self._start("playStream", name, pc, published=False, **fields)
+            transceiver = pc.addTransceiver(kind, direction="recvonly")
+            if lean:
+                track = FrameTrack(kind)
+                frames.append(track)
+                receivers.append(LeanReceiver(transceiver.receiver, kind, track.push))
+        return await self._start("playStream", name, pc, published=False, frames=frames,
+                                 receivers=receivers, **fields)
 
     async def _start(self, api: str, name: str, pc: RTCPeerConnection, published: bool,
-                     **fields: Any) -> ClientStream:
+                     frames: Sequence[FrameTrack] = (),
+                     receivers: Sequence[LeanReceiver] = (), **fields: Any) -> ClientStream:
         stream = ClientStream(str(uuid.uuid1()), name, published, pc)
         self.streams[stream.media_session_id] = stream
-        pc.on("track", stream.tracks.append)
+        if frames:
+            stream.tracks.extend(frames)
+        else:
+            pc.on("track", stream.tracks.append)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                for ingress in stream.ingresses:
+                    ingress.close()
+                for track in frames:
+                    track.end()
             if pc.connectionState == "failed" and stream.status not in FINAL:
                 await stream._status({"status": "FAILED", "info": self.ICE_FAILED})
 
@@ -252,6 +326,8 @@ class WcsClient:
             answer = stream._answer.result()
             stream.codecs = answered_codecs(answer)
             await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            if receivers:  # the transports are final now (bundled)
+                stream.ingresses = take_over(list(receivers))
         return stream
 
     async def stop(self, stream: ClientStream) -> None:

@@ -420,3 +420,24 @@ async def test_app_key_and_custom_reach_the_remote(
     _, players = await rest(a, "stream/find", {"name": "cam", "published": False})
     assert players[0]["custom"]["room"] == "r1", "the stream's custom carries them too"
     assert players[0]["appKey"] == "studio"
+
+
+async def test_a_pulled_stream_is_received_on_the_event_loop(
+    tmp_path: Path, start_server: Start, connect_client: Connect,
+) -> None:
+    """B receives the remote stream as it receives a publisher: no decoder thread."""
+    import threading
+
+    def decoder_threads() -> int:
+        return sum(t.name.endswith("-decoder") for t in threading.enumerate())
+
+    a = await start_server(other_home(tmp_path, "a"))
+    b = await start_server(other_home(tmp_path, "b"))
+    await publish(await connect_client(a), "cam")
+    before = decoder_threads()
+    status, made = await rest(b, "pull/pull", {"uri": ws(a), "localStreamName": "copy",
+                                               "remoteStreamName": "cam"})
+    assert status == 200 and made["status"] == "ACTIVE", made
+    assert await wait_for(lambda: b.http_app[ENGINE].metrics(
+        b.http_app[ENGINE].registry.publisher("copy"))["VIDEO_FRAMES"] > 10, 10)
+    assert decoder_threads() == before
