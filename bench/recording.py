@@ -195,10 +195,17 @@ async def many(children: Children, workdir: Path, clip: Path,
     files = sorted((workdir / "hookcast-many" / "records").glob("*.webm"))
     # what each file holds against what the server received of its stream (read just
     # before the publishers stopped): the recorder's own losses, whatever the machine's
-    kept = [_frames(f) / received[f.name.split("-", 2)[0] + "-" + f.name.split("-", 2)[1]]
-            for f in files]
+    kept, ended = [], []
+    for f in files:
+        # the default file name is "<stream name>-<media session id>.webm"
+        stream = next((name for name in received if f.name.startswith(name + "-")), None)
+        if stream is not None:
+            kept.append(_frames(f) / received[stream])
+        else:  # its publisher left (or was refused) before the count: say so, not crash
+            ended.append(f.name)
     sent = sum(received.values()) / len(received) / (time.monotonic() - started) / 30
     return {"active": active, "cpu": cpu, "gaps": gaps, "files": len(files), "kept": kept,
+            "ended": ended,
             "received": sent}
 
 
@@ -259,7 +266,9 @@ async def run(args: argparse.Namespace) -> int:
                   f"The server itself received {100 * float(result['received']):.0f} % of 30 fps "
                   f"per stream (a saturated machine: 20 publishers and the server on 2 cores); "
                   f"the worst file holds {100 * worst:.0f} % of what the server received of its "
-                  "stream (a recording starts at the publisher's next keyframe)"]
+                  "stream (a recording starts at the publisher's next keyframe)"
+                  + (f"; {len(result['ended'])} files of streams no longer published at the "
+                     f"count: {', '.join(result['ended'])}" if result["ended"] else "")]
     finally:
         await children.stop_all()
     print("\n".join(lines))

@@ -51,6 +51,13 @@ class ServerInfo:
     http_port: int
     started_at: float
     media: MediaCore | None = None
+    #: a worker of ``hookcast serve --workers N`` also listens on loopback ports of its
+    #: own (the public ones are shared by every worker): what other nodes call it on
+    internal_ws_port: int = 0
+    internal_http_port: int = 0
+    #: which worker of ``hookcast serve --workers N`` this process is (0..N-1); None
+    #: when it runs alone
+    worker: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,10 @@ class SessionInfo:
     status: str
     remote: str
     client: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    #: the cluster node this session is, when it is another hookcast node (its
+    #: ``connection`` carried a credential signed with ``cluster_secret``); empty for
+    #: clients. Hooks meant for users (REST hooks, stream scripts) skip such sessions.
+    node: str = ""
 
     @property
     def custom(self) -> Mapping[str, Any]:
@@ -96,6 +107,10 @@ class StreamInfo:
     custom: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     #: the client's SDP offer (sent to REST hooks as WCS does; never to clients)
     sdp: str = ""
+    #: the cluster node behind this stream: a node's session (``SessionInfo.node``), or
+    #: this node's own copy of a stream another node publishes (an edge copy); empty for
+    #: the streams of clients. Hooks meant for users skip such streams.
+    node: str = ""
 
     def to_wcs(self, *, with_sdp: bool = False) -> dict[str, Any]:
         """The stream object as WCS sends it to clients, hooks and REST callers."""

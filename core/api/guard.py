@@ -12,6 +12,9 @@ able to use it, and anything privileged honours the configured auth:
   CORS headers, so no other site can read an answer either;
 - ``rest_api_token`` (Bearer) or ``rest_api_user``/``rest_api_password`` (Basic): 401
   without them (``/rest-api/health`` and ``/rest-api/openapi.json`` stay open);
+- another node of the cluster (a valid ``X-Hookcast-Node`` credential, signed with
+  ``cluster_secret``: ``hookcast.nodes``) passes the network, host and auth checks; the
+  request then names it (``node_of_request``) and is answered for this node alone;
 - a POST with a body must say ``Content-Type: application/json`` (415 otherwise), which
   a plain HTML form or a "simple" cross-site request cannot send without a preflight.
 """
@@ -27,6 +30,7 @@ from aiohttp import web
 
 from hookcast.api.schema import RestError
 from hookcast.config.settings import Settings
+from hookcast.nodes import NODE_HEADER, node_of
 from hookcast.untrusted import printable
 
 PRIVILEGED = ("/rest-api", "/metrics")
@@ -39,9 +43,25 @@ def privileged(path: str) -> bool:
     return path.startswith(PRIVILEGED)
 
 
+#: where a request of another node keeps that node's id (``node_of_request``)
+_NODE = "hookcast.node"
+
+
+def node_of_request(request: web.Request) -> str:
+    """The node a REST call came from (another node of the cluster), or ""."""
+    return str(request.get(_NODE, ""))
+
+
 def check(request: web.Request, settings: Settings) -> str | None:
     """Refuse (RestError) what the request may not do; return the cross-site origin to
     answer with CORS headers, if it is one that is allowed."""
+    credential = request.headers.get(NODE_HEADER)
+    if credential is not None:
+        node = node_of(settings.cluster_secret, credential)
+        if node is None or "Origin" in request.headers:
+            raise RestError(401, f"{NODE_HEADER}: not a valid node credential")
+        request[_NODE] = node
+        return None
     _check_network(request, settings, loopback_by_default=request.path not in OPEN_PATHS)
     _check_host(request, settings)
     origin = _cross_site_origin(request)

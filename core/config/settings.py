@@ -175,6 +175,13 @@ class Settings:
         "plugin_reload", True, Boolean(),
         "Reload drop-in plugins from plugins/ when their files change",
     )
+    # --- cluster -----------------------------------------------------------------
+    cluster_secret: str = prop(
+        "cluster_secret", "", Text(),
+        "Shared secret of the nodes of a cluster: a node proves itself to another with it "
+        "(its connections and REST calls); a cluster node without it does not join; "
+        "empty = no node is trusted (hookcast)",
+    )
     # --- REST API ----------------------------------------------------------------
     rest_api_token: str = prop(
         "rest_api_token", "", Text(),

@@ -81,6 +81,8 @@ class Stream:
     create_date: int = field(default_factory=lambda: int(time.time() * 1000))
     custom: Mapping[str, Any] = field(default_factory=dict)
     sdp: str = field(default="", repr=False)
+    #: the cluster node behind it (``StreamInfo.node``); empty for clients' streams
+    node: str = ""
     #: the registry indexing this stream; every field change bumps its version
     registry: StreamRegistry | None = field(default=None, repr=False, compare=False)
 
@@ -114,6 +116,7 @@ class Stream:
             create_date=self.create_date,
             custom=freeze(self.custom),
             sdp=self.sdp,
+            node=self.node,
         )
 
     def to_wcs(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from hookcast.engine.streams import Info, Status, Stream
 from hookcast.events import thaw
+from hookcast.nodes import NODE_FIELD, node_of
 from hookcast.signalling.messages import (
     CLIENT_EXCLUDE,
     connection_problem,
@@ -29,6 +30,14 @@ async def on_connection(session: SignallingSession, payload: Any) -> None:
     problem = connection_problem(fields, session.settings)
     if problem is not None:
         return await session.refuse(problem, "invalid")
+    custom = fields.get("custom")
+    credential = custom.get(NODE_FIELD) if isinstance(custom, dict) else None
+    if credential is not None:
+        node = node_of(session.settings.cluster_secret, credential)
+        if node is None:
+            return await session.refuse(f"custom.{NODE_FIELD}: not a valid node credential "
+                                        "(cluster_secret differs, or the clocks)", "invalid")
+        session.node = node
     session.app_key = fields.get("appKey") or "defaultApp"
     session.client_fields = fields
     verdict = await session.bus.before_connect(session.info)
@@ -88,6 +97,7 @@ async def _stream_request(
         published=published, session_id=session.session_id, app_key=session.app_key,
         record=payload.get("record") is True, custom=payload.get("custom") or {},
         sdp=payload["sdp"] if isinstance(payload.get("sdp"), str) else "",
+        node=session.node,
     )
     problem = stream_problem(payload, published) or session.engine.reserve(session, stream)
     if problem is not None:  # nothing was done for it: it is told at once

@@ -61,6 +61,8 @@ class SignallingSession:
         self.status = "PENDING"
         self.app_key = ""
         self.client_fields: Mapping[str, Any] = {}
+        #: the cluster node this session is (SessionInfo.node), once it proved it
+        self.node = ""
         self._missed_pongs = 0
         #: hook method -> fields never sent to this client (restClientConfig clientExclude)
         self.client_exclude: dict[str, frozenset[str]] = {}
@@ -78,7 +80,7 @@ class SignallingSession:
     def info(self) -> SessionInfo:
         return SessionInfo(
             session_id=self.session_id, app_key=self.app_key, status=self.status,
-            remote=self.remote, client=freeze(self.client_fields),
+            remote=self.remote, client=freeze(self.client_fields), node=self.node,
         )
 
     @property
