@@ -39,6 +39,7 @@ from hookcast.events import (
     thaw,
 )
 from hookcast.hookspecs import hookimpl
+from hookcast.nodes import NODE_FIELD, NODE_HEADER, Cluster, ClusterDown, node_credential
 from hookcast.recording.naming import expand as expand_template
 from hookcast.rtc.aiortc import request_keyframe
 from hookcast.rtc.packets import make_packet as make_frame
@@ -48,11 +49,15 @@ from hookcast.untrusted import LogBudget, printable
 from hookcast.version import __version__
 
 __all__ = [
+    "NODE_FIELD",
+    "NODE_HEADER",
     "REST_METHODS",
     "Amend",
     "Application",
     "Applications",
     "ClientStream",
+    "Cluster",
+    "ClusterDown",
     "Feed",
     "FileSource",
     "FolderWatcher",
@@ -95,6 +100,7 @@ __all__ = [
     "load_applications",
     "make_frame",
     "media_folder",
+    "node_credential",
     "printable",
     "request_host",
     "request_keyframe",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from typing import Any, Protocol
 
 #: the key of a ``connection`` message's ``custom`` carrying a node credential
 NODE_FIELD = "hookcastNode"
@@ -47,3 +48,21 @@ def node_of(secret: str, credential: object, now: float | None = None) -> str | 
     if not hmac.compare_digest(mac, _mac(secret, node, stamp)):
         return None
     return node
+
+
+class Cluster(Protocol):
+    """The cluster this server is a node of, as the core uses it (``MediaCore.cluster``,
+    set by the plugin that joins one): the REST API asks the other nodes through it."""
+
+    #: this node's id, named in every stream entry the REST API answers
+    node_id: str
+
+    async def across(self, path: str, body: Any) -> tuple[list[tuple[str, int, Any]], list[str]]:
+        """POST ``body`` to the REST method ``path`` of every other live node, as a node
+        (answered for that node alone): ``(node, status, answer)`` for each that
+        answered, and the ids of those that did not (in time). Raises ``ClusterDown``."""
+        ...
+
+
+class ClusterDown(Exception):
+    """The cluster's directory cannot be reached: the message says what failed."""

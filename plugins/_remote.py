@@ -345,7 +345,7 @@ class Link(abc.ABC):
                 if self._stop.is_set() or self._local_ended():
                     break
                 failures += 1
-                if failures > self.settings.value("pull_retry_attempts"):
+                if failures > self._attempts():
                     return self._end(GiveUp(f"gave up after {failures} failed attempt"
                                             f"{'s' if failures > 1 else ''}: {self.error}"))
                 await self._retry(failures)
@@ -370,13 +370,22 @@ class Link(abc.ABC):
         self.log_budget.info("%s %s: attempt failed: %s (%s)", self.direction,
                              printable(self.uri), self.error, detail(error))
 
+    def _attempts(self) -> int:
+        """Failed attempts in a row before the link gives up."""
+        return int(self.settings.value("pull_retry_attempts"))
+
+    def _delay(self, failures: int) -> float:
+        """Seconds before the next attempt: the initial delay, doubling with each
+        failure, at most the maximum."""
+        return float(min(
+            self.settings.value("pull_retry_initial_delay") * 2 ** min(failures - 1, 20),
+            self.settings.value("pull_retry_max_delay")))
+
     async def _retry(self, failures: int) -> None:
-        """Wait before the next attempt: the initial delay, doubling with each failure,
-        at most the maximum."""
+        """Wait before the next attempt (``_delay``)."""
         self._set(RETRYING)
         self.retries += 1
-        delay = min(self.settings.value("pull_retry_initial_delay") * 2 ** min(failures - 1, 20),
-                    self.settings.value("pull_retry_max_delay"))
+        delay = self._delay(failures)
         self.log_budget.info("%s %s: again in %.1f s", self.direction, printable(self.uri),
                              delay)
         await self._pause(delay)
@@ -444,6 +453,8 @@ class Pull(Link):
 
     direction = "pull"
     _loop = "play"
+    #: the cluster node whose stream this pull copies (an edge copy: StreamInfo.node)
+    node = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -496,7 +507,8 @@ class Pull(Link):
                 track.attach(kinds[track.kind], receivers[track.kind])
             source = self.source = PulledSource(self.uri, tracks)
             try:
-                info = await self.media.publish(self.local_name, source, self.uri)
+                info = await self.media.publish(self.local_name, source, self.uri,
+                                                node=self.node)
             except NameInUse:
                 self.source = None
                 self.refused_field = "localStreamName"

@@ -186,8 +186,9 @@ class RestHooks:
     async def before_connect(self, session: SessionInfo) -> Refuse | Amend | None:
         """Keep the session's restClientConfig: its application's (apps.json), with the
         backend's ``connect`` reply over it field by field. Any answer but 200 to
-        ``connect`` refuses the session."""
-        if not self.enabled:
+        ``connect`` refuses the session. Another node of the cluster (``session.node``)
+        is not a user: no REST hook is sent for it or its streams."""
+        if not self.enabled or session.node:
             return None
         app = self.apps.by_key(session.app_key)
         if app is None:
@@ -211,12 +212,14 @@ class RestHooks:
 
     @hookimpl
     async def after_session_connect(self, session: SessionInfo) -> None:
+        if session.node:
+            return
         await self._notify(session.app_key, session.session_id, "ConnectionStatusEvent",
                            _connection(session, "ESTABLISHED"))
 
     @hookimpl
     async def after_session_disconnect(self, session: SessionInfo) -> None:
-        if session.status == "DISCONNECTED":  # not for a session refused at connect
+        if session.status == "DISCONNECTED" and not session.node:  # not refused at connect
             await self._notify(session.app_key, session.session_id, "ConnectionStatusEvent",
                                _connection(session, "DISCONNECTED"))
         self.configs.pop(session.session_id, None)
@@ -239,7 +242,7 @@ class RestHooks:
         self, session: SessionInfo, stream: StreamInfo, method: str
     ) -> Refuse | Amend | None:
         target = self._target(session.app_key, session.session_id, method)
-        if target is None:
+        if target is None or session.node:
             return None
         app, config = target
         reply = await self._post(app, method, stream.to_wcs(with_sdp=True), config)
@@ -251,7 +254,7 @@ class RestHooks:
 
     @hookimpl
     async def after_stream_status(self, stream: StreamInfo) -> None:
-        if stream.status in ("NEW", "PENDING"):
+        if stream.status in ("NEW", "PENDING") or stream.node:
             return
         methods = ["StreamStatusEvent"]
         if stream.info == "Stopped by user":
@@ -265,7 +268,7 @@ class RestHooks:
         ``streaming_sessions_keep_alive_app_keys``: another application's backend never
         hears of (or ends) this stream."""
         target = self._target(stream.app_key, stream.session_id, KEEP_ALIVE)
-        if target is None or not self._keeps_alive(stream.app_key):
+        if target is None or stream.node or not self._keeps_alive(stream.app_key):
             return None
         app, config = target
         reply = await self._post(app, KEEP_ALIVE, stream.to_wcs(), config)

@@ -97,8 +97,8 @@ class StreamScripts(ScriptPlugin):
 
     @hookimpl
     def after_stream_status(self, stream: StreamInfo, previous_status: str | None) -> None:
-        if self.runner is None or self.server is None:
-            return
+        if self.runner is None or self.server is None or stream.node:
+            return  # another cluster node's play, or this node's copy of its stream
         event = event_of(stream, previous_status)
         script = self.scripts.get(event or "")
         if event is None or not script:

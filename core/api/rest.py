@@ -8,6 +8,7 @@ and what was expected; an unknown method is a 404 listing the known ones.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -18,7 +19,10 @@ from hookcast.api.openapi import openapi_document
 from hookcast.api.schema import METHODS, Method, RestError
 from hookcast.engine.streams import Info
 from hookcast.keys import BUS, ENGINE, LOADER, PLUGIN_HANDLERS, PLUGIN_METHODS, SETTINGS
-from hookcast.untrusted import MAX_DEPTH, json_depth
+from hookcast.nodes import Cluster, ClusterDown
+from hookcast.untrusted import MAX_DEPTH, json_depth, printable
+
+log = logging.getLogger(__name__)
 
 App = web.Application
 Args = dict[str, Any]
@@ -136,10 +140,73 @@ async def _body(request: web.Request, method: Method) -> Any:
     return body
 
 
+#: the methods a clustered server answers for the whole cluster: "merge" gathers every
+#: node's entries (each names its node), "first" is answered by the node that has the
+#: stream (asked in turn when this one has not)
+CLUSTER_WIDE = {
+    "/rest-api/stream/find_all": "merge",
+    "/rest-api/stream/find": "merge",
+    "/rest-api/stream/terminate": "merge",
+    "/rest-api/stream/metrics": "first",
+    "/rest-api/stream/startRecording": "first",
+    "/rest-api/stream/stopRecording": "first",
+    "/rest-api/recorder/startup": "first",
+    "/rest-api/recorder/terminate": "first",
+}
+#: the header of a cluster-wide answer naming the nodes that did not answer in time
+UNREACHABLE = "X-Hookcast-Unreachable-Nodes"
+
+
 async def dispatch(request: web.Request) -> web.Response:
     method = METHODS[request.path]
-    args = method.parse(await _body(request, method))
-    return await HANDLERS[request.path](request.app, method, args)
+    body = await _body(request, method)
+    cluster = request.app[ENGINE].media.cluster
+    if cluster is None or request.path not in CLUSTER_WIDE or guard.node_of_request(request):
+        return await HANDLERS[request.path](request.app, method, method.parse(body))
+    return await _cluster_wide(request.app, cluster, method, body)
+
+
+async def _answer(app: App, method: Method, body: Any) -> tuple[int, Any]:
+    """This node's answer to ``method``: (status, decoded JSON)."""
+    try:
+        response = await HANDLERS[method.path](app, method, method.parse(body))
+    except RestError as error:
+        if error.status != 404:
+            raise
+        return 404, error.body()
+    raw = response.body
+    return response.status, json.loads(raw) if isinstance(raw, bytes | str) and raw else None
+
+
+async def _cluster_wide(app: App, cluster: Cluster, method: Method, body: Any) -> web.Response:
+    """Answer for every node: this one's answer, then the others' (asked in parallel;
+    with "first", only when this node has no such stream)."""
+    here = await _answer(app, method, body)
+    kind = CLUSTER_WIDE[method.path]
+    if kind == "first" and here[0] != 404:
+        return _json(here[1], here[0])
+    try:
+        others, unreachable = await cluster.across(method.path, body)
+    except ClusterDown as error:
+        log.warning("%s: answered for this node only: %s", method.path, error)
+        others, unreachable = [], ["(the cluster's directory)"]
+    headers = {UNREACHABLE: ", ".join(printable(n) for n in unreachable)} if unreachable else {}
+    if kind == "first":
+        answered = next(((s, a) for _, s, a in others if s != 404), here)
+        return web.json_response(answered[1], status=answered[0], headers=headers)
+    merged: list[Any] = []
+    for node, status, answer in [(cluster.node_id, *here), *others]:
+        if status != 200:
+            continue
+        if method.path.endswith("/terminate") and isinstance(answer, dict):
+            merged.extend(answer.get("terminated") or ())
+        elif isinstance(answer, list):
+            merged.extend({**entry, "node": node} for entry in answer if isinstance(entry, dict))
+    if not merged:
+        not_found = RestError(404, method.not_found or "Not found").body()
+        return web.json_response(not_found, status=404, headers=headers)
+    answer = {"terminated": merged} if method.path.endswith("/terminate") else merged
+    return web.json_response(answer, headers=headers)
 
 
 async def openapi(request: web.Request) -> web.Response:

@@ -24,6 +24,7 @@ from hookcast.engine.media import MediaSource, SourceUnavailable
 from hookcast.engine.sources import ServerClient
 from hookcast.engine.streams import Info, Stream
 from hookcast.events import StreamInfo
+from hookcast.nodes import Cluster
 from hookcast.rtc.peer import PlayerLeg, serve_fast
 from hookcast.rtc.relay import SubscriberTrack
 
@@ -108,6 +109,9 @@ class MediaCore:
         self._engine = engine
         #: this server's identity while it runs (a loop of pulls is found by it)
         self.server_id = uuid.uuid4().hex
+        #: the cluster this server is a node of, set by the plugin that joins one: the
+        #: REST API then answers for the whole cluster through it (``hookcast.Cluster``)
+        self.cluster: Cluster | None = None
 
     def rtc_configuration(self) -> RTCConfiguration:
         """The ICE configuration the server's own peer connections use."""
@@ -119,14 +123,26 @@ class MediaCore:
         publisher = broadcast.publisher if broadcast is not None else None
         return publisher.snapshot() if publisher is not None else None
 
-    async def publish(self, name: str, source: MediaSource, uri: str) -> StreamInfo:
+    def published(self) -> list[StreamInfo]:
+        """Every stream published here now (clients', plugins', edge copies)."""
+        return [broadcast.publisher.snapshot() for broadcast in self._engine.router
+                if broadcast.publisher is not None]
+
+    def players(self, name: str) -> int:
+        """How many players the stream published as ``name`` has now (0 if none is)."""
+        broadcast = self._engine.router.get(name)
+        return len(broadcast.players) if broadcast is not None else 0
+
+    async def publish(self, name: str, source: MediaSource, uri: str,
+                      node: str = "") -> StreamInfo:
         """Publish ``source`` (opened here) as ``name``; it runs until its tracks end or
-        the stream is stopped, then the source is closed. Raises NameInUse (the name is
-        published) or SourceUnavailable."""
+        the stream is stopped, then the source is closed. ``node``: the cluster node
+        whose stream this is a copy of (``StreamInfo.node``: hooks meant for users skip
+        it). Raises NameInUse (the name is published) or SourceUnavailable."""
         if self._engine.closing:
             raise SourceUnavailable("Server is shutting down")
         broadcast = await self._engine.sources.start_shared(uri, name, source, join=False,
-                                                            hosted=True)
+                                                            hosted=True, node=node)
         assert broadcast.publisher is not None  # a listed broadcast
         return broadcast.publisher.snapshot()
 

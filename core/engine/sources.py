@@ -193,7 +193,8 @@ class Sources:
         return broadcast
 
     async def start_shared(self, uri: str, name: str, source: MediaSource,
-                           join: bool = True, hosted: bool = False) -> Broadcast:
+                           join: bool = True, hosted: bool = False,
+                           node: str = "") -> Broadcast:
         """The broadcast of the shared ``source`` named ``name``: the running one (when
         ``join``), else a new one. Raises SourceUnavailable, or NameInUse when ``name``
         is in use (by another stream, or by this source when not ``join``). ``hosted``:
@@ -206,14 +207,14 @@ class Sources:
                     return running
                 raise NameInUse(name)
             try:
-                return await self._open_shared(uri, name, source, hosted)
+                return await self._open_shared(uri, name, source, hosted, node)
             finally:
                 self._starting.pop(name, None)
 
     async def _open_shared(self, uri: str, name: str, source: MediaSource,
-                           hosted: bool) -> Broadcast:
+                           hosted: bool, node: str = "") -> Broadcast:
         stream = Stream(media_session_id=str(uuid.uuid4()), name=name, published=True,
-                        session_id="", app_key="")
+                        session_id="", app_key="", node=node)
         if not hosted:
             self._check_room()
         leg = await open_leg(source, name, True, None if hosted else self.readings)
