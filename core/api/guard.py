@@ -44,12 +44,12 @@ def privileged(path: str) -> bool:
 
 
 #: where a request of another node keeps that node's id (``node_of_request``)
-_NODE = "hookcast.node"
+_NODE = web.RequestKey("hookcast.node", str)
 
 
 def node_of_request(request: web.Request) -> str:
     """The node a REST call came from (another node of the cluster), or ""."""
-    return str(request.get(_NODE, ""))
+    return request.get(_NODE, "")
 
 
 def check(request: web.Request, settings: Settings) -> str | None:
