@@ -197,7 +197,7 @@ async def test_edge_follows_a_republish_elsewhere(redis_server: RedisServer,
     assert player.info == "Stopped by publisher stop"
     second = await client_of(b)
     await publish(second, "show")
-    again, sinks = await play(viewer, "show")
+    _, sinks = await play(viewer, "show")
     assert await wait_for(lambda: sinks["video"].frames >= 5, 15), "edge plays b's stream"
     status, found = await rest(edge, "stream/find", {"name": "show", "published": True})
     assert status == 200 and "b" in {e["node"] for e in found}
