@@ -49,7 +49,7 @@ _NODE = web.RequestKey("hookcast.node", str)
 
 def node_of_request(request: web.Request) -> str:
     """The node a REST call came from (another node of the cluster), or ""."""
-    return request.get(_NODE, "")
+    return str(request.get(_NODE, ""))
 
 
 def check(request: web.Request, settings: Settings) -> str | None:
