@@ -358,6 +358,7 @@ class Console:
             "recordings": await listed("/rest-api/recorder/find_all"),
             "pulls": await listed("/rest-api/pull/find_all"),
             "vod": await listed("/rest-api/vod/find_all"),
+            "nodes": await listed("/rest-api/cluster/find_all"),
         }
 
 

@@ -233,8 +233,8 @@ class RestHandler:
 
 
 async def call(app: App, path: str, body: Any = None) -> tuple[int, Any]:
-    """Run a REST method (the core's or a plugin's) in-process, as POST ``body`` would:
-    its answer's HTTP status and decoded JSON. For plugins that show what the REST API
+    """Run a REST method (the core's or a plugin's) in-process, as POST ``body`` would
+    (for the whole cluster, on a cluster node): its answer's HTTP status and decoded JSON. For plugins that show what the REST API
     says (the console) without an HTTP round trip; the caller checks access."""
     try:
         try:
@@ -244,7 +244,10 @@ async def call(app: App, path: str, body: Any = None) -> tuple[int, Any]:
         if deep:
             raise RestError(400, f"request body: nested deeper than {MAX_DEPTH} levels",
                             "body", "JSON object")
-        if path in METHODS:
+        cluster = app[ENGINE].media.cluster
+        if path in METHODS and cluster is not None and path in CLUSTER_WIDE:
+            response = await _cluster_wide(app, cluster, METHODS[path], body)
+        elif path in METHODS:
             method = METHODS[path]
             response = await HANDLERS[path](app, method, method.parse(body))
         elif path in app[PLUGIN_HANDLERS]:

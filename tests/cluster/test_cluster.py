@@ -168,3 +168,29 @@ async def test_no_secret_no_join(redis_server: RedisServer, start_server: Start,
     assert not directory(redis_server).keys("hookcast:*")
     status, _ = await rest(server, "cluster/find_all")
     assert status == 404
+
+
+async def test_console_shows_the_nodes_and_where_streams_live(
+        redis_server: RedisServer, start_server: Start,
+        connect_client: Callable[..., Any], tmp_path: Path) -> None:
+    a = await node(start_server, tmp_path, "a", redis_server.url)
+    b = await node(start_server, tmp_path, "b", redis_server.url)
+    await publish(await connect_client(a), "seen")
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{b.http_port}/console/events"
+        async with http.get(url) as response:
+            assert response.status == 200
+            line = b""
+            while not line.startswith(b"data: "):
+                line = await asyncio.wait_for(response.content.readline(), 10)
+    snapshot = json.loads(line[len(b"data: "):])
+    assert [(n["node"], n["self"]) for n in snapshot["nodes"]] == [("b", True), ("a", False)]
+    assert [(s["name"], s["node"]) for s in snapshot["streams"]] == [("seen", "a")]
+    page = await asyncio.to_thread(_get, f"http://127.0.0.1:{b.http_port}/")
+    assert 'id="nodes-card"' in page
+
+
+def _get(url: str) -> str:
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())

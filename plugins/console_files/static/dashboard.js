@@ -30,7 +30,7 @@ function button(label, kind, onclick) {
 function fill(body, rows, columns) {
   body.replaceChildren(...(rows.length ? rows.map((row) => el("tr", {}, ...columns(row).map(
     (cell) => (cell instanceof Node && cell.tagName === "TD") ? cell : el("td", {}, cell))))
-    : [el("tr", {}, el("td", { colSpan: 10, className: "empty" }, "none"))]));
+    : [el("tr", {}, el("td", { colSpan: 11, className: "empty" }, "none"))]));
 }
 
 function render(snapshot) {
@@ -51,6 +51,7 @@ function render(snapshot) {
     return [
       el("td", { className: "wrap" }, s.name),
       s.published ? "publisher" : "player",
+      el("td", { className: "wrap" }, s.node || "this server"),
       status(s.status, s.info),
       [s.videoCodec, s.audioCodec].filter(Boolean).join(" + ") || "—",
       s.width ? `${s.width}×${s.height}` : "—",
@@ -81,6 +82,14 @@ function render(snapshot) {
     v.loop ? "yes" : "no",
     el("td", {}, v.uri.startsWith("vod-live://") ? button("stop", "danger", (e) =>
       run(e.target, "vod/terminate", { localStreamName: v.localStreamName })) : ""),
+  ]);
+  const nodes = snapshot.nodes || [];
+  $("nodes-card").hidden = !nodes.length;
+  fill($("nodes"), nodes, (n) => [
+    el("td", { className: "wrap" }, n.self ? `${n.node} (this one)` : n.node),
+    el("td", { className: "mono wrap" }, n.ws), el("td", { className: "mono wrap" }, n.http),
+    String(n.streams ?? ""), String(n.players ?? ""), String(n.edges ?? ""),
+    `${n.cpu ?? "—"} %`, `${n.age} s ago`,
   ]);
   $("updated").textContent = `updated ${new Date(snapshot.time * 1000).toLocaleTimeString()}`;
 }
