@@ -234,8 +234,9 @@ class RestHandler:
 
 async def call(app: App, path: str, body: Any = None) -> tuple[int, Any]:
     """Run a REST method (the core's or a plugin's) in-process, as POST ``body`` would
-    (for the whole cluster, on a cluster node): its answer's HTTP status and decoded JSON. For plugins that show what the REST API
-    says (the console) without an HTTP round trip; the caller checks access."""
+    (for the whole cluster, on a cluster node): its answer's HTTP status and decoded
+    JSON. For plugins that show what the REST API says (the console) without an HTTP
+    round trip; the caller checks access."""
     try:
         try:
             deep = json_depth(body) > MAX_DEPTH
