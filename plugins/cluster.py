@@ -406,7 +406,7 @@ class ClusterPlugin:
 
     @hookimpl
     async def before_publish(self, session: SessionInfo, stream: StreamInfo) -> Refuse | None:
-        if not self.active or session.node:
+        if not self.active or session.node or "://" in stream.name:
             return None
         try:
             lease = await self._claim(stream.name, stream.media_session_id)
@@ -420,8 +420,8 @@ class ClusterPlugin:
 
     @hookimpl
     async def after_stream_status(self, stream: StreamInfo) -> None:
-        if not self.active or not stream.published or stream.node:
-            return
+        if not self.active or not stream.published or stream.node or "://" in stream.name:
+            return  # a URI's reading (vod-live://) is every node's own, from its media/
         if stream.status in ("UNPUBLISHED", "FAILED"):
             self.lost.discard(stream.media_session_id)
             lease = self.held.get(stream.name)
@@ -481,7 +481,8 @@ class ClusterPlugin:
 
     async def _renew(self) -> None:
         assert self.media is not None
-        local = {s.name: s for s in self.media.published() if not s.node}
+        local = {s.name: s for s in self.media.published()
+                 if not s.node and "://" not in s.name}
         for name, held in list(self.held.items()):
             if name not in local:
                 await self._release(name, held)

@@ -8,7 +8,6 @@ and what was expected; an unknown method is a 404 listing the known ones.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -22,7 +21,6 @@ from hookcast.keys import BUS, ENGINE, LOADER, PLUGIN_HANDLERS, PLUGIN_METHODS, 
 from hookcast.nodes import Cluster, ClusterDown
 from hookcast.untrusted import MAX_DEPTH, json_depth, printable
 
-log = logging.getLogger(__name__)
 
 App = web.Application
 Args = dict[str, Any]
@@ -187,8 +185,7 @@ async def _cluster_wide(app: App, cluster: Cluster, method: Method, body: Any) -
         return _json(here[1], here[0])
     try:
         others, unreachable = await cluster.across(method.path, body)
-    except ClusterDown as error:
-        log.warning("%s: answered for this node only: %s", method.path, error)
+    except ClusterDown:  # logged once by the cluster; the header says it
         others, unreachable = [], ["(the cluster's directory)"]
     headers = {UNREACHABLE: ", ".join(printable(n) for n in unreachable)} if unreachable else {}
     if kind == "first":
