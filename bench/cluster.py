@@ -58,13 +58,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import av
 import fanout
+from aiortc.mediastreams import MediaStreamError
 from fanout import (
     HERE,
     HOST,
@@ -83,7 +84,7 @@ from fanout import (
     verdict,
     wait_listening,
 )
-from pull import ClockTrack, latencies
+from pull import BITS, ClockTrack, latencies, read_stamp
 from recording import rest, start_hookcast
 
 from hookcast.rtc import aiortc as compat
@@ -375,12 +376,15 @@ class Viewer:
     client: WcsClient
     stream: ClientStream | None = None
     reader: asyncio.Task[None] | None = None
+    playing: float = 0.0  # seconds from the play request to PLAYING
 
     async def play(self, name: str = CLOCK) -> float:
-        """Play ``name``; seconds from the request to the first picture decoded."""
+        """Play ``name``; seconds from the request to the first picture decoded (and, in
+        ``self.playing``, to PLAYING)."""
         began = time.monotonic()
         self.stream = await self.client.play(name, kinds=("video",))
         await self.stream.wait_status("PLAYING")
+        self.playing = time.monotonic() - began
         spent = await first_picture(self.stream.tracks[0], began)
         self.reader = asyncio.create_task(drain(self.stream.tracks[0]))
         return spent
@@ -419,14 +423,18 @@ async def first_frames(edges: list[Node], samples: int, linger: float
             laters.append(await later.play())
         finally:
             await asyncio.gather(first.close(), later.close())
-        print(f"  sample {k + 1} on {edge.name}: first player {firsts[-1]:.3f} s, later player "
-              f"{laters[-1]:.3f} s", flush=True)
-        await asyncio.sleep(linger + 1.5)  # the edge's copy closes after its last player
+        print(f"  sample {k + 1} on {edge.name}: first player {firsts[-1]:.3f} s (PLAYING after "
+              f"{first.playing:.3f} s), later player {laters[-1]:.3f} s (PLAYING after "
+              f"{later.playing:.3f} s)", flush=True)
+        # the edge's copy closes linger after its last player left, as its heartbeat
+        # (every third of the TTL) sees it: up to two heartbeats late
+        await asyncio.sleep(linger + 1)
     return firsts, laters
 
 
-async def hop_latency(origin: Node, edge: Node, seconds: float) -> tuple[float, float, int]:
-    """(median ms playing on the origin, on the edge, pictures compared)."""
+async def hop_latency(origin: Node, edge: Node, seconds: float) -> tuple[list[float], int]:
+    """([median ms playing on the origin, on the edge, mean on the origin, on the edge],
+    pictures compared); the clock drawn is in whole milliseconds."""
     players = [await viewer(node) for node in (origin, edge)]
     try:
         streams = [await p.client.play(CLOCK, kinds=("video",)) for p in players]
@@ -440,8 +448,9 @@ async def hop_latency(origin: Node, edge: Node, seconds: float) -> tuple[float, 
         await asyncio.gather(*(p.close() for p in players))
     sane = [[v for v in values if v < 5000] for values in got]
     if not all(sane):
-        return float("nan"), float("nan"), 0
-    return statistics.median(sane[0]), statistics.median(sane[1]), min(map(len, sane))
+        return [float("nan")] * 4, 0
+    return ([statistics.median(sane[0]), statistics.median(sane[1]),
+             statistics.fmean(sane[0]), statistics.fmean(sane[1])], min(map(len, sane)))
 
 
 async def timing_part(origin: Node, edges: list[Node], args: argparse.Namespace) -> list[str]:
@@ -450,8 +459,10 @@ async def timing_part(origin: Node, edges: list[Node], args: argparse.Namespace)
     busy0, total0 = machine_cpu()
     client, _ = await clock_publisher(origin)
     try:
-        firsts, laters = await first_frames(edges, args.samples, args.linger)
-        on_origin, on_edge, pictures = await hop_latency(origin, edges[0], args.latency_seconds)
+        firsts, laters = await first_frames(edges, args.samples,
+                                            args.linger + 2 * args.ttl / 3)
+        (on_origin, on_edge, mean_origin, mean_edge), pictures = await hop_latency(
+            origin, edges[0], args.latency_seconds)
     finally:
         await client.close()
     busy1, total1 = machine_cpu()
@@ -467,8 +478,9 @@ async def timing_part(origin: Node, edges: list[Node], args: argparse.Namespace)
         f"(min {min(laters):.3f}, max {max(laters):.3f}); goal <= {GOAL_LATER_S:g} s: "
         f"{verdict(later <= GOAL_LATER_S)}",
         f"  glass-to-glass over {pictures} pictures: median {on_origin:.1f} ms on the origin, "
-        f"{on_edge:.1f} ms on an edge: {added:.1f} ms added per hop; goal <= "
-        f"{GOAL_HOP_MS:g} ms: {verdict(added <= GOAL_HOP_MS)}",
+        f"{on_edge:.1f} ms on an edge: {added:.1f} ms added per hop (means {mean_origin:.1f} "
+        f"and {mean_edge:.1f} ms: {mean_edge - mean_origin:+.1f}); goal <= {GOAL_HOP_MS:g} ms: "
+        f"{verdict(added <= GOAL_HOP_MS)}",
     ]
 
 
@@ -498,67 +510,148 @@ async def republish(node: Node, within: float) -> tuple[WcsClient, int]:
             await asyncio.sleep(0.1)
 
 
-async def play_again(player: Viewer, within: float) -> tuple[float, int]:
-    """Play CLOCK until a picture comes; (monotonic time of that picture, attempts)."""
-    deadline = time.monotonic() + within
+def drawn_after(stamp: int, since: int) -> bool:
+    """The clock drawn in a picture (ms modulo 2**24) is later than ``since``."""
+    return 0 < (stamp - since) % (1 << BITS) < 1 << (BITS - 1)
+
+
+async def watch(track: Any, fresh: asyncio.Future[float], since: int) -> None:
+    """Decode ``track``; ``fresh`` gets the monotonic time of the first picture drawn
+    after ``since`` (wall-clock ms modulo 2**24): the republished stream's."""
+    decoder = av.CodecContext.create("vp8", "r")
+    with contextlib.suppress(MediaStreamError):
+        while not fresh.done():
+            packet = await track.recv()
+            with contextlib.suppress(av.error.FFmpegError):
+                for picture in decoder.decode(packet):
+                    if drawn_after(read_stamp(picture), since) and not fresh.done():
+                        fresh.set_result(time.monotonic())
+
+
+async def replay_when_stopped(player: Viewer, stream: ClientStream, fresh: asyncio.Future[float],
+                              since: int, wait: float) -> tuple[float, int] | None:
+    """If the edge player ends (STOPPED) within ``wait``: play again until PLAYING,
+    watching the new track; (monotonic time it ended, play attempts). None: it never
+    ended (the edge's pull followed the name to its new node)."""
+    try:
+        await asyncio.wait_for(stream.wait_end(), wait)
+    except TimeoutError:
+        return None
+    ended = time.monotonic()
     attempts = 0
-    while True:
+    while not fresh.done():
         attempts += 1
         try:
-            await player.play()
-            return time.monotonic(), attempts
+            again = await player.client.play(CLOCK, kinds=("video",))
+            await again.wait_status("PLAYING")
         except (WcsError, TimeoutError):
-            if time.monotonic() > deadline:
-                raise
             await asyncio.sleep(0.1)
+            continue
+        player.reader = asyncio.create_task(watch(again.tracks[0], fresh, since))
+        break
+    return ended, attempts
+
+
+@dataclass
+class Failover:
+    """One failover, seconds from the kill."""
+
+    killed: str
+    target: str
+    stopped: float | None  # the edge player ended (None: it never did)
+    status: str  # how it ended
+    replays: int  # play attempts after it ended
+    republished: float
+    attempts: int  # publish attempts until accepted
+    picture: float  # the edge player's first picture of the republished stream
+
+
+async def failover_once(current: Node, target: Node, publisher: WcsClient, edge: Node,
+                        args: argparse.Namespace) -> tuple[Failover, WcsClient]:
+    """Kill ``current`` (where ``publisher`` publishes) under a player on ``edge``; the
+    publisher's stream republished on ``target``; (what happened, its client there)."""
+    player = await viewer(edge)
+    watcher: asyncio.Task[None] | None = None
+    try:
+        await player.play()
+        await asyncio.sleep(2)
+        assert player.stream is not None and player.reader is not None
+        player.reader.cancel()
+        stream, fresh = player.stream, asyncio.get_running_loop().create_future()
+        since = int(time.time() * 1000) % (1 << BITS)
+        killed = time.monotonic()
+        os.kill(current.child.pid, signal.SIGKILL)
+        watcher = asyncio.create_task(watch(stream.tracks[0], fresh, since))
+        follow = asyncio.create_task(
+            replay_when_stopped(player, stream, fresh, since, 3 * args.ttl + 10))
+        republished, attempts = await republish(target, 30)
+        at_pub = time.monotonic()
+        at_picture = await asyncio.wait_for(fresh, 30)
+        stopped = await follow
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        await asyncio.gather(player.close(), publisher.close(), return_exceptions=True)
+    return Failover(current.name, target.name, stopped[0] - killed if stopped else None,
+                    f"{stream.status} {stream.info!r}" if stopped else "",
+                    stopped[1] if stopped else 0, at_pub - killed, attempts,
+                    at_picture - killed), republished
+
+
+async def wait_node(port: int, name: str, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if any(n.get("node") == name for n in await call(port, "/cluster/find_all") or []):
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"node {name} did not join the cluster within {within:g} s")
+
+
+def failover_row(k: int, f: Failover) -> str:
+    stopped = f"{f.stopped:7.2f}" if f.stopped is not None else f"{'never':>7}"
+    return (f"{k:>5} {f.killed + ' -> ' + f.target:<18} {stopped} {f.republished:10.2f} "
+            f"{f.attempts:8d} {f.picture:8.2f}  "
+            + (f"{f.status}, {f.replays} play attempts" if f.stopped is not None else
+               "the edge's pull followed the name to its new node"))
 
 
 async def failover_part(children: Children, workdir: Path, redis_url: str, origin: Node,
                         edge: Node, args: argparse.Namespace) -> list[str]:
-    print(f"\n== 3. failover: origin killed, republished on origin2, cluster_lease_ttl "
-          f"{args.ttl:g} s ==", flush=True)
-    second = await start_node(children, workdir, "origin2", redis_url, args)
-    await wait_nodes(origin.http, 2 + EDGES)
-    client, _ = await clock_publisher(origin)
-    player = await viewer(edge)
-    republished: WcsClient | None = None
+    print(f"\n== 3. failover, {args.failovers} rounds: the node publishing {CLOCK!r} killed "
+          f"(-9) under a player on {edge.name}, republished on a new node; "
+          f"cluster_lease_ttl {args.ttl:g} s ==", flush=True)
+    print(f"{'round':>5} {'killed -> target':<18} {'STOPPED':>7} {'republish':>10} "
+          f"{'attempts':>8} {'picture':>8}\n{'':>5} {'':<18} {'s':>7} {'accepted s':>10} "
+          f"{'':>8} {'again s':>8}", flush=True)
+    busy0, total0 = machine_cpu()
+    current = origin
+    publisher, _ = await clock_publisher(origin)
+    found: list[Failover] = []
     try:
-        await player.play()
-        await asyncio.sleep(2)
-        assert player.stream is not None
-        stopped_stream = player.stream
-        killed = time.monotonic()
-        os.kill(origin.child.pid, signal.SIGKILL)
-
-        async def stopped() -> float:
-            await asyncio.wait_for(stopped_stream.wait_end(), 30)
-            return time.monotonic()
-
-        async def published() -> tuple[float, int]:
-            nonlocal republished
-            republished, attempts = await republish(second, 30)
-            return time.monotonic(), attempts
-
-        stop_task = asyncio.create_task(stopped())
-        pub_task = asyncio.create_task(published())
-        at_stop = await stop_task
-        if player.reader is not None:
-            player.reader.cancel()
-        at_picture, plays = await play_again(player, 30)
-        at_pub, attempts = await pub_task
+        for k in range(args.failovers):
+            target = await start_node(children, workdir, f"origin{k + 2}", redis_url, args)
+            await wait_node(edge.http, target.name)
+            result, publisher = await failover_once(current, target, publisher, edge, args)
+            await children.stop(current.child)
+            current = target
+            found.append(result)
+            print(failover_row(k + 1, result), flush=True)
     finally:
-        await children.stop(origin.child)
-        closing = [client, player.client, *([republished] if republished else [])]
-        await asyncio.gather(*(c.close() for c in closing), return_exceptions=True)
+        await publisher.close()
+    busy1, total1 = machine_cpu()
+    stops = [f.stopped for f in found if f.stopped is not None]
     return [
-        "", f"3. failover (cluster_lease_ttl {args.ttl:g} s: a lease is renewed every "
-        f"{args.ttl / 3:g} s; edge retry every 0.5 s):",
-        f"  kill -9 of the origin -> the edge player STOPPED: {at_stop - killed:.2f} s "
-        f"({stopped_stream.status} {stopped_stream.info!r})",
-        f"  kill -> republish accepted on origin2: {at_pub - killed:.2f} s ({attempts} "
-        "attempts: refused while the dead node's lease lived)",
-        f"  kill -> the edge player's first picture again: {at_picture - killed:.2f} s "
-        f"({plays} play attempts after STOPPED)",
+        "", f"3. failover (cluster_lease_ttl {args.ttl:g} s, leases renewed every "
+        f"{args.ttl / 3:g} s, an edge's pull retries every 0.5 s; machine "
+        f"{100 * (busy1 - busy0) / (total1 - total0):.0f} % busy), median of {len(found)}:",
+        f"  kill -> republish accepted on another node: "
+        f"{statistics.median(f.republished for f in found):.2f} s",
+        f"  kill -> the edge player's first picture of the republished stream: "
+        f"{statistics.median(f.picture for f in found):.2f} s",
+        f"  the edge player STOPPED in {len(stops)} of {len(found)} rounds"
+        + (f" (after {statistics.median(stops):.2f} s, then played again)" if stops else "")
+        + f"; in {len(found) - len(stops)} the edge's pull followed the name to the new node "
+        "before its lease lapsed, the player's session went on",
     ]
 
 
@@ -696,7 +789,6 @@ async def workers_part(children: Children, workdir: Path, redis_url: str,
     if args.skip_workers:
         why = "--skip-workers"
     if why:
-        print(f"  skipped: {why}", flush=True)
         return ["", f"4. workers: skipped ({why})"]
     print(WORKER_HEADER, flush=True)
     single, ws, http = await start_hookcast(children, workdir, "one-process")
@@ -728,25 +820,40 @@ async def workers_part(children: Children, workdir: Path, redis_url: str,
 # --- the run --------------------------------------------------------------------------
 
 
+async def part(title: str, work: Awaitable[list[str]]) -> None:
+    """Run one part and print what it found; a part that fails is reported (with where
+    its logs are) and the next one runs."""
+    try:
+        lines = await work
+    except Exception as error:  # a boundary: one part
+        lines = ["", f"{title}: failed: {type(error).__name__}: {error}"]
+    print("\n".join(lines), flush=True)
+
+
+async def edges_and_reference(children: Children, workdir: Path, origin: Node,
+                              edges: list[Node], args: argparse.Namespace) -> list[str]:
+    steps = await edges_part(children, workdir, origin, edges, args)
+    single = await single_reference(workdir, args)
+    return edges_summary(steps, single)
+
+
 async def cluster_parts(children: Children, workdir: Path, redis_url: str,
-                        args: argparse.Namespace) -> list[str]:
+                        args: argparse.Namespace) -> None:
     origin = await start_node(children, workdir, "origin", redis_url, args)
     edges = [await start_node(children, workdir, f"edge{i + 1}", redis_url, args, args.linger)
              for i in range(EDGES)]
     nodes = await wait_nodes(origin.http, 1 + EDGES)
     print(f"cluster: {', '.join(n['node'] for n in nodes)}", flush=True)
-    lines: list[str] = []
     if not args.skip_edges:
-        steps = await edges_part(children, workdir, origin, edges, args)
-        single = await single_reference(workdir, args)
-        lines += edges_summary(steps, single)
+        await part("1. edges", edges_and_reference(children, workdir, origin, edges, args))
     compat.install()  # the players in this process receive encoded frames, PyAV decodes
-    lines += await timing_part(origin, edges, args)
+    if not args.skip_timing:
+        await part("2. first frame and latency", timing_part(origin, edges, args))
     if not args.skip_failover:
-        lines += await failover_part(children, workdir, redis_url, origin, edges[0], args)
-    for node in [*edges]:
+        await part("3. failover",
+                   failover_part(children, workdir, redis_url, origin, edges[0], args))
+    for node in edges:
         await children.stop(node.child)
-    return lines
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -761,18 +868,16 @@ async def run(args: argparse.Namespace) -> int:
           "%core: one process, 100 = one core; machine: every core (100 = all busy); "
           "others: the part of it used by processes outside this benchmark; player frames: "
           "frames each player received / frames the publisher sent, same window", flush=True)
-    lines: list[str] = []
     try:
         _, redis_url = await start_redis(children, workdir)
-        lines += await cluster_parts(children, workdir, redis_url, args)
-        lines += await workers_part(children, workdir, redis_url, args)
+        if not (args.skip_edges and args.skip_timing and args.skip_failover):
+            await cluster_parts(children, workdir, redis_url, args)
+        await part("4. workers", workers_part(children, workdir, redis_url, args))
     finally:
         await children.stop_all()
         if not args.keep_logs:
             shutil.rmtree(workdir, ignore_errors=True)
     busy1, total1 = machine_cpu()
-    for line in lines:
-        print(line)
     print(f"\nthe machine was {100 * (busy1 - busy0) / (total1 - total0):.0f} % busy over the "
           f"whole run ({NCPU} cores); total run time {time.monotonic() - began:.0f} s")
     return 0
@@ -798,7 +903,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="first-frame samples (default 6)")
     parser.add_argument("--latency-seconds", type=float, default=None,
                         help="latency window (default 15)")
+    parser.add_argument("--failovers", type=int, default=None,
+                        help="failover rounds (default 3)")
     parser.add_argument("--skip-edges", action="store_true")
+    parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--skip-failover", action="store_true")
     parser.add_argument("--skip-workers", action="store_true")
     parser.add_argument("--quick", action="store_true",
@@ -812,6 +920,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "20,40" if quick else "50,100,150,200,250,300,350")
     args.seconds = args.seconds or (5.0 if quick else 12.0)
     args.samples = args.samples or (3 if quick else 6)
+    args.failovers = args.failovers or (2 if quick else 3)
     args.latency_seconds = args.latency_seconds or (5.0 if quick else 15.0)
     args.bitrate = int(args.bitrate * 1e6)
     return asyncio.run(run(args))
