@@ -1,7 +1,7 @@
 """Cluster benchmark (issue 24): edges, first frame, latency per hop, failover, workers.
 
-    python bench/cluster.py                    # about 12 minutes
-    python bench/cluster.py --quick            # a smoke run, about 4 minutes
+    python bench/cluster.py                    # about 11 minutes (4 without part 4)
+    python bench/cluster.py --quick            # a smoke run, about 3 minutes
     python bench/cluster.py --help             # every option
 
 Every server is `hookcast serve` on 127.0.0.1 (free ports, ONE_ADDRESS: the per-address
@@ -721,11 +721,12 @@ async def start_workers(children: Children, workdir: Path, redis_url: str,
 
 
 async def spread(http: int) -> dict[str, int]:
-    """Players of STREAM per node (users only: a node's pull carries its credential)."""
+    """Players of STREAM per node (stream/find answers for the whole cluster); the
+    pull of the worker without the publisher counts as a player of the other one."""
     found = await call(http, "/stream/find", {"name": STREAM, "published": False}) or []
     counts: dict[str, int] = {}
     for entry in found:
-        node = str(entry.get("node"))
+        node = str(entry.get("node") or "the process")  # no cluster: no node named
         counts[node] = counts.get(node, 0) + 1
     return counts
 
