@@ -342,6 +342,9 @@ def edges_summary(steps: list[Step], single: list[Point]) -> list[str]:
                  f"node's: {single_slope:.3f} % ({single_good[0].players}->"
                  f"{single_good[-1].players}); ratio {ratio:.2f} (goal <= {GOAL_EDGE_RATIO}: "
                  f"{verdict(ratio <= GOAL_EDGE_RATIO)})")
+    if xs[-1] - xs[0] < 20:
+        lines.append(f"  note: {xs[-1] - xs[0]} players per edge apart, the slopes are within "
+                     "the noise of CPU ticks (10 ms): a smoke run, not a figure")
     base = [s.edges[i] - s.per_edge * slopes[i] for s in good[:1] for i in range(EDGES)]
     lines.append(f"  an edge's CPU with its pull and no player (intercept): "
                  f"{statistics.fmean(base):.1f} % of a core")
