@@ -85,6 +85,8 @@ NODE_CALL_TIMEOUT = 3.0
 EDGE_RETRY = 0.5
 #: seconds the shutdown gives the directory (leases released, record removed)
 LEAVE_TIMEOUT = 2.0
+#: seconds between two looks at the edge copies' players (cluster_edge_linger's step)
+LINGER_CHECK = 0.25
 #: nodes listed at most (SCAN of the heartbeat records)
 MAX_NODES = 1000
 
@@ -445,8 +447,15 @@ class ClusterPlugin:
     # --- heartbeat -------------------------------------------------------------------------
 
     async def _beating(self) -> None:
+        """The heartbeat every third of the TTL; between two, the edge copies' players
+        are looked at every LINGER_CHECK seconds (a copy closes on time)."""
+        beat = time.monotonic()
         while True:
-            await asyncio.sleep(self.ttl / 3)
+            await asyncio.sleep(min(LINGER_CHECK, self.ttl / 3))
+            if time.monotonic() - beat < self.ttl / 3 - 0.01:
+                self._linger()
+                continue
+            beat = time.monotonic()
             try:
                 await self._heartbeat()
             except Exception:  # the heartbeat must go on, whatever one beat met
