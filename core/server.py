@@ -422,10 +422,17 @@ async def serve(
     worker: int | None = None,
 ) -> None:
     """Run until ``shutdown_trigger`` returns, then stop gracefully; ``worker``: which
-    worker of ``hookcast serve --workers N`` this process is (see Server)."""
-    server = Server(home, settings, worker)
+    worker of ``hookcast serve --workers N`` this process is (see Server). The trigger
+    is armed before anything listens (a signal handler it installs is in place), so a
+    trigger fired during the start stops the server once it has started."""
+    stopping = asyncio.ensure_future(shutdown_trigger())
+    await asyncio.sleep(0)  # the trigger runs up to its first wait
     try:
-        await server.start()
-        await shutdown_trigger()
+        server = Server(home, settings, worker)
+        try:
+            await server.start()
+            await stopping
+        finally:
+            await server.stop()
     finally:
-        await server.stop()
+        stopping.cancel()
