@@ -8,7 +8,8 @@ Beside each recording file ``<file>`` the server keeps two hidden files of its o
   ``"state": "recording"`` while it is written, ``"finishing"`` once it is complete and
   has its last name while ``on_record_finished`` (the record script included) runs. A
   marker found at start is a file a crash (or a kill) left unfinished: the server
-  finishes it then (``Recordings.recover``).
+  finishes it then (``Recordings.recover``), unless the process its marker names
+  (``OWNER``) still runs: records/ may be shared by the workers of one home.
 - ``.<file>.json``, the *sidecar*, once it is final: the stream it recorded and when
   (``streamName``, ``mediaSessionId``, ``part``, ``startTime`` and ``endTime`` in epoch
   milliseconds). It goes with the file when the file is deleted.
