@@ -25,6 +25,8 @@ STARTED_AT = web.AppKey("started_at", float)
 ENGINE = web.AppKey("engine", Engine)
 PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
 MEDIA = web.AppKey("media", Catalogue)
+#: which worker of ``hookcast serve --workers N`` this process is; None when it runs alone
+WORKER: web.AppKey[int | None] = web.AppKey("worker")
 #: REST methods plugins added (hookcast.rest_routes), for the OpenAPI document
 PLUGIN_METHODS: web.AppKey[list[Method]] = web.AppKey("plugin_methods")
 #: their handlers by path, for in-process calls (hookcast.rest_call)

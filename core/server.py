@@ -49,6 +49,7 @@ from hookcast.keys import (
     PROMETHEUS,
     SETTINGS,
     STARTED_AT,
+    WORKER,
 )
 from hookcast.loader import PluginLoader
 from hookcast.media.catalogue import Catalogue
@@ -60,17 +61,21 @@ log = logging.getLogger(__name__)
 
 #: seconds the HTTP and WebSocket runners wait for their handlers at shutdown
 SHUTDOWN_BACKSTOP = 30.0
+#: where a worker's internal ports listen (the nodes of one host call each other there)
+INTERNAL_HOST = "127.0.0.1"
 
 
 class StartupError(Exception):
     """The server cannot start; the message says why and names the property or plugin."""
 
 
-def create_http_app(home: Home, settings: Settings) -> web.Application:
-    """The HTTP application with its shared resources, plugins loaded and routes added."""
+def create_http_app(home: Home, settings: Settings, worker: int | None = None) -> web.Application:
+    """The HTTP application with its shared resources, plugins loaded and routes added;
+    ``worker``: which worker of ``hookcast serve --workers N`` it serves (None: alone)."""
     home.ensure()
     app = web.Application()
     app[SETTINGS] = settings
+    app[WORKER] = worker
     app[HOME] = home
     app[STARTED_AT] = time.time()
     app[APPLICATIONS] = load_applications(home.apps_file)
@@ -218,16 +223,22 @@ class Listener:
 
 
 class Server:
-    """Starts both applications on their ports and stops them in order."""
+    """Starts both applications on their ports and stops them in order.
 
-    def __init__(self, home: Home, settings: Settings) -> None:
+    A worker of ``hookcast serve --workers N`` (``worker``, its index) shares the public
+    ports with the other workers (``SO_REUSEPORT``: the kernel spreads connections) and
+    listens on two loopback ports of its own too, its *internal* ports, where the other
+    nodes reach this very process."""
+
+    def __init__(self, home: Home, settings: Settings, worker: int | None = None) -> None:
         self.home = home
         self.settings = settings
+        self.worker = worker
         self.tls = _tls_context(home, settings)
         problem = media_address_problem(settings.ip)
         if problem is not None:
             raise StartupError(problem)
-        self.http_app = create_http_app(home, settings)
+        self.http_app = create_http_app(home, settings, worker)
         self.settings = self.http_app[SETTINGS]  # with the plugins' properties
         self.ws_app = create_ws_app(self.http_app)
         # a backstop: sessions close within ws_send_timeout and plugins within their
@@ -241,6 +252,8 @@ class Server:
         self.ws_port = 0
         self.https_port = 0
         self.wss_port = 0
+        self.internal_http_port = 0
+        self.internal_ws_port = 0
         self._started = False
         self.info: ServerInfo | None = None
 
@@ -271,6 +284,8 @@ class Server:
                 self._ws_runner,
                 Listener("WebSocket TLS", "wss.port", "wss", s.wss_port, "signalling over TLS"),
             )
+        if self.worker is not None:
+            await self._listen_internal()
         info = ServerInfo(
             version=__version__,
             home=self.home.root,
@@ -279,6 +294,9 @@ class Server:
             http_port=self.http_port,
             started_at=self.http_app[STARTED_AT],
             media=self.http_app[ENGINE].media,
+            internal_ws_port=self.internal_ws_port,
+            internal_http_port=self.internal_http_port,
+            worker=self.worker,
         )
         self.info = info
         _warn_if_open(s)
@@ -288,10 +306,27 @@ class Server:
         # recordings a crash cut short: made final and announced, in the background
         engine.spawn(engine.recordings.recover())
 
-    async def _listen(self, runner: web.AppRunner, listener: Listener) -> int:
-        host = self.settings.bind_address
+    async def _listen_internal(self) -> None:
+        """A worker's own ports, on loopback: what other nodes call this process on."""
+        detail = f"worker {self.worker}'s own, for the other nodes"
+        self.internal_http_port = await self._listen(
+            self._http_runner, Listener("internal HTTP", "http.port", "http", 0, detail),
+            host=INTERNAL_HOST,
+        )
+        self.internal_ws_port = await self._listen(
+            self._ws_runner, Listener("internal WebSocket", "ws.port", "ws", 0, detail),
+            host=INTERNAL_HOST,
+        )
+
+    async def _listen(self, runner: web.AppRunner, listener: Listener,
+                      host: str | None = None) -> int:
+        """Listen on ``listener``'s port (a public one, shared with the other workers when
+        this is one) or, given ``host``, on a port of this process alone."""
+        shared = host is None and self.worker is not None
+        host = host or self.settings.bind_address
         tls = self.tls if listener.scheme in ("https", "wss") else None
-        site = web.TCPSite(runner, host, listener.port, ssl_context=tls, reuse_address=True)
+        site = web.TCPSite(runner, host, listener.port, ssl_context=tls, reuse_address=True,
+                           reuse_port=shared or None)
         before = set(runner.addresses)
         try:
             await site.start()
@@ -384,11 +419,20 @@ async def serve(
     home: Home,
     settings: Settings,
     shutdown_trigger: Callable[[], Awaitable[None]],
+    worker: int | None = None,
 ) -> None:
-    """Run until ``shutdown_trigger`` returns, then stop gracefully."""
-    server = Server(home, settings)
+    """Run until ``shutdown_trigger`` returns, then stop gracefully; ``worker``: which
+    worker of ``hookcast serve --workers N`` this process is (see Server). The trigger
+    is armed before anything listens (a signal handler it installs is in place), so a
+    trigger fired during the start stops the server once it has started."""
+    stopping = asyncio.ensure_future(shutdown_trigger())
+    await asyncio.sleep(0)  # the trigger runs up to its first wait
     try:
-        await server.start()
-        await shutdown_trigger()
+        server = Server(home, settings, worker)
+        try:
+            await server.start()
+            await stopping
+        finally:
+            await server.stop()
     finally:
-        await server.stop()
+        stopping.cancel()

@@ -53,16 +53,18 @@ class Served:
 
     @classmethod
     def start(cls, home: Home, command: tuple[str, ...] = (sys.executable, "-m", "hookcast"),
-              cwd: Path | None = None) -> Served:
-        """Serve ``home`` (ports from its server.properties, as ``configure`` wrote them)."""
+              cwd: Path | None = None, args: tuple[str, ...] = (),
+              env: dict[str, str] | None = None) -> Served:
+        """Serve ``home`` (ports from its server.properties, as ``configure`` wrote them);
+        ``args`` go after ``serve`` (``--workers 2``), ``env`` replaces the environment."""
         properties = dict(line.split("=", 1) for line in home.properties_file.read_text()
                           .splitlines() if "=" in line and not line.startswith("#"))
         handle, name = tempfile.mkstemp(prefix="hookcast-serve-", suffix=".log")
         os.close(handle)
         with open(name, "a") as log:  # O_APPEND: the server's writes always land at the end
             process = subprocess.Popen(
-                [*command, "serve", "--home", str(home.root)], cwd=cwd,
-                stdout=subprocess.DEVNULL, stderr=log, text=True,
+                [*command, "serve", "--home", str(home.root), *args], cwd=cwd,
+                stdout=subprocess.DEVNULL, stderr=log, text=True, env=env,
             )
         return cls(process, int(properties["http.port"]), int(properties["ws.port"]), Path(name),
                    home)

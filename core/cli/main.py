@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from hookcast.cli.rest_client import (
     not_the_rest_api,
     parse_bool,
 )
+from hookcast.cli.workers import refusal, supervise, worker_count, worker_settings
 from hookcast.config.apps import load_applications
 from hookcast.config.home import Home
 from hookcast.config.properties import Property
@@ -48,6 +50,9 @@ from hookcast.version import __version__
 
 log = logging.getLogger("hookcast")
 
+#: seconds between a worker's checks that its supervisor is still there
+ORPHAN_CHECK = 1.0
+
 URL_HELP = "the server's HTTP URL, http://host:port (default: from the home's conf/)"
 
 
@@ -62,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", parents=[home], help="run the server")
     serve_cmd.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    serve_cmd.add_argument(
+        "--workers", type=worker_count, default=1, metavar="N",
+        help="worker processes sharing the public ports (auto: one per core); more than "
+        "one needs cluster_redis_url (default 1: this process serves alone)",
+    )
+    # a worker of `serve --workers N`, as its supervisor starts it
+    serve_cmd.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     config = commands.add_parser("config", parents=[home], help="show or check configuration")
     group = config.add_mutually_exclusive_group(required=True)
     group.add_argument("--list", action="store_true", help="every property: type, default, meaning")
@@ -118,9 +130,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     level = getattr(args, "log_level", "WARNING")
+    worker = getattr(args, "worker", None)
     handler = logging.StreamHandler()
-    # client strings reach log messages: escaped and cut, they cannot forge or bloat a line
-    handler.setFormatter(SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # client strings reach log messages: escaped and cut, they cannot forge or bloat a line;
+    # a worker's lines say which it is (the workers share their supervisor's output)
+    who = "" if worker is None else f"w{worker} "
+    handler.setFormatter(SafeFormatter(f"%(asctime)s {who}%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler])
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         # aioice logs every candidate pair's every state at INFO: WARNING unless debugging
@@ -166,7 +181,7 @@ def _command(args: argparse.Namespace, home: Home) -> int:
             _load(home)  # loads the plugins too, to name every problem and warning
             raise
         load_applications(home.apps_file)
-        return _serve(home, settings)
+        return _serve(home, settings, args.workers, args.worker, args.log_level)
     settings, _ = read_settings(home.properties_file)  # what a client command needs
     load_applications(home.apps_file)
     if args.command == "plugins":
@@ -335,17 +350,33 @@ def _terminate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _serve(home: Home, settings: Settings) -> int:
+def _serve(home: Home, settings: Settings, workers: int, worker: int | None,
+           log_level: str) -> int:
+    """Serve alone (one worker), as a worker (``worker``: its index), or supervise
+    ``workers`` of them."""
     problems = _media_address_problems(home, settings)
     if problems:
         raise ConfigError(problems)
+    if worker is not None:
+        log.info("hookcast %s, home %s, worker %d", __version__, home.root, worker)
+        trigger = functools.partial(_signal_trigger, os.getppid())
+        asyncio.run(serve(home, worker_settings(settings), trigger, worker))
+        return 0
+    if workers > 1:
+        refused = refusal(_load(home)[0], workers)
+        if refused is not None:
+            print(f"hookcast: {refused}", file=sys.stderr)
+            return 2
+        log.info("hookcast %s, home %s, %d workers", __version__, home.root, workers)
+        return supervise(home, settings, workers, log_level)
     log.info("hookcast %s, home %s", __version__, home.root)
     asyncio.run(serve(home, settings, _signal_trigger))
     return 0
 
 
-async def _signal_trigger() -> None:
-    """Return on the first SIGINT or SIGTERM; a second one forces the process out."""
+async def _signal_trigger(parent: int | None = None) -> None:
+    """Return on the first SIGINT or SIGTERM, or (a worker, given its supervisor's pid
+    ``parent``) once that process is gone; a second signal forces the process out."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -358,6 +389,13 @@ async def _signal_trigger() -> None:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
+    while parent is not None and not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), ORPHAN_CHECK)
+        except TimeoutError:
+            if os.getppid() != parent:
+                log.warning("the supervisor (pid %d) is gone: shutting down", parent)
+                stop.set()
     await stop.wait()
 
 

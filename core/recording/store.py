@@ -8,7 +8,8 @@ Beside each recording file ``<file>`` the server keeps two hidden files of its o
   ``"state": "recording"`` while it is written, ``"finishing"`` once it is complete and
   has its last name while ``on_record_finished`` (the record script included) runs. A
   marker found at start is a file a crash (or a kill) left unfinished: the server
-  finishes it then (``Recordings.recover``).
+  finishes it then (``Recordings.recover``), unless the process its marker names
+  (``OWNER``) still runs: records/ may be shared by the workers of one home.
 - ``.<file>.json``, the *sidecar*, once it is final: the stream it recorded and when
   (``streamName``, ``mediaSessionId``, ``part``, ``startTime`` and ``endTime`` in epoch
   milliseconds). It goes with the file when the file is deleted.
@@ -24,6 +25,7 @@ sidecar hold (their JSON is this module's, read back after a restart).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -83,14 +85,28 @@ def _write_json(target: Path, temporary: Path, data: dict[str, Any]) -> None:
 
 def write_marker(path: Path, data: dict[str, Any]) -> None:
     """Write (or rewrite) the marker of ``path``: the file is not final."""
-    _write_json(marker_of(path), path.with_name(TEMPORARY.format(path.name)), data)
+    _write_json(marker_of(path), path.with_name(TEMPORARY.format(path.name)),
+                {**data, OWNER: _this_process()})
 
 
 def claim_marker(path: Path, data: dict[str, Any]) -> None:
     """Create the marker of ``path``, which must not exist yet (FileExistsError): claims
-    the name ``path`` for a file about to take it."""
-    with open(marker_of(path), "x") as marker:
-        marker.write(json.dumps(data))
+    the name ``path`` for a file about to take it. The marker appears whole (written
+    aside, then linked to its name), so another process never reads half of one."""
+    text = json.dumps({**data, OWNER: _this_process()})
+    aside = path.with_name(TEMPORARY.format(f"{path.name}.{os.getpid()}"))
+    try:
+        aside.write_text(text)
+        os.link(aside, marker_of(path))
+    except FileExistsError:
+        raise
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        with open(marker_of(path), "x") as marker:  # a file system without hard links
+            marker.write(text)
+    finally:
+        aside.unlink(missing_ok=True)
 
 
 def read_marker(marker: Path) -> dict[str, Any]:
@@ -244,16 +260,62 @@ def sidecar_for(info: RecordingInfo) -> dict[str, Any]:
 
 
 def read_markers(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Off the loop: every marker of ``folder`` with its JSON; unreadable ones are
-    removed (logged)."""
+    """Off the loop: every marker of ``folder`` with its JSON, but those of another
+    process still running (another worker of ``hookcast serve --workers N`` on this
+    home: the files are its own to finish); unreadable ones are removed (logged)."""
     found = []
     for marker in markers(folder):
         try:
-            found.append((marker, read_marker(marker)))
+            saved = read_marker(marker)
         except (OSError, ValueError) as error:
             log.error("%s: unreadable recording marker (%s); removed", marker, error)
             marker.unlink(missing_ok=True)
+            continue
+        if not _running_elsewhere(saved.get(OWNER)):
+            found.append((marker, saved))
     return found
+
+
+# --- which process a marker belongs to --------------------------------------------------
+
+#: the key of a marker naming the process that writes its file: "<pid>:<start>", where
+#: start is when that process started (Linux: clock ticks after boot), so a pid used
+#: again by another process is not taken for the writer
+OWNER = "owner"
+
+
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started ("" where /proc does not say), None if it is gone."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        stat_line = ""
+    fields = stat_line.rsplit(")", 1)[-1].split()
+    if len(fields) > 19:
+        return None if fields[0] == "Z" else fields[19]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return ""
+
+
+def _this_process() -> str:
+    return f"{os.getpid()}:{_started(os.getpid()) or ''}"
+
+
+def _running_elsewhere(owner: object) -> bool:
+    """Whether ``owner`` (a marker's OWNER) is another process that still runs."""
+    if not isinstance(owner, str):
+        return False  # a marker of a version before owners: the starting server's
+    pid, _, start = owner.partition(":")
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    return _started(int(pid)) == start
 
 
 def settle_rename(path: Path, former: Any) -> bool:
