@@ -21,7 +21,6 @@ from hookcast.keys import BUS, ENGINE, LOADER, PLUGIN_HANDLERS, PLUGIN_METHODS, 
 from hookcast.nodes import Cluster, ClusterDown
 from hookcast.untrusted import MAX_DEPTH, json_depth, printable
 
-
 App = web.Application
 Args = dict[str, Any]
 Handler = Callable[[App, Method, Args], Awaitable[web.Response]]
