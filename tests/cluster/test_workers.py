@@ -246,3 +246,42 @@ def test_a_worker_takes_the_supervisor_s_secret_unless_its_home_has_one(
     if own:
         assert _node_call(http, own) != 401
     assert "w0 INFO hookcast: hookcast" in served.stop()
+
+
+@pytest.mark.usefixtures("loopback", "relay_installed")
+async def test_workers_publish_and_play_through_the_shared_port(
+    home: Home, redis_server: RedisServer, supervised: list[Served]
+) -> None:
+    """A publisher and players that all connect to the one public WebSocket port of
+    ``--workers 2``: the kernel spreads them over both workers; every player decodes
+    the stream, the ones on the worker without the publisher through one auto-pull."""
+    from hookcast.signalling.client import WcsClient
+    from tests.core.rtc.relay_harness import wait_for
+    from tests.plugins.test_pull import play, publish
+
+    ports = configure(home, ip="127.0.0.1", cluster_redis_url=redis_server.url)
+    served = Served.start(home, args=("--workers", "2"))
+    supervised.append(served)
+    served.wait_ready()
+    _workers_answering(ports["http.port"], {0, 1})
+    url = f"ws://127.0.0.1:{ports['ws.port']}/"
+    clients = [WcsClient(url) for _ in range(13)]
+    try:
+        for client in clients:
+            await client.connect()
+        await publish(clients[0], "shared")
+        played = [await play(client, "shared") for client in clients[1:]]
+        for _, sinks in played:
+            assert await wait_for(lambda s=sinks: s["video"].frames >= 5, 20), \
+                "a player through the shared port decodes the stream"
+        async with aiohttp.ClientSession() as http:
+            find = f"http://127.0.0.1:{ports['http.port']}/rest-api/stream/find_all"
+            async with http.post(find, json={}) as response:
+                found = await response.json()
+        nodes = {entry["node"] for entry in found}
+        assert len(nodes) == 2, f"players landed on both workers: {nodes}"
+        players = [e for e in found if not e["published"] and e["name"] == "shared"]
+        assert len(players) == 12 + 1  # the users' players, and one pull between workers
+    finally:
+        for client in clients:
+            await client.close()
