@@ -695,12 +695,27 @@ def tree_cpu(pid: int) -> float:
 
 
 class TreeRig(Rig):
-    """A Rig whose server CPU is that of a process and all its descendants."""
+    """A Rig whose server CPU is that of a process and all its descendants; it also
+    keeps each process's own, for the busiest one (``busiest``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.each: list[tuple[float, dict[int, float]]] = []
 
     async def snapshot(self) -> fanout.Snapshot:
         snap = await super().snapshot()
         snap.cpu["server"] = tree_cpu(self.server.pid)
+        each = {}
+        for pid in tree(self.server.pid):
+            with contextlib.suppress(OSError):
+                each[pid] = process_cpu(pid)
+        self.each.append((snap.t, each))
         return snap
+
+    def busiest(self) -> float:
+        """% of one core of the busiest server process over the last measure."""
+        (t0, a), (t1, b) = self.each[-2:]
+        return max((100 * (b[pid] - a[pid]) / (t1 - t0) for pid in b if pid in a), default=0.0)
 
 
 async def start_workers(children: Children, workdir: Path, redis_url: str,
@@ -747,6 +762,7 @@ async def capacity(children: Children, label: str, server: Child, ws: int, http:
             failed = await r.add_players(n)
             await asyncio.sleep(args.settle)
             point = await r.measure(args.seconds, 1, failed)
+            point.extra["busiest"] = r.busiest()
             where = await spread(http)
             rows.append((point, where))
             print(worker_row(point, where), flush=True)
@@ -759,9 +775,11 @@ async def capacity(children: Children, label: str, server: Child, ws: int, http:
 
 
 WORKER_HEADER = (
-    f"{'server':<10} {'N':>4} {'server':>7} {'players':>8} {'pub':>5} {'machine':>8} "
-    f"{'others':>7} {'pub':>5} {'player frames':>15} {'<99%':>5}  players per node\n"
-    f"{'':<10} {'':>4} {'%core':>7} {'%core':>8} {'%core':>5} {'%all':>8} {'%all':>7} "
+    f"{'server':<10} {'N':>4} {'server':>7} {'busiest':>8} {'players':>8} {'pub':>5} "
+    f"{'machine':>8} {'others':>7} {'pub':>5} {'player frames':>15} {'<99%':>5}  "
+    "players per node\n"
+    f"{'':<10} {'':>4} {'%core':>7} {'process':>8} {'%core':>8} {'%core':>5} {'%all':>8} "
+    f"{'%all':>7} "
     f"{'fps':>5} {'min / median %':>15}"
 )
 
@@ -771,10 +789,24 @@ def worker_row(p: Point, where: dict[str, int]) -> str:
     if p.failed:
         flags += f"  ({p.failed} failed to start)"
     nodes = ", ".join(f"{n}: {c}" for n, c in sorted(where.items()))
-    return (f"{p.server:<10} {p.players:>4} {p.server_cpu:7.1f} {p.players_cpu:8.1f} "
+    return (f"{p.server:<10} {p.players:>4} {p.server_cpu:7.1f} {p.extra['busiest']:8.1f} "
+            f"{p.players_cpu:8.1f} "
             f"{p.publisher_cpu:5.1f} {p.machine:8.0f} {p.others:7.0f} {p.publisher_fps:5.1f} "
             f"{p.frames_min_pct:7.1f} / {p.frames_median_pct:5.1f} {p.below_goal:5d}  "
             f"{nodes}{flags}")
+
+
+def projection(rows: list[tuple[Point, dict[str, int]]]) -> float | None:
+    """Players at which the busiest server process would use a whole core, from the
+    line through the first and the last step (None without two usable steps)."""
+    usable = [p for p, _ in rows if fanout.valid(p) and not p.failed]
+    if len(usable) < 2 or usable[-1].players == usable[0].players:
+        return None
+    first, last = usable[0], usable[-1]
+    slope = (last.extra["busiest"] - first.extra["busiest"]) / (last.players - first.players)
+    if slope <= 0:
+        return None
+    return first.players + (100 - first.extra["busiest"]) / slope
 
 
 def served(rows: list[tuple[Point, dict[str, int]]]) -> tuple[int, bool]:
@@ -813,6 +845,15 @@ async def workers_part(children: Children, workdir: Path, redis_url: str,
                      f"{verdict(ratio >= GOAL_WORKERS)})"
                      + ("; the one-process figure is a lower bound, so is not the ratio"
                         if a_bound else ""))
+    projected = [projection(rows) for rows in (one, two)]
+    if all(projected):
+        p1, p2 = projected
+        lines.append(
+            f"  projected (not measured): the busiest server process grows by "
+            f"{100 / p1:.3f} and {100 / p2:.3f} % of a core per player, so one process "
+            f"would reach a full core at about {p1:.0f} players and 2 workers at about "
+            f"{p2:.0f}: {p2 / p1:.2f}x, on a host whose cores are not also running the "
+            f"load generators (goal >= {GOAL_WORKERS})")
     saturated = [f"{p.server} N={p.players}" for rows in (one, two) for p, _ in rows
                  if fanout.saturated_point(p)]
     if saturated:
