@@ -18,6 +18,7 @@ from hookcast.config.properties import Rotation, host_allowed
 from hookcast.config.rest_client import MethodConfig
 from hookcast.config.settings import Settings, server_url
 from hookcast.config.watch import FolderWatcher
+from hookcast.engine.admission import Client
 from hookcast.engine.hosted import Feed, MediaCore, NotPublished, Reading
 from hookcast.engine.media import (
     FileSource,
@@ -55,6 +56,7 @@ __all__ = [
     "Amend",
     "Application",
     "Applications",
+    "Client",
     "ClientStream",
     "Cluster",
     "ClusterDown",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.sdp import candidate_from_sdp
 
 from hookcast.bus import HookBus
 from hookcast.config.properties import Rotation
@@ -312,6 +313,19 @@ class Engine:
         except ConnectionError:
             log.debug("client of %s left before its answer was sent", stream.name)
             await self.end(stream, Info.SESSION_DISCONNECT)
+
+    async def add_candidate(self, media_session_id: str, sdp_mid: str | None,
+                            candidate: str) -> bool:
+        """Add a client's trickled ICE candidate to its stream's peer connection."""
+        live = self._live.get(media_session_id)
+        pc = getattr(live.leg, "pc", None) if live is not None and live.leg else None
+        if pc is None or pc.connectionState in ("closed", "failed"):
+            return False
+        parsed = candidate_from_sdp(candidate.removeprefix("candidate:"))
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = None if sdp_mid is not None else 0
+        await pc.addIceCandidate(parsed)
+        return True
 
     def expect(self, client: Client, stream: Stream) -> None:
         """A request of ``client`` is on its way in: a stop it sends for that stream

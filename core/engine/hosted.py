@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCConfiguration, RTCRtpSender
 from aiortc.mediastreams import MediaStreamTrack
 
-from hookcast.engine.admission import describe
+from hookcast.engine.admission import Client, describe
 from hookcast.engine.broadcast import Broadcast
 from hookcast.engine.media import MediaSource, SourceUnavailable
 from hookcast.engine.sources import ServerClient
-from hookcast.engine.streams import Info, Stream
+from hookcast.engine.streams import Info, Status, Stream
 from hookcast.events import StreamInfo
 from hookcast.nodes import Cluster
 from hookcast.rtc.peer import PlayerLeg, serve_fast
@@ -193,6 +194,38 @@ class MediaCore:
         describe(stream, leg.codecs)
         await engine.begin_sink(ServerClient(remote), stream, leg, broadcast)
         return feed
+
+    async def offer(self, client: Client, name: str, sdp: str, published: bool, *,
+                    custom: Mapping[str, Any] | None = None,
+                    record: bool = False) -> StreamInfo:
+        """A WebRTC publisher (``published``) or player of ``name`` whose SDP offer came
+        another way than WCS signalling (WHIP, WHEP): an ordinary stream, admitted by
+        the same hooks, counted among the pending streams, its answer
+        (``setRemoteSDP``) and status events sent to ``client`` as to a WCS session
+        (``hookcast.Client``). Returns once it is answered or has failed: the stream as
+        it is then (FAILED, with the ``info`` a WCS client would see, when it failed)."""
+        engine = self._engine
+        stream = Stream(media_session_id=str(uuid.uuid4()), name=name, published=published,
+                        session_id=client.info.session_id, app_key=client.info.app_key,
+                        record=record, custom=dict(custom or {}), sdp=sdp,
+                        node=client.info.node)
+        if engine.closing:
+            stream.status, stream.info = Status.FAILED, Info.SHUTDOWN
+            return stream.snapshot()
+        problem = engine.reserve(client, stream)
+        if problem is not None:
+            stream.status, stream.info = Status.FAILED, f"{Info.ERROR}: {problem}"
+            return stream.snapshot()
+        engine.expect(client, stream)
+        await (engine.publish if published else engine.play)(client, stream, sdp)
+        return engine.refresh(stream).snapshot()
+
+    async def add_candidate(self, media_session_id: str, sdp_mid: str | None,
+                            candidate: str) -> bool:
+        """A trickled ICE candidate (``candidate:...`` as in SDP) of a stream's client;
+        False if the stream or its connection is gone. Raises ValueError for a candidate
+        that cannot be read."""
+        return await self._engine.add_candidate(media_session_id, sdp_mid, candidate)
 
     async def stop(self, media_session_id: str, info: str = Info.REST_TERMINATE) -> None:
         """Stop a stream the normal way (a publisher UNPUBLISHED and its players

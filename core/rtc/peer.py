@@ -34,6 +34,7 @@ from hookcast.rtc.aiortc import (
     remember_parameters,
     request_keyframe,
     sender_path,
+    tolerate_checks_without_priority,
 )
 from hookcast.rtc.aiortc.receiver import LeanIngress, LeanReceiver, take_over
 from hookcast.rtc.relay import PublishedTrack, SubscriberTrack
@@ -123,6 +124,7 @@ async def _answer(pc: RTCPeerConnection, offer_sdp: str) -> str:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
     except ValueError as error:
         raise BadOffer(f"invalid SDP offer: {error}") from error
+    tolerate_checks_without_priority(pc)
     await pc.setLocalDescription(await pc.createAnswer())
     return str(pc.localDescription.sdp)
 

@@ -25,7 +25,8 @@ ways below (each checked by tests/core/rtc/test_rtc_compat.py), and nothing else
     one reusable buffer (pylibsrtp's Session.protect allocates and copies per packet).
 
   * ``ice``: use_host_addresses() patches aioice's get_host_addresses (process-wide: aioice
-    has no per-connection setting).
+    has no per-connection setting); tolerate_checks_without_priority() wraps one peer
+    connection's aioice Connection.check_incoming (a check without PRIORITY would raise).
 
 ``checks.check_compat()`` runs at import and raises AiortcCompatError (an ImportError) naming
 every internal that changed, so an aiortc upgrade fails loudly at start, not silently
@@ -42,7 +43,11 @@ from hookcast.rtc.aiortc.checks import (
 
 check_compat()
 
-from hookcast.rtc.aiortc.ice import media_addresses, use_host_addresses  # noqa: E402
+from hookcast.rtc.aiortc.ice import (  # noqa: E402
+    media_addresses,
+    tolerate_checks_without_priority,
+    use_host_addresses,
+)
 from hookcast.rtc.aiortc.receiver import (  # noqa: E402
     LeanIngress,
     LeanReceiver,
@@ -100,6 +105,7 @@ __all__ = [
     "sender_path",
     "srtp_handle",
     "take_over",
+    "tolerate_checks_without_priority",
     "uninstall",
     "use_host_addresses",
 ]

@@ -131,6 +131,13 @@ def _internal_checks() -> list[tuple[bool, str]]:
             and "_RTCRtpSender__rtp_history" in _names_used(RTCRtpSender._retransmit),
             "RTCRtpSender._retransmit no longer answers from its own history",
         ),
+        (
+            "check_incoming" in _names_used(aioice.ice.Connection.request_received)
+            and "PRIORITY" in inspect.getsource(aioice.ice.Connection.check_incoming)
+            and "_connection" in _names_used(aiortc.rtcicetransport.RTCIceGatherer.__init__),
+            "aioice's Connection.request_received no longer calls check_incoming (reading "
+            "PRIORITY), or RTCIceGatherer no longer keeps its aioice Connection",
+        ),
     ]
 
 
