@@ -75,7 +75,7 @@ async def test_init_serve_publish_and_play_from_the_wheel(venv: Path, tmp_path: 
     served = Served.start(home, command=(str(venv / "bin" / "hookcast"),), cwd=tmp_path)
     try:
         health = await asyncio.to_thread(served.wait_ready)
-        assert health["status"] == "ok" and health["plugins"] == 10
+        assert health["status"] == "ok" and health["plugins"] == 11
         await _round_trip(served.ws_port)
         # the console's pages and scripts come from the installed package
         assert "Dashboard" in await asyncio.to_thread(served.get, "/")

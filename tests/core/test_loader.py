@@ -36,7 +36,7 @@ REFUSE_WITH = """
 
 #: the built-in plugins, in the order they load
 BUILT_INS = ["cluster", "console", "echo_app", "pull", "record_naming", "record_rotation", "record_script", "rest_hooks",
-             "stream_scripts", "vod"]
+             "stream_scripts", "vod", "whip"]
 
 
 def load(home: Home, disabled: tuple[str, ...] = ()) -> tuple[HookBus, Any]:

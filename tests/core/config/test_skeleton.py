@@ -42,7 +42,7 @@ def test_init_writes_a_home_that_checks_and_serves(tmp_path: Path) -> None:
     configure(home)  # free ports instead of 8080/8081, as an operator would edit them
     served = Served.start(home)
     try:
-        assert served.wait_ready()["plugins"] == 10  # the built-ins
+        assert served.wait_ready()["plugins"] == 11  # the built-ins
         assert "<h1>hookcast web root</h1>" in served.get("/www/")  # www/index.html
     finally:
         served.stop()
