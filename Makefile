@@ -32,7 +32,7 @@ run: $(VENV)/.run-installed
 # What needs the network happens first: the Web SDK from npm, and the wheel built and
 # installed into a fresh venv outside the checkout (tests/test_wheel.py serves from it).
 test: $(VENV)/.test-installed
-	sh tests/e2e/install-websdk.sh
+	sh tests/e2e/install-websdk.sh && sh tests/e2e/install-whep.sh
 	sh tests/wheel/install.sh $(BIN)/python
 	sh tests/isolated.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -183,6 +183,7 @@ class Console:
         if request.path == "/play":  # /play?name=X plays X at once (&wait=1: until it comes)
             data["name"] = request.query.get("name", "stream1")
             data["wait"] = request.query.get("wait") in ("1", "true", "on")
+            data["whep"] = request.query.get("whep") in ("1", "true", "on")
         elif request.path == "/records":
             data["records"] = (await rest_call(app, "/rest-api/records/find_all"))[1] or []
         elif request.path == "/media":

@@ -2,13 +2,18 @@
 // /play?name=X plays X at once. A stream that is not published yet ("Stream not found")
 // can be waited for: with "wait for it" ticked (or &wait=1), the page tries again every
 // RETRY_SECONDS, counting down where the viewer sees it, until it plays or Stop is pressed.
+// With "over WHEP" ticked (or &whep=1) it plays over WHEP (whep.js: POST /whep/<name> on
+// this page's own server) instead of the WCS WebSocket signalling (wcs.js); both give a
+// stream with the same status, events and stop(), so the rest of the page is the same.
 import { serverUrl, WcsSession } from "./wcs.js";
+import { WhepSession } from "./whep.js";
 
 const RETRY_SECONDS = 5;
 const NOT_FOUND = "Stream not found";
 
 const $ = (id) => document.getElementById(id);
-const [form, settings, button, name, wait] = [$("form"), $("settings"), $("start"), $("name"), $("wait")];
+const [form, settings, button, name, wait, whep] =
+  [$("form"), $("settings"), $("start"), $("name"), $("wait"), $("whep")];
 const [statusBadge, info, retryText, video] = [$("status"), $("info"), $("retry"), $("video")];
 
 /** The playback under way, from the click to its end: {session, stream, timer, over}. */
@@ -39,7 +44,8 @@ async function start() {
   showStats({});
   try {
     show("PENDING", "connecting");
-    current.session = await WcsSession.connect(serverUrl());
+    current.session = whep.checked ? await WhepSession.connect(location.origin)
+      : await WcsSession.connect(serverUrl());
     if (current.over) return finish(current); // stopped meanwhile
     current.stream = await current.session.play(name.value.trim());
     current.stream.addEventListener("status", () => showStream(current));
