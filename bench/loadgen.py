@@ -12,6 +12,10 @@ lines: commands on stdin, one reply line per command on stdout; EOF on stdin end
             once every new player is PLAYING and has received its first frame
         "snap" -> {"t", "players": [[frames, bytes], ...]}
 
+    python bench/loadgen.py whep-players --url http://127.0.0.1:HTTP_PORT/ --name bench --mode count
+        the same commands; each player is the peer connection WcsClient.play makes, its
+        offer POSTed to /whep/<name> (WHEP) instead of playStream; close() DELETEs it
+
 Both sides use hookcast's WcsClient (hookcast.signalling.client) and gather ICE candidates on
 127.0.0.1 only. Players never decode. Two ways to receive (--mode):
 
@@ -50,8 +54,9 @@ import threading
 import time
 from typing import Any
 
+import aiohttp
 import av
-from aiortc import VideoStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from aiortc.codecs import vpx
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, MediaStreamTrack
 
@@ -378,7 +383,8 @@ class Player:
                  audio: bool = True, loss: float = 0.0) -> None:
         self.audio = audio
         self.loss = loss
-        self.client = WcsClient(url)
+        self.url = url
+        self.client: WcsClient | None = None
         self.name = name
         self.lean = lean or count
         self.count = count
@@ -402,12 +408,21 @@ class Player:
             return [lean.frames, lean.bytes] if lean is not None else [0, 0]
         return [self._frames, self._bytes]
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return ("audio", "video") if self.audio and self.count else ("video",)
+
     async def start(self) -> None:
+        self.client = WcsClient(self.url)
         await self.client.connect()
-        kinds = ("audio", "video") if self.audio and self.count else ("video",)
-        self.stream = await self.client.play(self.name, kinds=kinds)
+        self.stream = await self.client.play(self.name, kinds=self.kinds)
         await self.stream.wait_status("PLAYING")
-        transceiver = next(t for t in self.stream.pc.getTransceivers() if t.kind == "video")
+        await self.receive(self.stream.pc, self.stream.tracks)
+
+    async def receive(self, pc: RTCPeerConnection, tracks: list[MediaStreamTrack]) -> None:
+        """Count what the peer connection ``pc`` receives (its remote ``tracks``), as
+        the mode says; returns once the first frame is in."""
+        transceiver = next(t for t in pc.getTransceivers() if t.kind == "video")
         self.receiver = transceiver.receiver
         if self.lean:
             # RemoteStreamTrack stays empty: nothing to read
@@ -420,7 +435,7 @@ class Player:
                 self.counted = start_counting(self.receiver, self.receiver._lean, self.loss)
                 self._task = asyncio.create_task(send_remb(self.receiver))
             return
-        video = next(t for t in self.stream.tracks if t.kind == "video")
+        video = next(t for t in tracks if t.kind == "video")
         self._task = asyncio.create_task(self._count(video))
         await asyncio.wait_for(asyncio.shield(self.first_frame), FIRST_FRAME_TIMEOUT)
 
@@ -441,7 +456,52 @@ class Player:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self.client.close()
+        await self.hang_up()
+
+    async def hang_up(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+
+class WhepPlayer(Player):
+    """A Player over WHEP (``url``: the server's HTTP root): the peer connection
+    WcsClient.play makes (recvonly transceivers, in the same order), its offer POSTed
+    to ``/whep/<name>``, the answer applied; then the same receive path and counters.
+    close() DELETEs the session."""
+
+    def __init__(self, url: str, name: str, lean: bool, count: bool = False,
+                 audio: bool = True, loss: float = 0.0) -> None:
+        super().__init__(url, name, lean, count, audio, loss)
+        self.http = aiohttp.ClientSession()
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.location = ""
+
+    async def start(self) -> None:
+        tracks: list[MediaStreamTrack] = []
+        self.pc.on("track", tracks.append)
+        for kind in self.kinds:
+            self.pc.addTransceiver(kind, direction="recvonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        async with self.http.post(f"{self.url.rstrip('/')}/whep/{self.name}",
+                                  data=self.pc.localDescription.sdp.encode(),
+                                  headers={"Content-Type": "application/sdp"}) as answer:
+            body = await answer.text()
+            if answer.status != 201:
+                raise RuntimeError(f"WHEP answered {answer.status}: {body.strip()[:200]}")
+            self.location = answer.headers["Location"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+        await self.receive(self.pc, tracks)
+
+    async def hang_up(self) -> None:
+        try:
+            if self.location:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with self.http.delete(self.location,
+                                                timeout=aiohttp.ClientTimeout(total=5)):
+                        pass
+        finally:
+            await self.pc.close()
+            await self.http.close()
 
 
 async def run_players(args: argparse.Namespace) -> None:
@@ -454,8 +514,9 @@ async def run_players(args: argparse.Namespace) -> None:
 
     async def add_one() -> Player | str:
         async with limit:
-            player = Player(args.url, args.name, args.mode == "lean", args.mode == "count",
-                            args.audio, args.loss)
+            kind = WhepPlayer if args.role == "whep-players" else Player
+            player = kind(args.url, args.name, args.mode == "lean", args.mode == "count",
+                          args.audio, args.loss)
             try:
                 await player.start()
             except Exception as error:  # reported, and the player is not counted
@@ -483,7 +544,9 @@ async def run_players(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("role", choices=("publisher", "players"))
+    parser.add_argument("role", choices=("publisher", "players", "whep-players"),
+                        help="whep-players: players over WHEP, --url the HTTP root "
+                        "(http://127.0.0.1:PORT/)")
     parser.add_argument("--url", required=True)
     parser.add_argument("--name", default="bench")
     parser.add_argument("--bitrate", type=int, default=1_200_000)
