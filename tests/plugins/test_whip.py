@@ -425,3 +425,47 @@ async def test_whip_stream_is_ordinary_for_rest_and_wcs(
         assert await publisher.delete() == 404  # the session ended with its stream
     finally:
         await publisher.close()
+
+
+async def test_a_connectivity_check_without_priority_is_taken(
+        start_server: Start, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Older FFmpeg WHIP muxers send checks without PRIORITY from an address their offer
+    never listed: the server answers it, learns the address (peer-reflexive) and checks
+    it in turn, instead of raising in aioice."""
+    import os
+    import socket
+
+    from aioice import stun
+
+    server = await start(start_server, tmp_path)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver(PatternVideoTrack(), "sendonly")
+    offer = await offer_of(pc)
+    await pc.close()
+    status, answer, _ = await post(server, "/whip/old-ffmpeg", without_candidates(offer))
+    assert status == 201
+    ours = re.search(r"a=ice-ufrag:(\S+)", offer).group(1)  # type: ignore[union-attr]
+    theirs = re.search(r"a=ice-ufrag:(\S+)", answer).group(1)  # type: ignore[union-attr]
+    password = re.search(r"a=ice-pwd:(\S+)", answer).group(1)  # type: ignore[union-attr]
+    host, port = re.search(r"a=candidate:\S+ 1 udp \d+ (\S+) (\d+) typ host",
+                           answer).groups()  # type: ignore[union-attr]
+    check = stun.Message(message_method=stun.Method.BINDING,
+                         message_class=stun.Class.REQUEST)
+    check.attributes["USERNAME"] = f"{theirs}:{ours}"
+    check.attributes["ICE-CONTROLLING"] = int.from_bytes(os.urandom(8), "big")
+    check.attributes["USE-CANDIDATE"] = None
+    check.add_message_integrity(password.encode())
+    check.add_fingerprint()
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.setblocking(False)
+        await loop.sock_sendto(udp, bytes(check), (host, int(port)))
+        seen = set()
+        deadline = time.monotonic() + 5
+        while seen != {stun.Class.RESPONSE, stun.Class.REQUEST}:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"the server answered and checked back: saw {seen}"
+            data = await asyncio.wait_for(loop.sock_recv(udp, 2048), remaining)
+            seen.add(stun.parse_message(data).message_class)
+    assert "KeyError" not in caplog.text and "PRIORITY" not in caplog.text
