@@ -11,7 +11,8 @@
 //   answer, and the session's URL in `Location`. Any other answer makes the stream
 //   FAILED with the server's words: "Stream not found" (404), the title of a 422's
 //   problem+json, the text of the others;
-// - the stream is PLAYING once its peer connection connects;
+// - the stream is PLAYING once its peer connection connects, STOPPED when the server
+//   ends it (it closes DTLS), FAILED if the connection fails;
 // - stop() DELETEs the session's URL (STOPPED), as does closing the session.
 //
 // Example:
@@ -132,6 +133,7 @@ export class WhepStream extends EventTarget {
       this.location = new URL(location, endpoint).href;
       if (this.ended) return this.#delete(false); // stopped while the server answered
       await this.pc.setRemoteDescription({ type: "answer", sdp: body });
+      this.#watchTransports();
     } catch (error) {
       if (this.ended) return;
       this._status("FAILED", error instanceof WcsError ? error.message
@@ -165,6 +167,20 @@ export class WhepStream extends EventTarget {
         signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
     } catch (error) {
       console.warn(`whep: DELETE ${url}: ${error.message}`);
+    }
+  }
+
+  /**
+   * WHEP has no channel for the server to say that a stream ended (its publisher
+   * stopped, it was terminated): the server closes DTLS (close_notify), which the
+   * browser shows at once as the transport's "closed" state, long before ICE fails.
+   */
+  #watchTransports() {
+    const transports = new Set(this.pc.getReceivers().map((receiver) => receiver.transport));
+    for (const transport of transports) {
+      transport?.addEventListener("statechange", () => {
+        if (transport.state === "closed") this._status("STOPPED", "Stopped by the server");
+      });
     }
   }
 
