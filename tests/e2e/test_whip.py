@@ -13,7 +13,7 @@ import asyncio
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -59,10 +59,13 @@ async def whep_site() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def until(predicate: Callable[[], Any], within: float, what: str) -> None:
+async def until(predicate: Callable[[], Awaitable[bool]], within: float,
+                what: str | Callable[[], Awaitable[str]]) -> None:
+    """Wait for ``predicate``; fail with ``what`` (a text, or one read at the failure)."""
     deadline = time.monotonic() + within
     while not await predicate():
-        assert time.monotonic() < deadline, what
+        if time.monotonic() > deadline:
+            raise AssertionError(what if isinstance(what, str) else await what())
         await asyncio.sleep(0.2)
 
 
@@ -87,8 +90,9 @@ async def test_ffmpeg_publishes_over_whip_and_the_web_sdk_plays_it(
 
         async def decoding() -> bool:
             return await player.video_frames(False) > 30
-        await until(decoding, 15, "the SDK's player decoded no video:\n"
-                    + "\n".join(player.console[-40:]))
+        async def sdk_log() -> str:
+            return "the SDK's player decoded no video:\n" + "\n".join(player.console[-40:])
+        await until(decoding, 15, sdk_log)
         first = await player.video_frames(False)
         await asyncio.sleep(2)
         assert await player.video_frames(False) >= first + 30, "the picture moves on"
@@ -124,8 +128,10 @@ async def test_an_npm_whep_library_plays_a_wcs_stream_cross_origin(
 
         async def decoding() -> bool:
             return int(await page.call("hc.framesDecoded()")) > 30
-        await until(decoding, 15, f"no video decoded: {await page.call('hc.events')}\n"
+        async def page_log() -> str:
+            return (f"no video decoded; peer connection: {await page.call('hc.events')}\n"
                     + "\n".join(page.console[-40:]))
+        await until(decoding, 15, page_log)
         assert await page.call("hc.videoSize()") == [320, 240]
         status, players = await rest(server, "stream/find", {"name": "cam", "published": False})
         assert status == 200 and len(players) == 1, players
