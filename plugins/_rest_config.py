@@ -6,6 +6,8 @@ rest_hooks plugin (restClientConfig itself: hookcast.config.rest_client).
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -75,6 +77,25 @@ def signature_headers(
     stamp = str(int(time.time() if now is None else now))
     digest = hmac.new(key, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     headers[SIGNATURE_HEADER] = f"t={stamp},v1={digest}"
+    return headers
+
+
+def standard_webhook_headers(event_id: str, body: bytes, secret: str,
+                             now: float | None = None) -> dict[str, str]:
+    """The Standard Webhooks headers (standardwebhooks.com): ``webhook-id`` (the event's
+    id, the same on every retry), ``webhook-timestamp`` and, with a secret,
+    ``webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>``; the
+    key is the secret's bytes, or for a ``whsec_`` secret the base64 after the prefix."""
+    stamp = str(int(time.time() if now is None else now))
+    headers = {"webhook-id": event_id, "webhook-timestamp": stamp}
+    if secret:
+        key = secret.encode()
+        if secret.startswith("whsec_"):
+            with contextlib.suppress(ValueError):
+                key = base64.b64decode(secret[len("whsec_"):], validate=True)
+        signed = f"{event_id}.{stamp}.".encode() + body
+        digest = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        headers["webhook-signature"] = f"v1,{digest}"
     return headers
 
 

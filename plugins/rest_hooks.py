@@ -36,10 +36,12 @@ http_3xx, http_4xx, http_5xx, too_large, timeout, unreachable).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -66,6 +68,7 @@ from hookcast import (
     server_url,
     thaw,
 )
+from hookcast.plugins._outbox import Outbox, Policy, Row, open_store
 from hookcast.plugins._rest_config import (
     DEFAULT,
     MAX_REPLY,
@@ -78,8 +81,9 @@ from hookcast.plugins._rest_config import (
     session_config,
     shape,
     signature_headers,
+    standard_webhook_headers,
 )
-from hookcast.properties import Boolean, Integer, Property, Text
+from hookcast.properties import Boolean, Integer, Property, Seconds, Text
 
 log = logging.getLogger("hookcast.rest_hooks")
 
@@ -126,6 +130,34 @@ PROPERTIES = [
     Property(
         "rest_hook_secret_key", "", Text(), "Secret key for signed REST hooks"
     ),
+    Property(
+        "rest_outbox_path", "state/outbox.db", Text(),
+        "SQLite database of the REST-hook outbox (notifications not delivered yet, and "
+        "dead ones), relative to the home; a worker of --workers N adds -w<N> (hookcast)",
+    ),
+    Property(
+        "rest_retry_min_delay", 5.0, Seconds(minimum=0.05),
+        "Wait before the first retry of a notification; it doubles with each failed "
+        "attempt, with 20 % jitter (hookcast)",
+    ),
+    Property(
+        "rest_retry_max_delay", 3600.0, Seconds(minimum=0.05),
+        "Longest wait between two attempts of a notification (hookcast)",
+    ),
+    Property(
+        "rest_retry_span", 86400.0, Seconds(minimum=1),
+        "How long a notification is retried after it was made; then it is dead (kept for "
+        "replay: /rest-api/hooks/outbox/retry) (hookcast)",
+    ),
+    Property(
+        "rest_outbox_max_rows", 100_000, Integer(minimum=100, unit="rows"),
+        "Rows the outbox keeps at most; past it the oldest delivered, then dead rows go, "
+        "and only then the oldest pending ones (counted and logged) (hookcast)",
+    ),
+    Property(
+        "rest_outbox_max_age", 604800.0, Seconds(minimum=60),
+        "Delivered and dead rows older than this are deleted (hookcast)",
+    ),
 ]
 
 
@@ -138,6 +170,7 @@ class RestHooks:
         self.counts: Counter[tuple[str, str]] = Counter()
         self._http: aiohttp.ClientSession | None = None
         self._local = ""
+        self.outbox: Outbox | None = None
         self._watcher: FolderWatcher | None = None
         #: the last CALLS_KEPT requests (oldest dropped): what /hooks/find_all shows
         self.calls: deque[dict[str, Any]] = deque(maxlen=CALLS_KEPT)
@@ -156,6 +189,17 @@ class RestHooks:
         timeout = server.settings.value("rest_request_timeout") or NO_TIMEOUT
         self.hookcast_timeout = timeout + 1.0  # the bus must not cut a request short
         self._load_apps()
+        settings = server.settings
+        path = Path(settings.value("rest_outbox_path"))
+        path = path if path.is_absolute() else server.home / path
+        if server.worker is not None:
+            path = path.with_name(f"{path.stem}-w{server.worker}{path.suffix}")
+        store = await asyncio.to_thread(open_store, path)
+        self.outbox = Outbox(store, self._deliver, Policy(
+            settings.value("rest_retry_min_delay"), settings.value("rest_retry_max_delay"),
+            settings.value("rest_retry_span"), settings.value("rest_outbox_max_rows"),
+            settings.value("rest_outbox_max_age")))
+        await self.outbox.start()
         conf = server.home / "conf"
         self._watcher = FolderWatcher(conf, "apps.json", lambda _: self._load_apps())
         self._watcher.start()
@@ -164,6 +208,8 @@ class RestHooks:
     async def after_server_stop(self) -> None:
         if self._watcher is not None:
             await self._watcher.stop()
+        if self.outbox is not None:
+            await self.outbox.stop()
         if self._http is not None:
             await self._http.close()
 
@@ -215,13 +261,14 @@ class RestHooks:
         if session.node:
             return
         await self._notify(session.app_key, session.session_id, "ConnectionStatusEvent",
-                           _connection(session, "ESTABLISHED"))
+                           _connection(session, "ESTABLISHED"), f"session/{session.session_id}")
 
     @hookimpl
     async def after_session_disconnect(self, session: SessionInfo) -> None:
         if session.status == "DISCONNECTED" and not session.node:  # not refused at connect
             await self._notify(session.app_key, session.session_id, "ConnectionStatusEvent",
-                               _connection(session, "DISCONNECTED"))
+                               _connection(session, "DISCONNECTED"),
+                               f"session/{session.session_id}")
         self.configs.pop(session.session_id, None)
 
     # --- streams --------------------------------------------------------------------
@@ -260,7 +307,8 @@ class RestHooks:
         if stream.info == "Stopped by user":
             methods.insert(0, "unPublishStream" if stream.published else "stopStream")
         for method in methods:
-            await self._notify(stream.app_key, stream.session_id, method, stream.to_wcs())
+            await self._notify(stream.app_key, stream.session_id, method, stream.to_wcs(),
+                               f"stream/{stream.media_session_id}")
 
     @hookimpl
     async def on_stream_keep_alive(self, stream: StreamInfo) -> Terminate | None:
@@ -293,7 +341,8 @@ class RestHooks:
             "part": recording.part, "duration": recording.duration, "size": recording.size,
             "recovered": recording.recovered, "error": recording.error,
         }
-        await self._notify(stream.app_key, stream.session_id, "RecordingStatusEvent", payload)
+        await self._notify(stream.app_key, stream.session_id, "RecordingStatusEvent", payload,
+                           f"stream/{stream.media_session_id}")
 
     def _keeps_alive(self, app_key: str) -> bool:
         assert self.server is not None
@@ -338,11 +387,47 @@ class RestHooks:
         return None if config.policy == "DISABLE" else (app, config)
 
     async def _notify(
-        self, app_key: str, session_id: str, method: str, payload: dict[str, Any]
+        self, app_key: str, session_id: str, method: str, payload: dict[str, Any], key: str
     ) -> None:
+        """A notification: into the outbox (returns once it is written; delivered in
+        order per ``key``, retried), or, for a method whose restPolicy is OVERWRITE or
+        whose restOnError is FAIL, sent now as admission calls are."""
         target = self._target(app_key, session_id, method)
-        if target is not None:
-            await self._post(target[0], method, payload, target[1])
+        if target is None:
+            return
+        app, config = target
+        if self.outbox is None or config.policy == "OVERWRITE" or config.on_error == "FAIL":
+            await self._post(app, method, payload, config)
+            return
+        await self.outbox.add(app.app_key, method, app.method_url(method, self._local),
+                              f"{app.app_key}/{key}", encode(shape(payload, config)))
+
+    async def _deliver(self, row: Row) -> tuple[int, str, str]:
+        """Send one outbox row: (status, result, detail)."""
+        assert self.server is not None
+        settings = self.server.settings
+        secret = settings.value("rest_hook_secret_key")
+        headers = {
+            "Content-Type": "application/json;charset=UTF-8", "Accept": "application/json",
+            **signature_headers(row.body, secret, settings.value("rest_hook_send_hash")),
+            **standard_webhook_headers(row.event_id, row.body, secret),
+        }
+        started = time.monotonic()
+        try:
+            reply = await self._send(row.url, row.body, headers)
+        except TimeoutError:
+            reply = Reply(0, error="timeout", result="timeout")
+        except (aiohttp.ClientError, OSError) as error:
+            reason = f"{type(error).__name__}: {error}".rstrip(": ")
+            reply = Reply(0, error=reason, result="unreachable")
+        self.counts[(row.method, reply.result)] += 1
+        self.calls.append({
+            "time": int(time.time() * 1000), "appKey": row.app, "method": row.method,
+            "url": row.url, "status": reply.status, "result": reply.result,
+            "error": reply.error, "latencyMs": round(1000 * (time.monotonic() - started), 1),
+            "eventId": row.event_id, "attempt": row.attempts + 1,
+        })
+        return reply.status, reply.result, reply.describe()
 
     async def _post(self, app: Application, method: str, payload: Mapping[str, Any],
                     config: MethodConfig) -> Reply:
