@@ -100,6 +100,9 @@ class HttpClient:
                                  client={"appKey": app_key, "custom": custom,
                                          "protocol": direction.upper()})
         self.answer: str | None = None
+        #: the client's ICE username fragment (its offer's): a PATCH with another one
+        #: is an ICE restart
+        self.ufrag = ""
         self.media_session_id = ""
         self.status = ""
         self.info_text = ""
@@ -231,6 +234,7 @@ class Whip:
                           {"Retry-After": str(RETRY_AFTER)})
         client = HttpClient(direction, request.remote or "", settings.value("whip_app_key"),
                             token)
+        client.ufrag = _ufrag(sdp)
         custom = {"bearerToken": token} if token else {}
         stream = await media.offer(client, name, sdp, direction == "whip", custom=custom)
         if client.answer is None or stream.status in FINAL:
@@ -240,8 +244,11 @@ class Whip:
         asyncio.get_running_loop().create_task(self._forget_when_over(client))
         log.info("%s %r: %s from %s", direction.upper(), printable(name, 100),
                  stream.media_session_id, printable(request.remote or "", 60))
-        location = str(request.url.with_path(f"/{direction}-sessions/{client.id}")
-                       .with_query(None))
+        url = request.url
+        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
+        if forwarded in ("http", "https"):  # behind a proxy that terminates TLS
+            url = url.with_scheme(forwarded)
+        location = str(url.with_path(f"/{direction}-sessions/{client.id}").with_query(None))
         headers = {**self._cors(request), "Location": location, "ETag": client.etag,
                    **_ice_servers(settings)}
         return web.Response(status=201, text=client.answer, content_type=SDP,
@@ -279,11 +286,14 @@ class Whip:
             if match is None:
                 raise Problem(428, "If-Match: the session's ETag is needed")
             fragment = await _body(request)
-            if match.strip() == "*" or _restarts_ice(fragment):
-                raise Problem(422, "ICE restarts are not supported: end the session "
+            restart = Problem(422, "ICE restarts are not supported: end the session "
                                    "(DELETE) and start a new one")
+            if match.strip() == "*":
+                raise restart
             if match.strip() != client.etag:
                 raise Problem(412, "If-Match: not this session's ETag")
+            if _restarts_ice(fragment, client.ufrag):
+                raise restart
             await self._trickle(client, fragment)
         except Problem as problem:
             return self._answer_error(request, problem)
@@ -334,9 +344,16 @@ def _check_offer(sdp: str, direction: str) -> None:
                            f"{'send' if direction == 'whip' else 'receive'} media")
 
 
-def _restarts_ice(fragment: str) -> bool:
-    return any(line.strip().startswith(("a=ice-ufrag:", "a=ice-pwd:"))
-               for line in fragment.splitlines())
+def _ufrag(sdp: str) -> str:
+    return next((line.strip()[len("a=ice-ufrag:"):] for line in sdp.splitlines()
+                 if line.strip().startswith("a=ice-ufrag:")), "")
+
+
+def _restarts_ice(fragment: str, ufrag: str) -> bool:
+    """A fragment with other ICE credentials than the session's is an ICE restart; the
+    same ones (RFC 8840 fragments carry them) are a trickle."""
+    given = _ufrag(fragment)
+    return bool(given) and given != ufrag
 
 
 def _failure(direction: str, info: str) -> Problem:

@@ -300,11 +300,19 @@ async def test_patch_trickle_and_ice_restart(start_server: Start, tmp_path: Path
             async with http.patch(publisher.location, data=fragment,
                                   headers={**frag, "If-Match": publisher.etag}) as r:
                 assert r.status == 204
+            # RFC 8840 fragments carry the session's credentials: still a trickle
+            sdp = publisher.pc.localDescription.sdp
+            own = "".join(f"{line}\r\n" for line in sdp.splitlines()
+                          if line.startswith(("a=ice-ufrag:", "a=ice-pwd:")))
+            async with http.patch(publisher.location, data=own + fragment,
+                                  headers={**frag, "If-Match": publisher.etag}) as r:
+                assert r.status == 204
             restart = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef0123456789\r\n" + fragment
-            async with http.patch(publisher.location, data=restart,
-                                  headers={**frag, "If-Match": "*"}) as r:
-                assert r.status == 422
-                assert "ICE restarts are not supported" in (await r.json())["title"]
+            for match in ("*", publisher.etag):  # RFC 9725's If-Match: *, or new credentials
+                async with http.patch(publisher.location, data=restart,
+                                      headers={**frag, "If-Match": match}) as r:
+                    assert r.status == 422
+                    assert "ICE restarts are not supported" in (await r.json())["title"]
     finally:
         await publisher.close()
 
