@@ -198,8 +198,25 @@ class Lease:
             return None
 
 
+NODE_ENTRY = {
+    "type": "object",
+    "required": ["node", "ws", "http", "self", "age"],
+    "properties": {
+        "node": {"type": "string"}, "ws": {"type": "string"}, "http": {"type": "string"},
+        "self": {"type": "boolean", "description": "this node"},
+        "age": {"type": "number", "description": "seconds since its last heartbeat"},
+        "at": {"type": "number", "description": "its last heartbeat, Unix time"},
+        "streams": {"type": "integer", "description": "streams published there"},
+        "players": {"type": "integer"},
+        "edges": {"type": "integer", "description": "copies of other nodes' streams"},
+        "cpu": {"type": "number", "description": "% of one core"},
+    },
+}
 NODES = RestMethod("cluster", "find_all", "The nodes of the cluster: their URLs, load and "
-                   "heartbeat age (this node first)", not_found="Not found", get=True)
+                   "heartbeat age (this node first); 404 on a server that is no cluster "
+                   "node, 503 while Redis cannot be reached",
+                   answer_schema={"type": "array", "items": NODE_ENTRY},
+                   not_found="Not found", get=True)
 
 
 class Refollow(Exception):

@@ -34,6 +34,8 @@ STREAM = {
         "mediaProvider": {"type": "string"}, "mediaType": {"type": "string"},
         "custom": {"type": "object"}, "recordName": {"type": "string"},
         "metrics": {"type": "object"},
+        "node": {"type": "string", "description": "the cluster node the stream is on "
+                 "(cluster nodes' answers only)"},
     },
 }
 CONNECTION = {

@@ -19,6 +19,7 @@ from hookcast.config.home import Home
 from hookcast.signalling.client import WcsClient
 from tests.core.rtc.relay_harness import PatternVideoTrack
 from tests.plugins.vod_files import make_media
+from tests.cluster.redis_server import RedisServer
 from tests.served import Served, configure
 
 
@@ -29,11 +30,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         (root / folder).mkdir()
     make_media(root / "media" / "clip.mp4", seconds=20)
     home = Home(Path(root))
-    configure(home, ip="127.0.0.1")
+    # a cluster of one node: the cluster-wide answers and /cluster/find_all are checked
+    # against the document too
+    redis = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    configure(home, ip="127.0.0.1", cluster_redis_url=redis.url, cluster_secret="schema")
     served = Served.start(home)
-    served.wait_ready()
-    yield served
-    served.stop()
+    try:
+        served.wait_ready()
+        yield served
+        served.stop()
+    finally:
+        redis.stop()
 
 
 async def live_state(ws_port: int) -> tuple[list[WcsClient], dict[str, str]]:
@@ -98,6 +105,8 @@ def valid_requests(ids: dict[str, str], records: Path) -> list[tuple[str, str, A
                                          "remoteStreamName": "pushed", "custom": {"a": 1},
                                          "appKey": "defaultApp"}, None),
         ("GET", "/rest-api/pull/find_all", None, None),
+        ("GET", "/rest-api/cluster/find_all", None, None),
+        ("POST", "/rest-api/cluster/find_all", {}, None),
         ("GET", "/rest-api/hooks/find_all", None, None),
         ("POST", "/rest-api/hooks/find_all", {}, None),
         ("POST", "/rest-api/pull/find_all", {}, None),
