@@ -194,10 +194,16 @@ async def wait_streams(port: int, published: bool, prefix: str, count: int,
 
 
 async def wait_gone(port: int, published: bool, prefix: str, within: float = 15) -> None:
+    """Until the server has ended every stream ``prefix``*; says so if it has not."""
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = await streams(port, published, prefix)
-        if all(s.get("status") in ENDED for s in found):
+    while True:
+        found = [s for s in await streams(port, published, prefix)
+                 if s.get("status") not in ENDED]
+        if not found:
+            return
+        if time.monotonic() > deadline:
+            print(f"    {len(found)} streams {prefix}* still on the server {within:g} s after "
+                  f"their clients left", flush=True)
             return
         await asyncio.sleep(0.2)
 
@@ -246,6 +252,18 @@ async def cpu_window(server: Child, loads: list[Child], seconds: float) -> dict[
             "others": others}
 
 
+async def leave(children: Children, child: Child, within: float = 20.0) -> None:
+    """End a load generator the way a client leaves: EOF on its stdin, and it ends its
+    sessions itself (WCS: closes its WebSocket; WHIP, WHEP: DELETEs each one) and exits.
+    Killed without a goodbye, a WHIP or WHEP client would leave its sessions on the
+    server until ICE consent fails: the next reference window would pay for them."""
+    assert child.proc.stdin is not None
+    child.proc.stdin.close()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(child.proc.wait(), within)
+    await children.stop(child)
+
+
 def spread(values: list[float]) -> tuple[float, float] | None:
     return (min(values), statistics.median(values)) if values else None
 
@@ -281,7 +299,7 @@ async def ingest_case(children: Children, server: Server, case: str, count: int,
         sent1 = await load.ask("snap")
         found = await streams(server.http_port, True, f"{name}-")
     finally:
-        await children.stop(load)
+        await leave(children, load)
     got1 = {s["name"]: s["metrics"].get("VIDEO_FRAMES", 0) for s in found}
     sent = (sent1["video"] - sent0["video"]) / count  # frames each publisher sent
     received = [100 * (got1[n] - got0.get(n, 0)) / sent for n in got1] if sent else []
@@ -315,7 +333,7 @@ async def players_case(children: Children, server: Server, publisher: Child, sou
         sent1, got1 = await publisher.ask("snap"), await players.ask("snap")
         found = await streams(server.http_port, False, source)
     finally:
-        await children.stop(players)
+        await leave(children, players)
     sent = sent1["video"] - sent0["video"]
     before = got0["players"]
     frames = [100 * (b[0] - a[0]) / sent for a, b in zip(before, got1["players"], strict=False)
