@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 
 from hookcast.config.home import Home
 from hookcast.signalling.client import WcsClient
+from tests.cluster.redis_server import RedisServer
 from tests.core.rtc.relay_harness import PatternVideoTrack
 from tests.plugins.vod_files import make_media
-from tests.cluster.redis_server import RedisServer
 from tests.served import Served, configure
 
 
