@@ -305,6 +305,7 @@ class Outbox:
         self.results: Counter[str] = Counter()
         self.dropped = 0
         self.pending_count = 0
+        self.dead_count = 0
 
     async def _off(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
@@ -315,6 +316,8 @@ class Outbox:
         """Load what was pending (a restart delivers it) and begin delivering."""
         for row in await self._off(self.store.pending):
             self._queue(row)
+        counts = await self._off(self.store.counts)
+        self.dead_count = sum(n for (_, status), (n, _) in counts.items() if status == DEAD)
         if self.pending_count:
             log.info("REST-hook outbox: %d notifications pending from before, delivering",
                      self.pending_count)
@@ -440,12 +443,14 @@ class Outbox:
             self._wake_app(row.app, now)
         elif status and 400 <= status < 500 and status not in RETRIED:
             row.status, row.result = DEAD, f"{result}: final"
+            self.dead_count += 1
             log.warning("%s %s: %s, final (event %s is dead)", row.method, row.url, detail,
                         row.event_id)
         else:
             delay = self.policy.delay(row.attempts)
             if now + delay > row.created + self.policy.span:
                 row.status, row.result = DEAD, f"{result}: gave up after {row.attempts} attempts"
+                self.dead_count += 1
                 log.warning("%s %s: %s; gave up after %d attempts (event %s is dead)",
                             row.method, row.url, detail, row.attempts, row.event_id)
             else:
@@ -492,12 +497,20 @@ class Outbox:
             self._queue(row)
         if dead:
             await self._off(self.store.update, dead)
+            self.dead_count = max(0, self.dead_count - len(dead))
         return dead
+
+    def oldest_age(self) -> float:
+        """Seconds since the oldest pending notification was made (0 if none)."""
+        heads = [key.rows[0].created for key in self._keys.values() if key.rows]
+        return max(0.0, time.time() - min(heads)) if heads else 0.0
 
     async def delete(self, ids: list[int] | None, status: str | None,
                      app: str | None) -> int:
         """Delete rows that are not pending (these ids, or every one of ``status``)."""
         await self._flush()
-        chosen = [r.id for r in await self._off(self.store.find, status, app, 1_000_000)
+        chosen = [r for r in await self._off(self.store.find, status, app, 1_000_000)
                   if r.status != PENDING and (ids is None or r.id in ids)]
-        return await self._off(self.store.delete, chosen)
+        deleted = await self._off(self.store.delete, [r.id for r in chosen])
+        self.dead_count = max(0, self.dead_count - sum(r.status == DEAD for r in chosen))
+        return deleted

@@ -46,7 +46,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from hookcast import (
     Amend,
@@ -56,6 +56,8 @@ from hookcast import (
     MethodConfig,
     RecordingInfo,
     Refuse,
+    RestError,
+    RestField,
     RestMethod,
     ServerInfo,
     SessionInfo,
@@ -68,7 +70,7 @@ from hookcast import (
     server_url,
     thaw,
 )
-from hookcast.plugins._outbox import Outbox, Policy, Row, open_store
+from hookcast.plugins._outbox import DEAD, DELIVERED, PENDING, Outbox, Policy, Row, open_store
 from hookcast.plugins._rest_config import (
     DEFAULT,
     MAX_REPLY,
@@ -109,6 +111,44 @@ HOOKS_FIND_ALL = RestMethod(
                                "error": {"type": "string"},
                                "latencyMs": {"type": "number"}}}},
         }})
+OUTBOX_ROW = {
+    "type": "object",
+    "required": ["id", "eventId", "appKey", "method", "url", "status", "attempts", "created"],
+    "properties": {
+        "id": {"type": "integer"}, "eventId": {"type": "string"},
+        "appKey": {"type": "string"}, "method": {"type": "string"},
+        "url": {"type": "string"}, "orderingKey": {"type": "string"},
+        "status": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+        "attempts": {"type": "integer"},
+        "created": {"type": "integer", "description": "epoch milliseconds"},
+        "nextAttempt": {"type": "integer", "nullable": True,
+                        "description": "epoch milliseconds (pending rows)"},
+        "lastResult": {"type": "string"}, "size": {"type": "integer"},
+    },
+}
+OUTBOX_STATUS = RestField("status", "status", "string",
+                          "pending, delivered or dead (default: every status)")
+OUTBOX_APP = RestField("appKey", "app", "string", "rows of this application only")
+OUTBOX_IDS = RestField("ids", "ids", "integers", "these rows (their id)")
+OUTBOX_FIND = RestMethod(
+    "hooks", "outbox/find_all", "REST-hook notifications in the outbox, newest first: "
+    "pending, delivered and dead ones (200 at most, or limit)",
+    (OUTBOX_STATUS, OUTBOX_APP, RestField("limit", "limit", "integer", "rows at most "
+                                          "(default 200, at most 10000)")),
+    answer_schema={"type": "array", "items": OUTBOX_ROW}, not_found="Not found", get=True)
+OUTBOX_RETRY = RestMethod(
+    "hooks", "outbox/retry", "Dead notifications (ids, or every dead one, of appKey if "
+    "given) pending again, due now", (OUTBOX_IDS, OUTBOX_APP),
+    answer_schema={"type": "object", "required": ["retried"], "properties": {
+        "retried": {"type": "array", "items": {"type": "integer"}}}},
+    not_found="Not found", changes_state=True)
+OUTBOX_DELETE = RestMethod(
+    "hooks", "outbox/delete", "Delete delivered or dead notifications (ids, or every one "
+    "of status, of appKey if given); pending ones are never deleted",
+    (OUTBOX_IDS, OUTBOX_STATUS, OUTBOX_APP),
+    answer_schema={"type": "object", "required": ["deleted"], "properties": {
+        "deleted": {"type": "integer"}}},
+    not_found="Not found", changes_state=True)
 NO_TIMEOUT = 3600.0  # rest_request_timeout=0: no request timeout (bounded all the same)
 KEEP_ALIVE = "StreamKeepAliveEvent"
 
@@ -349,18 +389,74 @@ class RestHooks:
         return app_key in self.server.settings.streaming_sessions_keep_alive_app_keys
 
     @hookimpl
-    def prometheus_metrics(self) -> list[CounterMetricFamily]:
+    def prometheus_metrics(self) -> list[Metric]:
         family = CounterMetricFamily(
             "hookcast_rest_hook_requests", "REST hook requests to applications, by result",
             labels=["method", "result"],
         )
         for (method, result), count in sorted(self.counts.items()):
             family.add_metric([method, result], count)
-        return [family]
+        if self.outbox is None:
+            return [family]
+        outbox = self.outbox
+        depth = GaugeMetricFamily("hookcast_rest_outbox_depth",
+                                  "Notifications in the REST-hook outbox, by status",
+                                  labels=["status"])
+        depth.add_metric([PENDING], outbox.pending_count)
+        depth.add_metric([DEAD], outbox.dead_count)
+        oldest = GaugeMetricFamily("hookcast_rest_outbox_oldest_seconds",
+                                   "Age of the oldest pending notification (0: none)")
+        oldest.add_metric([], outbox.oldest_age())
+        deliveries = CounterMetricFamily("hookcast_rest_outbox_deliveries",
+                                         "Delivery attempts from the outbox, by result",
+                                         labels=["result"])
+        for result, count in sorted(outbox.results.items()):
+            deliveries.add_metric([result], count)
+        dropped = CounterMetricFamily("hookcast_rest_outbox_dropped",
+                                      "Pending notifications dropped by rest_outbox_max_rows")
+        dropped.add_metric([], outbox.dropped)
+        return [family, depth, oldest, deliveries, dropped]
 
     @hookimpl
     def register_rest_routes(self) -> list[web.RouteDef]:
-        return rest_routes([(HOOKS_FIND_ALL, self.find_all)])
+        return rest_routes([(HOOKS_FIND_ALL, self.find_all), (OUTBOX_FIND, self.outbox_find),
+                            (OUTBOX_RETRY, self.outbox_retry),
+                            (OUTBOX_DELETE, self.outbox_delete)])
+
+    def _outbox(self) -> Outbox:
+        if self.outbox is None:
+            raise RestError(503, "the REST-hook outbox is not running")
+        return self.outbox
+
+    async def outbox_find(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        status = args.get("status")
+        if status not in (None, PENDING, DELIVERED, DEAD):
+            raise RestError(400, "status: expected pending, delivered or dead", "status")
+        limit = args.get("limit", 200)
+        if not 1 <= limit <= 10_000:
+            raise RestError(400, "limit: expected 1 to 10000", "limit")
+        rows = await self._outbox().find(status, args.get("app"), limit)
+        if not rows:
+            raise RestError(404, "Not found")
+        return [row.entry() for row in rows]
+
+    async def outbox_retry(self, args: dict[str, Any]) -> dict[str, Any]:
+        retried = await self._outbox().retry(args.get("ids"), args.get("app"))
+        if not retried:
+            raise RestError(404, "Not found")
+        return {"retried": [row.id for row in retried]}
+
+    async def outbox_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        status = args.get("status")
+        if status not in (None, DELIVERED, DEAD):
+            raise RestError(400, "status: expected delivered or dead (pending rows are "
+                                 "never deleted)", "status")
+        if args.get("ids") is None and status is None:
+            raise RestError(400, "ids or status: say which rows", "ids")
+        deleted = await self._outbox().delete(args.get("ids"), status, args.get("app"))
+        if not deleted:
+            raise RestError(404, "Not found")
+        return {"deleted": deleted}
 
     async def find_all(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"enabled": self.enabled, "applications": self.apps.to_json()["apps"],

@@ -60,6 +60,7 @@ class Field:
             "uri": "a URI such as vod-live://file.mp4",
             "ws_uri": "a ws:// or wss:// URL such as wss://host:8443/websocket",
             "object": "object",
+            "integer": "integer", "integers": "array of integers",
         }[self.kind]
 
     def schema(self) -> dict[str, Any]:
@@ -72,6 +73,8 @@ class Field:
             "uri": {"type": "string", "pattern": URI_PATTERN.pattern},
             "ws_uri": {"type": "string", "pattern": WS_URI_PATTERN.pattern},
             "object": {"type": "object"},
+            "integer": {"type": "integer"},
+            "integers": {"type": "array", "items": {"type": "integer"}},
             "record_config": {"type": "object", "additionalProperties": False, "properties": {
                 "fileTemplate": {"type": "string", "minLength": 1},
                 "rotation": {"type": "string", "pattern": "^[0-9]*[1-9][0-9]*[mM]?$"}}},
@@ -90,6 +93,9 @@ class Field:
             "uri": isinstance(value, str) and URI_PATTERN.search(value) is not None,
             "ws_uri": isinstance(value, str) and WS_URI_PATTERN.search(value) is not None,
             "object": isinstance(value, Mapping),
+            "integer": isinstance(value, int) and not isinstance(value, bool),
+            "integers": isinstance(value, list)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
         }[self.kind]
         if ok and isinstance(value, str) and not is_unicode(value):
             raise RestError(400, f"{self.wire}: must be valid Unicode (it holds a lone "
