@@ -1,5 +1,5 @@
 """The ``hookcast`` command: serve, init, config, plugins, streams, terminate, apps,
-app-rest-method, pull, push, records, vod."""
+app-rest-method, pull, push, records, vod, hooks."""
 
 from __future__ import annotations
 

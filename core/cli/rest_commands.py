@@ -1,5 +1,5 @@
-"""``hookcast pull``, ``push``, ``records`` and ``vod``: the REST API's ``/pull/*``,
-``/records/*`` and ``/vod/*`` from the command line.
+"""``hookcast pull``, ``push``, ``records``, ``vod`` and ``hooks``: the REST API's
+``/pull/*``, ``/records/*``, ``/vod/*`` and ``/hooks/outbox/*`` from the command line.
 
 They keep the conventions of ``streams`` and ``terminate``: ``list`` prints a table
 (``--json``: the REST answer as it came), every command takes ``--url`` (default: the
@@ -28,7 +28,7 @@ from hookcast.cli.rest_client import (
 from hookcast.config.settings import Settings
 
 #: the top-level commands this module adds
-GROUPS = ("pull", "push", "records", "vod")
+GROUPS = ("pull", "push", "records", "vod", "hooks")
 PLURAL = {"pull": "pulls", "push": "pushes"}
 
 _LINK_COLUMNS: Columns = (("LOCAL", 40), ("REMOTE", 40), ("URI", 40), ("STATUS", 10),
@@ -36,6 +36,10 @@ _LINK_COLUMNS: Columns = (("LOCAL", 40), ("REMOTE", 40), ("URI", 40), ("STATUS",
 _RECORD_COLUMNS: Columns = (("FILE", 60), ("SIZE", 10), ("DURATION", 9), ("CODECS", 11),
                             ("PICTURE", 9), ("MADE", 0))
 _VOD_COLUMNS: Columns = (("MEDIA SESSION", 40), ("NAME", 40), ("URI", 50), ("LOOP", 0))
+_OUTBOX_COLUMNS: Columns = (("ID", 8), ("STATUS", 9), ("APP", 16), ("METHOD", 21),
+                            ("KEY", 44), ("ATTEMPTS", 8), ("NEXT", 19), ("LAST RESULT", 0))
+#: the REST API's 404 when no outbox row matches
+OUTBOX_NONE = "Not found"
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,11 @@ class Rest:
     def call(self, method: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         return call(self.base, f"/rest-api/{method}", body, self.settings)
 
-    def listed(self, method: str, not_found: str | None = None) -> list[dict[str, Any]]:
+    def listed(self, method: str, not_found: str | None = None,
+               query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """The list a ``find_all`` answers (``[]`` for its 404 ``not_found``). Raises
         Refused for another error, NotTheRestApi for an answer that is no such list."""
-        status, body = self.call(method)
+        status, body = self.call(method, query)
         if not_found is not None and none_found(status, body, not_found):
             return []
         if status != 200:
@@ -126,6 +131,32 @@ def add_parsers(commands: argparse._SubParsersAction,  # type: ignore[type-arg]
     stop = verbs.add_parser("terminate", parents=[server], help="stop a shared reading")
     stop.add_argument("name", help="its stream name (localStreamName)")
     stop.add_argument("--uri", help="and only if it reads this uri")
+    _hooks_parsers(commands, server, listing)
+
+
+def _hooks_parsers(commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+                   server: argparse.ArgumentParser, listing: argparse.ArgumentParser) -> None:
+    hooks = commands.add_parser(
+        "hooks", help="the REST-hook outbox: pending, delivered and dead notifications "
+        "(/rest-api/hooks/outbox/*)")
+    verbs = hooks.add_subparsers(dest="verb", required=True)
+    app = argparse.ArgumentParser(add_help=False)
+    app.add_argument("--app", help="this application's notifications only (its appKey)")
+    show = verbs.add_parser("outbox", parents=[listing, app],
+                            help="the outbox's notifications, newest first")
+    show.add_argument("--status", choices=("pending", "delivered", "dead"),
+                      help="only these (default: every status)")
+    show.add_argument("--limit", type=int, default=200, help="rows at most (default 200)")
+    retry = verbs.add_parser("retry", parents=[server, app],
+                             help="dead notifications pending again, due now")
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID",
+                       help="these rows (default: every dead one)")
+    delete = verbs.add_parser("delete", parents=[server, app],
+                              help="delete delivered or dead notifications (never pending "
+                              "ones)")
+    delete.add_argument("ids", nargs="*", type=int, metavar="ID", help="these rows")
+    delete.add_argument("--status", choices=("delivered", "dead"),
+                        help="every row of this status (with IDs: those of them)")
 
 
 def _link_filters(parser: argparse.ArgumentParser) -> None:
@@ -289,6 +320,79 @@ def _vod_terminate(args: argparse.Namespace, rest: Rest) -> int:
     return 0
 
 
+# --- hooks (the REST-hook outbox) -------------------------------------------------
+
+
+def _outbox_query(args: argparse.Namespace, **more: Any) -> dict[str, Any]:
+    """The REST body: the options given (``--app`` is ``appKey``, IDs ``ids``)."""
+    body = {"appKey": args.app, "status": getattr(args, "status", None),
+            "ids": getattr(args, "ids", None) or None, **more}
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def _outbox_list(args: argparse.Namespace, rest: Rest) -> int:
+    found = rest.listed("hooks/outbox/find_all", OUTBOX_NONE,
+                        _outbox_query(args, limit=args.limit))
+    rows = [[
+        str(row.get("id", "")), str(row.get("status", "")), str(row.get("appKey", "")),
+        str(row.get("method", "")),
+        str(row.get("orderingKey", "")).removeprefix(f"{row.get('appKey')}/"),
+        str(row.get("attempts", "")),
+        _time(row.get("nextAttempt")) if row.get("status") == "pending" else "-",
+        str(row.get("lastResult") or "-"),
+    ] for row in found]
+    return _print_list(args, found, format_table(_OUTBOX_COLUMNS, rows))
+
+
+def _outbox_retry(args: argparse.Namespace, rest: Rest) -> int:
+    status, answer = rest.call("hooks/outbox/retry", _outbox_query(args))
+    if none_found(status, answer, OUTBOX_NONE) and not args.ids:
+        print("no dead notifications" + (f" of {args.app}" if args.app else ""))
+        return 0
+    if status != 200:
+        raise Refused(_with_ids(message_of(answer), args.ids, "dead"))
+    retried = answer.get("retried") if isinstance(answer, dict) else None
+    if not isinstance(retried, list):
+        raise not_the_rest_api(rest.base, "/rest-api/hooks/outbox/retry",
+                               f"{status} JSON without a retried list")
+    print(f"retried {_count(len(retried))}: {', '.join(str(i) for i in retried)}")
+    missing = sorted(set(args.ids) - set(retried))
+    if missing:
+        print(f"hookcast: not dead (or no such row): {', '.join(map(str, missing))}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _outbox_delete(args: argparse.Namespace, rest: Rest) -> int:
+    status, answer = rest.call("hooks/outbox/delete", _outbox_query(args))
+    if none_found(status, answer, OUTBOX_NONE) and not args.ids:
+        print(f"no {args.status} notifications" + (f" of {args.app}" if args.app else ""))
+        return 0
+    if status != 200:
+        raise Refused(_with_ids(message_of(answer), args.ids, "delivered or dead"))
+    deleted = answer.get("deleted") if isinstance(answer, dict) else None
+    if not isinstance(deleted, int):
+        raise not_the_rest_api(rest.base, "/rest-api/hooks/outbox/delete",
+                               f"{status} JSON without a deleted count")
+    print(f"deleted {_count(deleted)}")
+    if args.ids and deleted < len(set(args.ids)):
+        print(f"hookcast: {len(set(args.ids)) - deleted} of the rows given are pending or "
+              "do not exist (pending rows are never deleted)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _count(number: int) -> str:
+    return f"{number} notification{'' if number == 1 else 's'}"
+
+
+def _with_ids(message: str, ids: list[int], what: str) -> str:
+    if message == OUTBOX_NONE and ids:
+        return f"{message}: no {what} row among {', '.join(map(str, ids))}"
+    return message
+
+
 COMMANDS: dict[tuple[str, str], Callable[[argparse.Namespace, Rest], int]] = {
     ("pull", "list"): _link_list,
     ("pull", "start"): _link_start,
@@ -298,4 +402,7 @@ COMMANDS: dict[tuple[str, str], Callable[[argparse.Namespace, Rest], int]] = {
     ("vod", "list"): _vod_list,
     ("vod", "start"): _vod_start,
     ("vod", "terminate"): _vod_terminate,
+    ("hooks", "outbox"): _outbox_list,
+    ("hooks", "retry"): _outbox_retry,
+    ("hooks", "delete"): _outbox_delete,
 }
