@@ -86,7 +86,13 @@ ACTIONS = frozenset({
     "stream/terminate", "connection/terminate", "stream/startRecording",
     "stream/stopRecording", "vod/startup", "vod/terminate", "pull/pull", "pull/push",
     "pull/terminate", "records/delete", "records/find_all", "media/find_all",
+    "hooks/outbox/find_all", "hooks/outbox/retry", "hooks/outbox/delete",
 })
+#: the Hooks page counts at most this many outbox rows of each status ("1000+" past it)
+OUTBOX_COUNTED = 1000
+#: and lists at most this many pending (oldest first) and dead (newest first) rows
+OUTBOX_LISTED = 100
+OUTBOX_STATUSES = ("pending", "dead", "delivered")
 
 
 class Console:
@@ -129,7 +135,8 @@ class Console:
             *routes,
             *PublicFiles("/console/static/", FILES / "static").routes(),
             web.get("/console/events", self.events),
-            web.post("/console/api/{group}/{method}", self.action),
+            # a method may have a slash of its own (hooks/outbox/retry)
+            web.post("/console/api/{group}/{method:.+}", self.action),
             web.post("/console/login", self.login),
         ]
 
@@ -193,6 +200,7 @@ class Console:
         elif request.path == "/hooks":
             status, hooks = await rest_call(app, "/rest-api/hooks/find_all")
             data["hooks"] = hooks if status == 200 else None
+            data["outbox"] = await outbox_view(app) if status == 200 else None
         return self._render(request, template, **data)
 
     def _render(self, request: web.Request, template: str, status: int = 200,
@@ -361,6 +369,26 @@ class Console:
             "vod": await listed("/rest-api/vod/find_all"),
             "nodes": await listed("/rest-api/cluster/find_all"),
         }
+
+
+async def outbox_view(app: web.Application) -> dict[str, Any]:
+    """What the Hooks page shows of the REST-hook outbox (hooks/outbox/find_all): rows by
+    application and status (counted up to OUTBOX_COUNTED), the pending rows oldest
+    first and the dead ones newest first (OUTBOX_LISTED of each)."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for status in OUTBOX_STATUSES:
+        code, found = await rest_call(app, "/rest-api/hooks/outbox/find_all",
+                                      {"status": status, "limit": OUTBOX_COUNTED})
+        rows[status] = found if code == 200 and isinstance(found, list) else []
+    apps = sorted({row["appKey"] for found in rows.values() for row in found})
+    return {
+        "counts": {key: {s: sum(r["appKey"] == key for r in rows[s]) for s in OUTBOX_STATUSES}
+                   for key in apps},
+        "totals": {s: f"{len(rows[s])}{'+' if len(rows[s]) >= OUTBOX_COUNTED else ''}"
+                   for s in OUTBOX_STATUSES},
+        "pending": rows["pending"][::-1][:OUTBOX_LISTED],
+        "dead": rows["dead"][:OUTBOX_LISTED],
+    }
 
 
 def utc(millis: int) -> str:
