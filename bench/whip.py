@@ -2,7 +2,7 @@
 and a WHEP player what a WCS player costs? Both measured side by side in one run.
 
     python bench/whip.py                 # or: make bench-whip (about 6 minutes)
-    python bench/whip.py --quick         # a smoke run (about 2 minutes)
+    python bench/whip.py --quick         # a smoke run (about 70 s)
     python bench/whip.py --help          # publishers, players, windows, rounds
 
 One ``hookcast serve`` per part (a home of its own, 127.0.0.1, free ports, every other
@@ -511,13 +511,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="WCS/WHIP (WHEP) pairs, ABBA order (default 2)")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 4 publishers, 10 players, 5 s windows, 1 round")
+                        help="a smoke run: 4 publishers, 10 players, 6 s windows, 1 round")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-players", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
         args.publishers, args.players, args.rounds = 4, 10, 1
-        args.seconds, args.idle_seconds, args.settle = 5.0, 3.0, 2.0
+        args.seconds, args.idle_seconds, args.settle = 6.0, 3.0, 4.0
     return asyncio.run(run(args))
 
 
