@@ -133,6 +133,10 @@ class Whip:
         self.media: MediaCore | None = None
         self.settings: Settings | None = None
         self.sessions: dict[str, HttpClient] = {}
+        #: offers being answered (counted against MAX_SESSIONS too)
+        self._opening = 0
+        #: a task per session, forgetting it once its stream is over
+        self._watchers: set[asyncio.Task[None]] = set()
 
     @hookimpl
     def plugin_properties(self) -> list[Property]:
@@ -145,6 +149,13 @@ class Whip:
     @hookimpl
     async def before_server_stop(self) -> None:
         self.media = None  # new requests: 503
+
+    @hookimpl
+    async def after_server_stop(self) -> None:
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+        self.sessions.clear()
 
     @hookimpl
     def register_rest_routes(self, settings: Settings, home: Home) -> list[web.RouteDef]:
@@ -229,9 +240,17 @@ class Whip:
             raise Problem(400, f"stream name: {problem}")
         sdp = await _body(request)
         _check_offer(sdp, direction)
-        if len(self.sessions) >= MAX_SESSIONS:
+        if len(self.sessions) + self._opening >= MAX_SESSIONS:
             raise Problem(503, f"{MAX_SESSIONS} WHIP and WHEP sessions run",
                           {"Retry-After": str(RETRY_AFTER)})
+        self._opening += 1
+        try:
+            return await self._open(request, direction, media, settings, token, name, sdp)
+        finally:
+            self._opening -= 1
+
+    async def _open(self, request: web.Request, direction: str, media: MediaCore,
+                    settings: Settings, token: str, name: str, sdp: str) -> web.Response:
         client = HttpClient(direction, request.remote or "", settings.value("whip_app_key"),
                             token)
         client.ufrag = _ufrag(sdp)
@@ -241,7 +260,9 @@ class Whip:
             raise _failure(direction, stream.info)
         client.media_session_id = stream.media_session_id
         self.sessions[client.id] = client
-        asyncio.get_running_loop().create_task(self._forget_when_over(client))
+        watcher = asyncio.get_running_loop().create_task(self._forget_when_over(client))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
         log.info("%s %r: %s from %s", direction.upper(), printable(name, 100),
                  stream.media_session_id, printable(request.remote or "", 60))
         url = request.url

@@ -405,7 +405,11 @@ class Engine:
                 if connected is not None:
                     connected()
                 await self._set_status(stream, status)
-            elif state == "failed":
+            elif state in ("failed", "closed"):
+                # closed while the stream goes on: not by the server (it makes a stream
+                # final before it closes its media) but by the client (DTLS close) or by
+                # ICE consent running out (aiortc reports a vanished peer as closed, not
+                # failed): a WHIP or WHEP client has no socket whose end would end it
                 await self.stop(stream, Status.FAILED, Info.ICE_ERROR)
 
         loop = asyncio.get_running_loop()

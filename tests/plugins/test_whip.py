@@ -477,3 +477,25 @@ async def test_a_connectivity_check_without_priority_is_taken(
             data = await asyncio.wait_for(loop.sock_recv(udp, 2048), remaining)
             seen.add(stun.parse_message(data).message_class)
     assert "KeyError" not in caplog.text and "PRIORITY" not in caplog.text
+
+
+async def test_a_client_gone_without_delete_ends_its_stream(
+        start_server: Start, connect_client: Callable[..., Any], tmp_path: Path) -> None:
+    """A WHIP publisher that closes its connection (or vanishes) without DELETE: its
+    stream ends (there is no socket whose end would end it), its players stop, its
+    name is free again."""
+    server = await start(start_server, tmp_path)
+    publisher = WhipPublisher()
+    assert (await publisher.start(server, "vanishing"))[0] == 201
+    viewer = await connect_client(server)
+    player, sinks = await play(viewer, "vanishing")
+    assert await wait_for(lambda: sinks["video"].frames >= 5, 15)
+    await publisher.close()  # DTLS close, no DELETE
+    await player.wait_status("STOPPED", timeout=10)
+    status, _ = await rest(server, "stream/find", {"name": "vanishing", "published": True})
+    assert status == 404
+    again = WhipPublisher()
+    try:
+        assert (await again.start(server, "vanishing"))[0] == 201
+    finally:
+        await again.close()
