@@ -40,7 +40,8 @@ async def hooked(home: Home, hook_backend: HookBackend,
     home.apps_file.write_text(json.dumps({"apps": [{
         "name": "defaultApp", "appKey": "defaultApp", "url": hook_backend.url,
         "methods": ["ConnectionStatusEvent", "StreamStatusEvent"]}]}))
-    return await start_server(home, rest_retry_min_delay="30")  # type: ignore[no-any-return]
+    server: Server = await start_server(home, rest_retry_min_delay="30")
+    return server
 
 
 async def cell(page: Any, selector: str) -> str:

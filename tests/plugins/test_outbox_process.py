@@ -273,6 +273,7 @@ async def test_a_hanging_backend_is_retried_and_never_slows_a_publish(
         await quick.wait_status("PUBLISHING")
         round_trip = time.monotonic() - started
         assert round_trip < 2, f"publish to PUBLISHING took {round_trip:.2f} s"
+        print(f"publish to PUBLISHING with a hanging backend: {round_trip:.2f} s")
         received = await backend.wait_until(lambda r: len(attempts(r, "hung")) >= 2,
                                             "a second attempt after the timeout", 15)
         tries = attempts(received, "hung")
