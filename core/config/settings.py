@@ -25,6 +25,7 @@ from hookcast.config.properties import (
     CommaList,
     Integer,
     Networks,
+    OneOf,
     Port,
     Property,
     PropertyType,
@@ -243,7 +244,13 @@ class Settings:
     record_formats: tuple[str, ...] = prop(
         "record_formats", ("h264-mp4", "vp8-webm"),
         Choices(("h264-mp4", "h264-mkv", "vp8-webm", "vp8-mkv")),
-        "Container per video codec (audio-only streams: MP4 with AAC)",
+        "Container per video codec (audio-only streams: MP4, audio as record_mp4_audio)",
+    )
+    record_mp4_audio: str = prop(
+        "record_mp4_audio", "aac", OneOf(("aac", "opus")),
+        "Audio of MP4 recordings: aac (WCS's; transcoded from Opus, plays everywhere) or "
+        "opus (kept as it arrived, no transcode: plays in current browsers, VLC, FFmpeg; "
+        "not in Safari before 17 or QuickTime) (hookcast)",
     )
     stream_record_policy_template: str = prop(
         "stream_record_policy_template", "stream-{sessionId}-{mediaSessionId}",

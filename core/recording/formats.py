@@ -3,8 +3,9 @@
 ``record_formats`` (WCS's property) maps each video codec to a container:
 ``h264-mp4`` (default) or ``h264-mkv``; ``vp8-webm`` (default) or ``vp8-mkv``. Audio-only
 streams go to MP4. Video is always muxed as it arrived. Audio is kept as it is where
-the container takes it (Opus in WebM and Matroska) and transcoded where it must be:
-to AAC for MP4 (the only decode the server does), to Opus for G.711 in WebM/Matroska.
+the container takes it (Opus in WebM and Matroska, and in MP4 with
+``record_mp4_audio=opus``) and transcoded where it must be: to AAC for MP4 by default (the
+only decode the server does), to Opus for G.711 elsewhere.
 """
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ class Format:
     audio_passthrough: bool
 
 
-def choose(video_codec: str, audio_codec: str, record_formats: tuple[str, ...]) -> Format:
+def choose(video_codec: str, audio_codec: str, record_formats: tuple[str, ...],
+           mp4_audio: str = "aac") -> Format:
     """The format for a stream with these codecs (names as the stream object gives them:
-    ``H264``, ``VP8``, ``opus``, ``PCMU``, ``PCMA``, or empty for none)."""
+    ``H264``, ``VP8``, ``opus``, ``PCMU``, ``PCMA``, or empty for none); ``mp4_audio``:
+    what MP4 files hold, ``aac`` or ``opus`` (record_mp4_audio)."""
     video = VIDEO_CODECS.get(video_codec) if video_codec else None
     if video_codec and video is None:
         raise NotRecordable(f"video codec {video_codec} cannot be recorded")
@@ -58,7 +61,7 @@ def choose(video_codec: str, audio_codec: str, record_formats: tuple[str, ...]) 
     if audio_in is None:
         audio_out = None
     elif muxer == "mp4":
-        audio_out = "aac"
+        audio_out = "opus" if mp4_audio == "opus" else "aac"
     else:
         audio_out = "opus"
     return Format(muxer, extension, video, audio_in, audio_out,

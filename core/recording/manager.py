@@ -136,7 +136,8 @@ class Recordings:
         publisher's (``{login}``). Returns the first file's path. Raises NotRecordable
         (codecs) or OSError (records/ cannot be written)."""
         stream = snapshot
-        fmt = choose(stream.video_codec, stream.audio_codec, self.settings.record_formats)
+        fmt = choose(stream.video_codec, stream.audio_codec, self.settings.record_formats,
+                     self.settings.record_mp4_audio)
         await self.stop(stream.media_session_id)
         template = template or self.settings.stream_record_policy_template
         rotation = self.bus.record_rotation_policy(snapshot, self.settings.record_rotation,

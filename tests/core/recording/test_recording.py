@@ -142,6 +142,30 @@ async def test_h264_is_recorded_to_mp4_byte_for_byte(
 
 
 @pytest.mark.usefixtures("loopback")
+async def test_mp4_keeps_opus_as_it_is_when_asked(
+    home: Home, start_server: Start, connect_client: Callable[..., Any]
+) -> None:
+    """record_mp4_audio=opus: the MP4 holds the publisher's Opus packets (ISO BMFF Opus
+    mapping), nothing transcoded; the file is final and decodes."""
+    write_plugin(home, "events", EVENTS)
+    server = await start_server(home, record_mp4_audio="opus")
+    client: WcsClient = await connect_client(server)
+    stream, _ = await publish(client, "cam", record=True)
+    await asyncio.sleep(4)
+    await client.stop(stream)
+    await settled(server)
+    record_name = stream.last["recordName"]
+    assert record_name.endswith(".mp4")
+    media = decode(home.records / record_name)
+    assert media["codecs"] == {"video": "h264", "audio": "opus"}
+    assert media["audio"] > 0.8 * media["duration"] * 50  # 20 ms Opus packets, all kept
+    (finished,) = await wait_events(home, "finished")
+    assert (finished["video"], finished["audio"]) == ("H264", "opus")
+    recorder = server.http_app[ENGINE].recordings
+    assert not recorder.active
+
+
+@pytest.mark.usefixtures("loopback")
 async def test_vp8_is_recorded_to_webm_with_opus_as_it_is(
     home: Home, start_server: Start, connect_client: Callable[..., Any]
 ) -> None:
