@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import heapq
 import logging
+import os
 import random
 import sqlite3
 import threading
@@ -87,6 +88,11 @@ class Store(Protocol):
     def add(self, rows: list[Row]) -> None:
         """Insert the rows, setting each one's ``id``; committed when it returns."""
 
+    def gone(self) -> bool:
+        """True when what the store writes to is no longer where it is read from."""
+
+    def reopen(self) -> None: ...
+
     def update(self, rows: list[Row]) -> None:
         """Save status, attempts, next_at and result of these rows."""
 
@@ -133,6 +139,28 @@ class SqliteStore:
 
     def __init__(self, path: Path | None) -> None:
         self.durable = path is not None
+        self.path = path
+        self._open(path)
+        self.inode = os.stat(path).st_ino if path is not None else 0
+
+    def gone(self) -> bool:
+        """True when the file was deleted or replaced since it was opened (SQLite would
+        go on writing to the deleted file, lost at the next start)."""
+        if self.path is None:
+            return False
+        try:
+            return os.stat(self.path).st_ino != self.inode
+        except OSError:
+            return True
+
+    def reopen(self) -> None:
+        """Open (make) the file at the path again."""
+        self.db.close()
+        assert self.path is not None
+        self._open(self.path)
+        self.inode = os.stat(self.path).st_ino
+
+    def _open(self, path: Path | None) -> None:
         self.db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -360,6 +388,7 @@ class Outbox:
         """Commit what was added and changed since the last flush, in one transaction
         each, until there is nothing left."""
         while self._adding or self._updating:
+            await self._still_there()
             adding, self._adding = self._adding, []
             updating, self._updating = self._updating, []
             if adding:
@@ -378,6 +407,27 @@ class Outbox:
                 except Exception as error:
                     log.error("REST-hook outbox: %d deliveries could not be recorded (%s)",
                               len(updating), error)
+
+    async def _still_there(self) -> None:
+        """The database deleted or replaced while the server runs: make it again and
+        write what is pending into it (or it would be lost at the next start)."""
+        if not self.store.durable or not await self._off(self.store.gone):
+            return
+        pending = [row for key in self._keys.values() for row in key.rows]
+        pending.sort(key=lambda row: row.id)
+
+        def again() -> None:
+            self.store.reopen()
+            self.store.add(pending)
+
+        try:
+            await self._off(again)
+        except Exception as error:
+            log.error("REST-hook outbox: its database was deleted or replaced and cannot be "
+                      "made again (%s): pending notifications are kept in memory only", error)
+            return
+        log.error("REST-hook outbox: its database was deleted or replaced while the server "
+                  "ran: made again, with the %d notifications pending", len(pending))
 
     async def _trim(self) -> None:
         if self.pending_count + len(self._adding) < self.policy.max_rows // 2:

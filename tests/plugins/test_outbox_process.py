@@ -297,9 +297,9 @@ async def test_a_hanging_backend_is_retried_and_never_slows_a_publish(
 async def test_a_database_deleted_is_made_again(
         home: Home, backend: HookBackend, servers: list[Served]) -> None:
     """Deleted while the server is stopped: made again at the next start, without a word
-    (nothing was lost that it knew of). Deleted while it runs: it goes on delivering
-    (SQLite keeps the deleted file open) and says nothing; the next start makes a new
-    one."""
+    (nothing was lost that it knew of). Deleted while it runs (the backend down, events
+    pending): it is made again at the next write, with what is pending, said in one
+    line; a restart then delivers those events."""
     await asyncio.to_thread(backend.start)
     served = await serve(home, backend, servers)
     database = home.root / "state" / "outbox.db"
@@ -312,13 +312,16 @@ async def test_a_database_deleted_is_made_again(
     await publish_and_stop(served.ws_port, "after", hold=0.5)
     await backend.wait_until(lambda r: len(delivered(r)) >= 8, "4 more events", 10)
     assert len(await outbox(served, "delivered")) == 4, "a new database: only the new rows"
-    # deleted under the running server
+    # deleted under the running server, with the backend down: events pending
+    await asyncio.to_thread(backend.kill)
+    await publish_and_stop(served.ws_port, "first", hold=0.5)
+    await wait_outbox(served, "pending", 4)
     await asyncio.to_thread(remove, database)
-    await publish_and_stop(served.ws_port, "meanwhile", hold=0.5)
-    await backend.wait_until(lambda r: len(delivered(r)) >= 12, "4 more events", 10)
-    assert len(await outbox(served, "delivered")) == 8, "the open (deleted) file is used"
-    assert not database.exists()
-    log = await asyncio.to_thread(served.stop)
-    assert "Traceback" not in log and "ERROR" not in log, log
+    await publish_and_stop(served.ws_port, "second", hold=0.5)
+    await wait_outbox(served, "pending", 8)
+    assert database.exists(), "made again at the next write"
+    assert served.log().count("deleted or replaced while the server ran") == 1
+    await asyncio.to_thread(served.stop)
+    await asyncio.to_thread(backend.start)
     served = await serve(home, backend, servers)
-    assert database.exists() and await outbox(served, "delivered") == []
+    await backend.wait_until(lambda r: len(delivered(r)) >= 16, "the 8 pending events", 20)
