@@ -11,15 +11,24 @@ other in one run:
   * hookcast (`hookcast serve`): the server's CPU (utime+stime, /proc, % of one core)
     with --streams streams published but not recorded, then with them recorded (REST
     startRecording), then without again (stopRecording): the difference from the mean of
-    the two unrecorded windows, over --streams, is what one recording costs. WebM: VP8 + Opus muxed as
-    they arrive; MP4: H.264 muxed as it arrives, Opus transcoded to AAC;
+    the two unrecorded windows, over --streams, is what one recording costs. WebM: VP8 +
+    Opus muxed as they arrive; MP4: H.264 muxed as it arrives, its Opus either transcoded
+    to AAC (record_mp4_audio=aac, the default: today's way) or kept as it is
+    (record_mp4_audio=opus), two servers measured one after the other;
   * MediaRecorder (bench/mediarecorder_server.py, aiortc as it comes): aiortc decodes the
     stream and MediaRecorder re-encodes it into the file; its cost is the server's CPU
-    with MediaRecorder minus with a MediaBlackhole (same receive and decode).
+    with MediaRecorder minus with a MediaBlackhole (same receive and decode). Its MP4
+    figure (H.264 + AAC) is the ratio's reference for both MP4 rows.
+
+Every window prints, beside the server's CPU, the load generators' CPU, the whole
+machine's busy share (/proc/stat, 100 = every core) and the part of it used by processes
+outside the benchmark (*others*: the machine less the server, the load generators and
+this process); a window whose others exceed DISTURBED (10 % of all cores) is flagged
+*disturbed*: the figures there may be inflated.
 
 Then --many simultaneous hookcast recordings (VP8 + Opus) for --many-seconds: their gaps
 (hookcast_recording_gaps_total: the writer had to drop to a keyframe) and frames decoded
-from every file. Benchmarks assert nothing: this prints what it measured, the ratios and
+from every file (--many 0: skipped). Benchmarks assert nothing: this prints what it measured, the ratios and
 whether each goal of the issue was met.
 """
 
@@ -28,11 +37,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -40,20 +51,44 @@ from clips import SECONDS, load
 from fanout import (
     CLK_TCK,
     HOST,
+    NCPU,
     ONE_ADDRESS,
+    OTHERS_WARN,
     ROOT,
+    SATURATED,
     Child,
     Children,
     free_port,
     hookcast_command,
+    machine_cpu,
     process_cpu,
     wait_listening,
 )
 
 HERE = Path(__file__).resolve().parent
-GOALS = {"webm": 0.5, "mp4": 2.5}  # % of one core per recorded stream
 GOAL_RATIO = 20.0
-FORMATS = (("webm", "VP8"), ("mp4", "H264"))
+DISTURBED = OTHERS_WARN  # % of all cores used outside the benchmark: the window is flagged
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One row of the table: a container, the publisher's codec, the server's properties."""
+
+    key: str
+    label: str
+    fmt: str  # "webm" or "mp4": the container, and MediaRecorder's reference for it
+    codec: str  # the publisher's video codec
+    properties: str  # more lines of the hookcast server's server.properties
+    goal: float  # % of one core per recorded stream
+
+
+KINDS = (
+    Kind("webm", "webm (VP8 + Opus)", "webm", "VP8", "", 0.5),
+    Kind("mp4-aac", "mp4 (H264, Opus → AAC)", "mp4", "H264", "record_mp4_audio=aac\n", 2.5),
+    Kind("mp4-opus", "mp4 (H264 + Opus as it is)", "mp4", "H264", "record_mp4_audio=opus\n",
+         2.5),
+)
+CODECS = ("VP8", "H264")
 
 
 async def start_hookcast(children: Children, workdir: Path, name: str,
@@ -104,19 +139,65 @@ def thread_cpu(pid: int, tid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-async def cpu_over(pid: int, seconds: float) -> float:
-    """% of one core the process used over the next ``seconds``; also remembers how
-    much of it was its main thread (the event loop) in LOOP_SHARE[pid]."""
-    cpu, loop, started = process_cpu(pid), thread_cpu(pid, pid), time.monotonic()
+@dataclass(frozen=True)
+class Window:
+    """One measured window: the server's CPU and how busy the machine was meanwhile."""
+
+    row: str  # the table row it belongs to
+    case: str  # "not recorded", "recorded", "blackhole", ...
+    seconds: float
+    server: float  # % of one core
+    loop: float  # % of one core: the server's main thread (its event loop)
+    load: float  # % of one core: the load generators of the window together
+    machine: float  # % of all cores (100 = every core busy)
+    others: float  # % of all cores used by processes outside the benchmark
+
+    @property
+    def disturbed(self) -> bool:
+        return self.others > DISTURBED
+
+
+WINDOW_HEADER = (f"{'row':<28} {'window':<14} {'server':>7} {'loop':>6} {'load gen':>9} "
+                 f"{'machine':>8} {'others':>7}\n"
+                 f"{'':<28} {'':<14} {'%core':>7} {'%core':>6} {'%core':>9} {'%all':>8} "
+                 f"{'%all':>7}")
+
+
+def window_row(w: Window) -> str:
+    flags = ("  disturbed" if w.disturbed else "") + (
+        "  SATURATED" if w.machine >= SATURATED else "")
+    return (f"{w.row:<28} {w.case:<14} {w.server:7.1f} {w.loop:6.1f} {w.load:9.1f} "
+            f"{w.machine:8.0f} {w.others:7.1f}{flags}")
+
+
+async def cpu_window(server: Child, loads: Sequence[Child], seconds: float, row: str,
+                     case: str) -> Window:
+    """The server's, its main thread's, the load generators' and the machine's CPU over
+    ``seconds``; others = the machine less the server, the load generators and this
+    process (fanout.py's accounting). The window's row is printed as it ends."""
+    def read() -> tuple[float, ...]:
+        busy, total = machine_cpu()
+        return (time.monotonic(), process_cpu(server.pid), thread_cpu(server.pid, server.pid),
+                sum(process_cpu(c.pid) for c in loads), busy, total, time.process_time())
+
+    t0, s0, m0, l0, b0, a0, o0 = read()
     await asyncio.sleep(seconds)
-    elapsed = time.monotonic() - started
-    LOOP_SHARE[pid] = 100 * (thread_cpu(pid, pid) - loop) / elapsed
-    return 100 * (process_cpu(pid) - cpu) / elapsed
+    t1, s1, m1, l1, b1, a1, o1 = read()
+    span = t1 - t0
+    server_pct, loop, load, own = (100 * (x1 - x0) / span
+                                   for x0, x1 in ((s0, s1), (m0, m1), (l0, l1), (o0, o1)))
+    machine = 100 * (b1 - b0) / (a1 - a0)
+    others = max(0.0, machine - (server_pct + load + own) / NCPU)
+    window = Window(row, case, span, server_pct, loop, load, machine, others)
+    print(window_row(window), flush=True)
+    return window
 
 
-LOOP_SHARE: dict[int, float] = {}
-#: format -> % of a core the event loop spent per recording (the rest: writer threads)
-SPLIT: dict[str, float] = {}
+def others_range(windows: Sequence[Window]) -> str:
+    """"2.1-14.0 % (disturbed)": the others of a figure's windows."""
+    low, high = min(w.others for w in windows), max(w.others for w in windows)
+    return (f"{low:.1f}-{high:.1f} %" if high - low >= 0.05 else f"{low:.1f} %") + (
+        " (disturbed)" if any(w.disturbed for w in windows) else "")
 
 
 def rest(port: int, path: str, body: dict[str, object]) -> dict[str, object]:
@@ -135,39 +216,79 @@ def metric(port: int, name: str) -> float:
     raise KeyError(name)
 
 
-async def hookcast_cost(children: Children, workdir: Path, fmt: str, codec: str, clip: Path,
-                        args: argparse.Namespace) -> tuple[float, float]:
-    """(server CPU without recording, with recording), each for --streams streams."""
-    server, ws_port, http_port = await start_hookcast(children, workdir, f"hookcast-{fmt}")
-    load_child, ids = await publishers(children, ws_port, codec, clip, args.streams, False, fmt)
-    await asyncio.sleep(args.settle)
-    plain = await cpu_over(server.pid, args.seconds)
-    plain_loop = LOOP_SHARE[server.pid]
+@dataclass
+class Cost:
+    """A hookcast row: the server's windows without, with, and again without recording."""
+
+    kind: Kind
+    plain: Window
+    recorded: Window
+    again: Window
+    streams: int
+    audio: str  # the audio codec of the files recorded, as PyAV names it
+
+    @property
+    def without(self) -> float:
+        return (self.plain.server + self.again.server) / 2
+
+    @property
+    def per_recording(self) -> float:
+        return max((self.recorded.server - self.without) / self.streams, 0.01)
+
+    @property
+    def loop_per_recording(self) -> float:
+        return (self.recorded.loop - (self.plain.loop + self.again.loop) / 2) / self.streams
+
+
+async def set_recording(port: int, ids: Sequence[str], on: bool) -> None:
+    path = "/stream/startRecording" if on else "/stream/stopRecording"
     for media_session_id in ids:
-        await asyncio.to_thread(rest, http_port, "/stream/startRecording",
-                                {"mediaSessionId": media_session_id})
-    await asyncio.sleep(args.settle)
-    recorded = await cpu_over(server.pid, args.seconds)
-    SPLIT[fmt] = (LOOP_SHARE[server.pid] - plain_loop) / args.streams
-    for media_session_id in ids:
-        await asyncio.to_thread(rest, http_port, "/stream/stopRecording",
-                                {"mediaSessionId": media_session_id})
-    await asyncio.sleep(args.settle)
-    again = await cpu_over(server.pid, args.seconds)  # without: before and after, averaged
+        await asyncio.to_thread(rest, port, path, {"mediaSessionId": media_session_id})
+
+
+async def hookcast_cost(children: Children, workdir: Path, kind: Kind, clip: Path,
+                        args: argparse.Namespace) -> Cost:
+    """The server's windows with --streams streams not recorded, recorded, not again."""
+    name = f"hookcast-{kind.key}"
+    server, ws_port, http_port = await start_hookcast(children, workdir, name, kind.properties)
+    load_child, ids = await publishers(children, ws_port, kind.codec, clip, args.streams, False,
+                                       kind.key)
+    windows = []
+    for case, recording in (("not recorded", False), ("recorded", True),
+                            ("not recorded", False)):
+        if recording or windows:
+            await set_recording(http_port, ids, recording)
+        await asyncio.sleep(args.settle)
+        windows.append(await cpu_window(server, [load_child], args.seconds, kind.label, case))
     await children.stop(load_child)
     await children.stop(server)
-    return (plain + again) / 2, recorded
+    audio = await asyncio.to_thread(audio_codec, workdir / name / "records")
+    return Cost(kind, *windows, streams=args.streams, audio=audio)
+
+
+def audio_codec(folder: Path) -> str:
+    """The audio codec of the recordings in ``folder`` ("aac", "opus"; "-" without)."""
+    names = set()
+    for path in folder.iterdir():
+        try:
+            with av.open(str(path)) as container:
+                names |= {s.codec_context.name for s in container.streams.audio}
+        except (av.FFmpegError, OSError):
+            names.add(f"unreadable {path.name}")
+    return ", ".join(sorted(names)) or "-"
 
 
 async def mediarecorder_cost(children: Children, workdir: Path, fmt: str, codec: str,
-                             clip: Path, args: argparse.Namespace) -> tuple[float, float]:
-    """(server CPU with a MediaBlackhole, with MediaRecorder) for one stream."""
+                             clip: Path, args: argparse.Namespace) -> tuple[Window, Window]:
+    """The server's windows for one stream with a MediaBlackhole, then with MediaRecorder."""
     measured = []
     for blackhole in (True, False):
         server, port = await start_mediarecorder(children, workdir, fmt, blackhole)
         load_child, _ = await publishers(children, port, codec, clip, 1, False, f"mr-{fmt}")
         await asyncio.sleep(args.settle)
-        measured.append(await cpu_over(server.pid, args.seconds))
+        measured.append(await cpu_window(server, [load_child], args.seconds,
+                                         f"MediaRecorder {fmt}",
+                                         "blackhole" if blackhole else "recording"))
         await children.stop(load_child)
         await children.stop(server)
     return measured[0], measured[1]
@@ -175,6 +296,7 @@ async def mediarecorder_cost(children: Children, workdir: Path, fmt: str, codec:
 
 async def many(children: Children, workdir: Path, clip: Path,
                args: argparse.Namespace) -> dict[str, object]:
+    """--many (>= 1) streams recorded at once: gaps, and what each file holds."""
     server, ws_port, http_port = await start_hookcast(children, workdir, "hookcast-many")
     started = time.monotonic()
     half = args.many // 2
@@ -182,7 +304,8 @@ async def many(children: Children, workdir: Path, clip: Path,
              for i, n in enumerate((half, args.many - half)) if n]
     await asyncio.sleep(args.settle)
     active = await asyncio.to_thread(metric, http_port, "hookcast_recordings_active")
-    cpu = await cpu_over(server.pid, args.many_seconds)
+    window = await cpu_window(server, [c for c, _ in loads], args.many_seconds,
+                              f"{args.many} recordings", "recorded")
     gaps = await asyncio.to_thread(metric, http_port, "hookcast_recording_gaps_total")
     streams = await asyncio.to_thread(rest, http_port, "/stream/find",
                                       {"published": True, "display": ["metrics"]})
@@ -199,14 +322,14 @@ async def many(children: Children, workdir: Path, clip: Path,
     for f in files:
         # the default file name is "<stream name>-<media session id>.webm"
         stream = next((name for name in received if f.name.startswith(name + "-")), None)
-        if stream is not None:
+        if stream is not None and received[stream]:
             kept.append(_frames(f) / received[stream])
         else:  # its publisher left (or was refused) before the count: say so, not crash
             ended.append(f.name)
-    sent = sum(received.values()) / len(received) / (time.monotonic() - started) / 30
-    return {"active": active, "cpu": cpu, "gaps": gaps, "files": len(files), "kept": kept,
-            "ended": ended,
-            "received": sent}
+    elapsed = time.monotonic() - started
+    sent = statistics.fmean(received.values()) / elapsed / 30 if received else 0.0
+    return {"active": active, "window": window, "gaps": gaps, "files": len(files),
+            "kept": kept, "ended": ended, "received": sent}
 
 
 def _frames(path: Path) -> int:
