@@ -253,7 +253,7 @@ async def hookcast_cost(children: Children, workdir: Path, kind: Kind, clip: Pat
     server, ws_port, http_port = await start_hookcast(children, workdir, name, kind.properties)
     load_child, ids = await publishers(children, ws_port, kind.codec, clip, args.streams, False,
                                        kind.key)
-    windows = []
+    windows: list[Window] = []
     for case, recording in (("not recorded", False), ("recorded", True),
                             ("not recorded", False)):
         if recording or windows:
@@ -263,7 +263,8 @@ async def hookcast_cost(children: Children, workdir: Path, kind: Kind, clip: Pat
     await children.stop(load_child)
     await children.stop(server)
     audio = await asyncio.to_thread(audio_codec, workdir / name / "records")
-    return Cost(kind, *windows, streams=args.streams, audio=audio)
+    plain, recorded, again = windows
+    return Cost(kind, plain, recorded, again, args.streams, audio)
 
 
 def audio_codec(folder: Path) -> str:
@@ -294,8 +295,21 @@ async def mediarecorder_cost(children: Children, workdir: Path, fmt: str, codec:
     return measured[0], measured[1]
 
 
+@dataclass(frozen=True)
+class Many:
+    """What --many simultaneous recordings gave."""
+
+    active: float  # hookcast_recordings_active
+    window: Window
+    gaps: float  # hookcast_recording_gaps_total
+    files: int
+    kept: list[float]  # per file: frames in it / frames the server received of its stream
+    ended: list[str]  # files whose stream was no longer published at the count
+    received: float  # the server's frames per stream, as a share of 30 fps
+
+
 async def many(children: Children, workdir: Path, clip: Path,
-               args: argparse.Namespace) -> dict[str, object]:
+               args: argparse.Namespace) -> Many:
     """--many (>= 1) streams recorded at once: gaps, and what each file holds."""
     server, ws_port, http_port = await start_hookcast(children, workdir, "hookcast-many")
     started = time.monotonic()
@@ -328,8 +342,7 @@ async def many(children: Children, workdir: Path, clip: Path,
             ended.append(f.name)
     elapsed = time.monotonic() - started
     sent = statistics.fmean(received.values()) / elapsed / 30 if received else 0.0
-    return {"active": active, "window": window, "gaps": gaps, "files": len(files),
-            "kept": kept, "ended": ended, "received": sent}
+    return Many(active, window, gaps, len(files), kept, ended, sent)
 
 
 def _frames(path: Path) -> int:
@@ -344,59 +357,107 @@ def bitrate(clip_path: Path) -> float:
     return sum(len(d) for d, _, _ in clip["video"]) * 8 / SECONDS / 1e6
 
 
+async def measure_all(children: Children, workdir: Path, clips: dict[str, Path],
+                      args: argparse.Namespace) -> tuple[list[Cost], dict[str, list[Window]]]:
+    """Every row's hookcast windows; MediaRecorder's for a container after its last row
+    (the MP4 rows one after the other, then MediaRecorder's MP4)."""
+    costs: list[Cost] = []
+    baseline: dict[str, list[Window]] = {}
+    for index, kind in enumerate(KINDS):
+        costs.append(await hookcast_cost(children, workdir, kind, clips[kind.codec], args))
+        if all(later.fmt != kind.fmt for later in KINDS[index + 1:]):
+            baseline[kind.fmt] = list(await mediarecorder_cost(
+                children, workdir, kind.fmt, kind.codec, clips[kind.codec], args))
+    return costs, baseline
+
+
+def table(costs: Sequence[Cost], baseline: dict[str, list[Window]]) -> list[str]:
+    """The Markdown table: a row per kind, MediaRecorder's figure of its container."""
+    streams = costs[0].streams
+    lines = [f"| row | hookcast: server CPU, {streams} streams, without / with recording "
+             "| hookcast per recording (event loop) | audio in the files | MediaRecorder: "
+             "server CPU, 1 stream, blackhole / recording | MediaRecorder per recording "
+             "| ratio | goal | others, % of all cores (hookcast; MediaRecorder) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    shown: set[str] = set()
+    for cost in costs:
+        hole, record = baseline[cost.kind.fmt]
+        ours, theirs = cost.per_recording, record.server - hole.server
+        met = ours <= cost.kind.goal and theirs / ours >= GOAL_RATIO
+        same = f" (the {cost.kind.fmt} row above's)" if cost.kind.fmt in shown else ""
+        shown.add(cost.kind.fmt)
+        lines.append(
+            f"| {cost.kind.label} | {cost.without:.1f} / {cost.recorded.server:.1f} % "
+            f"| **{ours:.2f} %** ({cost.loop_per_recording:.2f} %) | {cost.audio} "
+            f"| {hole.server:.1f} / {record.server:.1f} %{same} | {theirs:.1f} % "
+            f"| **{theirs / ours:.0f}x** | <= {cost.kind.goal} % and >= {GOAL_RATIO:.0f}x: "
+            f"{'met' if met else 'NOT met'} "
+            f"| {others_range([cost.plain, cost.recorded, cost.again])}; "
+            f"{others_range([hole, record])} |")
+    return lines
+
+
+def load_summary(windows: Sequence[Window]) -> str:
+    disturbed = [w for w in windows if w.disturbed]
+    return (f"machine {min(w.machine for w in windows):.0f}-{max(w.machine for w in windows):.0f}"
+            f" % busy over the {len(windows)} windows, others {others_range(windows)} of all "
+            f"cores; {len(disturbed)} windows disturbed (others > {DISTURBED:.0f} % of all "
+            f"cores)" + (": their figures may be inflated" if disturbed else ""))
+
+
+def many_lines(result: Many, args: argparse.Namespace) -> list[str]:
+    window, worst = result.window, min(result.kept, default=0.0)
+    zero = result.gaps == 0 and result.files == args.many
+    ended = (f"; {len(result.ended)} files of streams no longer published at the count: "
+             f"{', '.join(result.ended)}" if result.ended else "")
+    return ["", f"{args.many} simultaneous recordings (VP8 {args.many_bitrate / 1e6:.1f} "
+            f"Mb/s + Opus, WebM), {args.many_seconds:g} s measured: active "
+            f"{result.active:.0f}, server CPU {window.server:.1f} %, recording gaps "
+            f"{result.gaps:.0f}, files {result.files}: {'met' if zero else 'NOT met'} "
+            f"(goal: zero gaps, a file per stream). The server itself received "
+            f"{100 * result.received:.0f} % of 30 fps per stream; the worst file holds "
+            f"{100 * worst:.0f} % of what the server received of its stream (a recording "
+            f"starts at the publisher's next keyframe){ended}. Machine {window.machine:.0f} % "
+            f"busy, others {window.others:.1f} % of all cores"
+            + (" (disturbed)" if window.disturbed else "")]
+
+
 async def run(args: argparse.Namespace) -> int:
     cache = ROOT / ".cache" / "bench"
     cache.mkdir(parents=True, exist_ok=True)
-    clips = {codec: cache / f"clip-{codec}-{args.bitrate}.pickle" for _, codec in FORMATS}
+    clips = {codec: cache / f"clip-{codec}-{args.bitrate}.pickle" for codec in CODECS}
     for codec in clips:
         load(codec, args.bitrate, cache)
     workdir = Path(tempfile.mkdtemp(prefix="hookcast-bench-recording-"))
     children = Children(workdir)
-    lines = [f"clip: 640x480@30, video {', '.join(f'{c} {bitrate(p):.2f} Mb/s' for c, p in clips.items())}"
-             f" + Opus 64 kb/s; window {args.seconds:g} s", ""]
-    ok = True
+    rates = ", ".join(f"{c} {bitrate(p):.2f} Mb/s" for c, p in clips.items())
+    print(f"clip: 640x480@30, video {rates} + Opus 64 kb/s; {args.seconds:g} s windows after "
+          f"{args.settle:g} s settling; {NCPU} CPUs\nserver: the server process, 100 = one "
+          "core (loop: its main thread); load gen: the publishers' processes; machine: every "
+          "core (100 = all busy); others: the part of it outside this benchmark "
+          f"(disturbed > {DISTURBED:.0f} %)\n", flush=True)
+    print(WINDOW_HEADER, flush=True)
+    lines: list[str] = []
     try:
-        lines.append(f"| format | hookcast: server CPU, {args.streams} streams, without / with "
-                     "recording | hookcast per recording | MediaRecorder: server CPU, 1 stream, "
-                     "blackhole / recording | MediaRecorder per recording | ratio | goal |")
-        lines.append("|---|---|---|---|---|---|---|")
-        for fmt, codec in FORMATS:
-            plain, recorded = await hookcast_cost(children, workdir, fmt, codec, clips[codec], args)
-            hole, record = await mediarecorder_cost(children, workdir, fmt, codec, clips[codec],
-                                                    args)
-            ours, theirs = max((recorded - plain) / args.streams, 0.01), record - hole
-            met = ours <= GOALS[fmt] and theirs / ours >= GOAL_RATIO
-            ok &= met
-            lines.append(f"| {fmt} ({codec}) | {plain:.1f} / {recorded:.1f} % | **{ours:.2f} %** "
-                         f"(event loop {SPLIT[fmt]:.2f} %) "
-                         f"| {hole:.1f} / {record:.1f} % | {theirs:.1f} % | "
-                         f"**{theirs / ours:.0f}x** | <= {GOALS[fmt]} % and >= {GOAL_RATIO:.0f}x: "
-                         f"{'met' if met else 'NOT met'} |")
-            print(lines[-1], flush=True)
-        many_clip = cache / f"clip-VP8-{args.many_bitrate}.pickle"
-        load("VP8", args.many_bitrate, cache)
-        result = await many(children, workdir, many_clip, args)
-        kept = result["kept"]
-        assert isinstance(kept, list)
-        worst = min(kept) if kept else 0.0
-        zero = result["gaps"] == 0 and result["files"] == args.many
-        ok &= zero
-        lines += ["", f"{args.many} simultaneous recordings (VP8 {args.many_bitrate / 1e6:.1f} "
-                  f"Mb/s + Opus, WebM), {args.many_seconds:g} s measured: active "
-                  f"{result['active']:.0f}, server CPU {result['cpu']:.1f} %, recording gaps "
-                  f"{result['gaps']:.0f} (the writers dropped nothing), files "
-                  f"{result['files']}: {'met' if zero else 'NOT met'} (goal: zero gaps). "
-                  f"The server itself received {100 * float(result['received']):.0f} % of 30 fps "
-                  f"per stream (a saturated machine: 20 publishers and the server on 2 cores); "
-                  f"the worst file holds {100 * worst:.0f} % of what the server received of its "
-                  "stream (a recording starts at the publisher's next keyframe)"
-                  + (f"; {len(result['ended'])} files of streams no longer published at the "
-                     f"count: {', '.join(result['ended'])}" if result["ended"] else "")]
+        costs, baseline = await measure_all(children, workdir, clips, args)
+        windows = [w for c in costs for w in (c.plain, c.recorded, c.again)]
+        windows += [w for pair in baseline.values() for w in pair]
+        lines += ["", *table(costs, baseline), "", load_summary(windows)]
+        by_key = {c.kind.key: c for c in costs}
+        aac, opus = by_key["mp4-aac"].per_recording, by_key["mp4-opus"].per_recording
+        lines.append(f"MP4, Opus kept as it is against Opus -> AAC: {opus:.2f} % against "
+                     f"{aac:.2f} % of a core per recording ({aac / opus:.1f}x less)")
+        if args.many > 0:
+            many_clip = cache / f"clip-VP8-{args.many_bitrate}.pickle"
+            load("VP8", args.many_bitrate, cache)
+            lines += many_lines(await many(children, workdir, many_clip, args), args)
+        else:
+            lines += ["", "--many 0: the simultaneous recordings were not measured"]
     finally:
         await children.stop_all()
     print("\n".join(lines))
     print(f"\nlogs and files: {workdir}")
-    return 0 if ok else 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -406,7 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--bitrate", type=int, default=1_400_000, help="clip's video bitrate")
     parser.add_argument("--streams", type=int, default=8,
                         help="streams hookcast records at once for the per-stream figure")
-    parser.add_argument("--many", type=int, default=20)
+    parser.add_argument("--many", type=int, default=20,
+                        help="simultaneous recordings of the last part (0: skip it)")
     parser.add_argument("--many-seconds", type=float, default=20.0)
     parser.add_argument("--many-bitrate", type=int, default=500_000,
                         help="clip bitrate of the --many streams (20 x 1.5 Mb/s publishers "
