@@ -9,7 +9,7 @@ PYTHON ?= $(shell for p in python3.12 $(wildcard $(HOME)/.pyenv/versions/3.12*/b
             $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo $$p; break; }; \
           done)
 
-.PHONY: run test lint bench bench-fanout bench-ingest bench-rest bench-hooks bench-recording bench-vod bench-pull bench-cluster bench-whip clean
+.PHONY: run test lint bench bench-fanout bench-ingest bench-rest bench-hooks bench-recording bench-vod bench-pull bench-cluster bench-whip bench-outbox clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: no Python >= 3.12 found; install python3.12" >&2; exit 1; }
@@ -38,9 +38,9 @@ test: $(VENV)/.test-installed
 
 # Benchmarks (bench/README.md), loopback only (the tests' namespace); they print
 # figures and ratios measured side by side, they assert nothing. `make bench` runs all
-# nine (about 50 minutes); BENCH_ARGS go to fanout, ingest, recording, vod, pull,
-# cluster and whip ("--seconds 5").
-bench: bench-fanout bench-ingest bench-rest bench-hooks bench-recording bench-vod bench-pull bench-cluster bench-whip
+# ten (about 55 minutes); BENCH_ARGS go to fanout, ingest, recording, vod, pull,
+# cluster, whip and outbox ("--seconds 5").
+bench: bench-fanout bench-ingest bench-rest bench-hooks bench-recording bench-vod bench-pull bench-cluster bench-whip bench-outbox
 
 bench-fanout: $(VENV)/.run-installed
 	sh tests/isolated.sh $(BIN)/python bench/fanout.py $(BENCH_ARGS)
@@ -68,6 +68,9 @@ bench-cluster: $(VENV)/.run-installed
 
 bench-whip: $(VENV)/.run-installed
 	sh tests/isolated.sh $(BIN)/python bench/whip.py $(BENCH_ARGS)
+
+bench-outbox: $(VENV)/.run-installed
+	sh tests/isolated.sh $(BIN)/python bench/outbox.py $(BENCH_ARGS)
 
 # mypy cannot follow the core/ -> hookcast mapping of the editable install, so it checks
 # a tree of links laid out as the wheel installs it.
