@@ -15,6 +15,7 @@ from hookcast.config.settings import Settings
 from hookcast.engine.engine import Engine
 from hookcast.loader import PluginLoader
 from hookcast.media.catalogue import Catalogue
+from hookcast.recording.catalogue import RecordsCatalogue
 
 SETTINGS = web.AppKey("settings", Settings)
 HOME = web.AppKey("home", Home)
@@ -25,6 +26,8 @@ STARTED_AT = web.AppKey("started_at", float)
 ENGINE = web.AppKey("engine", Engine)
 PROMETHEUS = web.AppKey("prometheus", CollectorRegistry)
 MEDIA = web.AppKey("media", Catalogue)
+#: the final files of records/ as /rest-api/records/find_all lists them
+RECORDS_CATALOGUE = web.AppKey("records_catalogue", RecordsCatalogue)
 #: which worker of ``hookcast serve --workers N`` this process is; None when it runs alone
 WORKER: web.AppKey[int | None] = web.AppKey("worker")
 #: REST methods plugins added (hookcast.rest_routes), for the OpenAPI document

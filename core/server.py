@@ -6,8 +6,8 @@ The WebSocket application (port ``ws.port``) serves signalling on ``/`` and
 ``/websocket`` (any path) and shares those resources. Shutdown goes sinks, sources,
 sockets: every player, push and recording ends, then every publisher and media source
 (their clients are told), then the signalling sockets close, then the HTTP side and
-its cleanup contexts in reverse (the engine's last work and every recording file made
-final, plugin reloads, the media catalogue).
+its cleanup contexts in reverse (the catalogue of records/, the media catalogue, plugin
+reloads, the engine's last work and every recording file made final).
 """
 
 from __future__ import annotations
@@ -47,12 +47,15 @@ from hookcast.keys import (
     PLUGIN_HANDLERS,
     PLUGIN_METHODS,
     PROMETHEUS,
+    RECORDS_CATALOGUE,
     SETTINGS,
     STARTED_AT,
     WORKER,
 )
 from hookcast.loader import PluginLoader
 from hookcast.media.catalogue import Catalogue
+from hookcast.recording.catalogue import RecordsCatalogue
+from hookcast.recording.files import CONTENT_TYPES
 from hookcast.rtc import aiortc as compat
 from hookcast.signalling.session import signalling_routes
 from hookcast.version import __version__
@@ -100,9 +103,11 @@ def create_http_app(home: Home, settings: Settings, worker: int | None = None) -
     _add_plugin_routes(app, bus, settings, home)
     _add_web_root(app, home, settings)
     app[MEDIA] = Catalogue(media_folder(home.root, settings.media_dir))
+    app[RECORDS_CATALOGUE] = RecordsCatalogue(home.records, CONTENT_TYPES)
     app.cleanup_ctx.append(_engine_ctx)
     app.cleanup_ctx.append(_plugin_reload_ctx)
     app.cleanup_ctx.append(_media_ctx)
+    app.cleanup_ctx.append(_records_ctx)
     return app
 
 
@@ -135,6 +140,14 @@ async def _media_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[MEDIA].start()
     yield
     await app[MEDIA].close()
+
+
+async def _records_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The catalogue of records/: built in the background from the start, watched
+    while the server runs."""
+    await app[RECORDS_CATALOGUE].start()
+    yield
+    await app[RECORDS_CATALOGUE].close()
 
 
 def _add_plugin_routes(app: web.Application, bus: HookBus, settings: Settings, home: Home) -> None:

@@ -19,7 +19,6 @@ import asyncio
 import os
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -27,9 +26,9 @@ from hookcast.api import guard
 from hookcast.api.download import serve_file
 from hookcast.api.schema import Method, RestError
 from hookcast.engine.engine import Engine
-from hookcast.keys import ENGINE, HOME, SETTINGS
+from hookcast.keys import ENGINE, HOME, RECORDS_CATALOGUE, SETTINGS
 from hookcast.recording import store
-from hookcast.recording.files import CONTENT_TYPES, Probe, probe
+from hookcast.recording.files import CONTENT_TYPES
 from hookcast.recording.formats import NotRecordable
 from hookcast.recording.recorder import Recorder
 
@@ -90,47 +89,9 @@ async def recorder_find_all(app: App, method: Method, args: Args) -> web.Respons
 
 
 async def records_find_all(app: App, method: Method, args: Args) -> web.Response:
-    files = await asyncio.to_thread(_finished_files, app[HOME].records)
-    return web.json_response(files)
-
-
-def _finished_files(folder: Path) -> list[dict[str, Any]]:
-    """Off the loop: every final recording in ``folder``, newest first."""
-    found = []
-    for path in store.final_files(folder, CONTENT_TYPES):
-        try:
-            file, status = store.open_final(folder, path.name)
-        except (store.NotFound, store.NotFinal):  # gone, or replaced, meanwhile
-            continue
-        with file:
-            try:
-                media: Probe | None = probe(file)
-            except Exception:  # a file that is not (or no longer) a readable recording
-                media = None
-        found.append({**_described(path.name, status, media),
-                      **_recorded(store.read_sidecar(path))})
-    return sorted(found, key=lambda f: (-f["createDate"], f["fileName"]))
-
-
-def _described(name: str, status: os.stat_result, media: Probe | None) -> dict[str, Any]:
-    return {
-        "fileName": name, "size": status.st_size, "createDate": int(status.st_mtime * 1000),
-        "duration": media.duration if media else 0.0,
-        "videoCodec": media.video_codec if media else "",
-        "audioCodec": media.audio_codec if media else "",
-        "width": media.width if media else 0, "height": media.height if media else 0,
-        "url": f"/client/records/{quote(name)}",
-    }
-
-
-def _recorded(sidecar: dict[str, Any]) -> dict[str, Any]:
-    """The stream and times a file's sidecar keeps ("" and 0 when it has none: a file
-    put in records/ by hand, or recorded by an older version)."""
-    name = sidecar.get("streamName")
-    times = {key: sidecar.get(key) for key in ("startTime", "endTime")}
-    return {"streamName": name if isinstance(name, str) else "",
-            **{key: value if isinstance(value, int) and not isinstance(value, bool) else 0
-               for key, value in times.items()}}
+    """From the catalogue of records/ (recording.catalogue): only what changed is read."""
+    body = await app[RECORDS_CATALOGUE].body()
+    return web.Response(body=body, content_type="application/json")
 
 
 async def records_delete(app: App, method: Method, args: Args) -> web.Response:
@@ -141,6 +102,7 @@ async def records_delete(app: App, method: Method, args: Args) -> web.Response:
         raise RestError(404, method.not_found or "File not found") from None
     except store.NotFinal as error:
         raise RestError(409, str(error)) from None
+    app[RECORDS_CATALOGUE].forget(name)
     return web.json_response({"deleted": name})
 
 
