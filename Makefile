@@ -38,7 +38,7 @@ test: $(VENV)/.test-installed
 
 # Benchmarks (bench/README.md), loopback only (the tests' namespace); they print
 # figures and ratios measured side by side, they assert nothing. `make bench` runs all
-# ten (about 55 minutes); BENCH_ARGS go to fanout, ingest, recording, vod, pull,
+# ten (about 50 minutes); BENCH_ARGS go to fanout, ingest, recording, vod, pull,
 # cluster, whip and outbox ("--seconds 5").
 bench: bench-fanout bench-ingest bench-rest bench-hooks bench-recording bench-vod bench-pull bench-cluster bench-whip bench-outbox
 

@@ -1,8 +1,8 @@
 """REST-hook outbox benchmark (issue 26): 5,000 streams' events with the backend down,
 then up.
 
-    python bench/outbox.py           # or: make bench-outbox (about 3 minutes)
-    python bench/outbox.py --quick   # a smoke run: 500 streams, shorter windows (< 1 minute)
+    python bench/outbox.py           # or: make bench-outbox (about 1 minute)
+    python bench/outbox.py --quick   # a smoke run: 500 streams, shorter windows (about 20 s)
     python bench/outbox.py --help    # --streams, --sessions, --down, --ops, --rounds, ...
 
 Two ``hookcast serve`` processes (homes of their own, 127.0.0.1, free ports, every
@@ -29,9 +29,10 @@ round trips: a late event loop answers late. The idle server's round trip (about
 ms of HTTP on both sides) is printed first; the goal is judged on the round trip itself
 (so a little stricter than the loop's lag).
 
-1. Writing (backend down, nothing listening on its port): the same requests against
-   *plain* (reference: no notification) then *notify*; how fast the outbox takes them
-   (its pending depth on /metrics), and the round trips meanwhile.
+1. Writing (backend down, nothing listening on its port): the same requests, --rate a
+   second (1,000: 5,000 streams ending within 10 s; 0 = as fast as the sessions go),
+   against *plain* (reference: no notification) then *notify*; how long until the
+   outbox holds them all (its pending depth on /metrics), and the round trips meanwhile.
 2. Down: --down seconds more; every row is tried and backs off (5 s, doubling, +-20 %).
 3. Draining: the backend starts. Time to the first delivery, to every event delivered
    (the backend's count of distinct ``webhook-id``s), the rate (events/s: over the
@@ -275,17 +276,20 @@ def pids(children: Children) -> list[int]:
 
 
 async def session(http: aiohttp.ClientSession, server: Server, streams: int,
-                  window: int = 8) -> list[str]:
-    """One WCS session publishes ``streams`` refused streams, ``window`` at a time, and
-    leaves; its sessionId and the streams' mediaSessionIds."""
+                  every: float, window: int = 8) -> list[str]:
+    """One WCS session publishes ``streams`` refused streams, one every ``every`` seconds
+    (0: as fast as it can), ``window`` at a time at most, and leaves; its sessionId and
+    the streams' mediaSessionIds."""
     async with http.ws_connect(f"ws://{HOST}:{server.ws_port}/") as ws:
         await ws.send_json({"message": "connection", "data": [{
             "appKey": "defaultApp", "mediaProviders": ["WebRTC"], "clientVersion": "2.0"}]})
         session_id = (await until(ws, "getUserData"))["sessionId"]
         ids = [str(uuid.uuid4()) for _ in range(streams)]
         sent = ended = 0
+        started = time.monotonic()
         while ended < streams:
             while sent < streams and sent - ended < window:
+                await asyncio.sleep(started + sent * every - time.monotonic())
                 await ws.send_json(publish(ids[sent]))
                 sent += 1
             event = await until(ws, "notifyStreamStatusEvent")
@@ -311,10 +315,12 @@ async def until(ws: aiohttp.ClientWebSocketResponse, message: str) -> dict[str, 
 
 
 async def make_events(http: aiohttp.ClientSession, server: Server, requests: int,
-                      sessions: int) -> list[list[str]]:
-    """``requests`` refused publishes over ``sessions`` sessions at once."""
+                      sessions: int, rate: float) -> list[list[str]]:
+    """``requests`` refused publishes over ``sessions`` sessions at once, ``rate`` a
+    second in all (0: as fast as they go)."""
     shares = [requests // sessions + (i < requests % sessions) for i in range(sessions)]
-    return list(await asyncio.gather(*(session(http, server, n) for n in shares)))
+    every = sessions / rate if rate else 0.0
+    return list(await asyncio.gather(*(session(http, server, n, every) for n in shares)))
 
 
 async def wait_depth(http: aiohttp.ClientSession, server: Server, status: str,
@@ -336,7 +342,7 @@ async def writing(http: aiohttp.ClientSession, server: Server, args: argparse.Na
     """Make the events; with ``notify``, until the outbox holds them all."""
     requests = args.streams * args.events_per_stream
     started = time.monotonic()
-    made = await make_events(http, server, requests, args.sessions)
+    made = await make_events(http, server, requests, args.sessions, args.rate)
     sent = time.monotonic() - started
     expected = requests + 2 * args.sessions
     depth = 0.0
@@ -503,6 +509,16 @@ def summarize(path: Path, top: int = 14) -> str:
     return "\n".join(out)
 
 
+async def profiled(work: Awaitable[dict[str, Any]], server: Server, seconds: float,
+                   out: Path) -> dict[str, Any]:
+    """``work``'s result, with a py-spy profile of ``server`` over its first ``seconds``
+    (when not 0) under "profile"."""
+    if not seconds:
+        return await work
+    result, text = await asyncio.gather(work, profile(server.child.pid, seconds, out))
+    return {**result, "profile": text}
+
+
 async def run(args: argparse.Namespace) -> None:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="hookcast-bench-outbox-"))
@@ -536,25 +552,21 @@ async def parts(http: aiohttp.ClientSession, args: argparse.Namespace, meter: Me
                 notify: Server, plain: Server, port: int,
                 start_backend: Callable[[], Awaitable[float]], workdir: Path) -> dict[str, Any]:
     requests = args.streams * args.events_per_stream
-    print(f"{args.streams} streams' events: {requests} refused publishes over "
+    pace = f"{args.rate:g}/s" if args.rate else "as fast as they go"
+    print(f"{args.streams} streams' events: {requests} refused publishes ({pace}) over "
           f"{args.sessions} WCS sessions (+ their ESTABLISHED and DISCONNECTED); "
           f"rest_retry_min_delay 5 s; {NCPU} cores; load average {loadavg()}\n")
     print(HEADER)
     out: dict[str, Any] = {}
     out["idle"] = await meter.window("idle", notify, asyncio.sleep(args.idle))
     out["ref"] = await meter.window("writing", plain, writing(http, plain, args, False))
-    out["write"] = await meter.window("writing", notify, writing(http, notify, args, True))
+    out["write"] = await meter.window("writing", notify, profiled(
+        writing(http, notify, args, True), notify, args.profile, workdir / "writing.pyspy"))
     out["down"] = await meter.window("down", notify, hold(http, notify, args.down))
     expected = out["write"].extra["expected"]
-    drain = draining(http, notify, port, start_backend, expected, args.drain_timeout)
-    if args.profile:
-        async def both() -> dict[str, Any]:
-            result, text = await asyncio.gather(
-                drain, profile(notify.child.pid, args.profile, workdir / "drain.pyspy"))
-            return {**result, "profile": text}
-        out["drain"] = await meter.window("draining", notify, both())
-    else:
-        out["drain"] = await meter.window("draining", notify, drain)
+    out["drain"] = await meter.window("draining", notify, profiled(
+        draining(http, notify, port, start_backend, expected, args.drain_timeout),
+        notify, args.profile, workdir / "draining.pyspy"))
     out["drain_metrics"] = await notify.metrics(http)
     out["events"] = (await backend_report(http, port, events=True))["events"]
     out["path"] = {"notify": [], "plain": []}
@@ -578,6 +590,9 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
           f"outbox after {write.extra['written_s']:.1f} s ({expected / write.extra['written_s']:.0f}"
           f" events/s; depth {write.extra['depth']:.0f}), server {write.server_core:.0f} % of a "
           f"core; round trip p99 {percentile(write.rtt, 0.99):.1f} ms")
+    if "profile" in write.extra:
+        print(f"  where the server's time went while writing ({args.profile:g} s):\n"
+              + write.extra["profile"])
     print(f"2. down {args.down:g} s more: {outbox_line(out['down'].extra['metrics'])}")
     text, rate, _ = drain_figures(drain.extra, expected)
     print(f"3. draining: {text}\n  {check_events(out['events'], write.extra['made'])}\n"
@@ -615,6 +630,8 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=5000)
     parser.add_argument("--events-per-stream", type=int, default=2)
     parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=1000.0,
+                        help="publish requests a second while writing (0: as fast as they go)")
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="the idle window; the backend stays down 4x as long after the "
                              "writing (unless --down)")
@@ -624,7 +641,8 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=250, help="sessions per path window")
     parser.add_argument("--rounds", type=int, default=4, help="path windows per server")
     parser.add_argument("--profile", type=float, default=0.0,
-                        help="py-spy the server for this many seconds from the backend's start")
+                        help="py-spy the server for this many seconds from the start of the "
+                             "writing and from the backend's start")
     parser.add_argument("--quick", action="store_true",
                         help="500 streams, 10 sessions, 3 s idle, 6 s down, 2 rounds of 60")
     args = parser.parse_args()
