@@ -338,7 +338,7 @@ async def many(children: Children, workdir: Path, clip: Path,
                               f"{args.many} recordings", "recorded")
     gaps = await asyncio.to_thread(metric, http_port, "hookcast_recording_gaps_total")
     streams = await asyncio.to_thread(published, http_port)
-    received = {s["name"]: s["metrics"]["VIDEO_FRAMES"] for s in streams}
+    received = {s["mediaSessionId"]: s["metrics"]["VIDEO_FRAMES"] for s in streams}
     for load_child, _ in loads:
         await children.stop(load_child)
     await asyncio.sleep(3)
@@ -348,10 +348,11 @@ async def many(children: Children, workdir: Path, clip: Path,
     # before the publishers stopped): the recorder's own losses, whatever the machine's
     kept, ended = [], []
     for f in files:
-        # the default file name is "<stream name>-<media session id>.webm"
-        stream = next((name for name in received if f.name.startswith(name + "-")), None)
-        if stream is not None and received[stream]:
-            kept.append(_frames(f) / received[stream])
+        # the default file name, stream-{sessionId}-{mediaSessionId}, holds the stream's id
+        stream = next((s for s in streams if s["mediaSessionId"] in f.name
+                       or f.name.startswith(s["name"] + "-")), None)
+        if stream is not None and received[stream["mediaSessionId"]]:
+            kept.append(_frames(f) / received[stream["mediaSessionId"]])
         else:  # its publisher left (or was refused) before the count: say so, not crash
             ended.append(f.name)
     elapsed = time.monotonic() - started
@@ -420,7 +421,8 @@ def load_summary(windows: Sequence[Window]) -> str:
 
 
 def many_lines(result: Many, args: argparse.Namespace) -> list[str]:
-    window, worst = result.window, min(result.kept, default=0.0)
+    window = result.window
+    worst = f"{100 * min(result.kept):.0f} %" if result.kept else "n/a (no file matched)"
     zero = result.gaps == 0 and result.files == args.many
     ended = (f"; {len(result.ended)} files of streams no longer published at the count: "
              f"{', '.join(result.ended)}" if result.ended else "")
@@ -430,7 +432,7 @@ def many_lines(result: Many, args: argparse.Namespace) -> list[str]:
             f"{result.gaps:.0f}, files {result.files}: {'met' if zero else 'NOT met'} "
             f"(goal: zero gaps, a file per stream). The server itself received "
             f"{100 * result.received:.0f} % of 30 fps per stream; the worst file holds "
-            f"{100 * worst:.0f} % of what the server received of its stream (a recording "
+            f"{worst} of what the server received of its stream (a recording "
             f"starts at the publisher's next keyframe){ended}. Machine {window.machine:.0f} % "
             f"busy, others {window.others:.1f} % of all cores"
             + (" (disturbed)" if window.disturbed else "")]

@@ -16,6 +16,11 @@ frames and never decode). In one run, one server after the other:
   * the baseline (bench/mediaplayer_server.py): the same counts, served by aiortc's
     MediaPlayer + MediaRelay, which decode the file and re-encode it per viewer.
 
+Every window prints, beside the server's CPU, the viewers' processes' CPU, the whole
+machine's busy share (/proc/stat, 100 = every core) and the part of it used by processes
+outside the benchmark (*others*, as bench/recording.py and bench/fanout.py count it); a
+window whose others exceed 10 % of all cores is flagged *disturbed*.
+
 Then drift: one viewer of a ``vod://`` file for --drift seconds (--drift 600 for the
 issue's ten minutes): how far the last frame's arrival is from where its timestamp puts
 it, measured from the first frame. Benchmarks assert nothing: this prints what it
@@ -30,14 +35,16 @@ import contextlib
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import recording
 from aiortc.mediastreams import MediaStreamError
-from fanout import HOST, ROOT, Child, Children, process_cpu
+from fanout import HOST, NCPU, ROOT, Child, Children
 from loadgen import TextureVideoTrack
+from recording import WINDOW_HEADER, Window, cpu_window, load_summary, others_range
 
 from hookcast.rtc import aiortc as compat
 from hookcast.signalling.client import WcsClient
@@ -100,12 +107,6 @@ async def start_baseline(children: Children, media: Path, bitrate: int) -> tuple
     return server, int(line.split()[1])
 
 
-async def cpu_over(pid: int, seconds: float) -> float:
-    cpu, started = process_cpu(pid), time.monotonic()
-    await asyncio.sleep(seconds)
-    return 100 * (process_cpu(pid) - cpu) / (time.monotonic() - started)
-
-
 class Viewers:
     """A loadgen process of viewers of one name."""
 
@@ -128,26 +129,25 @@ class Viewers:
         self.count = reply["players"]
 
 
-async def measure(children: Children, pid: int, port: int, live: list[int], personal: int,
-                  seconds: float, tag: str) -> dict[str, float]:
-    """CPU with 1 and each count of live viewers, then with personal viewers."""
-    found: dict[str, float] = {}
+async def measure(children: Children, server: Child, port: int, live: list[int],
+                  personal: int, seconds: float, tag: str) -> dict[str, Window]:
+    """Windows with 1 and each count of live viewers, with no viewer, with personal ones."""
+    found: dict[str, Window] = {}
     viewers = await Viewers.start(children, port, "vod-live://bench.mp4", f"{tag}-live")
     for count in sorted({1, *live}):
         await viewers.add(count - viewers.count)
         await asyncio.sleep(2)
-        found[f"live{count}"] = await cpu_over(pid, seconds)
-        print(f"  {tag}: vod-live:// {count:3d} viewers: {found[f'live{count}']:6.1f} %",
-              flush=True)
+        found[f"live{count}"] = await cpu_window(server, [viewers.child], seconds,
+                                                 f"{tag} vod-live://",
+                                                 f"{count} viewer{'s' if count != 1 else ''}")
     await children.stop(viewers.child)
     await asyncio.sleep(3)
-    found["idle"] = await cpu_over(pid, seconds)
+    found["idle"] = await cpu_window(server, [], seconds, f"{tag} vod://", "no viewer")
     own = await Viewers.start(children, port, "vod://bench.mp4", f"{tag}-own")
     await own.add(personal)
     await asyncio.sleep(2)
-    found["personal"] = await cpu_over(pid, seconds)
-    print(f"  {tag}: vod:// {personal} own readings: {found['personal']:6.1f} % "
-          f"(no viewer: {found['idle']:.1f} %)", flush=True)
+    found["personal"] = await cpu_window(server, [own.child], seconds, f"{tag} vod://",
+                                         f"{personal} viewers")
     await children.stop(own.child)
     return found
 
@@ -186,7 +186,7 @@ async def run(args: argparse.Namespace) -> int:
     media = cache / f"vod-bench-{args.length}s-{args.bitrate}"
     media.mkdir(exist_ok=True)
     print(f"file: 640x480@30 H.264 {args.bitrate / 1e6:.1f} Mb/s + AAC, {args.length} s "
-          "(built once)", flush=True)
+          f"(built once); {args.seconds:g} s windows; {NCPU} CPUs", flush=True)
     await asyncio.to_thread(make_file, media / "bench.mp4", args.length, args.bitrate)
     if args.drift_only:
         with tempfile.TemporaryDirectory(prefix="hookcast-vod-") as folder:
@@ -199,45 +199,80 @@ async def run(args: argparse.Namespace) -> int:
         print(f"drift over {args.drift:.0f} s: {late * 1000:+.1f} ms -> goal <= "
               f"{GOAL_DRIFT * 1000:.0f} ms {'met' if abs(late) <= GOAL_DRIFT else 'NOT met'}")
         return 0
+    print("server: the server process, 100 = one core (loop: its main thread); load gen: the "
+          "viewers' processes; machine: every core (100 = all busy); others: the part of it "
+          "outside this benchmark (disturbed > 10 %)\n")
+    print(WINDOW_HEADER, flush=True)
     with tempfile.TemporaryDirectory(prefix="hookcast-vod-") as folder:
         children = Children(Path(folder))
         try:
             server, port = await start_hookcast(children, Path(folder), media)
-            ours = await measure(children, server.proc.pid, port, live, args.personal,
+            ours = await measure(children, server, port, live, args.personal,
                                  args.seconds, "hookcast")
             late = await drift(port, args.drift)
             await children.stop(server)
             base_live = [n for n in live if n <= args.baseline_max]
             baseline, base_port = await start_baseline(children, media, args.bitrate)
-            theirs = await measure(children, baseline.proc.pid, base_port, base_live,
+            theirs = await measure(children, baseline, base_port, base_live,
                                    args.personal, args.seconds, "MediaPlayer")
         finally:
             await children.stop_all()
     print()
-    top = max(live)
-    per_live = (ours[f"live{top}"] - ours["live1"]) / max(top - 1, 1)
-    per_own = (ours["personal"] - ours["idle"]) / args.personal
-    base_top = max(n for n in live if n <= args.baseline_max)
-    base_live_per = (theirs[f"live{base_top}"] - theirs["live1"]) / max(base_top - 1, 1)
-    base_own = (theirs["personal"] - theirs["idle"]) / args.personal
-    print("| | hookcast | aiortc MediaPlayer (+ MediaRelay) | ratio |")
-    print("|---|---|---|---|")
-    print(f"| vod-live://, per extra viewer | {per_live:.2f} % | {base_live_per:.2f} % | "
-          f"{ratio(base_live_per, per_live)} |")
-    print(f"| vod-live:// to {top} viewers, in total | {ours[f'live{top}']:.1f} % | — | |")
-    print(f"| vod://, per viewer (own reading) | {per_own:.2f} % | {base_own:.2f} % | "
-          f"{ratio(base_own, per_own)} |")
-    print(f"| drift over {args.drift:.0f} s | {late * 1000:+.1f} ms | | |")
-    print()
-    if top >= 50:
-        total = ours.get("live50", ours[f"live{top}"])
-        print(f"goal vod-live:// to 50 viewers <= {GOAL_LIVE_50:.0f} %: {total:.1f} % -> "
-              f"{'met' if total <= GOAL_LIVE_50 else 'NOT met'}")
-    print(f"goal vod:// viewer <= {GOAL_PERSONAL} %: {per_own:.2f} % -> "
-          f"{'met' if per_own <= GOAL_PERSONAL else 'NOT met'}")
-    print(f"goal drift <= {GOAL_DRIFT * 1000:.0f} ms (over {args.drift:.0f} s here; 600 s in the "
-          f"issue): {late * 1000:+.1f} ms -> {'met' if abs(late) <= GOAL_DRIFT else 'NOT met'}")
+    for line in report(ours, theirs, live, late, args):
+        print(line)
     return 0
+
+
+def report(ours: dict[str, Window], theirs: dict[str, Window], live: list[int], late: float,
+           args: argparse.Namespace) -> list[str]:
+    """The table, the goals and the load of the windows each figure comes from."""
+    top, personal = max(live), int(args.personal)
+    base_top = max(n for n in live if n <= args.baseline_max)
+
+    def per_extra(found: dict[str, Window], n: int) -> float:
+        return (found[f"live{n}"].server - found["live1"].server) / max(n - 1, 1)
+
+    def per_own(found: dict[str, Window]) -> float:
+        return (found["personal"].server - found["idle"].server) / personal
+
+    def load(*sides: Sequence[Window]) -> str:
+        return "; ".join(others_range(side) for side in sides)
+
+    live_windows = ([ours["live1"], ours[f"live{top}"]],
+                    [theirs["live1"], theirs[f"live{base_top}"]])
+    own_windows = ([ours["idle"], ours["personal"]], [theirs["idle"], theirs["personal"]])
+    ours_live, ours_own = per_extra(ours, top), per_own(ours)
+    theirs_live, theirs_own = per_extra(theirs, base_top), per_own(theirs)
+    total = ours[f"live{top}"]
+    lines = [
+        "| | hookcast | aiortc MediaPlayer (+ MediaRelay) | ratio | others, % of all cores "
+        "(hookcast; MediaPlayer) |",
+        "|---|---|---|---|---|",
+        f"| vod-live://, per extra viewer (1->{top}; MediaPlayer 1->{base_top}) "
+        f"| {ours_live:.2f} % | {theirs_live:.2f} % | {ratio(theirs_live, ours_live)} "
+        f"| {load(*live_windows)} |",
+        f"| vod-live:// to {top} viewers, in total | {total.server:.1f} % | — | "
+        f"| {load([total])} |",
+        f"| vod://, per viewer (own reading) | {ours_own:.2f} % | {theirs_own:.2f} % "
+        f"| {ratio(theirs_own, ours_own)} | {load(*own_windows)} |",
+        f"| drift over {args.drift:.0f} s | {late * 1000:+.1f} ms | | | |",
+        "",
+    ]
+    if "live50" in ours:
+        fifty = ours["live50"]
+        lines.append(f"goal vod-live:// to 50 viewers <= {GOAL_LIVE_50:.0f} %: "
+                     f"{fifty.server:.1f} % -> {verdict(fifty.server <= GOAL_LIVE_50)} "
+                     f"(others {others_range([fifty])})")
+    lines.append(f"goal vod:// viewer <= {GOAL_PERSONAL} %: {ours_own:.2f} % -> "
+                 f"{verdict(ours_own <= GOAL_PERSONAL)} (others {others_range(own_windows[0])})")
+    lines.append(f"goal drift <= {GOAL_DRIFT * 1000:.0f} ms (over {args.drift:.0f} s here; 600 s "
+                 f"in the issue): {late * 1000:+.1f} ms -> {verdict(abs(late) <= GOAL_DRIFT)}")
+    lines.append(load_summary([*ours.values(), *theirs.values()]))
+    return lines
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
 def main() -> int:
