@@ -1,6 +1,6 @@
-"""The media catalogue over REST (``/media/find_all``): the files of ``media_dir``,
-kept current by watching the folder (hookcast.media.catalogue). What reads them is the
-``vod`` plugin's (``/vod/*``)."""
+"""The media catalogue over REST (``/media/find_all``): the files of ``media_dir`` and
+its sub-folders (``shows/ep1.mp4``), kept current by watching the folder
+(hookcast.media.catalogue). What reads them is the ``vod`` plugin's (``/vod/*``)."""
 
 from __future__ import annotations
 
