@@ -199,8 +199,7 @@ class RecordsCatalogue:
     async def close(self) -> None:
         if self._build is not None:
             self._build.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._build
+            await asyncio.gather(self._build, return_exceptions=True)
         if self._watcher is not None:
             await self._watcher.stop()
             self._watcher = None

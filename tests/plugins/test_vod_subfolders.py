@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from hookcast.config.home import Home
+from hookcast.keys import MEDIA
 from hookcast.media import catalogue
 from hookcast.server import Server
 from hookcast.signalling.client import WcsClient
@@ -151,3 +152,15 @@ async def test_depth_and_count_are_bounded(
     await asyncio.to_thread(shutil.copy, home.media / "f0.mp4", eighth / "x.mp4")
     await until_listed(server, ["f0.mp4", "f1.mp4", "f2.mp4", "f3.mp4", "f4.mp4",
                                 "l1/l2/l3/l4/l5/l6/l7/l8/x.mp4"])
+
+
+async def test_the_media_watcher_ends_with_the_server(home: Home, start_server: Start) -> None:
+    (home.media / "shows").mkdir(parents=True)
+    server = await start_server(home)
+    media = server.http_app[MEDIA]
+    watcher = media._watcher
+    assert watcher is not None and watcher._observer is not None
+    observer = watcher._observer
+    assert observer.is_alive()
+    await server.stop()
+    assert media._watcher is None and not observer.is_alive()

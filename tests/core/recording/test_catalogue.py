@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from hookcast.config.home import Home
+from hookcast.keys import RECORDS_CATALOGUE
 from hookcast.recording import store
 from hookcast.server import Server
 from tests.plugins.vod_files import make_media
@@ -169,3 +170,21 @@ async def test_only_final_files_are_listed_and_one_made_final_at_once(
     assert listed[0]["streamName"] == "busy"
     await asyncio.to_thread((home.records / "done.mp4").unlink)
     assert await names(server) == ["busy.mp4"], "a file deleted on disk: at once"
+
+
+async def test_the_catalogue_ends_with_the_server_even_while_it_is_built(
+    home: Home, start_server: Start, recording: Path
+) -> None:
+    """Stopped right after its start, the first build under way: the build is cancelled
+    and the watcher's thread is gone."""
+    for number in range(300):
+        await asyncio.to_thread(_final, recording, home.records, f"r{number}.mp4", BASE, "cam")
+    server = await start_server(home)
+    catalogue = server.http_app[RECORDS_CATALOGUE]
+    build, watcher = catalogue._build, catalogue._watcher
+    assert build is not None and watcher is not None
+    observer = watcher._observer
+    assert observer is not None and observer.is_alive()
+    await server.stop()
+    assert build.done() and catalogue._watcher is None
+    assert not observer.is_alive()
