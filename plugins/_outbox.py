@@ -12,9 +12,10 @@ with backoff, kept dead (not deleted) when it cannot be delivered.
   independent. A delivery that fails (no connection, a timeout, 5xx, 408, 429) is tried
   again after ``rest_retry_min_delay``, doubling to ``rest_retry_max_delay``, with ±20 %
   jitter, until ``rest_retry_span`` after the event: then it is *dead*. Any other 4xx is
-  final: dead at once. A delivery that succeeds makes the other keys of its application
-  that were waiting to retry due at once (the backend is back: they need not wait out
-  their backoff).
+  final: dead at once. While an application fails, one key at a time tries it (the
+  probe, on its backoff) and its other keys wait, parked: a backend that is down costs
+  one attempt per backoff, not one per stream. Once it answers, every key parked or
+  waiting out a backoff is due at once.
 - Bounds: at most ``rest_outbox_max_rows`` rows; past it the oldest delivered, then the
   oldest dead rows are deleted, and only then the oldest pending one (counted in
   ``hookcast_rest_outbox_dropped_total`` and logged). Delivered rows are kept
@@ -310,6 +311,18 @@ class _Key:
     busy: bool = False
 
 
+@dataclass
+class _App:
+    """What the outbox knows of an application: while its last attempt failed (no
+    answer, 5xx, 408, 429), one key at a time tries it (the probe, on its own backoff)
+    and the others are parked, not sent, until it answers again."""
+
+    name: str = ""
+    failing: bool = False
+    probe: str | None = None
+    parked: set[str] = field(default_factory=set)
+
+
 class Outbox:
     """Adds rows durably and delivers them (see the module docstring)."""
 
@@ -319,6 +332,7 @@ class Outbox:
         self.policy = policy
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rest-outbox")
         self._keys: dict[str, _Key] = {}
+        self._apps: dict[str, _App] = {}
         self._due: list[tuple[float, int, str]] = []  # (when, tie, key)
         self._tie = 0
         self._wake = asyncio.Event()
@@ -467,6 +481,12 @@ class Outbox:
                 key = self._keys.get(name)
                 if key is None or key.busy or not key.rows or key.rows[0].next_at > now:
                     continue  # a stale entry: rescheduled or delivered meanwhile
+                app = self._app(key.rows[0].app)
+                if app.failing and app.probe is not None and app.probe != name:
+                    app.parked.add(name)  # one attempt at a time while it fails
+                    continue
+                if app.failing:
+                    app.probe = name
                 await self._slots.acquire()
                 key.busy = True
                 task = asyncio.get_running_loop().create_task(self._deliver(name, key))
@@ -488,9 +508,15 @@ class Outbox:
         row.attempts += 1
         self.results[result] += 1
         now = time.time()
+        app = self._app(row.app)
+        if app.probe == name:
+            app.probe = None
+        if status and status < 500 and status not in RETRIED:
+            self._answered(app, now)  # it answers: whatever waited for it goes now
+        else:
+            app.failing = True
         if 200 <= status < 300:
             row.status, row.result = DELIVERED, result
-            self._wake_app(row.app, now)
         elif status and 400 <= status < 500 and status not in RETRIED:
             row.status, row.result = DEAD, f"{result}: final"
             self.dead_count += 1
@@ -516,14 +542,33 @@ class Outbox:
                            else row.next_at)
         else:
             self._keys.pop(name, None)
+            if app.failing:  # the probe's key has nothing left: another one probes
+                self._release(app, now)
 
-    def _wake_app(self, app: str, now: float) -> None:
-        """The application answered: its keys waiting to retry are due now."""
+    def _app(self, name: str) -> _App:
+        app = self._apps.get(name)
+        if app is None:
+            app = self._apps[name] = _App(name)
+        return app
+
+    def _answered(self, app: _App, now: float) -> None:
+        """The application answers (again): the keys parked while it failed, and those
+        waiting out a backoff, are due now. Costs a walk of the keys only when it had
+        been failing."""
+        if not app.failing:
+            return
+        app.failing = False
+        self._release(app, now)
         for name, key in self._keys.items():
             head = key.rows[0] if key.rows else None
-            if head is not None and not key.busy and head.app == app and head.next_at > now:
+            if head is not None and not key.busy and head.app == app.name and head.next_at > now:
                 head.next_at = now
                 self._schedule(name, now)
+
+    def _release(self, app: _App, now: float) -> None:
+        for name in app.parked:
+            self._schedule(name, now)
+        app.parked.clear()
 
     # --- operators -------------------------------------------------------------------------
 
