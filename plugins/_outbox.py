@@ -12,10 +12,10 @@ with backoff, kept dead (not deleted) when it cannot be delivered.
   independent. A delivery that fails (no connection, a timeout, 5xx, 408, 429) is tried
   again after ``rest_retry_min_delay``, doubling to ``rest_retry_max_delay``, with ±20 %
   jitter, until ``rest_retry_span`` after the event: then it is *dead*. Any other 4xx is
-  final: dead at once. While an application fails, one key at a time tries it (the
-  probe, on its backoff) and its other keys wait, parked: a backend that is down costs
-  one attempt per backoff, not one per stream. Once it answers, every key parked or
-  waiting out a backoff is due at once.
+  final: dead at once. While an application does not answer at all (down), one key
+  tries it (the probe, on its backoff) and its other keys wait, parked: a backend that
+  is down costs one attempt per backoff, not one per stream. Once it answers, every key
+  parked or waiting out a backoff is due at once.
 - Bounds: at most ``rest_outbox_max_rows`` rows; past it the oldest delivered, then the
   oldest dead rows are deleted, and only then the oldest pending one (counted in
   ``hookcast_rest_outbox_dropped_total`` and logged). Delivered rows are kept
@@ -313,9 +313,11 @@ class _Key:
 
 @dataclass
 class _App:
-    """What the outbox knows of an application: while its last attempt failed (no
-    answer, 5xx, 408, 429), one key at a time tries it (the probe, on its own backoff)
-    and the others are parked, not sent, until it answers again."""
+    """What the outbox knows of an application: while its last attempt got no answer at
+    all (refused, unreachable, timed out: it is down), one key tries it (the probe, on
+    its own backoff, until it has nothing left) and the others are parked, not sent,
+    until it answers again. An answer, even 5xx or 429, is per key: each retries on its
+    own backoff and no method's trouble holds up another's notifications."""
 
     name: str = ""
     failing: bool = False
@@ -509,12 +511,10 @@ class Outbox:
         self.results[result] += 1
         now = time.time()
         app = self._app(row.app)
-        if app.probe == name:
-            app.probe = None
-        if status and status < 500 and status not in RETRIED:
+        if status:
             self._answered(app, now)  # it answers: whatever waited for it goes now
         else:
-            app.failing = True
+            app.failing = True  # no answer at all (refused, timed out): it is down
         if 200 <= status < 300:
             row.status, row.result = DELIVERED, result
         elif status and 400 <= status < 500 and status not in RETRIED:
@@ -542,7 +542,8 @@ class Outbox:
                            else row.next_at)
         else:
             self._keys.pop(name, None)
-            if app.failing:  # the probe's key has nothing left: another one probes
+            if app.probe == name:  # the probe's key has nothing left: another one probes
+                app.probe = None
                 self._release(app, now)
 
     def _app(self, name: str) -> _App:
@@ -552,12 +553,12 @@ class Outbox:
         return app
 
     def _answered(self, app: _App, now: float) -> None:
-        """The application answers (again): the keys parked while it failed, and those
-        waiting out a backoff, are due now. Costs a walk of the keys only when it had
-        been failing."""
+        """The application answers (again): the keys parked while it was down, and
+        those waiting out a backoff, are due now. Costs a walk of the keys only when it
+        had been down."""
         if not app.failing:
             return
-        app.failing = False
+        app.failing, app.probe = False, None
         self._release(app, now)
         for name, key in self._keys.items():
             head = key.rows[0] if key.rows else None
