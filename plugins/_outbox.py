@@ -13,8 +13,9 @@ with backoff, kept dead (not deleted) when it cannot be delivered.
   again after ``rest_retry_min_delay``, doubling to ``rest_retry_max_delay``, with ±20 %
   jitter, until ``rest_retry_span`` after the event: then it is *dead*. Any other 4xx is
   final: dead at once. While an application does not answer at all (down), one key
-  tries it (the probe, on its backoff) and its other keys wait, parked: a backend that
-  is down costs one attempt per backoff, not one per stream. Once it answers, every key
+  tries it (the probe, on its backoff, at most ``PROBE_MAX_DELAY`` apart) and its other
+  keys wait, parked: a backend that is down costs one attempt per backoff, not one per
+  stream. Once it answers, every key
   parked or waiting out a backoff is due at once.
 - Bounds: at most ``rest_outbox_max_rows`` rows; past it the oldest delivered, then the
   oldest dead rows are deleted, and only then the oldest pending one (counted in
@@ -49,6 +50,8 @@ log = logging.getLogger("hookcast.rest_hooks")
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 #: deliveries at once, across every key
 MAX_IN_FLIGHT = 64
+#: seconds at most between two tries of an application that is down (the probe's)
+PROBE_MAX_DELAY = 30.0
 #: statuses that are worth trying again (besides no answer at all)
 RETRIED = frozenset({408, 429})
 T = TypeVar("T")
@@ -524,6 +527,8 @@ class Outbox:
                         row.event_id)
         else:
             delay = self.policy.delay(row.attempts)
+            if app.probe == name:  # it tells when an application that is down is back
+                delay = min(delay, PROBE_MAX_DELAY * random.uniform(0.8, 1.2))
             if now + delay > row.created + self.policy.span:
                 row.status, row.result = DEAD, f"{result}: gave up after {row.attempts} attempts"
                 self.dead_count += 1
