@@ -12,12 +12,17 @@ REST: ``/vod/startup`` starts a shared reading under ``localStreamName``;
 personal ones), ``/vod/terminate`` stops a shared one (its players are ``STOPPED``,
 ``Stopped by publisher stop``). Everything goes through ``hookcast.MediaCore``.
 
+The Opus an AAC file becomes is made once and kept in ``state/vod-opus/`` of the home
+(``vod_opus_cache_mb``, 0: none): later readings of the unchanged file read it from
+there (``hookcast.media.opus_cache``).
+
 Another source (an S3 bucket, an HTTP URL) is a plugin answering
 ``media_source_for_uri`` for its own scheme, beside this one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +40,16 @@ from hookcast import (
     RestField,
     RestMethod,
     ServerInfo,
+    SourceTrack,
     SourceUnavailable,
     hookimpl,
     media_folder,
     rest_routes,
     stream_name_problem,
 )
-from hookcast.properties import Boolean, Property
+from hookcast.media.opus_cache import OpusCache
+from hookcast.media.reader import OPUS_ENCODER
+from hookcast.properties import Boolean, Integer, Property
 
 SCHEMES = {"vod://": False, "vod-live://": True}  # scheme -> shared
 #: what a failed start answers, by the source's info (400 otherwise)
@@ -91,7 +99,30 @@ PROPERTIES = [
         "vod_live_loop", False, Boolean(),
         "Loop vod-live:// files when they end (REST /vod/startup loop overrides)",
     ),
+    Property(
+        "vod_opus_cache_mb", 1024, Integer(minimum=0, unit="MB"),
+        "Disk for the Opus made from AAC files (state/vod-opus/), read by later readings "
+        "of the unchanged file instead of transcoding; least recently used go first; 0: "
+        "none, every reading transcodes",
+    ),
 ]
+#: where the Opus cache is kept, in the home
+OPUS_CACHE_FOLDER = Path("state") / "vod-opus"
+
+
+class CachedFileSource(FileSource):
+    """A FileSource whose reading takes its AAC's Opus from ``opus_cache`` (or puts it
+    there)."""
+
+    def __init__(self, *args: Any, opus_cache: OpusCache | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.opus_cache = opus_cache
+
+    async def open(self) -> Sequence[SourceTrack]:
+        tracks = await super().open()
+        if self.reading is not None:  # not started yet: nothing read so far
+            self.reading.opus_cache = self.opus_cache
+        return tracks
 
 
 class Vod:
@@ -100,6 +131,7 @@ class Vod:
         self.loop = False
         self.media: MediaCore | None = None
         self.max_name = 256
+        self.opus_cache: OpusCache | None = None
 
     @hookimpl
     def plugin_properties(self) -> list[Property]:
@@ -111,14 +143,18 @@ class Vod:
         self.loop = server.settings.value("vod_live_loop")
         self.max_name = server.settings.max_stream_name_length
         self.media = server.media
+        self.opus_cache = OpusCache(server.home / OPUS_CACHE_FOLDER,
+                                    server.settings.value("vod_opus_cache_mb") * 1024 * 1024,
+                                    OPUS_ENCODER)
 
     @hookimpl
     def media_source_for_uri(self, uri: str, home: Home, loop: bool | None) -> MediaSource | None:
         for scheme, shared in SCHEMES.items():
             if uri.startswith(scheme):
                 folder = self.folder or media_folder(home.root, "media")
-                return FileSource(uri, folder, uri[len(scheme):], shared,
-                                  loop=(self.loop if loop is None else loop) and shared)
+                return CachedFileSource(uri, folder, uri[len(scheme):], shared,
+                                        loop=(self.loop if loop is None else loop) and shared,
+                                        opus_cache=self.opus_cache)
         return None
 
     @hookimpl

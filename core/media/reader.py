@@ -3,7 +3,9 @@
 A thread per reading demuxes the file and makes the packets the relay carries: H.264
 from AVCC to Annex B with SPS and PPS before every keyframe (``h264_mp4toannexb``), VP8
 as it is, Opus as it is and AAC transcoded to Opus (the only decode). Video times are
-put in 1/90000, audio in 1/48000, as a WebRTC publisher's are. The thread reads at most
+put in 1/90000, audio in 1/48000, as a WebRTC publisher's are. The Opus made from an
+AAC file is kept in an ``OpusCache`` when the reading has one: the next readings of the
+unchanged file read it back instead of transcoding. The thread reads at most
 AHEAD seconds past the playhead, so a file is never held in memory; the tracks hand each
 packet out at its time against one clock for the whole reading (no drift, however long
 the file). A looped reading goes on from the file's end with times that keep growing.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from hookcast.media.opus_cache import OpusCache, OpusWriter, StoredOpus
 from hookcast.rtc.packets import EncodedPacket, FrameMeta, make_packet
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,8 @@ OPUS_FRAME = 960  # 20 ms at 48 kHz
 OPUS_BITRATE = 64_000
 #: libopus complexity (0-10, default 10): 5 costs about half and sounds the same at 64 kb/s
 OPUS_COMPLEXITY = 5
+#: what the Opus made from AAC depends on (the Opus cache keeps one version per value)
+OPUS_ENCODER = f"libopus {OPUS_BITRATE} b/s, complexity {OPUS_COMPLEXITY}, {OPUS_FRAME} samples"
 #: seconds of media read ahead of the playhead
 AHEAD = 1.0
 #: a packet due within this many seconds goes at once (fewer wake-ups; a player's
@@ -133,9 +139,13 @@ class FileReading:
     the reading goes on by the clock. ``close()`` stops the thread.
     """
 
-    def __init__(self, info: FileInfo, loop_file: bool = False, name: str = "") -> None:
+    def __init__(self, info: FileInfo, loop_file: bool = False, name: str = "",
+                 opus_cache: OpusCache | None = None) -> None:
         self.info = info
         self.loop_file = loop_file
+        #: where the Opus made from an AAC file is kept for the next readings (None: none);
+        #: may be set until the reading starts
+        self.opus_cache = opus_cache
         self.name = name or info.path.name
         self.tracks = {kind: FileTrack(self, kind, mime) for kind, mime in info.codecs.items()}
         self._loop = asyncio.get_running_loop()
@@ -262,32 +272,56 @@ class FileReading:
         """Every packet of one pass over the file, in file order, ``offset`` seconds on."""
         with av.open(str(self.info.path)) as container:
             video = next(iter(container.streams.video), None)
-            audio = next(iter(container.streams.audio), None)
-            chosen = [s for s in (video, audio) if s is not None]
-            annexb = (av.BitStreamFilterContext("h264_mp4toannexb", video)
-                      if video is not None and self.info.video == "h264" else None)
-            opus = _OpusOut(audio, self.info.audio, offset) if audio is not None else None
-            for packet in container.demux(*chosen):
-                if self._stopped.is_set():
-                    return
-                if packet.stream is video:
+            sound = self._audio(container, offset)
+            try:
+                chosen = [s for s in (video, sound and sound.stream) if s is not None]
+                annexb = (av.BitStreamFilterContext("h264_mp4toannexb", video)
+                          if video is not None and self.info.video == "h264" else None)
+                for packet in container.demux(*chosen) if chosen else ():  # audio only, cached
+                    if self._stopped.is_set():
+                        return
+                    if packet.stream is not video:
+                        yield from self._audio_packets(sound, packet)
+                        continue
                     if packet.pts is None or packet.size == 0:
                         continue
                     if packet.dts is not None and packet.pts != packet.dts:
                         raise WrongFormat("B-frames")  # the file changed since it was checked
-                    length = packet.duration or 0
-                    self._pass_end = max(self._pass_end, offset + float(
-                        (packet.pts + length) * packet.time_base) + (0 if length else 1 / 30))
+                    seconds, length = float(packet.pts * packet.time_base), packet.duration or 0
+                    self._pass_end = max(self._pass_end, offset + seconds + (
+                        float(length * packet.time_base) if length else 1 / 30))
+                    yield from self._audio_packets(sound, None, seconds)
                     for ready in (annexb.filter(packet) if annexb is not None else [packet]):
                         yield "video", self._video(ready, offset)
-                elif opus is not None:
-                    for made in opus.feed(packet):
-                        yield "audio", made
-                    if opus.samples is not None:
-                        self._pass_end = max(self._pass_end, opus.samples / AUDIO_RATE)
-            if opus is not None:
-                for made in opus.feed(None):
-                    yield "audio", made
+                yield from self._audio_packets(sound, None)
+            finally:
+                if sound is not None:
+                    sound.close()
+
+    def _audio(self, container: Any, offset: float) -> _OpusOut | _CachedOpus | None:
+        """The audio of one pass: Opus as it is, AAC from the Opus cache when it has this
+        file, else transcoded (and written to the cache for the next readings)."""
+        audio = next(iter(container.streams.audio), None)
+        cache = self.opus_cache
+        if audio is None or self.info.audio != "aac" or cache is None or not cache.enabled:
+            return _OpusOut(audio, self.info.audio, offset) if audio is not None else None
+        key = cache.key(self.info.path)
+        stored = cache.read(key)
+        if stored is not None:
+            log.info("%s: audio from the Opus cache (%d packets)", self.name, stored.count)
+            return _CachedOpus(stored, offset)
+        return _OpusOut(audio, self.info.audio, offset, cache.writer(key))
+
+    def _audio_packets(self, sound: _OpusOut | _CachedOpus | None, packet: Any,
+                       until: float | None = None) -> Iterator[tuple[str, EncodedPacket]]:
+        """The audio made from a demuxed ``packet``, or (``until``) what the cache has up
+        to that media time, or (neither) the rest at the end of the file."""
+        if sound is None:
+            return
+        made = sound.until(until) if until is not None else sound.feed(packet)
+        for one in made:
+            yield "audio", one
+        self._pass_end = max(self._pass_end, sound.end)
 
     def _video(self, packet: Any, offset: float) -> EncodedPacket:
         seconds = float(packet.pts * packet.time_base) + offset
@@ -297,12 +331,17 @@ class FileReading:
 
 class _OpusOut:
     """Audio packets of a file as Opus packets with 1/48000 times: Opus as it is (its
-    times counted in samples), AAC decoded, resampled and encoded."""
+    times counted in samples), AAC decoded, resampled and encoded; each packet encoded
+    also goes to ``writer`` (the Opus cache), which is finished at the end of the file."""
 
-    def __init__(self, stream: Any, codec: str, offset: float) -> None:
+    stream: Any
+
+    def __init__(self, stream: Any, codec: str, offset: float,
+                 writer: OpusWriter | None = None) -> None:
         self.stream = stream
-        self.offset = offset
-        self.samples: int | None = None  # the next packet's time, in samples
+        self.shift = round(offset * AUDIO_RATE)
+        self.samples: int | None = None  # the next packet's time from the file's start
+        self.writer = writer
         self.transcode = codec == "aac"
         if self.transcode:
             self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_RATE,
@@ -317,17 +356,27 @@ class _OpusOut:
             self.encoder.open()
             self.encoded = 0
 
+    @property
+    def end(self) -> float:
+        """The media time the audio made so far reaches (0 before any)."""
+        return (self.shift + self.samples) / AUDIO_RATE if self.samples is not None else 0.0
+
     def _start(self, seconds: float) -> None:
         if self.samples is None:
-            self.samples = round((max(seconds, 0.0) + self.offset) * AUDIO_RATE)
+            self.samples = round(max(seconds, 0.0) * AUDIO_RATE)
+
+    def until(self, seconds: float) -> Iterator[EncodedPacket]:
+        """Nothing: this audio comes with the file's own audio packets."""
+        return iter(())
 
     def feed(self, packet: Any) -> Iterator[EncodedPacket]:
+        """The Opus made from a demuxed packet; None at the end of the file."""
         if not self.transcode:
             if packet is None or packet.pts is None or packet.size == 0:
                 return
             self._start(float(packet.pts * packet.time_base))
             assert self.samples is not None and packet.time_base is not None
-            yield make_packet("audio/opus", AUDIO_RATE, bytes(packet), self.samples,
+            yield make_packet("audio/opus", AUDIO_RATE, bytes(packet), self.shift + self.samples,
                               arrival=time.monotonic())
             length = float(packet.duration * packet.time_base) if packet.duration else 0.02
             self.samples += round(length * AUDIO_RATE) or OPUS_FRAME
@@ -342,6 +391,8 @@ class _OpusOut:
             for resampled in self.resampler.resample(None):
                 yield from self._encode(resampled)
             yield from self._encode(None)
+            if self.writer is not None:
+                self.writer.finish()
 
     def _encode(self, frame: Any) -> Iterator[EncodedPacket]:
         if frame is not None:
@@ -351,9 +402,48 @@ class _OpusOut:
         for encoded in self.encoder.encode(frame):
             self._start(0.0)
             assert self.samples is not None
-            yield make_packet("audio/opus", AUDIO_RATE, bytes(encoded), self.samples,
+            data = bytes(encoded)
+            if self.writer is not None:
+                self.writer.add(self.samples, data)
+            yield make_packet("audio/opus", AUDIO_RATE, data, self.shift + self.samples,
                               arrival=time.monotonic())
             self.samples += OPUS_FRAME
+
+    def close(self) -> None:
+        """A pass that ended before the end of the file leaves nothing in the cache."""
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _CachedOpus:
+    """A file's AAC as the Opus the cache holds for it: nothing is demuxed, decoded or
+    encoded; ``until(t)`` hands out the packets up to media time t (the video's), so
+    audio and video stay interleaved by time as they are in the file."""
+
+    stream = None
+
+    def __init__(self, stored: StoredOpus, offset: float) -> None:
+        self.stored = stored
+        self.shift = round(offset * AUDIO_RATE)
+        self.end = 0.0
+        self._records = stored.packets()
+        self._next = next(self._records, None)
+
+    def until(self, seconds: float) -> Iterator[EncodedPacket]:
+        limit = seconds * AUDIO_RATE
+        while self._next is not None and self._next[0] <= limit:
+            pts, data = self._next
+            yield make_packet("audio/opus", AUDIO_RATE, data, self.shift + pts,
+                              arrival=time.monotonic())
+            self.end = (self.shift + pts + OPUS_FRAME) / AUDIO_RATE
+            self._next = next(self._records, None)
+
+    def feed(self, packet: Any) -> Iterator[EncodedPacket]:
+        """At the end of the file (None): every packet left."""
+        return self.until(math.inf) if packet is None else iter(())
+
+    def close(self) -> None:
+        self.stored.close()
 
 
 class FileTrack(MediaStreamTrack):
