@@ -42,6 +42,9 @@ OPUS_COMPLEXITY = 5
 OPUS_ENCODER = f"libopus {OPUS_BITRATE} b/s, complexity {OPUS_COMPLEXITY}, {OPUS_FRAME} samples"
 #: seconds of media read ahead of the playhead
 AHEAD = 1.0
+#: packets a track holds at most for its consumer (about 25 s of video and audio at the
+#: read-ahead's pace it never comes near; see FileReading._deliver)
+TRACK_QUEUE = 2000
 #: a packet due within this many seconds goes at once (fewer wake-ups; a player's
 #: jitter buffer takes a packet 20 ms early without noticing)
 SLACK = 0.020
@@ -184,10 +187,17 @@ class FileReading:
             track.stop()
 
     def _deliver(self, batch: list[tuple[str, EncodedPacket | _End]]) -> None:
+        """On the loop. A track's queue holds TRACK_QUEUE packets at most: a consumer
+        that stopped taking them (the read-ahead only bounds it while it takes them)
+        loses the oldest, which are past due anyway, counted in ``dropped``."""
         for kind, packet in batch:
             track = self.tracks.get(kind)
-            if track is not None:
-                track.queue.put_nowait(packet)
+            if track is None:
+                continue
+            if track.queue.full():
+                track.queue.get_nowait()
+                track.dropped += 1
+            track.queue.put_nowait(packet)
 
     # --- on the reading thread ------------------------------------------------------------
 
@@ -460,7 +470,9 @@ class FileTrack(MediaStreamTrack):
         self.kind = kind
         self.mime = mime
         self.reading = reading
-        self.queue: asyncio.Queue[EncodedPacket | _End] = asyncio.Queue()
+        self.queue: asyncio.Queue[EncodedPacket | _End] = asyncio.Queue(TRACK_QUEUE)
+        #: packets dropped because the consumer fell TRACK_QUEUE packets behind
+        self.dropped = 0
 
     async def recv(self) -> EncodedPacket:
         self.reading.start()
