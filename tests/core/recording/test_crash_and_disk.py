@@ -72,12 +72,16 @@ async def wait_until(condition: Callable[[], bool], what: str, limit: float = 30
         await asyncio.sleep(0.1)
 
 
-async def test_kill_9_leaves_a_playable_file_made_final_at_the_next_start(home: Home) -> None:
+@pytest.mark.parametrize("mp4_audio", ["aac", "opus"])
+async def test_kill_9_leaves_a_playable_file_made_final_at_the_next_start(
+        home: Home, mp4_audio: str) -> None:
     """The file is named with ``{duration}``, known only at its end: it is written as
-    ``cam-{duration}.mp4`` and renamed once recovered, from what it holds."""
+    ``cam-{duration}.mp4`` and renamed once recovered, from what it holds; with AAC (the
+    transcode) and with Opus kept as it is (record_mp4_audio=opus)."""
     write_plugin(home, "events", EVENTS)
     template = "{streamName}-{duration}"
-    configure(home, ip="127.0.0.1", stream_record_policy_template=template)
+    configure(home, ip="127.0.0.1", stream_record_policy_template=template,
+              record_mp4_audio=mp4_audio)
     served = Served.start(home)
     await asyncio.to_thread(served.wait_ready)
     client, stream = await publish(served.ws_port, "cam", record=True)
@@ -92,9 +96,10 @@ async def test_kill_9_leaves_a_playable_file_made_final_at_the_next_start(home: 
     path = home.records / name
     assert (home.records / f".{name}.recording").exists(), "the marker of a cut file is left"
     cut = decode(path)
-    assert cut["codecs"] == {"video": "h264", "audio": "aac"}
+    assert cut["codecs"] == {"video": "h264", "audio": mp4_audio}
     assert cut["video"] >= 2.5 * 30, f"only {cut['video']} frames survived the kill"
-    configure(home, ip="127.0.0.1", stream_record_policy_template=template)
+    configure(home, ip="127.0.0.1", stream_record_policy_template=template,
+              record_mp4_audio=mp4_audio)
     again = Served.start(home)
     try:
         await asyncio.to_thread(again.wait_ready)
@@ -111,6 +116,7 @@ async def test_kill_9_leaves_a_playable_file_made_final_at_the_next_start(home: 
     assert not (home.records / f".{name}.recording").exists()
     final = decode(path)
     assert final["video"] >= cut["video"] - 2 and path.read_bytes()[4:8] == b"ftyp"
+    assert final["codecs"] == {"video": "h264", "audio": mp4_audio}
     assert b"moov" in path.read_bytes()[:4096], "made final: the index is at the front"
 
 
