@@ -126,14 +126,17 @@ OUTBOX_ROW = {
         "lastResult": {"type": "string"}, "size": {"type": "integer"},
     },
 }
-OUTBOX_STATUS = RestField("status", "status", "string",
+OUTBOX_STATUS = RestField("status", "status", "outbox_status",
                           "pending, delivered or dead (default: every status)")
 OUTBOX_APP = RestField("appKey", "app", "string", "rows of this application only")
+OUTBOX_DONE = RestField("status", "status", "outbox_done",
+                        "every row of this status: delivered or dead (pending rows are "
+                        "never deleted)")
 OUTBOX_IDS = RestField("ids", "ids", "integers", "these rows (their id)")
 OUTBOX_FIND = RestMethod(
     "hooks", "outbox/find_all", "REST-hook notifications in the outbox, newest first: "
     "pending, delivered and dead ones (200 at most, or limit)",
-    (OUTBOX_STATUS, OUTBOX_APP, RestField("limit", "limit", "integer", "rows at most "
+    (OUTBOX_STATUS, OUTBOX_APP, RestField("limit", "limit", "limit", "rows at most "
                                           "(default 200, at most 10000)")),
     answer_schema={"type": "array", "items": OUTBOX_ROW}, not_found="Not found", get=True)
 OUTBOX_RETRY = RestMethod(
@@ -144,8 +147,9 @@ OUTBOX_RETRY = RestMethod(
     not_found="Not found", changes_state=True)
 OUTBOX_DELETE = RestMethod(
     "hooks", "outbox/delete", "Delete delivered or dead notifications (ids, or every one "
-    "of status, of appKey if given); pending ones are never deleted",
-    (OUTBOX_IDS, OUTBOX_STATUS, OUTBOX_APP),
+    "of status, of appKey if given; with neither, every delivered and dead one); pending "
+    "ones are never deleted",
+    (OUTBOX_IDS, OUTBOX_DONE, OUTBOX_APP),
     answer_schema={"type": "object", "required": ["deleted"], "properties": {
         "deleted": {"type": "integer"}}},
     not_found="Not found", changes_state=True)
@@ -451,8 +455,6 @@ class RestHooks:
         if status not in (None, DELIVERED, DEAD):
             raise RestError(400, "status: expected delivered or dead (pending rows are "
                                  "never deleted)", "status")
-        if args.get("ids") is None and status is None:
-            raise RestError(400, "ids or status: say which rows", "ids")
         deleted = await self._outbox().delete(args.get("ids"), status, args.get("app"))
         if not deleted:
             raise RestError(404, "Not found")

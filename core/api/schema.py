@@ -61,6 +61,9 @@ class Field:
             "ws_uri": "a ws:// or wss:// URL such as wss://host:8443/websocket",
             "object": "object",
             "integer": "integer", "integers": "array of integers",
+            "outbox_status": "pending, delivered or dead",
+            "outbox_done": "delivered or dead",
+            "limit": "an integer from 1 to 10000",
         }[self.kind]
 
     def schema(self) -> dict[str, Any]:
@@ -75,6 +78,9 @@ class Field:
             "object": {"type": "object"},
             "integer": {"type": "integer"},
             "integers": {"type": "array", "items": {"type": "integer"}},
+            "outbox_status": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+            "outbox_done": {"type": "string", "enum": ["delivered", "dead"]},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 10_000},
             "record_config": {"type": "object", "additionalProperties": False, "properties": {
                 "fileTemplate": {"type": "string", "minLength": 1},
                 "rotation": {"type": "string", "pattern": "^[0-9]*[1-9][0-9]*[mM]?$"}}},
@@ -96,6 +102,10 @@ class Field:
             "integer": isinstance(value, int) and not isinstance(value, bool),
             "integers": isinstance(value, list)
             and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+            "outbox_status": value in ("pending", "delivered", "dead"),
+            "outbox_done": value in ("delivered", "dead"),
+            "limit": isinstance(value, int) and not isinstance(value, bool)
+            and 1 <= value <= 10_000,
         }[self.kind]
         if ok and isinstance(value, str) and not is_unicode(value):
             raise RestError(400, f"{self.wire}: must be valid Unicode (it holds a lone "

@@ -365,6 +365,10 @@ def _outbox_retry(args: argparse.Namespace, rest: Rest) -> int:
 
 
 def _outbox_delete(args: argparse.Namespace, rest: Rest) -> int:
+    if not args.ids and args.status is None:
+        print("hookcast: hooks delete: say which rows: IDs, or --status delivered|dead",
+              file=sys.stderr)
+        return 2
     status, answer = rest.call("hooks/outbox/delete", _outbox_query(args))
     if none_found(status, answer, OUTBOX_NONE) and not args.ids:
         print(f"no {args.status} notifications" + (f" of {args.app}" if args.app else ""))

@@ -101,7 +101,7 @@ async def test_final_4xx_is_dead_429_is_retried_and_dead_rows_replay(
     status, answer = await rest(server, "hooks/outbox/delete", {"status": "delivered"})
     assert status == 200 and answer["deleted"] >= 1
     status, answer = await rest(server, "hooks/outbox/delete", {"status": "pending"})
-    assert status == 400  # pending rows are never deleted
+    assert status == 400 and answer["field"] == "status"  # pending rows are never deleted
     metrics = await _metrics(server)
     assert "hookcast_rest_outbox_depth{status=\"pending\"}" in metrics
     assert 'hookcast_rest_outbox_deliveries_total{result="http_4xx"}' in metrics

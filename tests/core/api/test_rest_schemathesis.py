@@ -6,6 +6,7 @@ successes included) conforms to the document."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,18 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     # a cluster of one node: the cluster-wide answers and /cluster/find_all are checked
     # against the document too
     redis = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    configure(home, ip="127.0.0.1", cluster_redis_url=redis.url, cluster_secret="schema")
+    ports = configure(home, ip="127.0.0.1", cluster_redis_url=redis.url,
+                      cluster_secret="schema")
+    # the echo application, and one whose notifications are answered 404 (dead rows in
+    # the outbox, for hooks/outbox/retry)
+    home.apps_file.write_text(json.dumps({"apps": [
+        {"name": "defaultApp", "appKey": "defaultApp", "url": "/apps/EchoApp",
+         "methods": ["connect", "publishStream", "playStream", "ConnectionStatusEvent",
+                     "StreamStatusEvent", "unPublishStream", "stopStream"]},
+        {"name": "broken", "appKey": "broken",
+         "url": f"http://127.0.0.1:{ports['http.port']}/no-such-backend",
+         "methods": ["ConnectionStatusEvent"]},
+    ]}))
     served = Served.start(home)
     try:
         served.wait_ready()
@@ -58,6 +70,9 @@ async def live_state(ws_port: int) -> tuple[list[WcsClient], dict[str, str]]:
     doomed = await victim.publish("victim", [PatternVideoTrack()])
     await doomed.wait_status("PUBLISHING")
     await idle.connect(clientVersion="9.9")
+    dead = WcsClient(url)  # its ESTABLISHED notification is answered 404: a dead row
+    clients.append(dead)
+    await dead.connect(appKey="broken")
     return clients, {"cam": cam.media_session_id, "idle": idle.session_id, "url": url}
 
 
@@ -108,6 +123,11 @@ def valid_requests(ids: dict[str, str], records: Path) -> list[tuple[str, str, A
         ("GET", "/rest-api/cluster/find_all", None, None),
         ("POST", "/rest-api/cluster/find_all", {}, None),
         ("GET", "/rest-api/hooks/find_all", None, None),
+        ("GET", "/rest-api/hooks/outbox/find_all", None, None),
+        ("POST", "/rest-api/hooks/outbox/find_all", {"status": "dead", "appKey": "broken"},
+         None),
+        ("POST", "/rest-api/hooks/outbox/retry", {"appKey": "broken"}, 2.0),
+        ("POST", "/rest-api/hooks/outbox/delete", {"status": "delivered"}, None),
         ("POST", "/rest-api/hooks/find_all", {}, None),
         ("POST", "/rest-api/pull/find_all", {}, None),
         ("POST", "/rest-api/pull/terminate", {"localStreamName": "copy"}, None),

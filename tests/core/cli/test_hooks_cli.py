@@ -95,8 +95,8 @@ async def test_list_retry_and_delete_outbox_rows(
         assert await rows(home, "--app", "defaultApp", "--status", "dead") == [dead]
 
         # refusals name what is wrong; pending rows are never deleted
-        assert "hookcast: ids or status: say which rows" in await run(
-            "hooks", "delete", home=home, code=1)
+        assert "say which rows: IDs, or --status delivered|dead" in await run(
+            "hooks", "delete", home=home, code=2)
         assert f"Not found: no delivered or dead row among {pending['id']}" in await run(
             "hooks", "delete", str(pending["id"]), home=home, code=1)
         assert "Not found: no dead row among 999999" in await run(
