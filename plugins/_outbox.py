@@ -516,8 +516,10 @@ class Outbox:
         app = self._app(row.app)
         if status:
             self._answered(app, now)  # it answers: whatever waited for it goes now
-        else:
-            app.failing = True  # no answer at all (refused, timed out): it is down
+        else:  # no answer at all (refused, timed out): it is down; this key probes it
+            app.failing = True
+            if app.probe is None:
+                app.probe = name
         if 200 <= status < 300:
             row.status, row.result = DELIVERED, result
         elif status and 400 <= status < 500 and status not in RETRIED:

@@ -4,7 +4,6 @@ drains them all; and what a worker is (hookcast.server.Server with ``worker``)."
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -26,8 +25,6 @@ from hookcast.server import Server
 from tests.cluster.redis_server import RedisServer
 from tests.conftest import make_settings
 from tests.served import Served, configure, free_port, hookcast
-
-CLUSTER_PLUGIN = importlib.util.find_spec("hookcast.plugins.cluster") is not None
 
 
 def _health(port: int) -> dict[str, object]:
@@ -127,8 +124,6 @@ def test_a_bad_workers_value_names_the_option(home: Home) -> None:
     assert "--workers: '0': a number of processes >= 1, or auto" in result.stderr
 
 
-@pytest.mark.skipif(not CLUSTER_PLUGIN, reason="the cluster plugin (plugins/cluster.py, "
-                    "which declares cluster_redis_url) is not here yet")
 def test_workers_share_the_port_come_back_and_drain(
     home: Home, redis_server: RedisServer, supervised: list[Served]
 ) -> None:

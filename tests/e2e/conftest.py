@@ -10,6 +10,7 @@ environment, a missing Chromium or SDK fails instead: CI must run these tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -84,12 +85,13 @@ async def browser(chromium_path: str) -> AsyncIterator[Any]:
             await browser.close()
 
 
-@pytest.fixture
-async def site() -> AsyncIterator[str]:
-    """An HTTP server on 127.0.0.1 serving our pages at / and the SDK package at /sdk/."""
+@contextlib.asynccontextmanager
+async def static_site(folders: dict[str, Path]) -> AsyncIterator[str]:
+    """An HTTP server on 127.0.0.1 (an origin of its own) serving each folder at its
+    prefix ("/sdk/", "/pages/", ...); yields its base URL."""
     app = web.Application()
-    app.router.add_static("/sdk/", sdk_folder())
-    app.router.add_static("/pages/", PAGES)
+    for prefix, folder in folders.items():
+        app.router.add_static(prefix, folder)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -99,6 +101,14 @@ async def site() -> AsyncIterator[str]:
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[str]:
+    """An HTTP server on 127.0.0.1 serving our pages at /pages/ and the SDK package at
+    /sdk/."""
+    async with static_site({"/sdk/": sdk_folder(), "/pages/": PAGES}) as base:
+        yield base
 
 
 #: The browser's own video frame counter of the page's live SDK stream that publishes

@@ -19,10 +19,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from aiohttp import web
 
 from hookcast.server import Server
-from tests.e2e.conftest import PAGES, REPO, Page, missing
+from tests.e2e.conftest import PAGES, REPO, Page, missing, static_site
 from tests.e2e.test_console import FRAMES, Console, text_of
 from tests.plugins.test_pull import publish, rest
 from tests.plugins.test_whip import _ffmpeg_whip
@@ -45,18 +44,8 @@ def whep_folder() -> Path:
 async def whep_site() -> AsyncIterator[str]:
     """An HTTP server on 127.0.0.1 (another origin than hookcast's) serving our pages at
     /pages/ and the whip-whep package at /whep/."""
-    app = web.Application()
-    app.router.add_static("/whep/", whep_folder())
-    app.router.add_static("/pages/", PAGES)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with static_site({"/whep/": whep_folder(), "/pages/": PAGES}) as base:
+        yield base
 
 
 async def until(predicate: Callable[[], Awaitable[bool]], within: float,
