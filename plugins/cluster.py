@@ -439,7 +439,12 @@ class ClusterPlugin:
 
     @hookimpl
     async def after_stream_status(self, stream: StreamInfo) -> None:
-        if not self.active or not stream.published or stream.node or "://" in stream.name:
+        if not stream.published:
+            edge = self.edges.get(stream.name)
+            if edge is not None:  # a player came or went: the linger counts from the
+                edge.idle_since = None  # next look that finds none
+            return
+        if not self.active or stream.node or "://" in stream.name:
             return  # a URI's reading (vod-live://) is every node's own, from its media/
         if stream.status in ("UNPUBLISHED", "FAILED"):
             self.lost.discard(stream.media_session_id)
@@ -587,6 +592,7 @@ class ClusterPlugin:
                 log.info("cluster: %r is published on node %s: pulled here for its players",
                          printable(stream.name, 100), printable(lease.node))
                 edge.link.start()
+        edge.idle_since = None  # a player on its way
         await edge.link.first_outcome(self.settings.value("cluster_play_wait"))
 
     # --- the whole cluster's REST API ------------------------------------------------------
