@@ -6,9 +6,12 @@ as it is, Opus as it is and AAC transcoded to Opus (the only decode). Video time
 put in 1/90000, audio in 1/48000, as a WebRTC publisher's are. The Opus made from an
 AAC file is kept in an ``OpusCache`` when the reading has one: the next readings of the
 unchanged file read it back instead of transcoding. The thread reads at most
-AHEAD seconds past the playhead, so a file is never held in memory; the tracks hand each
-packet out at its time against one clock for the whole reading (no drift, however long
-the file). A looped reading goes on from the file's end with times that keep growing.
+AHEAD seconds past the playhead, so a file is never held in memory. One pacer per
+reading hands the packets of every track out at their times, against one clock for the
+whole reading (no drift, however long the file): it wakes every PACE seconds at most and
+hands out, in that one wake-up, each packet due before its next (a packet goes up to PACE
+early, which a player's jitter buffer takes without noticing). A looped reading goes on
+from the file's end with times that keep growing.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -42,12 +46,12 @@ OPUS_COMPLEXITY = 5
 OPUS_ENCODER = f"libopus {OPUS_BITRATE} b/s, complexity {OPUS_COMPLEXITY}, {OPUS_FRAME} samples"
 #: seconds of media read ahead of the playhead
 AHEAD = 1.0
-#: packets a track holds at most for its consumer (about 25 s of video and audio at the
-#: read-ahead's pace it never comes near; see FileReading._deliver)
+#: packets a track holds at most, read ahead or handed out and not yet taken (about 25 s
+#: of video and audio, which the read-ahead never comes near; see FileReading._deliver)
 TRACK_QUEUE = 2000
-#: a packet due within this many seconds goes at once (fewer wake-ups; a player's
-#: jitter buffer takes a packet 20 ms early without noticing)
-SLACK = 0.020
+#: seconds between two of the pacer's wake-ups at most: each hands out every packet due
+#: before the next (25 wake-ups a second per reading, whatever its tracks and packet rates)
+PACE = 0.040
 VIDEO_CODECS = {"h264": "video/H264", "vp8": "video/VP8"}
 AUDIO_CODECS = {"aac": "audio/opus", "opus": "audio/opus"}
 
@@ -161,6 +165,10 @@ class FileReading:
         #: why the reading ended early ("" at the end of the file): the info players see
         self.failure = ""
         self._pass_end = 0.0
+        self._pacer: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()  # packets came from the thread
+        #: the pacer's wake-ups (each hands out every packet due before the next)
+        self.wakeups = 0
 
     # --- on the loop --------------------------------------------------------------------
 
@@ -169,6 +177,7 @@ class FileReading:
             self._thread = threading.Thread(target=self._run, name=f"vod {self.name}",
                                             daemon=True)
             self._thread.start()
+            self._pacer = self._loop.create_task(self._pace(), name=f"vod pacer {self.name}")
 
     def zero(self, first_seconds: float) -> float:
         """The clock's zero, set by the first packet handed out."""
@@ -180,6 +189,10 @@ class FileReading:
     async def close(self) -> None:
         self._stopped.set()
         self._clock_set.set()
+        pacer = self._pacer
+        if pacer is not None and not pacer.done():
+            pacer.cancel()
+            await asyncio.wait({pacer}, timeout=5)
         thread = self._thread
         if thread is not None:
             await asyncio.to_thread(thread.join, 5)
@@ -187,17 +200,31 @@ class FileReading:
             track.stop()
 
     def _deliver(self, batch: list[tuple[str, EncodedPacket | _End]]) -> None:
-        """On the loop. A track's queue holds TRACK_QUEUE packets at most: a consumer
-        that stopped taking them (the read-ahead only bounds it while it takes them)
-        loses the oldest, which are past due anyway, counted in ``dropped``."""
+        """On the loop: the thread's packets wait in their track for the pacer. A track
+        holds TRACK_QUEUE packets at most: one whose consumer stopped taking them loses
+        the oldest, which are past due anyway, counted in ``dropped``."""
         for kind, packet in batch:
             track = self.tracks.get(kind)
-            if track is None:
+            if track is not None:
+                track.read(packet)
+        self._arrived.set()
+
+    async def _pace(self) -> None:
+        """Hand each track's packets out at their times, every track in one wake-up: at
+        each, what is due before the next goes; then sleep PACE, or until PACE before the
+        next packet due (a gap in the file), or until the thread brings more."""
+        tracks = list(self.tracks.values())
+        while not all(track.done for track in tracks):
+            self.wakeups += 1
+            now = time.monotonic()
+            for track in tracks:
+                track.hand_out(now + PACE)
+            due = [d for d in (track.next_due() for track in tracks) if d is not None]
+            if not due:
+                self._arrived.clear()
+                await self._arrived.wait()
                 continue
-            if track.queue.full():
-                track.queue.get_nowait()
-                track.dropped += 1
-            track.queue.put_nowait(packet)
+            await asyncio.sleep(max(PACE, min(due) - PACE - time.monotonic()))
 
     # --- on the reading thread ------------------------------------------------------------
 
@@ -457,8 +484,9 @@ class _CachedOpus:
 
 
 class FileTrack(MediaStreamTrack):
-    """One kind of a FileReading; ``recv()`` returns each packet at its time
-    (hookcast.MediaSource's SourceTrack: a file cannot make keyframes on request)."""
+    """One kind of a FileReading; ``recv()`` returns each packet at its time, as the
+    reading's pacer hands it out (hookcast.MediaSource's SourceTrack: a file cannot make
+    keyframes on request). A packet handed out is taken without a wake-up of its own."""
 
     keyframes_on_request = False
 
@@ -470,21 +498,67 @@ class FileTrack(MediaStreamTrack):
         self.kind = kind
         self.mime = mime
         self.reading = reading
-        self.queue: asyncio.Queue[EncodedPacket | _End] = asyncio.Queue(TRACK_QUEUE)
+        self._read: deque[EncodedPacket | _End] = deque()  # from the thread, not yet due
+        self._ready: deque[EncodedPacket | _End] = deque()  # handed out, not yet taken
+        self._waiter: asyncio.Future[None] | None = None
         #: packets dropped because the consumer fell TRACK_QUEUE packets behind
         self.dropped = 0
+        #: the END came through the pacer: nothing more will be handed out
+        self.done = False
+
+    def read(self, item: EncodedPacket | _End) -> None:
+        """A packet from the reading's thread (on the loop)."""
+        if len(self._read) + len(self._ready) >= TRACK_QUEUE:
+            (self._ready or self._read).popleft()
+            self.dropped += 1
+        self._read.append(item)
+
+    def next_due(self) -> float | None:
+        """When the next packet read is due (None: none waits); the first one sets the
+        reading's clock."""
+        if not self._read:
+            return None
+        item = self._read[0]
+        if isinstance(item, _End):
+            return -math.inf
+        seconds = float((item.pts or 0) * (item.time_base or 0))
+        return self.reading.zero(seconds) + seconds
+
+    def hand_out(self, limit: float) -> None:
+        """Every packet due by ``limit`` is ready for ``recv``."""
+        handed = False
+        while self._read:
+            due = self.next_due()
+            assert due is not None
+            if due > limit:
+                break
+            item = self._read.popleft()
+            if isinstance(item, _End):
+                self.done = True
+            elif isinstance(item.opaque, FrameMeta):  # it "arrives" when it is due
+                item.opaque = replace(item.opaque, arrival=due)  # (recordings time
+            self._ready.append(item)                             # packets by arrival)
+            handed = True
+        if handed and self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def recv(self) -> EncodedPacket:
         self.reading.start()
-        item = await self.queue.get()
+        while not self._ready:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self._ready.popleft()
         if isinstance(item, _End) or self.readyState != "live":
             self.stop()
             raise MediaStreamError
-        seconds = float((item.pts or 0) * (item.time_base or 0))
-        due = self.reading.zero(seconds) + seconds
-        if isinstance(item.opaque, FrameMeta):  # it "arrives" when it is due (recordings
-            item.opaque = replace(item.opaque, arrival=due)  # time packets by arrival)
-        delay = due - time.monotonic()
-        if delay > SLACK:  # one wake-up serves every packet due within SLACK
-            await asyncio.sleep(delay)
         return item
+
+    def stop(self) -> None:
+        super().stop()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
