@@ -22,6 +22,7 @@ Another source (an S3 bucket, an HTTP URL) is a plugin answering
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,12 @@ class Vod:
         self.opus_cache = OpusCache(server.home / OPUS_CACHE_FOLDER,
                                     server.settings.value("vod_opus_cache_mb") * 1024 * 1024,
                                     OPUS_ENCODER)
+
+    @hookimpl
+    async def after_server_stop(self) -> None:
+        """The Opus transcodes going on stop (what they wrote is removed)."""
+        if self.opus_cache is not None:
+            await asyncio.to_thread(self.opus_cache.close, 5.0)
 
     @hookimpl
     def media_source_for_uri(self, uri: str, home: Home, loop: bool | None) -> MediaSource | None:

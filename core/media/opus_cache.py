@@ -1,10 +1,13 @@
 """The Opus that a media file's AAC becomes, made once and kept for every later reading.
 
-The first reading of an AAC file transcodes it as it goes and writes each Opus packet
-it makes to a file of ``state/vod-opus/`` in the home; once the whole file's audio is
-done the file is renamed into place, so a half-written one is never read. Later
-readings of the same, unchanged file read the packets back instead of decoding and
-encoding (issue 27: the transcode is most of a personal reading's cost).
+The first reading of an AAC file starts its ``Transcode``: a thread of its own that
+makes the file's Opus, faster than real time (SPEED), into a temporary file of
+``state/vod-opus/`` in the home. That reading, and every other one of the same file
+while the transcode goes on, follows it: reads the packets written so far, nothing
+decoded or encoded (one transcode, however many readings start together). Once the
+whole file's audio is done the file is renamed into place, so a half-written one is
+never taken for a complete one; later readings of the same, unchanged file read it
+back (issue 27: the transcode is most of a personal reading's cost).
 
 A file is known by its resolved path, size and modification time (and the encoder's
 settings): a changed file has another name, and the old one of the same path is
@@ -27,7 +30,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -43,6 +46,16 @@ MAX_PACKET = 8 * 1275
 #: a temporary file not written to for this long belongs to a reading that died
 STALE_SECONDS = 3600.0
 CHUNK = 1 << 20
+#: samples a second of the cached packets' times
+RATE = 48_000
+#: a shared transcode makes its first HEAD_START seconds at once, then SPEED seconds of
+#: audio per second at most (a two-hour film in 15 minutes, gently)
+SPEED = 8.0
+HEAD_START = 5.0
+#: seconds of audio written between two points where followers may read up to
+FLUSH_EVERY = 0.5
+#: seconds a follower waits at most for a transcode that makes no progress
+STALL = 10.0
 
 
 class CorruptCache(ValueError):
@@ -77,6 +90,11 @@ class CacheCounts:
     made: int = 0  # cache files completed
     abandoned: int = 0  # writes given up (reading stopped, file changed, too big, IO error)
     corrupt: int = 0  # cache files that did not check, removed
+    followed: int = 0  # readings that followed a transcode going on (its first included)
+
+
+class TranscodeFailed(Exception):
+    """The shared transcode stopped before the end: its followers make their own."""
 
 
 class OpusCache:
@@ -88,8 +106,9 @@ class OpusCache:
         self.max_bytes = max_bytes
         self.settings = settings
         self.counts = CacheCounts()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._writing: set[str] = set()  # names being written by this process
+        self._jobs: dict[str, Transcode] = {}  # the transcodes going on, by name
 
     @property
     def enabled(self) -> bool:
@@ -128,6 +147,52 @@ class OpusCache:
         self._counted("hits")
         return StoredOpus(handle, count)
 
+    def follow(self, key: CacheKey, make: Callable[[], Iterator[tuple[int, bytes]]],
+               size: int) -> StoredOpus | tuple[Transcode, BinaryIO] | None:
+        """What a reading of ``key`` takes its Opus from: the complete file; else the
+        transcode going on (started here if none is: ``make`` yields the file's
+        packets), with a handle on what it writes; None when the cache is off or
+        ``size`` (the Opus's estimated bytes) does not fit in it: the reading transcodes."""
+        if not self.enabled:
+            return None
+        stored = self.read(key)
+        if stored is not None:
+            return stored
+        with self._lock:  # (a transcode finishing puts its file in place under it)
+            job = self._jobs.get(key.name)
+            if job is None:
+                stored = self.read(key)  # made meanwhile
+                if stored is not None:
+                    return stored
+                writer = self.writer(key) if size <= self.max_bytes else None
+                if writer is None:
+                    return None
+                job = Transcode(self, key, writer, make)
+                try:
+                    job.begin()
+                except OSError as error:
+                    log.warning("Opus cache %s: cannot write (%s)", writer.temporary.name, error)
+                    writer.close()
+                    return None
+                self._jobs[key.name] = job
+                job.thread.start()
+            try:
+                handle = job.writer.temporary.open("rb")
+            except OSError:
+                return None
+            self._counted("followed")
+            return job, handle
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the transcodes going on (their temporary files are removed)."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.stop()
+        deadline = time.monotonic() + timeout
+        for job in jobs:
+            job.thread.join(max(0.0, deadline - time.monotonic()))
+
     def writer(self, key: CacheKey) -> OpusWriter | None:
         """A writer for ``key``; None when the cache is off or this process is already
         writing it (that reading's file serves this one's successors)."""
@@ -146,6 +211,11 @@ class OpusCache:
     def _done(self, key: CacheKey) -> None:
         with self._lock:
             self._writing.discard(key.name)
+
+    def _ended(self, job: Transcode) -> None:
+        with self._lock:
+            if self._jobs.get(job.writer.key.name) is job:
+                del self._jobs[job.writer.key.name]
 
     def _installed(self, key: CacheKey) -> None:
         """``key``'s file is in place: older versions of its path go, then the oldest
@@ -217,6 +287,25 @@ class OpusWriter:
         self._count = 0
         self._size = 0
         self._open = True
+        #: bytes written to the temporary file so far
+        self.written = 0
+
+    @property
+    def writing(self) -> bool:
+        """Not finished, not given up."""
+        return self._open
+
+    def begin(self) -> None:
+        """Create the temporary file, with its magic (raises OSError)."""
+        if self._handle is None:
+            self.cache.folder.mkdir(parents=True, exist_ok=True)
+            self._handle = self.temporary.open("wb")
+            self._write(MAGIC)
+
+    def flush(self) -> None:
+        """What was written so far can be read from the temporary file (raises OSError)."""
+        if self._handle is not None:
+            self._handle.flush()
 
     def add(self, pts: int, data: bytes) -> None:
         if not self._open:
@@ -228,10 +317,7 @@ class OpusWriter:
             self.close()
             return
         try:
-            if self._handle is None:
-                self.cache.folder.mkdir(parents=True, exist_ok=True)
-                self._handle = self.temporary.open("wb")
-                self._write(MAGIC)
+            self.begin()
             self._write(record)
         except OSError as error:
             log.warning("Opus cache %s: cannot write (%s)", self.temporary.name, error)
@@ -243,6 +329,7 @@ class OpusWriter:
         assert self._handle is not None
         self._handle.write(data)
         self._crc = zlib.crc32(data, self._crc)
+        self.written += len(data)
 
     def finish(self) -> bool:
         """The audio is all written: put the file in place (True when it was)."""
@@ -280,6 +367,100 @@ class OpusWriter:
         _remove(self.temporary)
         self.cache._counted("abandoned")
         self.cache._done(self.key)
+
+
+class Transcode:
+    """One file's Opus, made by a thread of its own into ``writer`` (SPEED times faster
+    than real time after HEAD_START), for every reading that follows it: each reads the
+    temporary file up to ``flushed`` (whole records), and waits there for more. It goes
+    on to the end of the file whoever follows it (a later reading then finds the file
+    complete); it stops at the server's stop, or on an error (its followers then make
+    their own Opus from where they are)."""
+
+    def __init__(self, cache: OpusCache, key: CacheKey, writer: OpusWriter,
+                 make: Callable[[], Iterator[tuple[int, bytes]]]) -> None:
+        self.cache = cache
+        self.writer = writer
+        self.make = make
+        self.thread = threading.Thread(target=self._run, name=f"opus {key.path.name[:40]}",
+                                       daemon=True)
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        #: bytes of the temporary file that followers may read (whole records)
+        self.flushed = 0
+        #: every packet is written: followers read up to ``flushed`` and are done
+        self.complete = False
+        self.failed = False
+
+    def begin(self) -> None:
+        self.writer.begin()
+        self.writer.flush()
+        self.flushed = self.writer.written
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait_past(self, position: int, timeout: float = STALL) -> int | None:
+        """How many bytes may be read, once more than ``position`` may; None when the
+        transcode is complete and ``position`` is its end. Raises TranscodeFailed when it
+        stopped before, or made no progress for ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.flushed <= position and not self.complete and not self.failed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TranscodeFailed(f"no progress for {timeout:.0f} s")
+                self._changed.wait(left)
+            if self.flushed > position:
+                return self.flushed
+            if self.complete:
+                return None
+            raise TranscodeFailed("the transcode stopped")
+
+    def _publish(self) -> None:
+        self.writer.flush()
+        with self._changed:
+            self.flushed = self.writer.written
+            self._changed.notify_all()
+
+    def _run(self) -> None:
+        writer, name = self.writer, self.writer.key.path.name
+        started = time.monotonic()
+        published = 0
+        try:
+            for pts, data in self.make():
+                if self._stop.is_set():
+                    raise TranscodeFailed("the server stops")
+                writer.add(pts, data)
+                if not writer.writing:
+                    raise TranscodeFailed("its cache file could not be written")
+                if pts - published >= FLUSH_EVERY * RATE:
+                    self._publish()
+                    published = pts
+                    ahead = pts / RATE - HEAD_START - SPEED * (time.monotonic() - started)
+                    if ahead > 0:
+                        self._stop.wait(ahead / SPEED)
+            self._publish()
+            with self._changed:
+                self.complete = True
+                self._changed.notify_all()
+            with self.cache._lock:  # in place and forgotten at once (see follow)
+                writer.finish()
+                self.cache._ended(self)
+        except TranscodeFailed as error:
+            log.info("Opus of %s: transcode stopped (%s)", name, error)
+        except (OSError, ValueError) as error:  # the file changed, or could not be read
+            log.warning("Opus of %s: transcode failed (%s: %s)", name, type(error).__name__,
+                        error)
+        except Exception:  # a bug: the followers make their own
+            log.exception("Opus of %s: transcode failed", name)
+        finally:
+            writer.close()  # (nothing once finished)
+            self.cache._ended(self)
+            with self._changed:
+                if not self.complete:
+                    self.failed = True
+                self._changed.notify_all()
 
 
 def _check(handle: BinaryIO) -> int:

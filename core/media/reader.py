@@ -3,9 +3,11 @@
 A thread per reading demuxes the file and makes the packets the relay carries: H.264
 from AVCC to Annex B with SPS and PPS before every keyframe (``h264_mp4toannexb``), VP8
 as it is, Opus as it is and AAC transcoded to Opus (the only decode). Video times are
-put in 1/90000, audio in 1/48000, as a WebRTC publisher's are. The Opus made from an
-AAC file is kept in an ``OpusCache`` when the reading has one: the next readings of the
-unchanged file read it back instead of transcoding. The thread reads at most
+put in 1/90000, audio in 1/48000, as a WebRTC publisher's are. When the reading has an
+``OpusCache``, an AAC file's Opus is made once, by a transcode of its own that every
+reading of the file follows, and kept: the next readings of the unchanged file read it
+back (without a cache, or for a file whose Opus would not fit in it, each reading
+transcodes its own). The thread reads at most
 AHEAD seconds past the playhead, so a file is never held in memory. One pacer per
 reading hands the packets of every track out at their times, against one clock for the
 whole reading (no drift, however long the file): it wakes every PACE seconds at most and
@@ -31,7 +33,14 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from hookcast.media.opus_cache import OpusCache, OpusWriter, StoredOpus
+from hookcast.media.opus_cache import (
+    MAGIC,
+    RECORD,
+    OpusCache,
+    StoredOpus,
+    Transcode,
+    TranscodeFailed,
+)
 from hookcast.rtc.packets import EncodedPacket, FrameMeta, make_packet
 
 log = logging.getLogger(__name__)
@@ -335,21 +344,27 @@ class FileReading:
                 if sound is not None:
                     sound.close()
 
-    def _audio(self, container: Any, offset: float) -> _OpusOut | _CachedOpus | None:
-        """The audio of one pass: Opus as it is, AAC from the Opus cache when it has this
-        file, else transcoded (and written to the cache for the next readings)."""
+    def _audio(self, container: Any, offset: float) -> _Sound | None:
+        """The audio of one pass: Opus as it is; AAC from the Opus cache when it has this
+        file, else following the file's transcode (started if none is going on), else
+        (no cache, too big for it) transcoded by this reading."""
         audio = next(iter(container.streams.audio), None)
         cache = self.opus_cache
         if audio is None or self.info.audio != "aac" or cache is None or not cache.enabled:
             return _OpusOut(audio, self.info.audio, offset) if audio is not None else None
         key = cache.key(self.info.path)
-        stored = cache.read(key)
-        if stored is not None:
-            log.info("%s: audio from the Opus cache (%d packets)", self.name, stored.count)
-            return _CachedOpus(stored, offset)
-        return _OpusOut(audio, self.info.audio, offset, cache.writer(key))
+        path = key.path
+        found = cache.follow(key, lambda: transcoded(path), opus_bytes(self.info.duration))
+        if isinstance(found, StoredOpus):
+            log.info("%s: audio from the Opus cache (%d packets)", self.name, found.count)
+            return _CachedOpus(found, offset)
+        if found is None:
+            return _OpusOut(audio, self.info.audio, offset)
+        job, handle = found
+        log.info("%s: audio from the file's transcode going on", self.name)
+        return _FollowedOpus(job, handle, path, offset)
 
-    def _audio_packets(self, sound: _OpusOut | _CachedOpus | None, packet: Any,
+    def _audio_packets(self, sound: _Sound | None, packet: Any,
                        until: float | None = None) -> Iterator[tuple[str, EncodedPacket]]:
         """The audio made from a demuxed ``packet``, or (``until``) what the cache has up
         to that media time, or (neither) the rest at the end of the file."""
@@ -366,19 +381,37 @@ class FileReading:
                            round(seconds * VIDEO_RATE), arrival=time.monotonic())
 
 
+def opus_bytes(duration: float) -> int:
+    """About how many bytes a file's Opus takes in the cache (with room)."""
+    packets = duration * AUDIO_RATE / OPUS_FRAME
+    return int(1.25 * (duration * OPUS_BITRATE / 8 + packets * RECORD.size)) + 4096
+
+
+def transcoded(path: Path, after: int = -1) -> Iterator[tuple[int, bytes]]:
+    """The AAC of ``path`` as Opus packets: (time in 1/48000 from the file's start,
+    bytes); with ``after``, those after that time only (the file is sought to it)."""
+    with av.open(str(path)) as container:
+        audio = container.streams.audio[0]
+        if after > 0 and audio.time_base:
+            container.seek(int(after / AUDIO_RATE / audio.time_base), stream=audio,
+                           backward=True)
+        out = _OpusOut(audio, "aac", 0.0)
+        for packet in [*container.demux(audio), None]:
+            for made in out.feed(packet):
+                if made.pts is not None and made.pts > after:
+                    yield made.pts, bytes(made)
+
+
 class _OpusOut:
     """Audio packets of a file as Opus packets with 1/48000 times: Opus as it is (its
-    times counted in samples), AAC decoded, resampled and encoded; each packet encoded
-    also goes to ``writer`` (the Opus cache), which is finished at the end of the file."""
+    times counted in samples), AAC decoded, resampled and encoded."""
 
     stream: Any
 
-    def __init__(self, stream: Any, codec: str, offset: float,
-                 writer: OpusWriter | None = None) -> None:
+    def __init__(self, stream: Any, codec: str, offset: float) -> None:
         self.stream = stream
         self.shift = round(offset * AUDIO_RATE)
         self.samples: int | None = None  # the next packet's time from the file's start
-        self.writer = writer
         self.transcode = codec == "aac"
         if self.transcode:
             self.resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_RATE,
@@ -428,8 +461,6 @@ class _OpusOut:
             for resampled in self.resampler.resample(None):
                 yield from self._encode(resampled)
             yield from self._encode(None)
-            if self.writer is not None:
-                self.writer.finish()
 
     def _encode(self, frame: Any) -> Iterator[EncodedPacket]:
         if frame is not None:
@@ -439,17 +470,12 @@ class _OpusOut:
         for encoded in self.encoder.encode(frame):
             self._start(0.0)
             assert self.samples is not None
-            data = bytes(encoded)
-            if self.writer is not None:
-                self.writer.add(self.samples, data)
-            yield make_packet("audio/opus", AUDIO_RATE, data, self.shift + self.samples,
-                              arrival=time.monotonic())
+            yield make_packet("audio/opus", AUDIO_RATE, bytes(encoded),
+                              self.shift + self.samples, arrival=time.monotonic())
             self.samples += OPUS_FRAME
 
     def close(self) -> None:
-        """A pass that ended before the end of the file leaves nothing in the cache."""
-        if self.writer is not None:
-            self.writer.close()
+        pass
 
 
 class _CachedOpus:
@@ -481,6 +507,79 @@ class _CachedOpus:
 
     def close(self) -> None:
         self.stored.close()
+
+
+class _FollowedOpus:
+    """A file's AAC as the Opus its ``Transcode`` is writing: read from the temporary
+    file as far as it was written, waiting there for more (nothing demuxed, decoded or
+    encoded). A transcode that stops before the end leaves this reading to make its own
+    Opus from where it is (``transcoded(after=...)``)."""
+
+    stream = None
+
+    def __init__(self, job: Transcode, handle: Any, path: Path, offset: float) -> None:
+        self.job = job
+        self.handle = handle
+        self.path = path
+        self.shift = round(offset * AUDIO_RATE)
+        self.end = 0.0
+        self._position = handle.seek(len(MAGIC))  # what was read of it
+        self._given = -1  # the last time handed out
+        self._own: Iterator[tuple[int, bytes]] | None = None
+        self._next: tuple[int, bytes] | None = None
+        self._started = False
+
+    def _advance(self) -> None:
+        """The next packet in ``_next`` (None at the end)."""
+        if self._own is None:
+            try:
+                if self.job.wait_past(self._position) is not None:
+                    self._next = self._read()
+                    return
+                self._next = None
+                return
+            except TranscodeFailed as error:
+                log.warning("%s: the shared transcode stopped (%s): this reading makes its "
+                            "own Opus from %.1f s", self.path.name, error,
+                            max(self._given, 0) / AUDIO_RATE)
+                self._own = transcoded(self.path, self._given)
+        self._next = next(self._own, None)
+
+    def _read(self) -> tuple[int, bytes]:
+        header = self.handle.read(RECORD.size)
+        pts, length = RECORD.unpack(header)
+        data = self.handle.read(length)
+        if len(data) != length:
+            raise WrongFormat("the Opus cache's temporary file was cut short")
+        self._position += RECORD.size + length
+        return pts, data
+
+    def until(self, seconds: float) -> Iterator[EncodedPacket]:
+        if not self._started:
+            self._started = True
+            self._advance()
+        limit = seconds * AUDIO_RATE
+        while self._next is not None and self._next[0] <= limit:
+            pts, data = self._next
+            yield make_packet("audio/opus", AUDIO_RATE, data, self.shift + pts,
+                              arrival=time.monotonic())
+            self._given = pts
+            self.end = (self.shift + pts + OPUS_FRAME) / AUDIO_RATE
+            self._advance()
+
+    def feed(self, packet: Any) -> Iterator[EncodedPacket]:
+        """At the end of the file (None): every packet left."""
+        return self.until(math.inf) if packet is None else iter(())
+
+    def close(self) -> None:
+        self.handle.close()
+        if self._own is not None:
+            close = getattr(self._own, "close", None)
+            if close is not None:
+                close()
+
+
+_Sound = _OpusOut | _CachedOpus | _FollowedOpus
 
 
 class FileTrack(MediaStreamTrack):

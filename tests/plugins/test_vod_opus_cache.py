@@ -1,10 +1,13 @@
 """The Opus cache of personal VOD (issue 27), through the real server: a file's AAC is
-transcoded by its first reading only, the next readings play the cached Opus (and the
-file's video), a changed file is transcoded again, a corrupt cache file is not used."""
+transcoded once, by a transcode that every reading started meanwhile follows; the next
+readings play the cached Opus (and the file's video), a changed file is transcoded
+again, a corrupt cache file is not used, a transcode that fails leaves its readings to
+make their own."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +16,7 @@ from typing import Any
 import pytest
 
 from hookcast.config.home import Home
-from hookcast.media import reader
+from hookcast.media import opus_cache, reader
 from hookcast.media.opus_cache import SUFFIX, CacheCounts, OpusCache
 from hookcast.server import Server
 from hookcast.signalling.client import WcsClient
@@ -80,7 +83,7 @@ async def test_the_first_reading_transcodes_and_caches_the_next_reads_the_cache(
     assert transcodes == ["sample.mp4"]
     (made,) = cached_files(home)
     assert made.name.endswith(SUFFIX) and made.stat().st_size > SECONDS * 4000
-    assert cache_of(server).counts == CacheCounts(made=1)
+    assert cache_of(server).counts == CacheCounts(made=1, followed=1)
 
     caplog.set_level("INFO", logger="hookcast.media.reader")
     again = await asyncio.gather(*(play_to_the_end(client, "vod://sample.mp4")
@@ -88,7 +91,7 @@ async def test_the_first_reading_transcodes_and_caches_the_next_reads_the_cache(
     for got in again:
         assert_played(got)
     assert transcodes == ["sample.mp4"], "no libopus encoder for the cached readings"
-    assert cache_of(server).counts == CacheCounts(hits=2, made=1)
+    assert cache_of(server).counts == CacheCounts(hits=2, made=1, followed=1)
     assert sum("audio from the Opus cache" in r.message for r in caplog.records) == 2
     assert cached_files(home) == [made]
 
@@ -111,9 +114,9 @@ async def test_a_changed_file_is_transcoded_again_and_its_old_cache_goes(
     (third,) = cached_files(home)
     assert third not in (first, second)
     assert transcodes == ["sample.mp4"] * 3
-    assert cache_of(server).counts == CacheCounts(made=3)
+    assert cache_of(server).counts == CacheCounts(made=3, followed=3)
     assert_played(await play_to_the_end(client, "vod://sample.mp4"), SECONDS + 1)
-    assert cache_of(server).counts == CacheCounts(hits=1, made=3)
+    assert cache_of(server).counts == CacheCounts(hits=1, made=3, followed=3)
 
 
 @pytest.mark.parametrize("damage", ["flipped", "cut", "empty"])
@@ -132,28 +135,101 @@ async def test_a_corrupt_cache_file_is_removed_and_the_reading_transcodes(
     made.write_bytes(b"" if damage == "empty" else data[:-5] if damage == "cut" else data)
     assert_played(await play_to_the_end(client, "vod://sample.mp4"))
     assert transcodes == ["sample.mp4"] * 2, "the corrupt file was not used"
-    assert cache_of(server).counts == CacheCounts(made=2, corrupt=1)
+    assert cache_of(server).counts == CacheCounts(made=2, corrupt=1, followed=2)
     (remade,) = cached_files(home)
     assert remade.name == made.name
     assert_played(await play_to_the_end(client, "vod://sample.mp4"))
     assert cache_of(server).counts.hits == 1
 
 
-async def test_a_reading_stopped_before_the_end_leaves_no_cache(
+async def test_readings_started_together_follow_one_transcode(
+    home: Home, start_server: Start, connect_client: Connect, transcodes: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    make_media(home.media / "sample.mp4", seconds=SECONDS)
+    server = await start_server(home)
+    client: WcsClient = await connect_client(server)
+    caplog.set_level("INFO", logger="hookcast.media.reader")
+    together = await asyncio.gather(*(play_to_the_end(client, "vod://sample.mp4")
+                                      for _ in range(3)))
+    for got in together:
+        assert_played(got)
+    assert transcodes == ["sample.mp4"], "one libopus encoder for the three readings"
+    assert cache_of(server).counts == CacheCounts(made=1, followed=3)
+    assert sum("the file's transcode going on" in r.message for r in caplog.records) == 3
+    assert len(cached_files(home)) == 1
+
+
+async def test_a_reading_stopped_before_the_end_leaves_its_transcode_going_on(
     home: Home, start_server: Start, connect_client: Connect, transcodes: list[str]
 ) -> None:
     make_media(home.media / "sample.mp4", seconds=SECONDS)
     server = await start_server(home)
     client: WcsClient = await connect_client(server)
     player, _, receiving = await play(client, "vod://sample.mp4")
-    await asyncio.sleep(1)
+    await asyncio.sleep(0.5)
     await client.stop(player)
     await asyncio.wait_for(receiving, 10)
-    await asyncio.sleep(0.5)  # the reading's thread ends
-    assert cached_files(home) == [], "nothing half-written is left, not even a temporary file"
-    assert cache_of(server).counts == CacheCounts(abandoned=1)
+    for _ in range(40):  # the transcode is the file's, not the reading's: it finishes
+        if cached_files(home):
+            break
+        await asyncio.sleep(0.25)
+    (made,) = cached_files(home)
+    assert made.name.endswith(SUFFIX), "complete, no temporary file left"
+    assert cache_of(server).counts == CacheCounts(made=1, followed=1)
     assert_played(await play_to_the_end(client, "vod://sample.mp4"))
-    assert transcodes == ["sample.mp4"] * 2 and len(cached_files(home)) == 1
+    assert transcodes == ["sample.mp4"] and cache_of(server).counts.hits == 1
+
+
+async def test_a_transcode_that_fails_leaves_its_readings_to_make_their_own(
+    home: Home, start_server: Start, connect_client: Connect, transcodes: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The disk fills up under the transcode, 1.5 s of audio in: the reading following
+    it plays its whole audio all the same, made by itself from where it was."""
+    written: list[int] = []
+    original = opus_cache.OpusWriter._write
+
+    def filling(self: Any, data: bytes) -> None:
+        written.append(len(data))
+        if len(written) > 2 + int(1.5 * 50):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, data)
+
+    monkeypatch.setattr(opus_cache.OpusWriter, "_write", filling)
+    monkeypatch.setattr(opus_cache, "HEAD_START", 0.5)  # (the failure comes while it plays)
+    monkeypatch.setattr(opus_cache, "SPEED", 1.0)
+    make_media(home.media / "sample.mp4", seconds=SECONDS)
+    server = await start_server(home)
+    client: WcsClient = await connect_client(server)
+    assert_played(await play_to_the_end(client, "vod://sample.mp4"))
+    assert transcodes == ["sample.mp4"] * 2, "the transcode, then the reading's own"
+    assert cached_files(home) == [], "nothing half-written is left"
+    assert cache_of(server).counts == CacheCounts(abandoned=1, followed=1)
+
+
+async def test_the_servers_stop_ends_a_transcode_and_leaves_no_temporary_file(
+    home: Home, start_server: Start, connect_client: Connect, transcodes: list[str]
+) -> None:
+    make_media(home.media / "long.mp4", seconds=40)
+    server = await start_server(home)
+    client: WcsClient = await connect_client(server)
+    player = await client.play("vod://long.mp4", kinds=("video",))
+    await player.wait_status("PLAYING")
+    folder = home.root / "state" / "vod-opus"
+    for _ in range(40):
+        if folder.is_dir() and [p for p in folder.iterdir() if p.name.endswith(".tmp")]:
+            break
+        await asyncio.sleep(0.25)
+    else:
+        raise AssertionError("no transcode being written")
+    job = next(iter(cache_of(server)._jobs.values()))
+    await client.close()
+    started = asyncio.get_running_loop().time()
+    await server.stop()
+    assert asyncio.get_running_loop().time() - started < 10
+    assert not job.thread.is_alive() and job.failed
+    assert cached_files(home) == [], "the temporary file is removed"
 
 
 async def test_a_looped_reading_plays_its_later_passes_from_the_cache(
@@ -189,7 +265,7 @@ async def test_an_audio_only_file_plays_from_the_cache(
         await asyncio.wait_for(receiving, 10)
         assert got.errors == 0 and got.audio_frames >= 0.9 * SECONDS * 50
     assert transcodes == ["voice.mp4"]
-    assert cache_of(server).counts == CacheCounts(hits=1, made=1)
+    assert cache_of(server).counts == CacheCounts(hits=1, made=1, followed=1)
 
 
 async def test_no_cache_with_vod_opus_cache_mb_0(
