@@ -152,7 +152,7 @@ class Vod:
     async def after_server_stop(self) -> None:
         """The Opus transcodes going on stop (what they wrote is removed)."""
         if self.opus_cache is not None:
-            await asyncio.to_thread(self.opus_cache.close, 5.0)
+            await asyncio.to_thread(self.opus_cache.close, 3.0)  # (the hook has 5 s)
 
     @hookimpl
     def media_source_for_uri(self, uri: str, home: Home, loop: bool | None) -> MediaSource | None:

@@ -109,6 +109,7 @@ class OpusCache:
         self._lock = threading.RLock()
         self._writing: set[str] = set()  # names being written by this process
         self._jobs: dict[str, Transcode] = {}  # the transcodes going on, by name
+        self._closed = False
 
     @property
     def enabled(self) -> bool:
@@ -160,6 +161,8 @@ class OpusCache:
             return stored
         with self._lock:  # (a transcode finishing puts its file in place under it)
             job = self._jobs.get(key.name)
+            if job is None and self._closed:  # the server stops: no new transcode
+                return None
             if job is None:
                 stored = self.read(key)  # made meanwhile
                 if stored is not None:
@@ -184,8 +187,10 @@ class OpusCache:
             return job, handle
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the transcodes going on (their temporary files are removed)."""
+        """Stop the transcodes going on (their temporary files are removed); none starts
+        after."""
         with self._lock:
+            self._closed = True
             jobs = list(self._jobs.values())
         for job in jobs:
             job.stop()
@@ -400,17 +405,21 @@ class Transcode:
     def stop(self) -> None:
         self._stop.set()
 
-    def wait_past(self, position: int, timeout: float = STALL) -> int | None:
+    def wait_past(self, position: int, timeout: float = STALL,
+                  stopped: threading.Event | None = None) -> int | None:
         """How many bytes may be read, once more than ``position`` may; None when the
         transcode is complete and ``position`` is its end. Raises TranscodeFailed when it
-        stopped before, or made no progress for ``timeout`` seconds."""
+        stopped before, made no progress for ``timeout`` seconds, or ``stopped`` is set
+        (looked at every half second)."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while self.flushed <= position and not self.complete and not self.failed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TranscodeFailed(f"no progress for {timeout:.0f} s")
-                self._changed.wait(left)
+                if stopped is not None and stopped.is_set():
+                    raise TranscodeFailed("the reading stops")
+                self._changed.wait(min(left, 0.5))
             if self.flushed > position:
                 return self.flushed
             if self.complete:

@@ -19,6 +19,7 @@ from the file's end with times that keep growing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -51,6 +52,8 @@ OPUS_FRAME = 960  # 20 ms at 48 kHz
 OPUS_BITRATE = 64_000
 #: libopus complexity (0-10, default 10): 5 costs about half and sounds the same at 64 kb/s
 OPUS_COMPLEXITY = 5
+#: seconds of AAC decoded before the point a reading's own transcode takes over from
+WARM_UP = 0.1
 #: what the Opus made from AAC depends on (the Opus cache keeps one version per value)
 OPUS_ENCODER = f"libopus {OPUS_BITRATE} b/s, complexity {OPUS_COMPLEXITY}, {OPUS_FRAME} samples"
 #: seconds of media read ahead of the playhead
@@ -187,6 +190,7 @@ class FileReading:
                                             daemon=True)
             self._thread.start()
             self._pacer = self._loop.create_task(self._pace(), name=f"vod pacer {self.name}")
+            self._pacer.add_done_callback(self._paced)
 
     def zero(self, first_seconds: float) -> float:
         """The clock's zero, set by the first packet handed out."""
@@ -198,6 +202,8 @@ class FileReading:
     async def close(self) -> None:
         self._stopped.set()
         self._clock_set.set()
+        for track in self.tracks.values():
+            track.stop()
         pacer = self._pacer
         if pacer is not None and not pacer.done():
             pacer.cancel()
@@ -205,8 +211,16 @@ class FileReading:
         thread = self._thread
         if thread is not None:
             await asyncio.to_thread(thread.join, 5)
-        for track in self.tracks.values():
-            track.stop()
+
+    def _paced(self, pacer: asyncio.Task[None]) -> None:
+        """The pacer ended: at the end of every track, or by a bug (the tracks end)."""
+        if not pacer.cancelled() and pacer.exception() is not None:
+            log.error("reading %s: its pacer failed; its stream ends", self.name,
+                      exc_info=pacer.exception())
+            self.failure = WRONG_FORMAT_INFO
+            self._stopped.set()
+            for track in self.tracks.values():
+                track.stop()
 
     def _deliver(self, batch: list[tuple[str, EncodedPacket | _End]]) -> None:
         """On the loop: the thread's packets wait in their track for the pacer. A track
@@ -233,7 +247,14 @@ class FileReading:
                 self._arrived.clear()
                 await self._arrived.wait()
                 continue
-            await asyncio.sleep(max(PACE, min(due) - PACE - time.monotonic()))
+            delay = max(PACE, min(due) - PACE - time.monotonic())
+            if delay > 2 * PACE and len(due) < sum(not t.done for t in tracks):
+                # a far packet, and a track with none yet: the thread's next wake this
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), delay)
+                continue
+            await asyncio.sleep(delay)
 
     # --- on the reading thread ------------------------------------------------------------
 
@@ -276,8 +297,8 @@ class FileReading:
                 horizon = self._horizon()
                 for kind, packet in self._packets(offset):
                     seconds = float((packet.pts or 0) * (packet.time_base or 0))
-                    if seconds > horizon:
-                        self._hand(batch)
+                    if seconds > horizon and batch:  # (an empty one: a gap, or a file
+                        self._hand(batch)            # starting late: take one on)
                         batch = []
                         self._wait_for(seconds)
                         horizon = self._horizon()
@@ -362,7 +383,7 @@ class FileReading:
             return _OpusOut(audio, self.info.audio, offset)
         job, handle = found
         log.info("%s: audio from the file's transcode going on", self.name)
-        return _FollowedOpus(job, handle, path, offset)
+        return _FollowedOpus(job, handle, path, offset, self._stopped)
 
     def _audio_packets(self, sound: _Sound | None, packet: Any,
                        until: float | None = None) -> Iterator[tuple[str, EncodedPacket]]:
@@ -389,17 +410,27 @@ def opus_bytes(duration: float) -> int:
 
 def transcoded(path: Path, after: int = -1) -> Iterator[tuple[int, bytes]]:
     """The AAC of ``path`` as Opus packets: (time in 1/48000 from the file's start,
-    bytes); with ``after``, those after that time only (the file is sought to it)."""
+    bytes). With ``after`` (the time of the last packet a reading handed out), the ones
+    that follow it: the file is sought a little before, the decoder warms up on what
+    comes before, and the packets go on from ``after`` in steps of one Opus frame."""
     with av.open(str(path)) as container:
         audio = container.streams.audio[0]
         if after > 0 and audio.time_base:
-            container.seek(int(after / AUDIO_RATE / audio.time_base), stream=audio,
+            back = max(after - WARM_UP * AUDIO_RATE, 0)
+            container.seek(int(back / AUDIO_RATE / audio.time_base), stream=audio,
                            backward=True)
         out = _OpusOut(audio, "aac", 0.0)
-        for packet in [*container.demux(audio), None]:
+        following = after + OPUS_FRAME
+        for packet in container.demux(audio):
             for made in out.feed(packet):
-                if made.pts is not None and made.pts > after:
-                    yield made.pts, bytes(made)
+                if after < 0:
+                    yield int(made.pts or 0), bytes(made)
+                elif int(made.pts or 0) >= following - OPUS_FRAME // 2:
+                    yield following, bytes(made)
+                    following += OPUS_FRAME
+        for made in out.feed(None):
+            yield (int(made.pts or 0), bytes(made)) if after < 0 else (following, bytes(made))
+            following += OPUS_FRAME
 
 
 class _OpusOut:
@@ -517,8 +548,10 @@ class _FollowedOpus:
 
     stream = None
 
-    def __init__(self, job: Transcode, handle: Any, path: Path, offset: float) -> None:
+    def __init__(self, job: Transcode, handle: Any, path: Path, offset: float,
+                 stopped: threading.Event) -> None:
         self.job = job
+        self.stopped = stopped
         self.handle = handle
         self.path = path
         self.shift = round(offset * AUDIO_RATE)
@@ -533,12 +566,15 @@ class _FollowedOpus:
         """The next packet in ``_next`` (None at the end)."""
         if self._own is None:
             try:
-                if self.job.wait_past(self._position) is not None:
+                if self.job.wait_past(self._position, stopped=self.stopped) is not None:
                     self._next = self._read()
                     return
                 self._next = None
                 return
             except TranscodeFailed as error:
+                if self.stopped.is_set():
+                    self._next = None
+                    return
                 log.warning("%s: the shared transcode stopped (%s): this reading makes its "
                             "own Opus from %.1f s", self.path.name, error,
                             max(self._given, 0) / AUDIO_RATE)
@@ -546,11 +582,15 @@ class _FollowedOpus:
         self._next = next(self._own, None)
 
     def _read(self) -> tuple[int, bytes]:
+        """The next record, written whole before it was flushed (raises TranscodeFailed
+        if it is not there: the file was cut)."""
         header = self.handle.read(RECORD.size)
+        if len(header) != RECORD.size:
+            raise TranscodeFailed("its temporary file was cut short")
         pts, length = RECORD.unpack(header)
         data = self.handle.read(length)
         if len(data) != length:
-            raise WrongFormat("the Opus cache's temporary file was cut short")
+            raise TranscodeFailed("its temporary file was cut short")
         self._position += RECORD.size + length
         return pts, data
 

@@ -144,8 +144,10 @@ async def test_a_corrupt_cache_file_is_removed_and_the_reading_transcodes(
 
 async def test_readings_started_together_follow_one_transcode(
     home: Home, start_server: Start, connect_client: Connect, transcodes: list[str],
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(opus_cache, "HEAD_START", 1.0)  # (still going on when the
+    monkeypatch.setattr(opus_cache, "SPEED", 1.5)       # third reading starts)
     make_media(home.media / "sample.mp4", seconds=SECONDS)
     server = await start_server(home)
     client: WcsClient = await connect_client(server)
@@ -161,17 +163,22 @@ async def test_readings_started_together_follow_one_transcode(
 
 
 async def test_a_reading_stopped_before_the_end_leaves_its_transcode_going_on(
-    home: Home, start_server: Start, connect_client: Connect, transcodes: list[str]
+    home: Home, start_server: Start, connect_client: Connect, transcodes: list[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(opus_cache, "HEAD_START", 0.5)  # (it takes two seconds)
+    monkeypatch.setattr(opus_cache, "SPEED", 1.5)
     make_media(home.media / "sample.mp4", seconds=SECONDS)
     server = await start_server(home)
     client: WcsClient = await connect_client(server)
     player, _, receiving = await play(client, "vod://sample.mp4")
     await asyncio.sleep(0.5)
+    (job,) = cache_of(server)._jobs.values()
     await client.stop(player)
     await asyncio.wait_for(receiving, 10)
+    assert job.thread.is_alive(), "the transcode goes on after its reading stopped"
     for _ in range(40):  # the transcode is the file's, not the reading's: it finishes
-        if cached_files(home):
+        if [p for p in cached_files(home) if p.name.endswith(SUFFIX)]:
             break
         await asyncio.sleep(0.25)
     (made,) = cached_files(home)
@@ -202,7 +209,11 @@ async def test_a_transcode_that_fails_leaves_its_readings_to_make_their_own(
     make_media(home.media / "sample.mp4", seconds=SECONDS)
     server = await start_server(home)
     client: WcsClient = await connect_client(server)
-    assert_played(await play_to_the_end(client, "vod://sample.mp4"))
+    got = await play_to_the_end(client, "vod://sample.mp4")
+    assert_played(got)
+    steps = {b - a for a, b in zip(got.audio_times, got.audio_times[1:], strict=False)}
+    assert steps == {960}, "the audio goes on where the transcode stopped, in 20 ms steps"
+    assert len(got.audio_times) >= SECONDS * 50 - 2
     assert transcodes == ["sample.mp4"] * 2, "the transcode, then the reading's own"
     assert cached_files(home) == [], "nothing half-written is left"
     assert cache_of(server).counts == CacheCounts(abandoned=1, followed=1)

@@ -87,6 +87,7 @@ class Received:
 
     pictures: list[tuple[float, int]] = field(default_factory=list)
     audio_frames: int = 0
+    audio_times: list[int] = field(default_factory=list)  # each audio packet's RTP time
     video_codec: str = ""
     errors: int = 0
 
@@ -104,6 +105,8 @@ async def receive(tracks: list[MediaStreamTrack], got: Received) -> None:
                     decoder = av.CodecContext.create(name[codec], "r")
                     if track.kind == "video":
                         got.video_codec = codec
+                if track.kind == "audio" and packet.pts is not None:
+                    got.audio_times.append(int(packet.pts))
                 try:
                     frames = decoder.decode(packet)
                 except av.error.FFmpegError:

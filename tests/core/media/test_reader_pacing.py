@@ -8,9 +8,11 @@ import asyncio
 import time
 from pathlib import Path
 
+import av
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
+from hookcast.media import reader
 from hookcast.media.reader import PACE, FileReading, FileTrack, inspect_file
 from hookcast.rtc.packets import FrameMeta
 from tests.plugins.vod_files import make_media
@@ -55,7 +57,9 @@ async def test_packets_go_at_their_time_in_one_wake_up_per_batch(tmp_path: Path,
     assert len(taken) >= 3 * reading.wakeups, (len(taken), reading.wakeups)
 
 
-async def test_a_consumer_that_stops_taking_loses_the_oldest_past_due(tmp_path: Path) -> None:
+async def test_a_consumer_that_stops_taking_loses_the_oldest_past_due(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(reader, "TRACK_QUEUE", 80)  # (over a read-ahead's 50 audio packets)
     path = make_media(tmp_path / "clip.webm", "vp8", "opus", seconds=3)
     reading = FileReading(await asyncio.to_thread(inspect_file, path))
     video, audio = reading.tracks["video"], reading.tracks["audio"]
@@ -64,9 +68,36 @@ async def test_a_consumer_that_stops_taking_loses_the_oldest_past_due(tmp_path: 
     taken: list[tuple[float, float, str]] = []
     await take(video, taken)
     assert len(taken) == 3 * 30 - 1, "the video went on, in time, without its audio's taker"
-    with pytest.raises(MediaStreamError):  # the audio waiting is there up to its end
+    assert video.dropped == 0
+    kept: list[int] = []
+    with pytest.raises(MediaStreamError):  # the newest audio is kept, then its end
         while True:
-            await audio.recv()
+            kept.append(int((await audio.recv()).pts or 0))
+    assert audio.dropped >= 3 * 50 - 80 - 2 and len(kept) <= 80
+    assert kept == sorted(kept) and kept[-1] >= (3 - 0.5) * 48000, "the newest kept"
+    await reading.close()
+
+
+async def test_a_file_whose_first_packet_comes_late_plays(tmp_path: Path) -> None:
+    """Media times that start past the read-ahead (an MPEG-TS's 1.4 s) start at once."""
+    clip = make_media(tmp_path / "clip.webm", "vp8", "opus", seconds=2)
+    path = tmp_path / "late.mkv"
+    with av.open(str(clip)) as source, av.open(str(path), "w", format="matroska") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in source.streams}
+        for packet in source.demux():
+            if packet.pts is None:
+                continue
+            shift = round(3 / packet.time_base)
+            packet.pts += shift
+            packet.dts = packet.pts
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    reading = FileReading(await asyncio.to_thread(inspect_file, path))
+    taken: list[tuple[float, float, str]] = []
+    started = time.monotonic()
+    await asyncio.wait_for(asyncio.gather(*(take(track, taken)
+                                            for track in reading.tracks.values())), 10)
+    assert time.monotonic() - started <= 2 + 0.5 and len(taken) >= 2 * 30 + 2 * 50 - 2
     await reading.close()
 
 
