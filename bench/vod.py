@@ -159,16 +159,16 @@ async def measure(children: Children, server: Child, port: int, live: list[int],
     await children.stop(own.child)
     if cache is None:
         return found
+    started = time.monotonic()
     warming = await Viewers.start(children, port, "vod://warm.mp4", f"{tag}-warming")
     await warming.add(1)
-    started = time.monotonic()
     while not await asyncio.to_thread(lambda: any(cache.glob(f"*{CACHE_SUFFIX}"))):
         if time.monotonic() - started > warm_length(seconds) + 30:
             raise RuntimeError(f"warm.mp4's Opus was not cached (folder {cache})")
         await asyncio.sleep(0.5)
     await children.stop(warming.child)
-    print(f"(warm.mp4 read to its end once: its Opus is cached, "
-          f"{time.monotonic() - started:.0f} s)", flush=True)
+    print(f"(warm.mp4's Opus cached {time.monotonic() - started:.1f} s after its first "
+          f"reading started: one transcode, faster than real time)", flush=True)
     await asyncio.sleep(2)
     warm = await Viewers.start(children, port, "vod://warm.mp4", f"{tag}-warm")
     await warm.add(personal)
@@ -185,7 +185,9 @@ def warm_length(seconds: float) -> int:
 
 
 async def drift(port: int, seconds: float) -> float:
-    """Seconds between where the last frame arrived and where its timestamp puts it."""
+    """How much later (seconds) the frames of the last second arrive, against where
+    their timestamps put them, than those of the first second: the server hands packets
+    out up to 40 ms early in batches, so each end is the mean over a second of frames."""
     compat.install()
     compat.use_host_addresses(HOST)
     client = WcsClient(f"ws://{HOST}:{port}/")
@@ -196,13 +198,14 @@ async def drift(port: int, seconds: float) -> float:
         video = next(t for t in player.tracks if t.kind == "video")
         first = await video.recv()
         started, first_pts = time.monotonic(), int(first.pts or 0)
-        late = 0.0
+        lates: list[float] = [0.0]
         until = started + seconds
         with contextlib.suppress(MediaStreamError):  # the end of the file
             while time.monotonic() < until:
                 packet = await video.recv()
-                late = (time.monotonic() - started) - (int(packet.pts or 0) - first_pts) / 90000
-        return late
+                lates.append((time.monotonic() - started)
+                             - (int(packet.pts or 0) - first_pts) / 90000)
+        return sum(lates[-30:]) / len(lates[-30:]) - sum(lates[:30]) / len(lates[:30])
     finally:
         await client.close()
 
@@ -276,16 +279,19 @@ def report(ours: dict[str, Window], theirs: dict[str, Window], live: list[int], 
                     [theirs["live1"], theirs[f"live{base_top}"]])
     own_windows = ([ours["idle"], ours["personal"]], [theirs["idle"], theirs["personal"]])
     ours_live, ours_own = per_extra(ours, top), per_own(ours)
+    base_extra = f"{per_extra(theirs, base_top):.2f} %" if base_top > 1 else "— (--live)"
+    base_ratio = ratio(per_extra(theirs, base_top), per_extra(ours, top)) if base_top > 1 \
+        else "n/a"
     ours_cached = per_own(ours, "cached")
     cached_windows = [ours["idle"], ours["cached"]]
-    theirs_live, theirs_own = per_extra(theirs, base_top), per_own(theirs)
+    theirs_own = per_own(theirs)
     total = ours[f"live{top}"]
     lines = [
         "| | hookcast | aiortc MediaPlayer (+ MediaRelay) | ratio | others, % of all cores "
         "(hookcast; MediaPlayer) |",
         "|---|---|---|---|---|",
         f"| vod-live://, per extra viewer (1->{top}; MediaPlayer 1->{base_top}) "
-        f"| {ours_live:.2f} % | {theirs_live:.2f} % | {ratio(theirs_live, ours_live)} "
+        f"| {ours_live:.2f} % | {base_extra} | {base_ratio} "
         f"| {load(*live_windows)} |",
         f"| vod-live:// to {top} viewers, in total | {total.server:.1f} % | — | "
         f"| {load([total])} |",
