@@ -5,7 +5,7 @@
     python bench/vod.py --drift-only --length 620 --drift 600    # drift over ten minutes
 
 One file for everything: 640x480@30 H.264 (Constrained Baseline, a keyframe every 2 s,
---bitrate) with AAC audio, --length seconds, encoded once with PyAV and kept in
+--bitrate) with AAC audio (two tones and noise), --length seconds, encoded once with PyAV and kept in
 .cache/. Viewers are bench/loadgen.py players (video only, lean receive: they count
 frames and never decode). In one run, one server after the other:
 
@@ -35,6 +35,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
+import random
+import struct
 import sys
 import tempfile
 import time
@@ -49,7 +52,8 @@ from fanout import HOST, NCPU, ROOT, Child, Children
 from loadgen import TextureVideoTrack
 from recording import WINDOW_HEADER, Window, cpu_window, load_summary, others_range
 
-from hookcast.media.opus_cache import SUFFIX as CACHE_SUFFIX
+from hookcast.media.opus_cache import OpusCache
+from hookcast.media.reader import OPUS_ENCODER
 from hookcast.plugins.vod import OPUS_CACHE_FOLDER as OPUS_CACHE
 from hookcast.rtc import aiortc as compat
 from hookcast.signalling.client import WcsClient
@@ -60,8 +64,17 @@ GOAL_PERSONAL = 1.5  # % of a core per personal vod:// viewer
 GOAL_DRIFT = 0.050  # seconds over ten minutes
 
 
+def sound_frames() -> list[bytes]:
+    """Sixteen 1024-sample planes of two tones and noise, cycled as the file's audio
+    (silence would make the AAC -> Opus transcode look cheaper than it is)."""
+    noise = random.Random(27)
+    return [struct.pack("<1024f", *(
+        0.25 * math.sin(2 * math.pi * 10 * n / 1024) + 0.15 * math.sin(2 * math.pi * 15 * n / 1024)
+        + noise.uniform(-0.1, 0.1) for n in range(1024))) for _ in range(16)]
+
+
 def make_file(path: Path, seconds: int, bitrate: int) -> Path:
-    """640x480@30 H.264 + AAC, built once."""
+    """640x480@30 H.264 + AAC (tones and noise), built once."""
     if path.exists():
         return path
     texture = TextureVideoTrack()
@@ -75,6 +88,7 @@ def make_file(path: Path, seconds: int, bitrate: int) -> Path:
         audio = out.add_stream("aac", rate=48000)
         audio.layout = "stereo"
         samples = 0
+        planes = sound_frames()
         for index in range(seconds * 30):
             frame = texture.picture()
             frame.pts, frame.time_base = index, Fraction(1, 30)
@@ -83,7 +97,7 @@ def make_file(path: Path, seconds: int, bitrate: int) -> Path:
             while samples < (index + 1) * 1600:
                 sound = av.AudioFrame(format="fltp", layout="stereo", samples=1024)
                 for plane in sound.planes:
-                    plane.update(bytes(plane.buffer_size))
+                    plane.update(planes[samples // 1024 % len(planes)][:plane.buffer_size])
                 sound.sample_rate, sound.pts = 48000, samples
                 for packet in audio.encode(sound):
                     out.mux(packet)
@@ -136,7 +150,7 @@ class Viewers:
 
 async def measure(children: Children, server: Child, port: int, live: list[int],
                   personal: int, seconds: float, tag: str,
-                  cache: Path | None = None) -> dict[str, Window]:
+                  cache: Path | None = None, media: Path | None = None) -> dict[str, Window]:
     """Windows with 1 and each count of live viewers, with no viewer, with personal ones
     (and, with the ``cache`` folder of a server that has one, personal ones whose file's
     Opus it holds)."""
@@ -159,10 +173,12 @@ async def measure(children: Children, server: Child, port: int, live: list[int],
     await children.stop(own.child)
     if cache is None:
         return found
+    assert media is not None
+    made = cache / OpusCache(cache, 1, OPUS_ENCODER).key(media / "warm.mp4").name
     started = time.monotonic()
     warming = await Viewers.start(children, port, "vod://warm.mp4", f"{tag}-warming")
     await warming.add(1)
-    while not await asyncio.to_thread(lambda: any(cache.glob(f"*{CACHE_SUFFIX}"))):
+    while not await asyncio.to_thread(made.is_file):
         if time.monotonic() - started > warm_length(seconds) + 30:
             raise RuntimeError(f"warm.mp4's Opus was not cached (folder {cache})")
         await asyncio.sleep(0.5)
@@ -218,9 +234,9 @@ async def run(args: argparse.Namespace) -> int:
     live = sorted({int(n) for n in args.live.split(",")})
     cache = ROOT / ".cache"
     cache.mkdir(exist_ok=True)
-    media = cache / f"vod-bench-{args.length}s-{args.bitrate}"
+    media = cache / f"vod-bench-{args.length}s-{args.bitrate}-tones"
     media.mkdir(exist_ok=True)
-    print(f"file: 640x480@30 H.264 {args.bitrate / 1e6:.1f} Mb/s + AAC, {args.length} s "
+    print(f"file: 640x480@30 H.264 {args.bitrate / 1e6:.1f} Mb/s + AAC (tones, noise), {args.length} s "
           f"(built once); {args.seconds:g} s windows; {NCPU} CPUs", flush=True)
     await asyncio.to_thread(make_file, media / "bench.mp4", args.length, args.bitrate)
     await asyncio.to_thread(make_file, media / "warm.mp4", warm_length(args.seconds),
@@ -245,7 +261,7 @@ async def run(args: argparse.Namespace) -> int:
         try:
             server, port = await start_hookcast(children, Path(folder), media)
             ours = await measure(children, server, port, live, args.personal, args.seconds,
-                                 "hookcast", Path(folder) / "hookcast-vod" / OPUS_CACHE)
+                                 "hookcast", Path(folder) / "hookcast-vod" / OPUS_CACHE, media)
             late = await drift(port, args.drift)
             await children.stop(server)
             base_live = [n for n in live if n <= args.baseline_max]
@@ -295,7 +311,8 @@ def report(ours: dict[str, Window], theirs: dict[str, Window], live: list[int], 
         f"| {load(*live_windows)} |",
         f"| vod-live:// to {top} viewers, in total | {total.server:.1f} % | — | "
         f"| {load([total])} |",
-        f"| vod://, per viewer (own reading), first readings: AAC -> Opus transcoded "
+        f"| vod://, per viewer (own reading), a file new to the cache: the viewers "
+        f"follow its one AAC -> Opus transcode "
         f"| {ours_own:.2f} % | {theirs_own:.2f} % "
         f"| {ratio(theirs_own, ours_own)} | {load(*own_windows)} |",
         f"| vod://, per viewer (own reading), later readings: Opus from the cache "
