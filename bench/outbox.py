@@ -572,7 +572,12 @@ async def parts(http: aiohttp.ClientSession, args: argparse.Namespace, meter: Me
     out["path"] = {"notify": [], "plain": []}
     for round_ in range(args.rounds):
         for server in (notify, plain) if round_ % 2 == 0 else (plain, notify):
-            window = await meter.window("path", server, path_run(http, server, args.ops))
+            work = path_run(http, server, args.ops)
+            if round_ == 0 and server is notify:
+                work = profiled(work, notify, args.profile, workdir / "path.pyspy")
+            window = await meter.window("path", server, work)
+            if "profile" in window.extra:
+                out["path_profile"] = window.extra["profile"]
             out["path"][server.name].extend(window.extra["times"])
             out.setdefault("path_windows", []).append(window)
     return out
@@ -600,6 +605,9 @@ def report(args: argparse.Namespace, out: dict[str, Any]) -> None:
     if "profile" in drain.extra:
         print(f"  where the server's time went while draining ({args.profile:g} s):\n"
               + drain.extra["profile"])
+    if "path_profile" in out:
+        print(f"  where the notify server's time went on the path ({args.profile:g} s):\n"
+              + out["path_profile"])
     path, added = path_summary(out["path"])
     print(f"4. the path ({args.rounds} rounds of {args.ops} sessions each side, ABBA, "
           f"backend up):\n{path}")

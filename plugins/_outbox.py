@@ -50,6 +50,11 @@ log = logging.getLogger("hookcast.rest_hooks")
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 #: deliveries at once, across every key
 MAX_IN_FLIGHT = 64
+#: deliveries started in one turn of the event loop at most (draining a backlog)
+START_BATCH = 8
+#: seconds a delivery's result waits to be written with the others' (a crash in between
+#: delivers it again, under the same webhook-id)
+UPDATE_DELAY = 0.05
 #: seconds at most between two tries of an application that is down (the probe's)
 PROBE_MAX_DELAY = 30.0
 #: statuses that are worth trying again (besides no answer at all)
@@ -343,6 +348,7 @@ class Outbox:
         self._wake = asyncio.Event()
         self._adding: list[tuple[Row, asyncio.Future[None]]] = []
         self._updating: list[Row] = []
+        self._later: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._deliveries: set[asyncio.Task[None]] = set()
@@ -380,6 +386,9 @@ class Outbox:
             for task in self._deliveries:
                 task.cancel()
             await asyncio.gather(*self._deliveries, return_exceptions=True)
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._flush(), timeout)
         await self._off(self.store.close)
@@ -399,6 +408,10 @@ class Outbox:
         self._wake.set()
         return row
 
+    def _kick_later(self) -> None:
+        self._later = None
+        self._kick()
+
     def _kick(self) -> None:
         if self._flushing is None or self._flushing.done():
             self._flushing = asyncio.get_running_loop().create_task(self._flush())
@@ -407,25 +420,45 @@ class Outbox:
         """Commit what was added and changed since the last flush, in one transaction
         each, until there is nothing left."""
         while self._adding or self._updating:
-            await self._still_there()
             adding, self._adding = self._adding, []
             updating, self._updating = self._updating, []
+            rows = [row for row, _ in adding]
+            gone, add_error, update_error = await self._off(self._commit, rows, updating)
+            if gone:  # (rare: then a second trip, once the file is made again)
+                await self._still_there()
+                _, add_error, update_error = await self._off(self._commit, rows, updating,
+                                                             False)
+            if add_error is not None:
+                log.error("REST-hook outbox: %d notifications could not be written (%s);"
+                          " they are delivered from memory", len(adding), add_error)
+            if update_error is not None:
+                log.error("REST-hook outbox: %d deliveries could not be recorded (%s)",
+                          len(updating), update_error)
+            for _, done in adding:
+                if not done.done():
+                    done.set_result(None)
             if adding:
-                try:
-                    await self._off(self.store.add, [row for row, _ in adding])
-                except Exception as error:
-                    log.error("REST-hook outbox: %d notifications could not be written (%s);"
-                              " they are delivered from memory", len(adding), error)
-                for _, done in adding:
-                    if not done.done():
-                        done.set_result(None)
                 await self._trim()
-            if updating:
-                try:
-                    await self._off(self.store.update, updating)
-                except Exception as error:
-                    log.error("REST-hook outbox: %d deliveries could not be recorded (%s)",
-                              len(updating), error)
+
+    def _commit(self, adding: list[Row], updating: list[Row], check: bool = True
+                ) -> tuple[bool, Exception | None, Exception | None]:
+        """On the store's thread, in one trip from the loop: the new rows in one
+        transaction, the delivered/retried/dead ones in another. Returns (the database
+        was deleted or replaced: nothing written, when ``check``; the errors)."""
+        if check and self.store.durable and self.store.gone():
+            return True, None, None
+        add_error = update_error = None
+        if adding:
+            try:
+                self.store.add(adding)
+            except Exception as error:
+                add_error = error
+        if updating:
+            try:
+                self.store.update(updating)
+            except Exception as error:
+                update_error = error
+        return False, add_error, update_error
 
     async def _still_there(self) -> None:
         """The database deleted or replaced while the server runs: make it again and
@@ -481,6 +514,7 @@ class Outbox:
     async def _run(self) -> None:
         while True:
             now = time.time()
+            started = 0
             while self._due and self._due[0][0] <= now:
                 _, _, name = heapq.heappop(self._due)
                 key = self._keys.get(name)
@@ -497,6 +531,9 @@ class Outbox:
                 task = asyncio.get_running_loop().create_task(self._deliver(name, key))
                 self._deliveries.add(task)
                 task.add_done_callback(self._deliveries.discard)
+                started += 1
+                if started % START_BATCH == 0:  # a backlog: the loop's other work goes
+                    await asyncio.sleep(0)      # between every few deliveries started
             self._wake.clear()
             timeout = max(0.0, self._due[0][0] - time.time()) if self._due else None
             with contextlib.suppress(TimeoutError):
@@ -539,7 +576,8 @@ class Outbox:
             else:
                 row.next_at, row.result = now + delay, result
         self._updating.append(row)
-        self._kick()
+        if self._later is None:  # one commit for the results of UPDATE_DELAY's deliveries
+            self._later = asyncio.get_running_loop().call_later(UPDATE_DELAY, self._kick_later)
         key.busy = False
         if row.status != PENDING:
             key.rows.popleft()
@@ -585,6 +623,7 @@ class Outbox:
         return await self._off(self.store.find, status, app, limit)
 
     async def counts(self) -> dict[tuple[str, str], tuple[int, float]]:
+        await self._flush()
         return await self._off(self.store.counts)
 
     async def retry(self, ids: list[int] | None, app: str | None) -> list[Row]:
