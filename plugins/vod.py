@@ -12,7 +12,8 @@ REST: ``/vod/startup`` starts a shared reading under ``localStreamName``;
 personal ones), ``/vod/terminate`` stops a shared one (its players are ``STOPPED``,
 ``Stopped by publisher stop``). Everything goes through ``hookcast.MediaCore``.
 
-The Opus an AAC file becomes is made once and kept in ``state/vod-opus/`` of the home
+The Opus an AAC file becomes is made once, by one transcode that every reading of the
+file started meanwhile follows, and kept in ``state/vod-opus/`` of the home
 (``vod_opus_cache_mb``, 0: none): later readings of the unchanged file read it from
 there (``hookcast.media.opus_cache``).
 
@@ -102,9 +103,9 @@ PROPERTIES = [
     ),
     Property(
         "vod_opus_cache_mb", 1024, Integer(minimum=0, unit="MB"),
-        "Disk for the Opus made from AAC files (state/vod-opus/), read by later readings "
-        "of the unchanged file instead of transcoding; least recently used go first; 0: "
-        "none, every reading transcodes",
+        "Disk for the Opus made once from each AAC file (state/vod-opus/): the readings "
+        "of a file follow its one transcode, later ones read it back; least recently "
+        "used go first; 0: none, every reading transcodes",
     ),
 ]
 #: where the Opus cache is kept, in the home
