@@ -311,7 +311,9 @@ async def test_a_database_deleted_is_made_again(
     assert database.exists() and "outbox" not in served.log(), served.log()
     await publish_and_stop(served.ws_port, "after", hold=0.5)
     await backend.wait_until(lambda r: len(delivered(r)) >= 8, "4 more events", 10)
-    assert len(await outbox(served, "delivered")) == 4, "a new database: only the new rows"
+    # (the backend counts an event before the server has its answer: wait for the rows)
+    assert len(await wait_outbox(served, "delivered", 4)) == 4, \
+        "a new database: only the new rows"
     # deleted under the running server, with the backend down: events pending
     await asyncio.to_thread(backend.kill)
     await publish_and_stop(served.ws_port, "first", hold=0.5)
