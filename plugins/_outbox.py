@@ -6,7 +6,9 @@ with backoff, kept dead (not deleted) when it cannot be delivered.
   (``rest_outbox_path``, ``state/outbox.db``; a worker of ``--workers N`` has its own
   ``outbox-w<N>.db``). Every SQLite call runs in the store's own thread, never on the
   event loop; rows added at the same time are committed together (one commit for all of
-  them), and ``Outbox.add`` returns once its row is committed.
+  them), and ``Outbox.add`` returns once its row is committed; the results of the
+  deliveries of UPDATE_DELAY are committed together (a crash in between delivers those
+  again, under the same id).
 - ``Outbox`` delivers: per *ordering key* (an application and a stream, or a session)
   only the oldest pending row is in flight, so a key's events arrive in order; keys are
   independent. A delivery that fails (no connection, a timeout, 5xx, 408, 429) is tried
